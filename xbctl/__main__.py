@@ -1,0 +1,5 @@
+"""python -m xbctl."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,569 @@
+"""The command line: parses arguments, renders results, and turns errors into exit statuses.
+
+Two forms share one set of options: the sysctl form (`xbctl -a`, `xbctl NAME`,
+`xbctl [-w] NAME=VALUE`, `-f FILE`) and subcommands (`xbctl target [VALUE]`,
+`mem-set`, `mem-max`, `list`, `sim ...`). Options may follow the command, as
+administrators type them (`xbctl mem-set web 512 --wait`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import ExitStatus, XbctlError, usage_error
+from .nodes import NODES, SYSCTL_PREFIX, Node, select_nodes
+
+if TYPE_CHECKING:
+    from .nodes import Balloon
+    from .operations import WriteRequest, WriteResult
+    from .transport import Domain, Transport
+
+SYSCTL_COMMAND = "sysctl"
+_HELP_OPTIONS = ("-h", "--help")
+
+
+def _looks_negative(token: str) -> bool:
+    """`-4`, `-256M`, `-0x10`: a relative size, never an option."""
+    return len(token) > 1 and token[0] == "-" and (token[1].isdigit() or token[1] == ".")
+
+
+class XbctlGroup(TyperGroup):
+    """Routes sysctl names to the sysctl form, lets options follow commands, owns exit statuses."""
+
+    def _option_arity(self) -> dict[str, bool]:
+        """Each global option string -> whether it takes a value."""
+        arity = {}
+        for param in self.params:
+            if getattr(param, "param_type_name", "") != "option":
+                continue
+            for opt in [*param.opts, *param.secondary_opts]:
+                if opt not in _HELP_OPTIONS:
+                    arity[opt] = not param.is_flag
+        return arity
+
+    def _hoist_options(self, args: list[str]) -> list[str]:
+        """Move global options found after the command in front of it."""
+        arity = self._option_arity()
+        front: list[str] = []
+        rest: list[str] = []
+        index = 0
+        while index < len(args):
+            token = args[index]
+            index += 1
+            if token == "--":
+                rest.extend(args[index - 1 :])
+                break
+            if _looks_negative(token):
+                rest.append(token)
+                continue
+            name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
+            if token.startswith("-") and name in arity:
+                front.append(token)
+                inline_value = ("=" in token) if token.startswith("--") else len(token) > 2
+                if arity[name] and not inline_value and index < len(args):
+                    front.append(args[index])
+                    index += 1
+                continue
+            if token.startswith("-") and not token.startswith("--") and len(token) > 2 and all(
+                f"-{flag}" in arity and not arity[f"-{flag}"] for flag in token[1:]
+            ):
+                front.append(token)  # a cluster of flags such as -ne
+                continue
+            rest.append(token)
+        # A relative size such as -256M must reach the command as a value, not an option.
+        for position, token in enumerate(rest):
+            if token == "--":
+                break
+            if _looks_negative(token) and position > 0:
+                rest.insert(position, "--")
+                break
+        return front + rest
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist_options(list(args)))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return SYSCTL_COMMAND, self.commands[SYSCTL_COMMAND], args
+        return super().resolve_command(ctx, args)
+
+    def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        extra.pop("standalone_mode", None)
+        try:
+            result = super().main(args=argv, prog_name="xbctl", standalone_mode=False, **extra)
+            status = result if isinstance(result, int) else ExitStatus.OK
+        except XbctlError as exc:
+            status = report_error(exc, json_requested(argv))
+        except typer.TyperException as exc:  # Typer's usage errors: exit 2
+            error = XbctlError(
+                _lower_first(exc.format_message()),
+                status=ExitStatus(getattr(exc, "exit_code", 2)),
+                hint="see 'xbctl --help'",
+            )
+            status = report_error(error, json_requested(argv))
+        except (typer.Abort, KeyboardInterrupt):
+            sys.stderr.write("xbctl: interrupted\n")
+            status = 130
+        except BrokenPipeError:
+            # The reader went away (xbctl -a | head): not an error worth a message.
+            sys.stderr.close()
+            status = ExitStatus.OK
+        except Exception as exc:  # never a traceback for users
+            if os.environ.get("XBCTL_DEBUG"):
+                raise
+            status = report_error(
+                XbctlError(
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    status=ExitStatus.UNAVAILABLE,
+                    hint="set XBCTL_DEBUG=1 to see where",
+                ),
+                json_requested(argv),
+            )
+        sys.exit(int(status))
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def json_requested(argv: list[str]) -> bool:
+    """True when --json was given (errors then also go to stdout as JSON)."""
+    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def report_error(error: XbctlError, as_json: bool) -> int:
+    """Print ERROR to stderr (and as JSON on stdout with --json); return its exit status."""
+    sys.stderr.write(f"xbctl: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"xbctl: hint: {error.hint}\n")
+    if as_json:
+        from .json_output import error_document, dump
+
+        sys.stdout.write(dump(error_document(error)))
+    return int(error.status)
+
+
+class TransportName(str, Enum):
+    sim = "sim"
+    xenstore = "xenstore"
+
+
+@dataclass
+class Options:
+    """The global options, shared by every command."""
+
+    show_all: bool = False
+    write: bool = False
+    values_only: bool = False
+    equals: bool = False
+    quiet: bool = False
+    settings_file: str | None = None
+    domain: str | None = None
+    as_json: bool = False
+    dry_run: bool = False
+    wait: bool = False
+    timeout_s: float | None = None
+    transport_name: str | None = None
+    sim_state: str | None = None
+    _transport: "Transport | None" = field(default=None, repr=False)
+
+    def transport(self) -> "Transport":
+        """The transport, opened on first use."""
+        if self._transport is None:
+            from .transport import open_transport
+
+            self._transport = open_transport(self.transport_name, self.sim_state)
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"xbctl {__version__}\n")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=XbctlGroup,
+    name="xbctl",
+    invoke_without_command=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": list(_HELP_OPTIONS)},
+    help=(
+        "Inspect and steer the Xen memory balloon of domains, sysctl-style.\n\n"
+        "  xbctl -a | xbctl NAME... | xbctl [-w] NAME=VALUE... | xbctl -f FILE\n\n"
+        "Names are machdep.xen.balloon.{current,target,min,max,xen-max}; values are KiB "
+        "unless a unit is given (b k m g t, KiB MiB GiB TiB). mem-set and mem-max take MiB "
+        "without a unit, as xl does."
+    ),
+)
+
+
+def options_of(ctx: typer.Context) -> Options:
+    """The global options of the invocation CTX belongs to."""
+    return ctx.find_root().obj
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("-a", "--all", help="Show every node of the domain.")] = False,
+    write: Annotated[
+        bool, typer.Option("-w", "--write", help="Write NAME=VALUE assignments (implied by '=').")
+    ] = False,
+    values_only: Annotated[bool, typer.Option("-n", help="Print values only, without names.")] = False,
+    equals: Annotated[bool, typer.Option("-e", help="Print name=value, for reuse with -f.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing for writes.")] = False,
+    settings_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "-f", "--file", metavar="FILE", help="Apply a file of name=value lines (name?=value: optional)."
+        ),
+    ] = None,
+    domain: Annotated[
+        Optional[str],
+        typer.Option("-d", "--domain", metavar="NAME|ID", help="Act on this domain (default: our own)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and show a write without writing.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="After a target change, wait until current reaches it.")
+    ] = False,
+    timeout_s: Annotated[
+        Optional[float],
+        typer.Option("--timeout", metavar="SECONDS", min=0, help="Give up --wait after SECONDS."),
+    ] = None,
+    transport_name: Annotated[
+        Optional[TransportName],
+        typer.Option(
+            "--transport",
+            envvar="XBCTL_TRANSPORT",
+            help="sim or xenstore (default: xenstore when reachable, else sim).",
+        ),
+    ] = None,
+    sim_state: Annotated[
+        Optional[str],
+        typer.Option("--sim-state", metavar="PATH", envvar="XBCTL_SIM_STATE", help="Simulator state file."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Inspect and steer the Xen memory balloon of domains, sysctl-style."""
+    if timeout_s is not None and not wait:
+        raise usage_error("--timeout needs --wait")
+    options = Options(
+        show_all=show_all,
+        write=write,
+        values_only=values_only,
+        equals=equals,
+        quiet=quiet,
+        settings_file=settings_file,
+        domain=domain,
+        as_json=as_json,
+        dry_run=dry_run,
+        wait=wait,
+        timeout_s=timeout_s,
+        transport_name=transport_name.value if transport_name else None,
+        sim_state=sim_state,
+    )
+    ctx.obj = options
+    ctx.call_on_close(options.close)
+    if ctx.invoked_subcommand is None:
+        run_sysctl(options, [])
+
+
+# ---------------------------------------------------------------- sysctl form
+
+
+@app.command(SYSCTL_COMMAND, hidden=True)
+def sysctl_command(
+    ctx: typer.Context, names: Annotated[Optional[list[str]], typer.Argument()] = None
+) -> None:
+    """The sysctl form: NAME reads, NAME=VALUE writes."""
+    run_sysctl(options_of(ctx), names or [])
+
+
+def run_sysctl(options: Options, args: list[str]) -> None:
+    """Carry out the sysctl form for ARGS (names and assignments)."""
+    from .assignments import parse_assignment, read_settings_file
+    from .operations import requests_from_assignments
+
+    assignments = [parse_assignment(arg) for arg in args if "=" in arg]
+    if options.settings_file is not None:
+        assignments = read_settings_file(options.settings_file) + assignments
+    names = [arg for arg in args if "=" not in arg]
+    if options.write and names:
+        raise usage_error(f"-w needs name=value, got {names[0]!r}")
+    if assignments and (names or options.show_all):
+        raise usage_error("reads and writes cannot be mixed in one command")
+    if assignments:
+        requests, ignored = requests_from_assignments(assignments)
+        if not options.quiet:
+            for error in ignored:
+                sys.stderr.write(f"xbctl: ignored: {error.message}\n")
+        if requests:
+            write_and_show(options, requests)
+        return
+    if options.show_all:
+        if names:
+            raise usage_error("-a lists every node; give no names with it")
+        show_nodes(options, NODES)
+        return
+    if not names:
+        if options.settings_file is not None:
+            return  # an empty settings file: nothing to do
+        raise usage_error("nothing to do", hint="xbctl -a shows every node; xbctl --help")
+    nodes: list[Node] = []
+    for name in names:
+        nodes.extend(n for n in select_nodes(name) if n not in nodes)
+    show_nodes(options, nodes)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def show_nodes(options: Options, nodes: tuple[Node, ...] | list[Node]) -> None:
+    """Read NODES of the selected domain and print them."""
+    from .operations import read_balloon
+
+    transport = options.transport()
+    domain, balloon = read_balloon(transport, options.domain)
+    if options.as_json:
+        from .json_output import dump, read_document
+
+        sys.stdout.write(dump(read_document(transport, domain, balloon, nodes)))
+        return
+    lines = []
+    for node in nodes:
+        value = balloon.value_kib(node.key)
+        if options.values_only:
+            lines.append(f"{value}")
+        elif options.equals:
+            lines.append(f"{node.sysctl_name}={value}")
+        else:
+            lines.append(f"{node.sysctl_name} = {value}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- writes
+
+
+def write_and_show(options: Options, requests: list["WriteRequest"], domain_spec: str | None = None) -> None:
+    """Apply REQUESTS, print the changes sysctl-style, then --wait if asked."""
+    from .operations import write_nodes
+
+    transport = options.transport()
+    result = write_nodes(
+        transport, domain_spec or options.domain, requests, dry_run=options.dry_run
+    )
+    for warning in result.warnings:
+        sys.stderr.write(f"xbctl: warning: {warning}\n")
+    if not options.quiet:
+        for _name, error in result.skipped:
+            sys.stderr.write(f"xbctl: ignored: {error.message}\n")
+    target_change = next((c for c in result.changes if c.node.key == "target"), None)
+    outcome = None
+    if options.wait and target_change is not None and not options.dry_run:
+        outcome = wait_with_progress(options, transport, result.domain, target_change.new_kib)
+    if options.as_json:
+        from .json_output import dump, write_document
+
+        sys.stdout.write(dump(write_document(transport, result, outcome)))
+    elif not options.quiet:
+        lines = []
+        for change in result.changes:
+            prefix = "" if options.values_only else f"{change.node.sysctl_name}: "
+            lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+        if options.dry_run:
+            sys.stderr.write("xbctl: dry run: nothing was written\n")
+    if outcome is not None and not outcome.reached:
+        raise XbctlError(
+            f"{result.domain.name}: target {target_change.new_kib} KiB not reached "  # type: ignore[union-attr]
+            f"(current {outcome.balloon.current_kib} KiB): {outcome.reason}",
+            status=ExitStatus.NOT_REACHED,
+        )
+
+
+def wait_with_progress(options: Options, transport: "Transport", domain: "Domain", target_kib: int):
+    """Wait for TARGET_KIB, showing progress on stderr: a bar on a terminal, lines otherwise."""
+    from .operations import wait_for_target
+
+    if sys.stderr.isatty() and not options.as_json:
+        from .render import progress_bar
+
+        with progress_bar(domain.name, target_kib) as update:
+            return wait_for_target(transport, domain, target_kib, options.timeout_s, update)
+    last: list[int] = []
+
+    def report(balloon: "Balloon") -> None:
+        if options.quiet or (last and last[-1] == balloon.current_kib):
+            return
+        last.append(balloon.current_kib)
+        sys.stderr.write(
+            f"xbctl: {domain.name}: current {balloon.current_kib} KiB, target {target_kib} KiB\n"
+        )
+        sys.stderr.flush()
+
+    return wait_for_target(transport, domain, target_kib, options.timeout_s, report)
+
+
+# ---------------------------------------------------------------- node subcommands
+
+
+def _node_command(node: Node):
+    def command(
+        ctx: typer.Context,
+        value: Annotated[
+            Optional[str],
+            typer.Argument(metavar="[VALUE]", help="New value in KiB unless a unit is given."),
+        ] = None,
+    ) -> None:
+        options = options_of(ctx)
+        if value is None:
+            if options.write:
+                raise usage_error(f"-w needs a value for {node.key}")
+            show_nodes(options, [node])
+            return
+        from .operations import request_for
+
+        write_and_show(options, [request_for(node, value)])
+
+    relative = " A signed value (+256M, -4) changes it relatively." if node.key == "target" else ""
+    command.__doc__ = f"Read or set {node.sysctl_name}: {node.summary} ({node.access}).{relative}"
+    return command
+
+
+for _node in NODES:
+    app.command(_node.key, help=_node_command(_node).__doc__)(_node_command(_node))
+
+
+# ---------------------------------------------------------------- xl-compatible host operations
+
+
+def _host_operation(ctx: typer.Context, domain: str, size: str, key: str) -> None:
+    from .nodes import NODE_BY_KEY
+    from .operations import request_for
+
+    options = options_of(ctx)
+    if options.domain is not None and options.domain != domain:
+        raise usage_error(f"-d {options.domain} conflicts with domain {domain!r}")
+    write_and_show(options, [request_for(NODE_BY_KEY[key], size, default_unit="m")], domain)
+
+
+DomainArgument = Annotated[str, typer.Argument(metavar="DOMAIN", help="Domain name or id.")]
+SizeArgument = Annotated[str, typer.Argument(metavar="SIZE", help="MiB unless a unit is given (as xl).")]
+
+
+@app.command("mem-set")
+def mem_set(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
+    """Set a domain's balloon target, like xl mem-set (SIZE in MiB without a unit)."""
+    _host_operation(ctx, domain, size, "target")
+
+
+@app.command("mem-max")
+def mem_max(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
+    """Set a domain's xen-max (Xenstore memory/static-max), like xl mem-max (SIZE in MiB)."""
+    _host_operation(ctx, domain, size, "xen-max")
+
+
+@app.command("list")
+def list_command(ctx: typer.Context) -> None:
+    """Show every domain's current, target, min, max and xen-max."""
+    from .operations import list_balloons
+
+    options = options_of(ctx)
+    transport = options.transport()
+    rows = list_balloons(transport)
+    if options.as_json:
+        from .json_output import dump, list_document
+
+        sys.stdout.write(dump(list_document(transport, rows)))
+        return
+    from .render import print_domain_table
+
+    print_domain_table(rows)
+
+
+# ---------------------------------------------------------------- simulator controls
+
+sim_app = typer.Typer(help="Control the simulated host (the embedded default transport).")
+app.add_typer(sim_app, name="sim")
+
+
+class Clock(str, Enum):
+    wall = "wall"
+    manual = "manual"
+
+
+def _sim(ctx: typer.Context):
+    from .operations import require_sim
+
+    return require_sim(options_of(ctx).transport())
+
+
+@sim_app.command("advance")
+def sim_advance(
+    ctx: typer.Context,
+    seconds: Annotated[float, typer.Argument(min=0, max=10**7, help="Simulated seconds to let pass.")],
+) -> None:
+    """Let SECONDS of simulated time pass (the balloon threads move meanwhile)."""
+    _sim(ctx).advance(seconds)
+
+
+@sim_app.command("reset")
+def sim_reset(
+    ctx: typer.Context,
+    clock: Annotated[Clock, typer.Option(help="wall: time passes by itself; manual: only `sim advance`.")] = Clock.wall,
+    rate: Annotated[
+        float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per simulated second.")
+    ] = 50.0,
+    host_free: Annotated[str, typer.Option(metavar="SIZE", help="Host free memory (KiB unless a unit).")] = "2G",
+    position: Annotated[
+        Optional[str],
+        typer.Option(metavar="DOMAIN", help="The domain xbctl runs in (default Domain-0, the host)."),
+    ] = None,
+) -> None:
+    """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
+    from .units import parse_kib
+
+    host_free_kib = parse_kib(host_free, what="--host-free")
+    _sim(ctx).reset(clock=clock.value, steps_per_second=rate, host_free_kib=host_free_kib, position=position)
+
+
+@sim_app.command("log")
+def sim_log(ctx: typer.Context) -> None:
+    """Show the balloon drivers' diagnostics (like dmesg in each guest)."""
+    options = options_of(ctx)
+    sim = _sim(ctx)
+    name = sim.resolve_domain(options.domain).name if options.domain is not None else None
+    entries = [e for e in sim.load().log if name is None or e["domain"] == name]
+    if options.as_json:
+        from .json_output import dump, log_document
+
+        sys.stdout.write(dump(log_document(entries)))
+        return
+    for entry in entries:
+        sys.stdout.write(f"[{entry['t']:12.3f}] {entry['domain']}: {entry['message']}\n")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,65 @@
+"""The one error type xbctl raises, and the exit statuses it maps to."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit statuses, as documented in the README and the man page."""
+
+    OK = 0
+    REFUSED = 1  # a driver rule (EPERM) or Xenstore permissions (EACCES)
+    USAGE = 2  # bad usage or a malformed value
+    UNAVAILABLE = 3  # transport unavailable: no daemon, lost connection, timeout
+    UNKNOWN = 4  # unknown domain or node
+    NOT_REACHED = 5  # --wait ended without reaching the target
+
+
+class XbctlError(Exception):
+    """An error for the user: a message, an optional hint, an exit status and errno name."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: ExitStatus,
+        hint: str | None = None,
+        errno_name: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.hint = hint
+        self.errno_name = errno_name
+
+    def with_prefix(self, prefix: str) -> "XbctlError":
+        """The same error, its message prefixed (for example with FILE:LINE)."""
+        return XbctlError(
+            f"{prefix}: {self.message}", status=self.status, hint=self.hint, errno_name=self.errno_name
+        )
+
+
+def usage_error(message: str, hint: str | None = None) -> XbctlError:
+    """A malformed command line or value (exit 2)."""
+    return XbctlError(message, status=ExitStatus.USAGE, hint=hint)
+
+
+def refused(name: str, reason: str, hint: str | None = None) -> XbctlError:
+    """A request the balloon driver refuses: EPERM, exit 1."""
+    return XbctlError(
+        f"{name}: Operation not permitted: {reason}",
+        status=ExitStatus.REFUSED,
+        hint=hint,
+        errno_name="EPERM",
+    )
+
+
+def unknown(message: str, hint: str | None = None) -> XbctlError:
+    """An unknown domain or node (exit 4)."""
+    return XbctlError(message, status=ExitStatus.UNKNOWN, hint=hint, errno_name="ENOENT")
+
+
+def unavailable(message: str, hint: str | None = None, errno_name: str | None = None) -> XbctlError:
+    """The transport cannot be reached or answered too late (exit 3)."""
+    return XbctlError(message, status=ExitStatus.UNAVAILABLE, hint=hint, errno_name=errno_name)

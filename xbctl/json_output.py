@@ -1,0 +1,107 @@
+"""The JSON documents of --json: one envelope, versioned, the same for every command.
+
+Every document has "schema_version" and "kind" (read, write, list, log, error).
+Values are integers in KiB, in fields ending in _kib.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Iterable
+
+from .nodes import NODES, Balloon, Node
+
+if TYPE_CHECKING:
+    from .errors import XbctlError
+    from .operations import WaitOutcome, WriteResult
+    from .transport import Domain, Transport
+
+SCHEMA_VERSION = 1
+
+
+def dump(document: dict) -> str:
+    """DOCUMENT as one line of JSON."""
+    return json.dumps(document, sort_keys=False) + "\n"
+
+
+def _envelope(kind: str, transport: "Transport | None") -> dict:
+    document: dict = {"schema_version": SCHEMA_VERSION, "kind": kind}
+    if transport is not None:
+        document["transport"] = transport.name
+    return document
+
+
+def _domain(domain: "Domain") -> dict:
+    return {"id": domain.id, "name": domain.name}
+
+
+def _nodes(balloon: Balloon, nodes: Iterable[Node]) -> dict:
+    result = {}
+    for node in nodes:
+        entry: dict = {"name": node.sysctl_name, "value_kib": balloon.value_kib(node.key)}
+        if node.key == "current":
+            entry["source"] = balloon.current_source
+        result[node.key] = entry
+    return result
+
+
+def read_document(transport: "Transport", domain: "Domain", balloon: Balloon, nodes: Iterable[Node]) -> dict:
+    """A read of NODES of DOMAIN."""
+    return {**_envelope("read", transport), "domain": _domain(domain), "nodes": _nodes(balloon, nodes)}
+
+
+def list_document(transport: "Transport", rows: list[tuple["Domain", Balloon]]) -> dict:
+    """Every domain with all its nodes."""
+    return {
+        **_envelope("list", transport),
+        "domains": [
+            {
+                **_domain(domain),
+                "has_driver": balloon.has_driver,
+                "diagnostic": balloon.diagnostic,
+                "nodes": _nodes(balloon, NODES),
+            }
+            for domain, balloon in rows
+        ],
+    }
+
+
+def write_document(transport: "Transport", result: "WriteResult", outcome: "WaitOutcome | None") -> dict:
+    """A write: its changes, what it skipped, its warnings, and how --wait ended."""
+    return {
+        **_envelope("write", transport),
+        "domain": _domain(result.domain),
+        "dry_run": result.dry_run,
+        "changes": [
+            {"node": c.node.key, "name": c.node.sysctl_name, "old_kib": c.old_kib, "new_kib": c.new_kib}
+            for c in result.changes
+        ],
+        "ignored": [{"name": name, "reason": error.message} for name, error in result.skipped],
+        "warnings": list(result.warnings),
+        "wait": None
+        if outcome is None
+        else {
+            "reached": outcome.reached,
+            "current_kib": outcome.balloon.current_kib,
+            "target_kib": outcome.balloon.target_kib,
+            "reason": outcome.reason,
+        },
+    }
+
+
+def log_document(entries: list[dict]) -> dict:
+    """The simulated drivers' diagnostics."""
+    return {**_envelope("log", None), "transport": "sim", "entries": entries}
+
+
+def error_document(error: "XbctlError") -> dict:
+    """An error, with the exit status the process ends with."""
+    return {
+        **_envelope("error", None),
+        "error": {
+            "message": error.message,
+            "hint": error.hint,
+            "errno": error.errno_name,
+            "exit_status": int(error.status),
+        },
+    }

@@ -1,0 +1,173 @@
+"""The five balloon nodes, declared once, with the driver's rules for writing them.
+
+This table feeds reads, writes, help, completion and the man page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .errors import refused, unknown
+
+SYSCTL_PREFIX = "machdep.xen.balloon"
+BALLAST_PAGES = 256  # NetBSD keeps uvmexp.freemin + 256 pages out of the balloon's reach
+
+
+@dataclass(frozen=True)
+class Balloon:
+    """One domain's balloon as seen at one moment, all values in KiB."""
+
+    current_kib: int
+    target_kib: int
+    min_kib: int  # effective floor: the larger of the configured and the driver's minimum
+    xen_max_kib: int
+    driver_max_kib: int | None  # the most the driver can handle (boot-time size); None if unknown
+    floor_kib: int  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
+    has_driver: bool = True  # the domain runs a balloon driver that acts on target
+    current_source: str = "driver"
+    diagnostic: str | None = None  # the driver's last word on why it cannot reach target
+
+    @property
+    def max_kib(self) -> int:
+        """xen-max clipped to what the driver can handle."""
+        if self.driver_max_kib is None:
+            return self.xen_max_kib
+        return min(self.xen_max_kib, self.driver_max_kib)
+
+    def value_kib(self, key: str) -> int:
+        """The value of node KEY."""
+        return getattr(self, _FIELDS[key])
+
+    def with_value(self, key: str, kib: int) -> "Balloon":
+        """A copy with writable node KEY set to KIB."""
+        return replace(self, **{_FIELDS[key]: kib})
+
+
+_FIELDS = {
+    "current": "current_kib",
+    "target": "target_kib",
+    "min": "min_kib",
+    "max": "max_kib",
+    "xen-max": "xen_max_kib",
+}
+
+Rule = Callable[[str, int, Balloon, bool], None]
+
+
+def _read_only(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+    raise refused(name, "read-only node")
+
+
+def _check_target(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+    if new_kib < balloon.min_kib:
+        raise refused(name, f"{new_kib} KiB is below min {balloon.min_kib} KiB")
+    if new_kib > balloon.max_kib:
+        raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")
+
+
+def _check_min(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+    if new_kib < balloon.floor_kib:
+        raise refused(
+            name,
+            f"{new_kib} KiB is below the driver's safeguard floor {balloon.floor_kib} KiB "
+            f"(free-page reserve + {BALLAST_PAGES} pages)",
+        )
+    if new_kib > balloon.max_kib:
+        raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")
+    if new_kib > balloon.target_kib:
+        raise refused(
+            name,
+            f"{new_kib} KiB is above target {balloon.target_kib} KiB",
+            hint="raise target first",
+        )
+
+
+def _check_xen_max(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+    if not writer_is_host:
+        raise refused(name, "only the host administrator sets xen-max (this is a guest)")
+    if new_kib < balloon.target_kib:
+        raise refused(
+            name,
+            f"{new_kib} KiB is below target {balloon.target_kib} KiB "
+            "(memory_static_max must be greater than or equal to memory_dynamic_max)",
+            hint="lower target first",
+        )
+
+
+@dataclass(frozen=True)
+class Node:
+    """One balloon node: its short name, access and meaning, and the rule for writes."""
+
+    key: str
+    writable: bool
+    summary: str
+    rule: Rule
+    host_only: bool = False
+
+    @property
+    def sysctl_name(self) -> str:
+        """The full sysctl name, e.g. machdep.xen.balloon.target."""
+        return f"{SYSCTL_PREFIX}.{self.key}"
+
+    @property
+    def access(self) -> str:
+        """read-only, read-write, or read-write (host administrator only)."""
+        if not self.writable:
+            return "read-only"
+        return "read-write (host administrator only)" if self.host_only else "read-write"
+
+    def check_write(self, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+        """Raise the driver's refusal (EPERM) if NEW_KIB may not be written to this node."""
+        self.rule(self.sysctl_name, new_kib, balloon, writer_is_host)
+
+
+NODES: tuple[Node, ...] = (
+    Node("current", False, "the domain's current memory reservation", _read_only),
+    Node(
+        "target",
+        True,
+        "the reservation the balloon driver steers toward (it may not be reached)",
+        _check_target,
+    ),
+    Node(
+        "min",
+        True,
+        "the lowest reservation the driver accepts; requests below it are refused",
+        _check_min,
+    ),
+    Node(
+        "max",
+        False,
+        "the highest reservation the domain can reach: xen-max clipped to the driver's boot-time size",
+        _read_only,
+    ),
+    Node(
+        "xen-max",
+        True,
+        "the hypervisor's ceiling for the domain (set by mem-max)",
+        _check_xen_max,
+        host_only=True,
+    ),
+)
+NODE_BY_KEY = {node.key: node for node in NODES}
+
+
+def find_node(name: str) -> Node:
+    """The node called NAME (full sysctl name or short key); unknown names exit 4."""
+    key = name[len(SYSCTL_PREFIX) + 1 :] if name.startswith(SYSCTL_PREFIX + ".") else name
+    node = NODE_BY_KEY.get(key)
+    if node is None:
+        raise unknown(
+            f"{name}: unknown node",
+            hint="nodes: " + ", ".join(n.sysctl_name for n in NODES),
+        )
+    return node
+
+
+def select_nodes(name: str) -> tuple[Node, ...]:
+    """NAME as a node or a subtree of the sysctl tree (machdep, machdep.xen, ...)."""
+    if SYSCTL_PREFIX == name or SYSCTL_PREFIX.startswith(name + "."):
+        return NODES
+    return (find_node(name),)
+

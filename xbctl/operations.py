@@ -1,0 +1,212 @@
+"""What xbctl does, independent of how it is shown: read, write, list, wait.
+
+Functions here return results and raise XbctlError; they never print.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .assignments import Assignment
+from .errors import ExitStatus, XbctlError, refused, usage_error
+from .nodes import Balloon, Node, find_node
+from .transport import Domain, Transport
+from .units import Size, parse_size, round_up_to_page
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """Set NODE to SIZE; an OPTIONAL request that is refused is skipped, not fatal."""
+
+    node: Node
+    size: Size
+    optional: bool = False
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One node's value before and after a write."""
+
+    node: Node
+    old_kib: int
+    new_kib: int
+
+
+@dataclass
+class WriteResult:
+    """What a write did (or, in a dry run, would do)."""
+
+    domain: Domain
+    changes: list[Change]
+    after: Balloon
+    dry_run: bool
+    skipped: list[tuple[str, XbctlError]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    """How a --wait ended."""
+
+    reached: bool
+    balloon: Balloon
+    reason: str | None = None
+
+
+def requests_from_assignments(
+    assignments: list[Assignment],
+) -> tuple[list[WriteRequest], list[XbctlError]]:
+    """The write requests ASSIGNMENTS ask for, and the unknown names `name?=value` ignores."""
+    requests: list[WriteRequest] = []
+    ignored: list[XbctlError] = []
+    for assignment in assignments:
+        try:
+            node = find_node(assignment.name)
+        except XbctlError as exc:
+            located = exc.with_prefix(assignment.origin) if assignment.origin else exc
+            if not assignment.optional:
+                raise located from None
+            ignored.append(located)
+            continue
+        requests.append(
+            request_for(node, assignment.value, optional=assignment.optional, origin=assignment.origin)
+        )
+    return requests, ignored
+
+
+def request_for(
+    node: Node, text: str, *, default_unit: str = "k", optional: bool = False, origin: str | None = None
+) -> WriteRequest:
+    """A request to set NODE to the size TEXT (malformed sizes exit 2)."""
+    try:
+        size = parse_size(text, default_unit=default_unit, allow_relative=node.key == "target")
+    except XbctlError as exc:
+        prefixed = exc.with_prefix(node.sysctl_name)
+        raise prefixed.with_prefix(origin) if origin else prefixed
+    return WriteRequest(node, size, optional, origin)
+
+
+def resolve_kib(request: WriteRequest, balloon: Balloon) -> int:
+    """The absolute, page-rounded KiB value REQUEST asks for, given BALLOON."""
+    amount = request.size.kib
+    if request.size.relative:
+        amount += balloon.value_kib(request.node.key)
+    if amount.denominator != 1:
+        raise refused(request.node.sysctl_name, f"{request.size.text} is not a whole number of KiB")
+    return round_up_to_page(int(amount))
+
+
+def plan_writes(
+    balloon: Balloon, requests: list[WriteRequest], writer_is_host: bool
+) -> tuple[dict[str, int], list[Change], list[tuple[str, XbctlError]]]:
+    """Check REQUESTS in order against the driver's rules, each seeing the ones before it.
+
+    Returns the new node values, the changes, and the optional requests skipped.
+    A refused request that is not optional raises, so nothing is written.
+    """
+    values: dict[str, int] = {}
+    changes: list[Change] = []
+    skipped: list[tuple[str, XbctlError]] = []
+    for request in requests:
+        try:
+            new_kib = resolve_kib(request, balloon)
+            request.node.check_write(new_kib, balloon, writer_is_host)
+        except XbctlError as exc:
+            located = exc.with_prefix(request.origin) if request.origin else exc
+            if request.optional:
+                skipped.append((request.node.sysctl_name, located))
+                continue
+            raise located from None
+        changes.append(Change(request.node, balloon.value_kib(request.node.key), new_kib))
+        balloon = balloon.with_value(request.node.key, new_kib)
+        values[request.node.key] = new_kib
+    return values, changes, skipped
+
+
+def read_balloon(transport: Transport, domain_spec: str | None) -> tuple[Domain, Balloon]:
+    """The domain named by DOMAIN_SPEC (or our own) and its balloon."""
+    domain = transport.resolve_domain(domain_spec)
+    return domain, transport.read_balloon(domain)
+
+
+def list_balloons(transport: Transport) -> list[tuple[Domain, Balloon]]:
+    """Every visible domain with its balloon, by id."""
+    return [(d, transport.read_balloon(d)) for d in sorted(transport.list_domains(), key=lambda d: d.id)]
+
+
+def write_nodes(
+    transport: Transport, domain_spec: str | None, requests: list[WriteRequest], *, dry_run: bool
+) -> WriteResult:
+    """Apply REQUESTS to one domain atomically: all are checked before anything is written."""
+    if not requests:
+        raise usage_error("nothing to write")
+    domain = transport.resolve_domain(domain_spec)
+    writer_is_host = transport.writer_is_host()
+    planned: dict[str, object] = {}
+
+    def plan(balloon: Balloon) -> dict[str, int]:
+        values, changes, skipped = plan_writes(balloon, requests, writer_is_host)
+        planned.update(changes=changes, skipped=skipped)
+        return values
+
+    if dry_run:
+        before = transport.read_balloon(domain)
+        values = plan(before)
+        after = before
+        for key, kib in values.items():
+            after = after.with_value(key, kib)
+    else:
+        before, after = transport.update_balloon(domain, plan)
+    changes: list[Change] = planned["changes"]  # type: ignore[assignment]
+    result = WriteResult(domain, changes, after, dry_run, skipped=planned["skipped"])  # type: ignore[arg-type]
+    if not before.has_driver and any(c.node.key == "target" for c in changes):
+        result.warnings.append(
+            f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): "
+            "nothing in it will act on target"
+        )
+    return result
+
+
+def wait_for_target(
+    transport: Transport,
+    domain: Domain,
+    target_kib: int,
+    timeout_s: float | None,
+    on_progress: Callable[[Balloon], None],
+) -> WaitOutcome:
+    """Block until DOMAIN's current reservation reaches TARGET_KIB, or it cannot."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        balloon = transport.read_balloon(domain)
+        on_progress(balloon)
+        if balloon.current_kib == target_kib and balloon.target_kib == target_kib:
+            return WaitOutcome(True, balloon)
+        if not balloon.has_driver:
+            return WaitOutcome(False, balloon, "the domain has no balloon driver; nothing will move")
+        if balloon.diagnostic:
+            return WaitOutcome(False, balloon, f"the driver reports: {balloon.diagnostic}")
+        if balloon.target_kib != target_kib:
+            return WaitOutcome(
+                False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile"
+            )
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return WaitOutcome(False, balloon, f"timed out after {timeout_s:g} s")
+        transport.wait_for_change(domain, 1.0 if remaining is None else remaining)
+
+
+def require_sim(transport: Transport):
+    """TRANSPORT as the simulator, or a usage error for the `sim` commands."""
+    from .sim import SimTransport
+
+    if not isinstance(transport, SimTransport):
+        raise XbctlError(
+            "the sim commands act on the simulator only",
+            status=ExitStatus.USAGE,
+            hint="use --transport sim",
+        )
+    return transport
+

@@ -1,0 +1,75 @@
+"""Rich rendering for people: the domain table and the --wait progress bar.
+
+The only module that imports rich; it is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .nodes import NODES, Balloon
+from .transport import Domain
+from .units import format_mib
+
+
+def _console(stderr: bool = False) -> Console:
+    # rich already honours NO_COLOR and only colours a terminal; say so explicitly anyway.
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+
+
+def print_domain_table(rows: list[tuple[Domain, Balloon]]) -> None:
+    """Print every domain's balloon as a table, memory in MiB as xl list does."""
+    table = Table(title=None, caption="memory in MiB; exact KiB with --json")
+    table.add_column("ID", justify="right")
+    table.add_column("Name")
+    for node in NODES:
+        table.add_column(node.key, justify="right")
+    table.add_column("balloon")
+    for domain, balloon in rows:
+        if not balloon.has_driver:
+            state = "no driver"
+        elif balloon.diagnostic:
+            state = f"stuck: {balloon.diagnostic}"
+        elif balloon.current_kib != balloon.target_kib:
+            state = "moving"
+        else:
+            state = "steady"
+        table.add_row(
+            str(domain.id),
+            domain.name,
+            *(format_mib(balloon.value_kib(node.key)) for node in NODES),
+            state,
+        )
+    _console().print(table)
+
+
+@contextlib.contextmanager
+def progress_bar(domain_name: str, target_kib: int) -> Iterator[Callable[[Balloon], None]]:
+    """A progress bar on stderr; yields the function that reports each new balloon reading."""
+    start: list[int] = []
+    with Progress(
+        TextColumn(f"{domain_name}: current"),
+        TextColumn("{task.fields[current]} KiB"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn(f"target {target_kib} KiB"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=False,
+    ) as progress:
+        task = progress.add_task("balloon", total=1.0, current="?")
+
+        def update(balloon: Balloon) -> None:
+            if not start:
+                start.append(balloon.current_kib)
+            distance = abs(target_kib - start[0])
+            done = 1.0 if distance == 0 else 1 - abs(target_kib - balloon.current_kib) / distance
+            progress.update(task, completed=max(0.0, done), current=balloon.current_kib)
+
+        yield update

@@ -1,0 +1,305 @@
+"""The simulated balloon driver: a deterministic model of NetBSD's driver on a small host.
+
+The balloon thread moves each domain's reservation toward its target in steps of at
+most BALLOON_DELTA pages, `steps_per_second` steps per simulated second. Simulated
+time follows the wall clock (clock "wall") or only `xbctl sim advance` (clock
+"manual", step-exact for tests). The state is a pure function of the stored state and
+the simulated time, so reads compute it without writing; writers persist it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import ExitStatus, XbctlError, unavailable
+from .nodes import BALLAST_PAGES, Balloon
+from .simstore import StateStore, default_state_path
+from .transport import Domain, Plan, Transport, match_domain
+from .units import PAGE_KIB
+
+BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
+STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB
+DEFAULT_STEPS_PER_SECOND = 50.0
+CLOCKS = ("wall", "manual")
+DRIVERS = ("netbsd", "linux", "none")
+LOG_LIMIT = 500
+MIB = 1024
+GIB = 1024 * MIB
+
+
+@dataclass
+class SimDomain:
+    """One simulated domain: what the hypervisor and its balloon driver know."""
+
+    id: int
+    name: str
+    driver: str  # netbsd: publishes current/min/max; linux: publishes nothing; none: no driver
+    boot_kib: int  # the driver cannot hot-plug memory above this
+    xen_max_kib: int
+    target_kib: int
+    current_kib: int
+    dynamic_min_kib: int
+    used_kib: int  # memory the guest's processes and kernel hold; never ballooned out
+    freemin_pages: int  # uvmexp.freemin: the free-page reserve
+    diagnostic: str | None = None  # the driver's last word on the current target
+    short_reported: bool = False
+
+    @property
+    def floor_kib(self) -> int:
+        """NetBSD's safeguard floor for min: freemin + 256 pages."""
+        return (self.freemin_pages + BALLAST_PAGES) * PAGE_KIB
+
+    def balloon(self) -> Balloon:
+        """The five nodes as the host sees them through this domain's driver."""
+        publishes = self.driver == "netbsd"
+        floor_kib = self.floor_kib if publishes else 0
+        return Balloon(
+            current_kib=self.current_kib,
+            target_kib=self.target_kib,
+            min_kib=max(self.dynamic_min_kib, floor_kib),
+            xen_max_kib=self.xen_max_kib,
+            driver_max_kib=self.boot_kib if publishes else None,
+            floor_kib=floor_kib,
+            has_driver=self.driver != "none",
+            current_source="hypervisor",
+            diagnostic=self.diagnostic,
+        )
+
+
+def default_domains() -> list[SimDomain]:
+    """The simulated host: Domain-0 and guests of different sizes, one without a driver."""
+    return [
+        SimDomain(0, "Domain-0", "netbsd", 4 * GIB, 4 * GIB, 4 * GIB, 4 * GIB, 1 * GIB, 1 * GIB, 4096),
+        SimDomain(1, "web", "netbsd", 1 * GIB, 1 * GIB, 768 * MIB, 768 * MIB, 128 * MIB, 384 * MIB, 1024),
+        SimDomain(2, "db", "linux", 2 * GIB, 4 * GIB, 1536 * MIB, 1536 * MIB, 512 * MIB, 1 * GIB, 2048),
+        SimDomain(3, "mail", "none", 512 * MIB, 512 * MIB, 512 * MIB, 512 * MIB, 256 * MIB, 200 * MIB, 512),
+    ]
+
+
+@dataclass
+class SimHost:
+    """The whole simulated host: clock, free memory, domains and the drivers' log."""
+
+    clock: str = "wall"
+    steps_per_second: float = DEFAULT_STEPS_PER_SECOND
+    offset_s: float = 0.0  # added by `sim advance`
+    boot_s: float = 0.0  # simulated time of the last reset
+    last_tick_s: float = 0.0  # simulated time the model was last advanced to
+    position: int = 0  # the domain xbctl runs in
+    host_free_kib: int = 2 * GIB
+    domains: list[SimDomain] = field(default_factory=default_domains)
+    log: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, **settings: object) -> "SimHost":
+        """A newly booted host; its clock starts now."""
+        host = cls(**settings)  # type: ignore[arg-type]
+        host.boot_s = host.last_tick_s = host.now()
+        return host
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SimHost":
+        """The host stored as DATA; raises KeyError/TypeError/ValueError when malformed."""
+        names = {f.name for f in fields(cls)}
+        host = cls(**{k: v for k, v in data.items() if k in names})
+        host.domains = [SimDomain(**d) for d in data["domains"]]
+        if host.clock not in CLOCKS or not host.steps_per_second > 0:
+            raise ValueError("bad clock settings")
+        for domain in host.domains:
+            if domain.driver not in DRIVERS or not isinstance(domain.current_kib, int):
+                raise ValueError(f"bad domain {domain.id}")
+        return host
+
+    def to_dict(self) -> dict:
+        """The host as plain data for the state file."""
+        return asdict(self)
+
+    def now(self) -> float:
+        """Simulated time in seconds."""
+        return (time.time() if self.clock == "wall" else 0.0) + self.offset_s
+
+    def domain(self, domid: int) -> SimDomain:
+        """The domain with id DOMID."""
+        return next(d for d in self.domains if d.id == domid)
+
+    def advance(self) -> None:
+        """Run the balloon threads up to now."""
+        now = self.now()
+        rounds = math.floor((now - self.last_tick_s) * self.steps_per_second + 1e-9)
+        for done in range(rounds):
+            at = self.last_tick_s + (done + 1) / self.steps_per_second
+            if not any([self._step(domain, at) for domain in self.domains]):
+                self.last_tick_s = now  # every driver is idle: nothing to catch up on
+                return
+        self.last_tick_s += max(rounds, 0) / self.steps_per_second
+
+    def _step(self, domain: SimDomain, at: float) -> bool:
+        """One turn of DOMAIN's balloon thread; True when it moved."""
+        if domain.driver == "none" or domain.current_kib == domain.target_kib:
+            return False
+        if domain.target_kib < domain.current_kib:
+            return self._inflate(domain, at)
+        return self._deflate(domain, at)
+
+    def _inflate(self, domain: SimDomain, at: float) -> bool:
+        # The guest can give back only free pages above its free-page reserve.
+        givable_kib = domain.current_kib - domain.used_kib - domain.freemin_pages * PAGE_KIB
+        step_kib = min(STEP_KIB, domain.current_kib - domain.target_kib, max(givable_kib, 0))
+        if step_kib <= 0:
+            self._report(
+                domain,
+                at,
+                f"WARNING: balloon could not reach target {domain.target_kib} "
+                f"(current {domain.current_kib})",
+            )
+            domain.target_kib = domain.current_kib  # the driver feeds current back into target
+            return False
+        domain.current_kib -= step_kib
+        self.host_free_kib += step_kib
+        return True
+
+    def _deflate(self, domain: SimDomain, at: float) -> bool:
+        if domain.target_kib > domain.boot_kib and domain.diagnostic is None:
+            self._report(
+                domain,
+                at,
+                f"memory 'hot-plug' unsupported - clipping reservation "
+                f"{domain.target_kib // PAGE_KIB} => {domain.boot_kib // PAGE_KIB} pages.",
+            )
+        want_kib = min(STEP_KIB, domain.target_kib - domain.current_kib, domain.boot_kib - domain.current_kib)
+        if want_kib <= 0:
+            return False
+        got_kib = min(want_kib, self.host_free_kib)
+        if got_kib < want_kib and not domain.short_reported:
+            domain.short_reported = True
+            self._report(
+                domain,
+                at,
+                f"increase reservation incomplete: was {want_kib // PAGE_KIB}, "
+                f"returned {got_kib // PAGE_KIB}",
+            )
+        domain.current_kib += got_kib
+        self.host_free_kib -= got_kib
+        return got_kib > 0
+
+    def _report(self, domain: SimDomain, at: float, message: str) -> None:
+        domain.diagnostic = message
+        self.log.append({"t": round(at - self.boot_s, 3), "domain": domain.name, "message": message})
+        del self.log[:-LOG_LIMIT]
+
+    def set_node(self, domain: SimDomain, key: str, kib: int) -> None:
+        """Write a writable node of DOMAIN, as the host's toolstack would."""
+        if key == "target":
+            domain.target_kib = kib
+            domain.diagnostic = None  # a new target: the driver tries again
+            domain.short_reported = False
+        elif key == "min":
+            domain.dynamic_min_kib = kib
+        elif key == "xen-max":
+            domain.xen_max_kib = kib
+        else:  # the node table's rules refuse read-only nodes before this
+            raise AssertionError(key)
+
+
+class SimTransport(Transport):
+    """The embedded default: the simulated host, kept in a state file."""
+
+    name = "sim"
+
+    def __init__(self, state_path: str | None = None) -> None:
+        path = state_path or os.environ.get("XBCTL_SIM_STATE")
+        self.store = StateStore(Path(path) if path else default_state_path())
+
+    def load(self) -> SimHost:
+        """The host advanced to now (not saved)."""
+        raw = self.store.read_raw()
+        if raw is None:
+            host = SimHost.fresh()
+        else:
+            data = self.store.decode(raw)
+            try:
+                host = SimHost.from_dict(data)
+            except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as exc:
+                self.store.keep_aside(raw, f"unexpected content: {exc!r}")
+        host.advance()
+        return host
+
+    def save(self, host: SimHost) -> None:
+        """Persist HOST (call with the lock held)."""
+        try:
+            self.store.save(host.to_dict())
+        except OSError as exc:
+            raise unavailable(f"simulator state {self.store.path}: {exc.strerror}") from None
+
+    def own_domain(self) -> Domain:
+        host = self.load()
+        own = host.domain(host.position)
+        return Domain(own.id, own.name)
+
+    def list_domains(self) -> list[Domain]:
+        host = self.load()
+        if host.position != 0:  # a guest sees only itself
+            own = host.domain(host.position)
+            return [Domain(own.id, own.name)]
+        return [Domain(d.id, d.name) for d in host.domains]
+
+    def resolve_domain(self, spec: str | None) -> Domain:
+        if spec is None:
+            return self.own_domain()
+        host = self.load()
+        everything = [Domain(d.id, d.name) for d in host.domains]
+        domain = match_domain(spec, everything)
+        if host.position not in (0, domain.id):
+            raise XbctlError(
+                f"domain {spec!r}: Permission denied: a guest sees only its own domain",
+                status=ExitStatus.REFUSED,
+                errno_name="EACCES",
+            )
+        return domain
+
+    def read_balloon(self, domain: Domain) -> Balloon:
+        return self.load().domain(domain.id).balloon()
+
+    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        with self.store.locked():
+            host = self.load()
+            sim_domain = host.domain(domain.id)
+            before = sim_domain.balloon()
+            for key, kib in plan(before).items():
+                host.set_node(sim_domain, key, kib)
+            self.save(host)
+            return before, sim_domain.balloon()
+
+    def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
+        time.sleep(max(0.0, min(timeout_s, 0.05)))
+
+    def writer_is_host(self) -> bool:
+        return self.load().position == 0
+
+    # Simulator controls, for `xbctl sim ...`.
+
+    def advance(self, seconds: float) -> SimHost:
+        """Let SECONDS of simulated time pass."""
+        with self.store.locked():
+            host = self.load()
+            host.offset_s += seconds
+            host.advance()
+            self.save(host)
+            return host
+
+    def reset(self, *, clock: str, steps_per_second: float, host_free_kib: int, position: str | None) -> SimHost:
+        """Boot a fresh simulated host with these settings."""
+        with self.store.locked():
+            try:
+                self.load()  # a corrupt file is kept aside, not overwritten
+            except XbctlError:
+                pass
+            host = SimHost.fresh(clock=clock, steps_per_second=steps_per_second, host_free_kib=host_free_kib)
+            if position is not None:
+                host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id
+            self.save(host)
+            return host

@@ -1,0 +1,120 @@
+"""The simulator's state file: crash-safe, concurrent-safe, never silently replaced.
+
+Writers hold an exclusive lock on a separate, stable lock file (the state file itself
+is replaced by rename, so locking it would lock a file that is about to vanish), write
+a temporary file in the same directory, fsync it, rename it over the state file and
+fsync the directory. Readers need no lock: a rename is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .errors import unavailable
+
+SCHEMA_VERSION = 1
+
+
+def default_state_path() -> Path:
+    """Where the simulator keeps its state: $XDG_STATE_HOME/xbctl/sim.json."""
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(state_home) / "xbctl" / "sim.json"
+
+
+class CorruptState(Exception):
+    """The state file exists but cannot be understood."""
+
+
+class StateStore:
+    """Load and save the simulator's state as JSON with a schema version."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._lock_held = False
+
+    def read_raw(self) -> bytes | None:
+        """The stored bytes, or None when there is no state yet."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise unavailable(f"simulator state {self.path}: {exc.strerror}") from None
+
+    def decode(self, raw: bytes) -> dict:
+        """RAW as a state dict; a torn, corrupt or foreign file is kept aside and reported."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or not isinstance(data.get("schema"), int):
+                raise CorruptState("no schema version")
+        except (ValueError, CorruptState) as exc:
+            self.keep_aside(raw, str(exc))
+        if data["schema"] > SCHEMA_VERSION:
+            raise unavailable(
+                f"simulator state {self.path} has schema {data['schema']}, newer than this "
+                f"xbctl understands ({SCHEMA_VERSION})",
+                hint="use the xbctl that wrote it, or point --sim-state elsewhere",
+            )
+        return data
+
+    def keep_aside(self, raw: bytes, reason: str) -> None:
+        """Move a bad state file out of the way (if it is still the same) and report it."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        with self.locked():
+            with contextlib.suppress(OSError):
+                if self.path.read_bytes() == raw:
+                    os.replace(self.path, aside)
+        raise unavailable(
+            f"simulator state {self.path} is corrupt ({reason}); kept aside as {aside}",
+            hint="the next command starts from a freshly reset simulated host",
+        )
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the exclusive writer lock (re-entrant within this process)."""
+        if self._lock_held:
+            yield
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise unavailable(f"simulator lock {self.lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_held = True
+            yield
+        finally:
+            self._lock_held = False
+            os.close(fd)  # closing drops the lock
+
+    def save(self, data: dict) -> None:
+        """Replace the state with DATA atomically and durably (call with the lock held)."""
+        payload = json.dumps({**data, "schema": SCHEMA_VERSION}, indent=1).encode() + b"\n"
+        directory = self.path.parent
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as tmp:  # mkstemp creates it with mode 0600
+                tmp.write(payload)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,127 @@
+"""The seam between operations and the balloon: one interface, two implementations."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ExitStatus, XbctlError, unknown, usage_error
+from .nodes import Balloon
+
+# Xen reserves domain ids from DOMID_FIRST_RESERVED (0x7FF0) upwards.
+DOMID_FIRST_RESERVED = 0x7FF0
+TRANSPORT_NAMES = ("sim", "xenstore")
+
+Plan = Callable[[Balloon], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain as the transport knows it."""
+
+    id: int
+    name: str
+
+
+class Transport(ABC):
+    """What operations need from a balloon: find domains, read, change atomically, wait."""
+
+    name: str
+
+    @abstractmethod
+    def own_domain(self) -> Domain:
+        """The domain xbctl runs in (Domain-0 on a host)."""
+
+    @abstractmethod
+    def list_domains(self) -> list[Domain]:
+        """Every domain this position can see, by id."""
+
+    @abstractmethod
+    def read_balloon(self, domain: Domain) -> Balloon:
+        """The balloon of DOMAIN now."""
+
+    @abstractmethod
+    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        """Atomically read DOMAIN's balloon, let PLAN compute {node: new KiB} (or raise), write it.
+
+        Returns the balloon before and after.
+        """
+
+    @abstractmethod
+    def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
+        """Block until DOMAIN's balloon may have changed, or TIMEOUT_S passed."""
+
+    def writer_is_host(self) -> bool:
+        """True when xbctl acts from the host (Domain-0), not from inside a guest."""
+        return self.own_domain().id == 0
+
+    def resolve_domain(self, spec: str | None) -> Domain:
+        """The domain named or numbered SPEC, or our own when SPEC is None."""
+        if spec is None:
+            return self.own_domain()
+        return match_domain(spec, self.list_domains())
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def parse_domain_id(spec: str) -> int | None:
+    """SPEC as a domain id when it is all ASCII digits, else None (then it is a name)."""
+    if not (spec.isascii() and spec.isdigit()):
+        return None
+    domid = int(spec)
+    if domid >= DOMID_FIRST_RESERVED:
+        raise unknown(f"domain {spec}: unknown domain (ids are below {DOMID_FIRST_RESERVED})")
+    return domid
+
+
+def match_domain(spec: str, domains: list[Domain]) -> Domain:
+    """The domain whose id or exact name is SPEC; names are only ever looked up."""
+    if spec == "":
+        raise usage_error("empty domain name")
+    domid = parse_domain_id(spec)
+    for domain in domains:
+        if (domid is not None and domain.id == domid) or (domid is None and domain.name == spec):
+            return domain
+    raise unknown(
+        f"domain {spec!r}: unknown domain",
+        hint="xbctl list shows the domains",
+    )
+
+
+def xenstore_socket_path() -> Path:
+    """The Xenstore socket, found as libxenstore finds it."""
+    if os.environ.get("XENSTORED_PATH"):
+        return Path(os.environ["XENSTORED_PATH"])
+    rundir = os.environ.get("XENSTORED_RUNDIR") or "/var/run/xenstored"
+    return Path(rundir) / "socket"
+
+
+XENBUS_DEVICES = (Path("/dev/xen/xenbus"), Path("/proc/xen/xenbus"))
+
+
+def xenstore_reachable() -> bool:
+    """True when a Xenstore socket or xenbus device is there to talk to."""
+    return xenstore_socket_path().exists() or any(dev.exists() for dev in XENBUS_DEVICES)
+
+
+def open_transport(name: str | None, sim_state: str | None) -> Transport:
+    """The transport called NAME, or the default: Xenstore when reachable, else the simulator."""
+    if name is None:
+        name = "xenstore" if xenstore_reachable() else "sim"
+    if name == "sim":
+        from .sim import SimTransport
+
+        return SimTransport(sim_state)
+    if name == "xenstore":
+        from .xenstore import XenstoreTransport
+
+        return XenstoreTransport()
+    raise XbctlError(
+        f"unknown transport {name!r}",
+        status=ExitStatus.USAGE,
+        hint="transports: " + ", ".join(TRANSPORT_NAMES),
+    )

@@ -1,0 +1,115 @@
+"""Sizes as administrators write them, parsed strictly, and page rounding.
+
+Python's int() and float() accept far more than anyone means ("1_000", full-width
+digits, "1e6", "inf", surrounding blanks), so sizes are matched against one ASCII
+grammar and converted with exact fractions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .errors import usage_error
+
+PAGE_KIB = 4
+KIB = 1024
+UNIT_BYTES = {
+    "b": 1,
+    "k": KIB,
+    "kib": KIB,
+    "m": KIB**2,
+    "mib": KIB**2,
+    "g": KIB**3,
+    "gib": KIB**3,
+    "t": KIB**4,
+    "tib": KIB**4,
+}
+UNIT_SUFFIXES = ("b", "k", "m", "g", "t", "KiB", "MiB", "GiB", "TiB")
+# The balloon nodes are 64-bit counters of KiB; anything larger is a typo.
+MAX_KIB = 2**54
+_MAX_TEXT = 64
+
+_SIZE = re.compile(
+    r"(?P<sign>[+-])?"
+    r"(?:(?P<hex>0[xX][0-9a-fA-F]+)"
+    r"|(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[A-Za-z]+)?)"
+)
+
+
+@dataclass(frozen=True)
+class Size:
+    """A parsed size: an exact amount in KiB (maybe fractional), absolute or a signed change."""
+
+    kib: Fraction
+    relative: bool
+    text: str
+
+
+def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = False) -> Size:
+    """Parse TEXT as a size; a bare number counts in DEFAULT_UNIT ("k" or "m")."""
+    shown = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+    if text == "":
+        raise usage_error("empty size", hint="give a number, e.g. 524288 or 512M")
+    if len(text) > _MAX_TEXT:
+        raise usage_error(f"size {shown!r} is too long")
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise usage_error(f"invalid size {text!r}", hint=_grammar_hint(default_unit))
+    sign, hex_digits, number, unit = match.group("sign", "hex", "number", "unit")
+    if sign and not allow_relative:
+        raise usage_error(
+            f"invalid size {text!r}: a signed (relative) change is only allowed for target",
+        )
+    if hex_digits is not None:
+        if default_unit != "k":
+            raise usage_error(
+                f"invalid size {text!r}: hexadecimal is only accepted for KiB values",
+                hint=_grammar_hint(default_unit),
+            )
+        amount = Fraction(int(hex_digits, 16))
+    else:
+        unit_key = (unit or default_unit).lower()
+        if unit_key not in UNIT_BYTES:
+            raise usage_error(
+                f"invalid size {text!r}: unknown unit {unit!r}",
+                hint="units: " + " ".join(UNIT_SUFFIXES) + " (case-insensitive, powers of 1024)",
+            )
+        if "." in number and unit is None:
+            raise usage_error(
+                f"invalid size {text!r}: a decimal needs a unit", hint="e.g. 1.5G or 1536M"
+            )
+        amount = Fraction(number) * UNIT_BYTES[unit_key] / KIB
+    if amount > MAX_KIB:
+        raise usage_error(f"invalid size {text!r}: out of range (at most {MAX_KIB} KiB)")
+    return Size(kib=-amount if sign == "-" else amount, relative=bool(sign), text=text)
+
+
+def _grammar_hint(default_unit: str) -> str:
+    bare = "KiB" if default_unit == "k" else "MiB"
+    hexa = ", 0x hex" if default_unit == "k" else ""
+    return (
+        f"sizes are whole numbers (in {bare} without a unit{hexa}), or numbers with a unit "
+        "b k m g t / KiB MiB GiB TiB, e.g. 524288, 512M, 1.5G"
+    )
+
+
+def parse_kib(text: str, *, what: str, default_unit: str = "k") -> int:
+    """TEXT as a whole, non-negative number of KiB (for settings, not balloon nodes)."""
+    amount = parse_size(text, default_unit=default_unit).kib
+    if amount.denominator != 1:
+        raise usage_error(f"{what}: {text!r} is not a whole number of KiB")
+    return int(amount)
+
+
+def round_up_to_page(kib: int) -> int:
+    """Round KIB up to a whole 4 KiB page, as the balloon driver does."""
+    return -(-kib // PAGE_KIB) * PAGE_KIB
+
+
+def format_mib(kib: int) -> str:
+    """KIB as MiB for people: whole where exact, else one decimal."""
+    if kib % KIB == 0:
+        return str(kib // KIB)
+    return f"{kib / KIB:.1f}"
