@@ -17,7 +17,7 @@ from pyxs.exceptions import PyXSError
 from pyxs._internal import Op
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from xenharness import XenHarnessError, Xenstored, ensure_tools  # noqa: E402
+from xenharness import XenHarnessError, Xenstored, XenstoreError, ensure_tools  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -307,3 +307,54 @@ def test_special_watches_for_domain_introduction(xenstored, pyxs_client):
         pyxs_client.introduce_domain(9, 1, 4)
         assert _bounded(lambda: next(events)) == (b"@introduceDomain", b"intro")
         monitor.unwatch(b"@introduceDomain", b"intro")
+
+
+# ---------------------------------------------------------------- a guest's ring
+
+def test_unprivileged_domain_over_its_ring(xenstored, pyxs_client):
+    domid = 11
+    base = f"/local/domain/{domid}"
+    pyxs_client.write(f"{base}/memory/target".encode(), b"1024")
+    pyxs_client.write(f"{base}/secret".encode(), b"dom0-only")
+    pyxs_client.introduce_domain(domid, 1, 6)
+    pyxs_client.set_perms(base.encode(), [f"n{domid}".encode()])
+    for node in ("/memory", "/memory/target"):
+        pyxs_client.set_perms(f"{base}{node}".encode(), [b"n0", f"r{domid}".encode()])
+    pyxs_client.set_perms(f"{base}/secret".encode(), [b"n0"])
+    with xenstored.domain_ring(domid) as guest:
+        # Relative paths are relative to the domain's home, as for a guest.
+        assert guest.read("memory/target") == "1024"
+        assert guest.read(f"{base}/memory/target") == "1024"
+        with pytest.raises(XenstoreError) as info:
+            guest.write("memory/target", "1")  # read-only for the guest
+        assert (info.value.errno, info.value.name) == (errno.EACCES, "EACCES")
+        with pytest.raises(XenstoreError) as info:
+            guest.read("secret")
+        assert info.value.errno == errno.EACCES
+        with pytest.raises(XenstoreError) as info:
+            guest.read("nothing/here")
+        assert info.value.errno == errno.ENOENT
+        # The guest may write below its own home; new nodes are its own.
+        guest.write("data/balloon/current", "1024")
+        assert xenstored.xs_read(f"{base}/data/balloon/current") == "1024"
+        assert f'{base}/data/balloon/current = "1024"   (n{domid})' in \
+            xenstored.xs_listing().splitlines()
+        # Watches fire on the ring: on registration, then on dom0's write.
+        guest.watch("memory/target", "t")
+        assert guest.wait_event() == ("memory/target", "t")
+        xenstored.xs_write(f"{base}/memory/target", "2048")
+        assert guest.wait_event() == ("memory/target", "t")
+        assert guest.read("memory/target") == "2048"
+        # Transaction conflict on the ring: EAGAIN.
+        tx = guest.transaction_start()
+        guest.write("data/x", "guest", tx_id=tx)
+        pyxs_client.write(f"{base}/data/x".encode(), b"dom0")
+        with pytest.raises(XenstoreError) as info:
+            guest.transaction_end(tx)
+        assert info.value.errno == errno.EAGAIN
+        assert guest.read("data/x") == "dom0"
+
+
+def test_ring_needs_introduction(xenstored):
+    with pytest.raises(XenHarnessError, match="introduce the domain first"):
+        xenstored.domain_ring(4321)

@@ -437,6 +437,8 @@ def _node_command(node: Node):
         ] = None,
     ) -> None:
         options = options_of(ctx)
+        if options.show_all or options.settings_file is not None:
+            raise usage_error(f"-a and -f go with the sysctl form, not with the {node.key} command")
         if value is None:
             if options.write:
                 raise usage_error(f"-w needs a value for {node.key}")
@@ -562,6 +564,29 @@ def sim_log(ctx: typer.Context) -> None:
         return
     for entry in entries:
         sys.stdout.write(f"[{entry['t']:12.3f}] {entry['domain']}: {entry['message']}\n")
+
+
+# ---------------------------------------------------------------- guest agent
+
+
+@app.command("agent")
+def agent_command(
+    ctx: typer.Context,
+    rate: Annotated[
+        float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per second.")
+    ] = 50.0,
+) -> None:
+    """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
+    from .agent import run_agent
+
+    options = options_of(ctx)
+
+    def say(message: str) -> None:
+        if not options.quiet:
+            sys.stderr.write(f"xbctl agent: {message}\n")
+            sys.stderr.flush()
+
+    run_agent(options.transport(), options.domain, steps_per_second=rate, say=say)
 
 
 def main() -> None:

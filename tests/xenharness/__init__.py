@@ -12,8 +12,9 @@ libraries below), and unpacks them with ``dpkg -x`` into a cache directory
 system-wide.  It then compiles with gcc, from the C files and version scripts in
 ``stubs/`` beside this file, three stub hypervisor libraries that replace the
 ones xenstored links against (``libxenctrl.so.4.17``, ``libxenevtchn.so.1``,
-``libxengnttab.so.1``; no hypervisor, an event-channel fd that never fires, a
-zeroed page per introduced domain) and an ``LD_PRELOAD`` shim that redirects
+``libxengnttab.so.1``; no hypervisor, an event-channel fd that fires only when a test kicks it, a
+page per introduced domain, shared as a file so a test can also play that
+unprivileged guest over its ring) and an ``LD_PRELOAD`` shim that redirects
 ``/proc/xen/xsd_port`` and ``/proc/xen/xsd_kva`` to per-daemon files, because
 that is the smallest change that lets the unmodified daemon run as a normal
 process, so the project's Xenstore code is tested against the real protocol
@@ -40,6 +41,8 @@ from pathlib import Path
 __all__ = [
     "DEBIAN_PACKAGES",
     "XenHarnessError",
+    "XenstoreError",
+    "DomainRing",
     "XenTools",
     "Xenstored",
     "ensure_tools",
@@ -161,6 +164,8 @@ class XenTools:
         env["XENSTORED_RUNDIR"] = str(rundir)
         env["XENHARNESS_XSD_PORT"] = str(rundir / "xsd_port")
         env["XENHARNESS_XSD_KVA"] = str(rundir / "xsd_kva")
+        env["XENHARNESS_RING_DIR"] = str(rundir)
+        env["XENHARNESS_EVTCHN_FIFO"] = str(rundir / "evtchn")
         env.pop("XENSTORED_PATH", None)
         return env
 
@@ -354,7 +359,10 @@ class Xenstored:
     Use as a context manager (``with Xenstored(tools, tmp) as xs: ...``).
     Files kept in ``rundir``: ``socket``, ``xenstored.pid``, ``xenstored.log``
     (stdout+stderr), ``trace`` (every request, if ``trace``), ``xsd_port`` and
-    ``xsd_kva`` (what the daemon believes are /proc/xen/xsd_port and _kva).
+    ``xsd_kva`` (what the daemon believes are /proc/xen/xsd_port and _kva),
+    ``evtchn`` (a FIFO: a byte written there wakes the daemon) and
+    ``ring-<domid>`` (the shared ring page of each introduced domain; see
+    :meth:`domain_ring`).
     """
 
     def __init__(self, tools: XenTools, rundir: os.PathLike | str, *,
@@ -487,6 +495,23 @@ class Xenstored:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
+    def kick(self) -> None:
+        """Raise an "event channel" event: wakes xenstored so it scans rings."""
+        fd = os.open(self.rundir / "evtchn", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"k")
+        except BlockingIOError:
+            pass  # FIFO full of unread kicks: it is awake anyway
+        finally:
+            os.close(fd)
+
+    def domain_ring(self, domid: int, timeout: float = 5.0) -> "DomainRing":
+        """Play domain ``domid``'s (unprivileged) side of its xenstore ring.
+
+        The domain must have been introduced (XS_INTRODUCE, e.g. pyxs
+        ``introduce_domain(domid, mfn, port)``) on this daemon first."""
+        return DomainRing(self, domid, timeout=timeout)
+
     # C client helpers ------------------------------------------------------
     def env(self) -> dict[str, str]:
         return self.tools.env(self.socket_path)
@@ -520,3 +545,190 @@ class Xenstored:
     def xs_listing(self, perms: bool = True) -> str:
         """The whole tree (``xenstore-ls -f -p /``) for before/after comparisons."""
         return self.xs_ls("/", perms=perms)
+
+
+# --------------------------------------------------------------------------
+# A domain's side of its ring: requests as an unprivileged domain
+# --------------------------------------------------------------------------
+
+XS_OPS = {
+    "DEBUG": 0, "DIRECTORY": 1, "READ": 2, "GET_PERMS": 3, "WATCH": 4, "UNWATCH": 5,
+    "TRANSACTION_START": 6, "TRANSACTION_END": 7, "INTRODUCE": 8, "RELEASE": 9,
+    "GET_DOMAIN_PATH": 10, "WRITE": 11, "MKDIR": 12, "RM": 13, "SET_PERMS": 14,
+    "WATCH_EVENT": 15, "ERROR": 16,
+}
+_RING_SIZE = 1024
+_REQ, _RSP = 0, 1024
+_REQ_CONS, _REQ_PROD, _RSP_CONS, _RSP_PROD = 2048, 2052, 2056, 2060
+
+
+class XenstoreError(OSError):
+    """An ERROR reply on a ring: ``.errno`` (0 for names Python lacks, such
+    as EQUOTA) and ``.name`` (what xenstored sent, e.g. "EACCES")."""
+
+    def __init__(self, name: str):
+        import errno as _errno
+        code = getattr(_errno, name, 0)
+        super().__init__(code, f"{name} ({os.strerror(code) if code else 'xenstore error'})")
+        self.name = name
+
+
+class DomainRing:
+    """Speak the xenstore wire protocol over domain ``domid``'s shared ring,
+    i.e. as that (unprivileged) domain, the way its kernel's xenbus does.
+
+    Requests are synchronous; watch events that arrive are kept in
+    ``.events`` as ``(path, token)`` pairs."""
+
+    def __init__(self, daemon: Xenstored, domid: int, timeout: float = 5.0):
+        import mmap
+        self.daemon = daemon
+        self.domid = domid
+        self.timeout = timeout
+        self.path = daemon.rundir / f"ring-{domid}"
+        if not self.path.exists():
+            raise XenHarnessError(f"no ring for domain {domid} at {self.path}: "
+                                  "introduce the domain first")
+        with open(self.path, "r+b") as f:
+            self._mm = mmap.mmap(f.fileno(), 4096)
+        self.events: list[tuple[str, str]] = []
+        self._req_id = 0
+
+    def close(self) -> None:
+        self._mm.close()
+
+    def __enter__(self) -> "DomainRing":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _u32(self, off: int) -> int:
+        return int.from_bytes(self._mm[off:off + 4], "little")
+
+    def _set_u32(self, off: int, value: int) -> None:
+        self._mm[off:off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "little")
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        while data:
+            cons, prod = self._u32(_REQ_CONS), self._u32(_REQ_PROD)
+            space = _RING_SIZE - ((prod - cons) & 0xFFFFFFFF)
+            if space == 0:
+                self._wait(deadline, "request ring space")
+                continue
+            start = prod % _RING_SIZE
+            n = min(space, len(data), _RING_SIZE - start)
+            self._mm[_REQ + start:_REQ + start + n] = data[:n]
+            self._set_u32(_REQ_PROD, prod + n)
+            data = data[n:]
+            self.daemon.kick()
+
+    def _available(self) -> int:
+        return (self._u32(_RSP_PROD) - self._u32(_RSP_CONS)) & 0xFFFFFFFF
+
+    def _take(self, n: int) -> bytes:
+        cons = self._u32(_RSP_CONS)
+        out = b""
+        while len(out) < n:
+            start = (cons + len(out)) % _RING_SIZE
+            k = min(n - len(out), _RING_SIZE - start)
+            out += self._mm[_RSP + start:_RSP + start + k]
+        self._set_u32(_RSP_CONS, cons + n)
+        return out
+
+    def _wait(self, deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            raise XenHarnessError(f"domain {self.domid} ring: timed out waiting for {what}"
+                                  f"\n{self.daemon.log_tail()}")
+        if not self.daemon.running():
+            raise XenHarnessError(f"xenstored is not running\n{self.daemon.log_tail()}")
+        time.sleep(0.001)
+        self.daemon.kick()
+
+    def _peek(self, n: int) -> bytes:
+        cons = self._u32(_RSP_CONS)
+        return bytes(self._mm[_RSP + (cons + i) % _RING_SIZE] for i in range(n))
+
+    def _recv(self, deadline: float) -> tuple[int, int, int, bytes]:
+        while self._available() < 16:
+            self._wait(deadline, "a reply")
+        raw = self._peek(16)
+        op, req_id, tx_id, length = (int.from_bytes(raw[i:i + 4], "little")
+                                     for i in range(0, 16, 4))
+        while self._available() < 16 + length:
+            self._wait(deadline, "a reply body")
+        msg = self._take(16 + length)
+        return op, req_id, tx_id, msg[16:]
+
+    def request(self, op: str | int, *args: str | bytes, tx_id: int = 0,
+                terminate_last: bool = True) -> bytes:
+        """Send one request; return the reply payload or raise XenstoreError.
+        Each argument is NUL-terminated (the last one only if terminate_last,
+        as WRITE's value is not)."""
+        code = XS_OPS[op] if isinstance(op, str) else op
+        parts = [a.encode() if isinstance(a, str) else a for a in args]
+        payload = b"".join(p + b"\0" for p in parts[:-1])
+        if parts:
+            payload += parts[-1] + (b"\0" if terminate_last else b"")
+        self._req_id += 1
+        header = b"".join(v.to_bytes(4, "little")
+                          for v in (code, self._req_id, tx_id, len(payload)))
+        deadline = time.monotonic() + self.timeout
+        self._send(header + payload, deadline)
+        while True:
+            rop, req_id, _tx, body = self._recv(deadline)
+            if rop == XS_OPS["WATCH_EVENT"]:
+                path, token = (body.split(b"\0") + [b"", b""])[:2]
+                self.events.append((path.decode(), token.decode()))
+                continue
+            if req_id != self._req_id:
+                raise XenHarnessError(f"unexpected reply {rop}/{req_id}: {body!r}")
+            if rop == XS_OPS["ERROR"]:
+                raise XenstoreError(body.rstrip(b"\0").decode())
+            return body
+
+    # conveniences ----------------------------------------------------------
+    def read(self, path: str, tx_id: int = 0) -> str:
+        return self.request("READ", path, tx_id=tx_id).decode()
+
+    def write(self, path: str, value: str, tx_id: int = 0) -> None:
+        self.request("WRITE", path, value, tx_id=tx_id, terminate_last=False)
+
+    def rm(self, path: str, tx_id: int = 0) -> None:
+        self.request("RM", path, tx_id=tx_id)
+
+    def directory(self, path: str, tx_id: int = 0) -> list[str]:
+        body = self.request("DIRECTORY", path, tx_id=tx_id)
+        return [p.decode() for p in body.split(b"\0") if p]
+
+    def get_perms(self, path: str) -> list[str]:
+        return [p.decode() for p in self.request("GET_PERMS", path).split(b"\0") if p]
+
+    def set_perms(self, path: str, perms: list[str]) -> None:
+        self.request("SET_PERMS", path, *perms)
+
+    def watch(self, path: str, token: str) -> None:
+        self.request("WATCH", path, token)
+
+    def unwatch(self, path: str, token: str) -> None:
+        self.request("UNWATCH", path, token)
+
+    def transaction_start(self) -> int:
+        return int(self.request("TRANSACTION_START", "").rstrip(b"\0"))
+
+    def transaction_end(self, tx_id: int, commit: bool = True) -> None:
+        self.request("TRANSACTION_END", "T" if commit else "F", tx_id=tx_id)
+
+    def wait_event(self, timeout: float | None = None) -> tuple[str, str]:
+        """Next watch event (path, token), waiting up to ``timeout``."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.events:
+            if self._available() >= 16:
+                op, _req, _tx, body = self._recv(deadline)
+                if op != XS_OPS["WATCH_EVENT"]:
+                    raise XenHarnessError(f"unexpected unsolicited message {op}: {body!r}")
+                path, token = (body.split(b"\0") + [b"", b""])[:2]
+                self.events.append((path.decode(), token.decode()))
+            else:
+                self._wait(deadline, "a watch event")
+        return self.events.pop(0)

@@ -1,0 +1,91 @@
+"""Shared fixtures: run xbctl in-process (Typer's runner) or as the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from xbctl.cli import app
+
+
+@dataclass
+class Outcome:
+    """What one xbctl run did."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def assert_clean_failure(outcome: Outcome, status: int, *fragments: str) -> None:
+    """OUTCOME failed with STATUS, said why on stderr as 'xbctl: ...', printed no data and no traceback."""
+    assert outcome.status == status, outcome
+    assert outcome.stdout == "", outcome
+    assert outcome.stderr.startswith("xbctl: "), outcome
+    assert "Traceback" not in outcome.stderr
+    for fragment in fragments:
+        assert fragment in outcome.stderr, (fragment, outcome.stderr)
+
+
+class Xbctl:
+    """xbctl against one simulated host whose state lives in a test's own directory."""
+
+    def __init__(self, state_path: Path) -> None:
+        self.state_path = state_path
+        self.env = {
+            "XBCTL_SIM_STATE": str(state_path),
+            "XBCTL_TRANSPORT": "sim",
+            "NO_COLOR": "1",
+            "XBCTL_DEBUG": None,
+        }
+
+    def __call__(self, *args: str, env: dict | None = None) -> Outcome:
+        """Run xbctl ARGS in-process through Typer's runner."""
+        runner = CliRunner()
+        result = runner.invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    def process(self, *args: str, env: dict | None = None, timeout: float = 60) -> Outcome:
+        """Run the installed xbctl command ARGS as a separate process."""
+        full_env = {k: v for k, v in {**os.environ, **self.env, **(env or {})}.items() if v is not None}
+        done = subprocess.run(
+            [shutil.which("xbctl") or "xbctl", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Outcome(done.returncode, done.stdout, done.stderr)
+
+    def value(self, node: str, domain: str = "Domain-0") -> int:
+        """One node's value, read through the CLI."""
+        outcome = self("-d", domain, "-n", node)
+        assert outcome.status == 0, outcome
+        return int(outcome.stdout)
+
+    def snapshot(self) -> str:
+        """Everything observable about the simulated host (to prove nothing changed)."""
+        listing = self("--json", "list")
+        log = self("--json", "sim", "log")
+        assert listing.status == 0 and log.status == 0, (listing, log)
+        return listing.stdout + log.stdout
+
+
+@pytest.fixture
+def xbctl(tmp_path: Path) -> Xbctl:
+    """A freshly reset simulated host with a manual clock: nothing moves unless told to."""
+    tool = Xbctl(tmp_path / "state" / "sim.json")
+    reset = tool("sim", "reset", "--clock", "manual")
+    assert reset.status == 0, reset
+    return tool
