@@ -395,11 +395,14 @@ def write_and_show(options: Options, requests: list["WriteRequest"], domain_spec
         if options.dry_run:
             sys.stderr.write("xbctl: dry run: nothing was written\n")
     if outcome is not None and not outcome.reached:
-        raise XbctlError(
+        error = XbctlError(
             f"{result.domain.name}: target {target_change.new_kib} KiB not reached "  # type: ignore[union-attr]
             f"(current {outcome.balloon.current_kib} KiB): {outcome.reason}",
             status=ExitStatus.NOT_REACHED,
         )
+        if options.as_json:  # the write document above already says how the wait ended
+            raise typer.Exit(report_error(error, as_json=False))
+        raise error
 
 
 def wait_with_progress(options: Options, transport: "Transport", domain: "Domain", target_kib: int):

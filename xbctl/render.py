@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .nodes import NODES, Balloon
 from .transport import Domain
@@ -33,13 +34,13 @@ def print_domain_table(rows: list[tuple[Domain, Balloon]]) -> None:
     table.add_column("balloon")
     for domain, balloon in rows:
         if not balloon.has_driver:
-            state = "no driver"
+            state = Text("no driver", style="dim")
         elif balloon.diagnostic:
-            state = f"stuck: {balloon.diagnostic}"
+            state = Text(f"stuck: {balloon.diagnostic}", style="red")
         elif balloon.current_kib != balloon.target_kib:
-            state = "moving"
+            state = Text("moving", style="yellow")
         else:
-            state = "steady"
+            state = Text("steady", style="green")
         table.add_row(
             str(domain.id),
             domain.name,

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -85,8 +84,8 @@ class StateStore:
         if self._lock_held:
             yield
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise unavailable(f"simulator lock {self.lock_path}: {exc.strerror}") from None
@@ -102,9 +101,11 @@ class StateStore:
         """Replace the state with DATA atomically and durably (call with the lock held)."""
         payload = json.dumps({**data, "schema": SCHEMA_VERSION}, indent=1).encode() + b"\n"
         directory = self.path.parent
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        # A unique name, created exclusively and private (tempfile would cost start-up time).
+        tmp_name = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as tmp:  # mkstemp creates it with mode 0600
+            with os.fdopen(fd, "wb") as tmp:
                 tmp.write(payload)
                 tmp.flush()
                 os.fsync(tmp.fileno())

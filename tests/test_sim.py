@@ -1,0 +1,174 @@
+"""The simulated driver: steps over time, its three failure modes, --wait, and the state file."""
+
+import json
+import os
+import stat
+import subprocess
+import shutil
+
+from conftest import Xbctl, assert_clean_failure
+
+MIB = 1024
+STEP_KIB = 512 * 4
+
+
+def test_balloon_moves_in_512_page_steps_at_the_configured_rate(xbctl):
+    xbctl("sim", "reset", "--clock", "manual", "--rate", "10")
+    xbctl("-q", "-d", "web", "target", "512M")
+    assert xbctl.value("current", "web") == 768 * MIB  # no simulated time has passed
+    xbctl("sim", "advance", "1")
+    assert xbctl.value("current", "web") == 768 * MIB - 10 * STEP_KIB
+    xbctl("sim", "advance", "0.25")
+    assert xbctl.value("current", "web") == 768 * MIB - 12 * STEP_KIB
+    xbctl("sim", "advance", "100")
+    assert xbctl.value("current", "web") == 512 * MIB
+    assert xbctl("sim", "log").stdout == ""  # reaching the target is not news
+
+
+def test_last_step_is_smaller_than_a_full_step(xbctl):
+    xbctl("-q", "-d", "web", "target", "-4")
+    xbctl("sim", "advance", "1")
+    assert xbctl.value("current", "web") == 768 * MIB - 4
+
+
+def test_shrink_stops_at_the_guests_in_use_floor_and_feeds_current_back(xbctl):
+    xbctl("-q", "-d", "web", "target", "256M")
+    xbctl("sim", "advance", "60")
+    floor_kib = 384 * MIB + 1024 * 4  # in-use memory + free-page reserve
+    assert xbctl.value("current", "web") == floor_kib
+    assert xbctl.value("target", "web") == floor_kib
+    log = xbctl("sim", "log").stdout
+    assert f"web: WARNING: balloon could not reach target {256 * MIB} (current {floor_kib})" in log
+    assert "stuck: WARNING" in xbctl("list").stdout
+
+
+def test_grow_is_clipped_at_boot_size(xbctl):
+    xbctl("-q", "-d", "db", "target", "3G")
+    xbctl("sim", "advance", "60")
+    assert xbctl.value("current", "db") == 2048 * MIB
+    assert xbctl.value("target", "db") == 3072 * MIB
+    assert "db: memory 'hot-plug' unsupported - clipping reservation 786432 => 524288 pages." in (
+        xbctl("sim", "log").stdout
+    )
+
+
+def test_grow_short_of_host_memory_is_incomplete(xbctl):
+    xbctl("sim", "reset", "--clock", "manual", "--host-free", "5M")
+    xbctl("-q", "-d", "db", "target", "1600M")
+    xbctl("sim", "advance", "60")
+    assert xbctl.value("current", "db") == 1536 * MIB + 5 * MIB  # two full steps of 2 MiB, then 1 MiB
+    log = xbctl("--json", "sim", "log").json()["entries"]
+    assert [e["message"] for e in log] == ["increase reservation incomplete: was 512, returned 256"]
+    # shrinking another domain frees host memory, and the driver gets the rest
+    xbctl("-q", "-d", "Domain-0", "target", "-64M")
+    xbctl("sim", "advance", "60")
+    assert xbctl.value("current", "db") == 1600 * MIB
+
+
+def test_domain_without_driver_never_moves(xbctl):
+    xbctl("-q", "-d", "mail", "target", "300M")
+    xbctl("sim", "advance", "60")
+    assert xbctl.value("current", "mail") == 512 * MIB
+
+
+def test_wait_reaches_the_target(xbctl):
+    xbctl("sim", "reset", "--rate", "5000")
+    outcome = xbctl("--wait", "--timeout", "60", "-d", "web", "target", "512M")
+    assert outcome.status == 0, outcome
+    assert outcome.stdout == "machdep.xen.balloon.target: 786432 -> 524288\n"
+    assert f"xbctl: web: current {512 * MIB} KiB, target {512 * MIB} KiB" in outcome.stderr
+    assert xbctl.value("current", "web") == 512 * MIB
+
+
+def test_wait_via_mem_set_with_options_after_the_command(xbctl):
+    xbctl("sim", "reset", "--rate", "5000")
+    outcome = xbctl("mem-set", "db", "2048", "--wait", "--timeout", "60")
+    assert outcome.status == 0, outcome
+    assert xbctl.value("current", "db") == 2048 * MIB
+
+
+def test_wait_ends_with_5_when_shrink_hits_the_floor(xbctl):
+    xbctl("sim", "reset", "--rate", "5000")
+    outcome = xbctl("--wait", "--timeout", "60", "-d", "web", "target", "256M")
+    assert outcome.status == 5, outcome
+    assert "xbctl: web: target 262144 KiB not reached" in outcome.stderr
+    assert "the driver reports: WARNING: balloon could not reach target 262144 (current 397312)" in outcome.stderr
+
+
+def test_wait_ends_with_5_when_grow_is_clipped_at_boot_size(xbctl):
+    xbctl("sim", "reset", "--rate", "5000")
+    outcome = xbctl("--wait", "--timeout", "60", "mem-set", "db", "3G")
+    assert outcome.status == 5, outcome
+    assert "memory 'hot-plug' unsupported - clipping reservation 786432 => 524288 pages." in outcome.stderr
+
+
+def test_wait_times_out_with_5(xbctl):
+    outcome = xbctl("--wait", "--timeout", "0.2", "-d", "web", "target", "512M")  # manual clock: no progress
+    assert outcome.status == 5, outcome
+    assert "timed out after 0.2 s" in outcome.stderr
+
+
+def test_wait_on_a_domain_without_driver_ends_with_5(xbctl):
+    outcome = xbctl("--wait", "--timeout", "5", "-d", "mail", "target", "300M")
+    assert outcome.status == 5
+    assert "no balloon driver" in outcome.stderr
+
+
+def test_wait_json_reports_how_it_ended(xbctl):
+    xbctl("sim", "reset", "--rate", "5000")
+    outcome = xbctl("--json", "--wait", "--timeout", "60", "-d", "web", "target", "256M")
+    assert outcome.status == 5
+    wait = outcome.json()["wait"]
+    assert wait["reached"] is False and wait["current_kib"] == 397312
+    assert "could not reach target" in wait["reason"]
+
+
+def test_state_file_is_private_and_written_atomically(xbctl):
+    xbctl("-q", "-d", "web", "target", "512M")
+    mode = stat.S_IMODE(os.stat(xbctl.state_path).st_mode)
+    assert mode == 0o600
+    leftovers = [p.name for p in xbctl.state_path.parent.iterdir()]
+    assert sorted(leftovers) == ["sim.json", "sim.json.lock"]  # no temporary files left behind
+    assert json.loads(xbctl.state_path.read_text())["schema"] == 1
+
+
+def test_corrupt_state_is_reported_and_kept_aside(xbctl):
+    xbctl.state_path.write_text('{"schema": 1, "domains": [{"id": 0')  # torn write
+    outcome = xbctl("-a")
+    assert_clean_failure(outcome, 3, "is corrupt", "kept aside as")
+    aside = [p for p in xbctl.state_path.parent.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].read_text().startswith('{"schema": 1')
+    assert not xbctl.state_path.exists()
+    assert xbctl("-a").status == 0  # then a fresh host
+
+
+def test_state_with_wrong_content_is_corrupt(xbctl):
+    xbctl.state_path.write_text('{"schema": 1, "domains": "none"}')
+    assert_clean_failure(xbctl("-d", "web", "target", "512M"), 3, "is corrupt")
+
+
+def test_state_from_a_newer_xbctl_is_left_alone(xbctl):
+    xbctl.state_path.write_text('{"schema": 99}')
+    assert_clean_failure(xbctl("-a"), 3, "schema 99, newer than")
+    assert xbctl.state_path.read_text() == '{"schema": 99}'
+
+
+def test_concurrent_relative_changes_lose_no_update(xbctl):
+    """Real processes race on one domain; every +4 and -8 lands and the file always parses."""
+    exe = shutil.which("xbctl")
+    assert exe, "the xbctl command must be installed"
+    env = {**os.environ, **{k: v for k, v in xbctl.env.items() if v is not None}}
+    start_kib = xbctl.value("target", "web")
+    writers = [
+        subprocess.Popen([exe, "-q", "-d", "web", "target", "+4" if i % 2 else "-8"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for i in range(24)
+    ]
+    reads = 0
+    while any(w.poll() is None for w in writers):
+        json.loads(xbctl.state_path.read_text())  # never torn
+        reads += 1
+    results = [(w.wait(timeout=60), w.stderr.read()) for w in writers]
+    assert all(status == 0 for status, _ in results), results
+    assert xbctl.value("target", "web") == start_kib + 12 * 4 - 12 * 8
+    assert reads > 0
