@@ -457,7 +457,8 @@ def _node_command(node: Node):
 
 
 for _node in NODES:
-    app.command(_node.key, help=_node_command(_node).__doc__)(_node_command(_node))
+    _command = _node_command(_node)
+    app.command(_node.key, help=_command.__doc__)(_command)
 
 
 # ---------------------------------------------------------------- xl-compatible host operations

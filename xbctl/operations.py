@@ -145,23 +145,22 @@ def write_nodes(
         raise usage_error("nothing to write")
     domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
-    planned: dict[str, object] = {}
+    outcome: list[tuple[list[Change], list[tuple[str, XbctlError]]]] = []
 
     def plan(balloon: Balloon) -> dict[str, int]:
         values, changes, skipped = plan_writes(balloon, requests, writer_is_host)
-        planned.update(changes=changes, skipped=skipped)
+        outcome[:] = [(changes, skipped)]  # the transport may retry: keep the last plan only
         return values
 
     if dry_run:
         before = transport.read_balloon(domain)
-        values = plan(before)
         after = before
-        for key, kib in values.items():
+        for key, kib in plan(before).items():
             after = after.with_value(key, kib)
     else:
         before, after = transport.update_balloon(domain, plan)
-    changes: list[Change] = planned["changes"]  # type: ignore[assignment]
-    result = WriteResult(domain, changes, after, dry_run, skipped=planned["skipped"])  # type: ignore[arg-type]
+    changes, skipped = outcome[0]
+    result = WriteResult(domain, changes, after, dry_run, skipped=skipped)
     if not before.has_driver and any(c.node.key == "target" for c in changes):
         result.warnings.append(
             f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): "
