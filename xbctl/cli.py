@@ -209,6 +209,10 @@ app = typer.Typer(
         "unless a unit is given (b k m g t, KiB MiB GiB TiB). mem-set and mem-max take MiB "
         "without a unit, as xl does."
     ),
+    epilog=(
+        "Exit status: 0 success, 1 refused (EPERM/EACCES), 2 bad usage or value, "
+        "3 transport unavailable, 4 unknown domain or node, 5 --wait did not reach the target."
+    ),
 )
 
 
@@ -458,7 +462,7 @@ def _node_command(node: Node):
 
 for _node in NODES:
     _command = _node_command(_node)
-    app.command(_node.key, help=_command.__doc__)(_command)
+    app.command(_node.key, help=_command.__doc__, short_help=f"{_node.summary} ({_node.access})")(_command)
 
 
 # ---------------------------------------------------------------- xl-compatible host operations
@@ -480,13 +484,13 @@ SizeArgument = Annotated[str, typer.Argument(metavar="SIZE", help="MiB unless a 
 
 @app.command("mem-set")
 def mem_set(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
-    """Set a domain's balloon target, like xl mem-set (SIZE in MiB without a unit)."""
+    """Set DOMAIN's target, as xl mem-set (MiB without a unit)."""
     _host_operation(ctx, domain, size, "target")
 
 
 @app.command("mem-max")
 def mem_max(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
-    """Set a domain's xen-max (Xenstore memory/static-max), like xl mem-max (SIZE in MiB)."""
+    """Set DOMAIN's xen-max, as xl mem-max (MiB without a unit)."""
     _host_operation(ctx, domain, size, "xen-max")
 
 
@@ -510,7 +514,7 @@ def list_command(ctx: typer.Context) -> None:
 
 # ---------------------------------------------------------------- simulator controls
 
-sim_app = typer.Typer(help="Control the simulated host (the embedded default transport).")
+sim_app = typer.Typer(help="Control the simulated host (the embedded default).")
 app.add_typer(sim_app, name="sim")
 
 
@@ -580,7 +584,7 @@ def agent_command(
         float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per second.")
     ] = 50.0,
 ) -> None:
-    """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
+    """Play the guest side of -d DOMAIN over Xenstore."""
     from .agent import run_agent
 
     options = options_of(ctx)

@@ -115,7 +115,7 @@ class Node:
         """read-only, read-write, or read-write (host administrator only)."""
         if not self.writable:
             return "read-only"
-        return "read-write (host administrator only)" if self.host_only else "read-write"
+        return "read-write, host only" if self.host_only else "read-write"
 
     def check_write(self, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
         """Raise the driver's refusal (EPERM) if NEW_KIB may not be written to this node."""
@@ -127,25 +127,25 @@ NODES: tuple[Node, ...] = (
     Node(
         "target",
         True,
-        "the reservation the balloon driver steers toward (it may not be reached)",
+        "the reservation the driver steers toward",
         _check_target,
     ),
     Node(
         "min",
         True,
-        "the lowest reservation the driver accepts; requests below it are refused",
+        "the lowest reservation the driver accepts",
         _check_min,
     ),
     Node(
         "max",
         False,
-        "the highest reservation the domain can reach: xen-max clipped to the driver's boot-time size",
+        "xen-max clipped to what the driver can reach",
         _read_only,
     ),
     Node(
         "xen-max",
         True,
-        "the hypervisor's ceiling for the domain (set by mem-max)",
+        "the hypervisor's ceiling for the domain",
         _check_xen_max,
         host_only=True,
     ),
