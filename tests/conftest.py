@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from xbctl.cli import app
 
+pytest_plugins = ["xen_fixtures"]
+
 
 @dataclass
 class Outcome:

@@ -374,7 +374,7 @@ def write_and_show(options: Options, requests: list["WriteRequest"], domain_spec
 
     transport = options.transport()
     result = write_nodes(
-        transport, domain_spec or options.domain, requests, dry_run=options.dry_run
+        transport, options.domain if domain_spec is None else domain_spec, requests, dry_run=options.dry_run
     )
     for warning in result.warnings:
         sys.stderr.write(f"xbctl: warning: {warning}\n")
@@ -583,18 +583,46 @@ def agent_command(
     rate: Annotated[
         float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per second.")
     ] = 50.0,
+    boot_size: Annotated[
+        Optional[str],
+        typer.Option(metavar="SIZE", help="The guest's boot-time size (default: memory/static-max)."),
+    ] = None,
+    used: Annotated[
+        Optional[str],
+        typer.Option(metavar="SIZE", help="Memory the guest holds and never gives back (default: a quarter)."),
+    ] = None,
+    host_free: Annotated[
+        Optional[str],
+        typer.Option(metavar="SIZE", help="Free memory the hypervisor can hand out (default: plenty)."),
+    ] = None,
 ) -> None:
-    """Play the guest side of -d DOMAIN over Xenstore."""
+    """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
     from .agent import run_agent
+    from .units import parse_kib
 
     options = options_of(ctx)
+    if options.transport_name == "sim":
+        raise usage_error("the agent plays a guest over Xenstore, not in the simulator", hint="drop --transport sim")
+    options.transport_name = "xenstore"
+    sizes = {
+        key: None if text is None else parse_kib(text, what=f"--{key.replace('_', '-')}")
+        for key, text in (("boot_size", boot_size), ("used", used), ("host_free", host_free))
+    }
 
     def say(message: str) -> None:
         if not options.quiet:
             sys.stderr.write(f"xbctl agent: {message}\n")
             sys.stderr.flush()
 
-    run_agent(options.transport(), options.domain, steps_per_second=rate, say=say)
+    run_agent(
+        options.transport(),
+        options.domain,
+        steps_per_second=rate,
+        say=say,
+        boot_kib=sizes["boot_size"],
+        used_kib=sizes["used"],
+        host_free_kib=sizes["host_free"],
+    )
 
 
 def main() -> None:

@@ -137,6 +137,10 @@ class SimHost:
                 return
         self.last_tick_s += max(rounds, 0) / self.steps_per_second
 
+    def step(self, domain: SimDomain) -> bool:
+        """One turn of DOMAIN's balloon thread now, alone (the guest agent drives one domain)."""
+        return self._step(domain, self.now())
+
     def _step(self, domain: SimDomain, at: float) -> bool:
         """One turn of DOMAIN's balloon thread; True when it moved."""
         if domain.driver == "none" or domain.current_kib == domain.target_kib:

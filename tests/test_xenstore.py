@@ -1,0 +1,261 @@
+"""The Xenstore transport against Debian's C xenstored: mapping, round trips with the C
+clients, refusals and odd domains that change nothing, transactions that conflict."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_clean_failure
+from xen_fixtures import MIB
+
+WEB = "/local/domain/1"
+
+
+def test_nodes_map_onto_libxl_layout(xs):
+    outcome = xs("-d", "web", "-a")
+    assert outcome.status == 0, outcome
+    assert outcome.stdout == (
+        "machdep.xen.balloon.current = 786432\n"
+        "machdep.xen.balloon.target = 786432\n"
+        "machdep.xen.balloon.min = 0\n"
+        "machdep.xen.balloon.max = 1048576\n"
+        "machdep.xen.balloon.xen-max = 1048576\n"
+    )
+    assert outcome.stderr == ""
+
+
+def test_guest_published_nodes_shape_current_min_and_max(xs):
+    xs.write(f"{WEB}/data/balloon/current", "700000")
+    xs.write(f"{WEB}/data/balloon/min", "8192")
+    xs.write(f"{WEB}/data/balloon/max", "917504")
+    xs.write(f"{WEB}/memory/dynamic-min", "4096")
+    document = xs("-d", "web", "--json", "-a").json()
+    nodes = {key: node["value_kib"] for key, node in document["nodes"].items()}
+    assert nodes == {"current": 700000, "target": 786432, "min": 8192, "max": 917504, "xen-max": 1048576}
+    assert document["nodes"]["current"]["source"] == "guest"
+    assert document["transport"] == "xenstore"
+    # dynamic-min above the guest's floor wins; static-max below the guest's max wins.
+    xs.write(f"{WEB}/memory/dynamic-min", "262144")
+    xs.write(f"{WEB}/memory/static-max", "800000")
+    assert xs("-d", "web", "-n", "min").stdout == "262144\n"
+    assert xs("-d", "web", "-n", "max").stdout == "800000\n"
+
+
+def test_current_falls_back_to_target_and_says_so(xs):
+    document = xs("-d", "db", "--json", "current").json()
+    assert document["nodes"]["current"] == {
+        "name": "machdep.xen.balloon.current",
+        "value_kib": 1572864,
+        "source": "target",
+    }
+
+
+def test_xbctl_writes_are_what_the_c_client_reads(xs):
+    assert xs("-d", "web", "target", "600M").status == 0
+    assert xs.read(f"{WEB}/memory/target") == "614400"
+    assert xs.process("mem-max", "web", "900").stdout == "machdep.xen.balloon.xen-max: 1048576 -> 921600\n"
+    assert xs.read(f"{WEB}/memory/static-max") == "921600"
+    assert xs.process("mem-set", "1", "512").stdout == "machdep.xen.balloon.target: 614400 -> 524288\n"
+    assert xs.read(f"{WEB}/memory/target") == "524288"
+    assert xs("-d", "web", "-w", "machdep.xen.balloon.min=128M").status == 0
+    assert xs.read(f"{WEB}/memory/dynamic-min") == "131072"
+
+
+def test_c_client_writes_are_what_xbctl_reads(xs):
+    xs.write(f"{WEB}/memory/target", "655360")
+    xs.write(f"{WEB}/memory/static-max", "983040")
+    xs.write(f"{WEB}/memory/dynamic-min", "65536")
+    names = ("machdep.xen.balloon.target", "machdep.xen.balloon.xen-max", "machdep.xen.balloon.min")
+    assert xs("-d", "web", "-n", *names).stdout == "655360\n983040\n65536\n"
+    assert xs.process("-d", "1", "-e", "target").stdout == "machdep.xen.balloon.target=655360\n"
+    # And xbctl's reading is what a later write starts from.
+    assert xs("-n", "mem-set", "web", "+64").stdout == "655360 -> 720896\n"
+
+
+def test_multi_node_change_lands_together(xs, tmp_path):
+    settings = tmp_path / "grow.conf"
+    settings.write_text("machdep.xen.balloon.xen-max=2G\nmachdep.xen.balloon.target=1536M\n")
+    outcome = xs("-d", "web", "-f", str(settings))
+    assert outcome.status == 0, outcome
+    assert (xs.read(f"{WEB}/memory/static-max"), xs.read(f"{WEB}/memory/target")) == ("2097152", "1572864")
+    # The daemon saw one transaction carrying both writes.
+    trace = (xs.daemon.trace_path).read_text()
+    assert "TRANSACTION_START" in trace and "TRANSACTION_END" in trace
+
+
+REFUSALS = [
+    (("-d", "web", "target", "16M"), "below min"),  # below the guest's floor once published
+    (("-d", "web", "target", "2G"), "above max 1048576 KiB"),
+    (("-d", "web", "xen-max", "512M"), "below target 786432 KiB"),
+    (("-d", "web", "min", "4K"), "safeguard floor"),
+    (("-d", "web", "min", "900M"), "above target"),
+    (("-d", "web", "current", "512M"), "read-only node"),
+    (("-d", "web", "max", "512M"), "read-only node"),
+    (("mem-max", "web", "100"), "below target"),
+    (("-d", "web", "-w", "target=1.0000001K"), "not a whole number of KiB"),
+]
+
+
+@pytest.mark.parametrize("args, reason", REFUSALS)
+def test_refused_change_leaves_the_tree_unchanged(xs, args, reason):
+    xs.write(f"{WEB}/data/balloon/min", "32768")
+    before = xs.listing()
+    outcome = xs(*args)
+    assert_clean_failure(outcome, 1, "Operation not permitted", reason)
+    assert xs.listing() == before
+
+
+def test_refused_file_writes_nothing_even_when_its_first_line_is_fine(xs, tmp_path):
+    settings = tmp_path / "bad.conf"
+    settings.write_text("machdep.xen.balloon.target=600M\nmachdep.xen.balloon.xen-max=100M\n")
+    before = xs.listing()
+    assert_clean_failure(xs("-d", "web", "-f", str(settings)), 1, "xen-max", "below target 614400 KiB")
+    assert xs.listing() == before
+
+
+ODD_DOMAINS = [
+    ("../../tool", 4),
+    ("/local/domain/1", 4),
+    ("web/../1", 4),
+    ("WEB", 4),
+    (" web", 4),
+    ("web\n", 4),
+    ("0x1", 4),
+    ("-1", 4),
+    ("99", 4),
+    ("6", 4),
+    ("32752", 4),
+    ("99999999999999999999", 4),
+    ("７", 4),
+    ("*", 4),
+    ("", 2),
+]
+
+
+@pytest.mark.parametrize("spec, status", ODD_DOMAINS)
+def test_unknown_or_odd_domain_changes_nothing(xs, spec, status):
+    before = xs.listing()
+    for args in (("-d", spec, "target", "200M"), ("mem-set", spec, "200"), ("mem-max", spec, "300"), ("-d", spec, "-a")):
+        outcome = xs(*args)
+        assert_clean_failure(outcome, status, "domain")
+    assert xs.listing() == before
+
+
+def test_names_match_exactly_and_ids_are_ids(xs):
+    # Domain 4 is called "web " and domain 5 is called "7": lookups never confuse them.
+    assert xs("-n", "mem-set", "web ", "200").stdout == "262144 -> 204800\n"
+    assert xs.read("/local/domain/4/memory/target") == "204800"
+    assert xs.read(f"{WEB}/memory/target") == "786432"
+    assert_clean_failure(xs("-d", "7", "-a"), 4, "unknown domain")  # id 7, which does not exist
+    assert xs("--json", "-d", "5", "target").json()["domain"] == {"id": 5, "name": "7"}
+
+
+def test_domain_gone_between_lookup_and_write_is_not_recreated(xs, monkeypatch):
+    from xbctl.xenstore import XenstoreTransport
+
+    original = XenstoreTransport.update_balloon
+
+    def vanish_first(self, domain, plan):
+        xs.rm(f"/local/domain/{domain.id}")  # the toolstack destroys the domain meanwhile
+        return original(self, domain, plan)
+
+    monkeypatch.setattr(XenstoreTransport, "update_balloon", vanish_first)
+    outcome = xs("-d", "web", "target", "600M")
+    assert_clean_failure(outcome, 4, "domain 1", "gone")
+    assert not xs.exists(WEB)
+    assert f"{WEB}/" not in xs.listing()
+
+
+def test_write_without_feature_balloon_warns_but_writes(xs):
+    outcome = xs("-d", "db", "target", "1G")
+    assert outcome.status == 0, outcome
+    assert "warning: domain db does not advertise a balloon driver (control/feature-balloon)" in outcome.stderr
+    assert xs.read("/local/domain/2/memory/target") == "1048576"
+    xs.write("/local/domain/2/control/feature-balloon", "1")
+    quiet = xs("-d", "db", "target", "1200M")
+    assert (quiet.status, quiet.stderr) == (0, "")
+
+
+def test_new_target_clears_the_drivers_old_complaint(xs):
+    xs.write(f"{WEB}/control/feature-balloon", "1")
+    xs.write(f"{WEB}/data/balloon/diagnostic", "WARNING: balloon could not reach target 1 (current 2)")
+    assert xs("--json", "list").json()["domains"][1]["diagnostic"].startswith("WARNING")
+    assert xs("-d", "web", "target", "700M").status == 0
+    assert not xs.exists(f"{WEB}/data/balloon/diagnostic")
+    # A refused write leaves it in place.
+    xs.write(f"{WEB}/data/balloon/diagnostic", "still stuck")
+    assert xs("-d", "web", "target", "4G").status == 1
+    assert xs.read(f"{WEB}/data/balloon/diagnostic") == "still stuck"
+
+
+def test_list_shows_every_domain(xs):
+    document = xs("--json", "list").json()
+    assert [(d["id"], d["name"]) for d in document["domains"]] == [
+        (0, "Domain-0"), (1, "web"), (2, "db"), (3, "mail"), (4, "web "), (5, "7"),
+    ]
+    table = xs.process("list")
+    assert table.status == 0 and "mail" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_malformed_node_value_is_reported_not_crashed_on(xs):
+    xs.write(f"{WEB}/memory/target", "lots")
+    outcome = xs("-d", "web", "-a")
+    assert_clean_failure(outcome, 3, f"{WEB}/memory/target", "'lots'", "not a number of KiB")
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def _interfere(monkeypatch, xs, path, values):
+    """Make another client write PATH between xbctl's read and its commit, once per value."""
+    import xbctl.operations as operations
+
+    original = operations.plan_writes
+    calls = []
+
+    def plan_and_interfere(balloon, requests, writer_is_host):
+        calls.append(balloon)
+        if len(calls) <= len(values):
+            xs.write(path, values[len(calls) - 1])
+        return original(balloon, requests, writer_is_host)
+
+    monkeypatch.setattr(operations, "plan_writes", plan_and_interfere)
+    return calls
+
+
+def test_conflicting_write_is_retried_on_fresh_values(xs, monkeypatch):
+    calls = _interfere(monkeypatch, xs, f"{WEB}/memory/target", ["655360"])
+    outcome = xs("-n", "-d", "web", "target", "+64M")
+    assert outcome.status == 0, outcome
+    # The retry started again from the other client's value, not from the stale one.
+    assert [b.target_kib for b in calls] == [786432, 655360]
+    assert outcome.stdout == "655360 -> 720896\n"
+    assert xs.read(f"{WEB}/memory/target") == "720896"
+
+
+def test_conflict_on_another_node_of_a_multi_node_change(xs, monkeypatch, tmp_path):
+    calls = _interfere(monkeypatch, xs, f"{WEB}/memory/static-max", ["1572864"])
+    settings = tmp_path / "f.conf"
+    settings.write_text("machdep.xen.balloon.min=64M\nmachdep.xen.balloon.target=900M\n")
+    outcome = xs("-d", "web", "-f", str(settings))
+    assert outcome.status == 0, outcome
+    assert [b.xen_max_kib for b in calls] == [1048576, 1572864]
+    assert xs.read(f"{WEB}/memory/target") == "921600"
+    assert xs.read(f"{WEB}/memory/dynamic-min") == "65536"
+    assert xs.read(f"{WEB}/memory/static-max") == "1572864"
+
+
+def test_conflict_that_makes_the_change_illegal_is_refused(xs, monkeypatch):
+    _interfere(monkeypatch, xs, f"{WEB}/memory/static-max", ["786432"])
+    outcome = xs("-d", "web", "target", "900M")
+    assert_clean_failure(outcome, 1, "above max 786432 KiB")
+    assert xs.read(f"{WEB}/memory/target") == "786432"
+
+
+def test_endless_conflicts_give_up_with_eagain(xs, monkeypatch):
+    values = [str(600 * MIB + 4 * n) for n in range(1, 20)]
+    calls = _interfere(monkeypatch, xs, f"{WEB}/memory/target", values)
+    outcome = xs("-d", "web", "target", "700M")
+    assert_clean_failure(outcome, 3, "EAGAIN", "gave up after 8")
+    assert len(calls) == 8
+    assert xs.read(f"{WEB}/memory/target") == values[7]  # the other client's last word, not ours

@@ -1,0 +1,254 @@
+"""Fixtures for running xbctl against Debian's real C xenstored (see tests/xenharness).
+
+One daemon per test session; before each test the host is laid out again as libxl
+lays out /local/domain. `xs` runs xbctl against it from the host (Domain-0, over the
+socket), `xs.guest(...)` runs it inside guest "mail" (domain 3), whose xenbus device
+is a pseudo-terminal relayed byte for byte onto the domain's real ring.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+from pyxs import Client
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import Outcome  # noqa: E402
+from xenharness import Xenstored, ensure_tools  # noqa: E402
+
+from xbctl.cli import app  # noqa: E402
+
+MIB = 1024
+GIB = 1024 * MIB
+GUEST_ID = 3  # the domain that can be played over its ring
+OTHER_DOMAINS = (1, 2, 4, 5)  # exist for the stub hypervisor, so permissions may name them
+
+# id -> (name, static-max KiB, target KiB); a domain's nodes are laid out as libxl does.
+LAYOUT = {
+    0: ("Domain-0", 4 * GIB, 4 * GIB),
+    1: ("web", 1 * GIB, 768 * MIB),
+    2: ("db", 2 * GIB, 1536 * MIB),
+    GUEST_ID: ("mail", 512 * MIB, 512 * MIB),
+    4: ("web ", 256 * MIB, 256 * MIB),  # a name that differs from "web" only by a blank
+    5: ("7", 256 * MIB, 256 * MIB),  # a name that looks like an id
+}
+
+
+class GuestBus:
+    """A pseudo-terminal that plays /dev/xen/xenbus for one guest: bytes go to its ring and back."""
+
+    def __init__(self, daemon: Xenstored, domid: int) -> None:
+        self.daemon = daemon
+        self.ring = daemon.domain_ring(domid)
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        # The harness's ring speaks whole requests; the relay needs its byte-level half.
+        last_kick = 0.0
+        while not self.stopping.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.002)
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    self.ring._send(data, time.monotonic() + 5)
+            if not self.daemon.running():
+                continue
+            available = self.ring._available()
+            if available:
+                os.write(self.master, self.ring._take(available))
+            elif time.monotonic() - last_kick > 0.02:
+                self.daemon.kick()  # let the daemon notice output it holds back for a full ring
+                last_kick = time.monotonic()
+
+    def flush(self) -> None:
+        """Forget bytes an earlier guest process left unread."""
+        termios.tcflush(self.slave, termios.TCIOFLUSH)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
+        self.ring.close()
+
+
+class XenHost:
+    """xbctl against the session's xenstored, with the C clients to check what it did."""
+
+    def __init__(self, daemon: Xenstored, guest_bus: GuestBus | None = None) -> None:
+        self.daemon = daemon
+        self.socket_path = daemon.socket_path
+        self.guest_bus = guest_bus
+        self.env = {
+            "XENSTORED_PATH": str(self.socket_path),
+            "XENSTORED_RUNDIR": None,
+            "XBCTL_TRANSPORT": "xenstore",
+            "XBCTL_XENSTORE_TIMEOUT": "10",
+            "NO_COLOR": "1",
+            "XBCTL_DEBUG": None,
+            "XBCTL_SIM_STATE": "/nonexistent/never-used",
+        }
+
+    # xbctl runs
+    def __call__(self, *args: str, env: dict | None = None) -> Outcome:
+        """xbctl ARGS in-process (Typer's runner), from the host."""
+        result = CliRunner().invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    def process_env(self, env: dict | None = None) -> dict:
+        merged = {**os.environ, **self.env, **(env or {})}
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def process(self, *args: str, env: dict | None = None, timeout: float = 60) -> Outcome:
+        """The installed xbctl ARGS as a separate process, from the host."""
+        done = subprocess.run(
+            [xbctl_command(), *args],
+            env=self.process_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Outcome(done.returncode, done.stdout, done.stderr)
+
+    def popen(self, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+        """Start the installed xbctl ARGS in the background (stdout/stderr piped, text)."""
+        return subprocess.Popen(
+            [xbctl_command(), *args],
+            env=self.process_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            **kwargs,
+        )
+
+    def guest_env(self) -> dict:
+        return {"XENSTORED_PATH": self.guest_bus.path}
+
+    def guest(self, *args: str, timeout: float = 60) -> Outcome:
+        """The installed xbctl ARGS inside guest mail (domain 3), over its xenbus device."""
+        self.guest_bus.flush()
+        return self.process(*args, env=self.guest_env(), timeout=timeout)
+
+    # C clients
+    def read(self, path: str) -> str:
+        return self.daemon.xs_read(path)
+
+    def write(self, path: str, value: str) -> None:
+        self.daemon.xs_write(path, value)
+
+    def exists(self, path: str) -> bool:
+        return self.daemon.xs_exists(path)
+
+    def rm(self, path: str) -> None:
+        self.daemon.xs_rm(path)
+
+    def listing(self) -> str:
+        """The whole tree with permissions, to prove a command changed nothing."""
+        return self.daemon.xs_listing()
+
+    def dom(self, domid: int, rel: str) -> str:
+        return self.read(f"/local/domain/{domid}/{rel}")
+
+    def wait_for(self, predicate, what: str, timeout_s: float = 20.0) -> None:
+        """Poll PREDICATE until true; fail (not hang) after TIMEOUT_S."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.02)
+
+
+def xbctl_command() -> str:
+    return shutil.which("xbctl") or str(Path(sys.executable).with_name("xbctl"))
+
+
+def lay_out_host(client: Client) -> None:
+    """Write /local/domain as libxl would for LAYOUT, after removing whatever was there."""
+    if client.exists(b"/local/domain"):
+        for child in client.list(b"/local/domain"):
+            client.delete(b"/local/domain/" + child)
+    for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
+        base = f"/local/domain/{domid}"
+        client.mkdir(base.encode())
+        if domid != 0:
+            # The domain may read its home (new nodes inherit that); it owns control/ and data/.
+            client.set_perms(base.encode(), [b"n0", f"r{domid}".encode()])
+        for rel, value in (
+            ("name", name),
+            ("domid", str(domid)),
+            ("memory/static-max", str(static_max_kib)),
+            ("memory/target", str(target_kib)),
+            ("memory/videoram", "-1"),
+        ):
+            client.write(f"{base}/{rel}".encode(), value.encode())
+        if domid != 0:
+            for rel in ("control", "data"):
+                client.mkdir(f"{base}/{rel}".encode())
+                client.set_perms(f"{base}/{rel}".encode(), [f"n{domid}".encode(), b"r0"])
+
+
+@pytest.fixture(scope="session")
+def xs_tools():
+    """Debian's xenstored and C clients, fetched and unpacked once."""
+    return ensure_tools()
+
+
+@pytest.fixture(scope="session")
+def xs_daemon(xs_tools, tmp_path_factory):
+    """One xenstored for the session; guest mail introduced so it can speak over its ring."""
+    daemon = Xenstored(xs_tools, tmp_path_factory.mktemp("xenstored"), extra_domains=OTHER_DOMAINS)
+    with daemon:
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            client.introduce_domain(GUEST_ID, 0x1000 + GUEST_ID, 10 + GUEST_ID)
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def xs_guest_bus(xs_daemon):
+    """Guest mail's xenbus device, as a pseudo-terminal path."""
+    bus = GuestBus(xs_daemon, GUEST_ID)
+    yield bus
+    bus.close()
+
+
+@pytest.fixture
+def xs(xs_daemon, xs_guest_bus) -> XenHost:
+    """The host freshly laid out in the session's xenstored."""
+    assert xs_daemon.running(), xs_daemon.log_tail()
+    with Client(unix_socket_path=str(xs_daemon.socket_path)) as client:
+        lay_out_host(client)
+    return XenHost(xs_daemon, xs_guest_bus)
+
+
+@pytest.fixture
+def private_xs(xs_tools, tmp_path) -> XenHost:
+    """A xenstored of this test's own, laid out like the shared one, for killing or stopping."""
+    daemon = Xenstored(xs_tools, tmp_path / "xenstored", extra_domains=OTHER_DOMAINS)
+    with daemon:
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            lay_out_host(client)
+        yield XenHost(daemon)
+        if daemon.running():
+            os.kill(daemon.pid, signal.SIGCONT)  # a test may have stopped it

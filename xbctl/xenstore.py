@@ -1,0 +1,610 @@
+"""The Xenstore transport: the five nodes mapped onto /local/domain/N, through pyxs.
+
+The only module that imports pyxs. Mapping (decimal KiB strings):
+
+    target   memory/target
+    xen-max  memory/static-max
+    min      max(memory/dynamic-min, data/balloon/min); writes set memory/dynamic-min
+    current  data/balloon/current (published by the guest), else target
+    max      xen-max clipped by data/balloon/max (published by the guest)
+
+plus `control/feature-balloon` (a driver acts on target) and `data/balloon/diagnostic`
+(the driver's last word on why it cannot reach target; xbctl's own convention).
+
+pyxs waits forever for a reply if its reader thread dies, and reports error names
+it does not know (EQUOTA) as errno 0, so requests here go through a client whose
+waits are bounded and whose errors keep the daemon's own name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import random
+import select
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from pyxs._internal import NUL, Event, Op, Packet
+from pyxs.client import Client, Router
+from pyxs.connection import PacketConnection
+from pyxs.exceptions import PyXSError
+
+from .errors import ExitStatus, XbctlError, unavailable, unknown
+from .nodes import Balloon
+from .transport import (
+    DOMID_FIRST_RESERVED,
+    XENBUS_DEVICES,
+    Domain,
+    Plan,
+    Transport,
+    parse_domain_id,
+    xenstore_socket_path,
+)
+
+T = TypeVar("T")
+
+DEFAULT_REQUEST_TIMEOUT_S = 5.0
+MAX_ATTEMPTS = 8  # transaction attempts before giving up on EAGAIN
+FIRST_BACKOFF_S = 0.005
+
+# Node paths relative to /local/domain/N.
+TARGET = "memory/target"
+STATIC_MAX = "memory/static-max"
+DYNAMIC_MIN = "memory/dynamic-min"
+GUEST_CURRENT = "data/balloon/current"
+GUEST_MAX = "data/balloon/max"
+GUEST_MIN = "data/balloon/min"
+DIAGNOSTIC = "data/balloon/diagnostic"
+FEATURE_BALLOON = "control/feature-balloon"
+NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
+
+# Xenstore error names Python's errno lacks, with what they mean.
+XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
+# Errors that are the store refusing this request (exit 1), as opposed to failing (exit 3).
+REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
+
+
+def request_timeout_s() -> float:
+    """The deadline for one Xenstore request ($XBCTL_XENSTORE_TIMEOUT seconds, default 5)."""
+    text = os.environ.get("XBCTL_XENSTORE_TIMEOUT", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return DEFAULT_REQUEST_TIMEOUT_S
+    return value if 0 < value < 3600 else DEFAULT_REQUEST_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where Xenstore is: a daemon's socket (we are the host) or a xenbus device (a guest)."""
+
+    path: Path
+    is_socket: bool
+
+
+def find_endpoint() -> Endpoint:
+    """The Xenstore endpoint, chosen as libxenstore chooses it."""
+    explicit = os.environ.get("XENSTORED_PATH")
+    if explicit:
+        # libxenstore accepts a socket or a device here and tells them apart by stat().
+        path = Path(explicit)
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise _no_daemon(path, exc.strerror or "cannot stat") from None
+        return Endpoint(path, stat.S_ISSOCK(mode))
+    path = xenstore_socket_path()
+    if path.exists():
+        return Endpoint(path, True)
+    for device in XENBUS_DEVICES:
+        if device.exists():
+            return Endpoint(device, False)
+    raise _no_daemon(path, "no such socket, and no xenbus device")
+
+
+def _no_daemon(path: Path, why: str) -> XbctlError:
+    return unavailable(
+        f"Xenstore at {path}: {why}",
+        hint="is xenstored running? Set XENSTORED_PATH or XENSTORED_RUNDIR, or use --transport sim",
+    )
+
+
+class XenstoreReplyError(PyXSError):
+    """An ERROR reply from xenstored, keeping the daemon's error name (pyxs maps EQUOTA to 0)."""
+
+    def __init__(self, name: str) -> None:
+        code = getattr(errno, name, 0) if name.isidentifier() else 0
+        text = os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error")
+        super().__init__(code, text)
+        self.name = name
+        self.text = text
+
+
+class _Lost(Exception):
+    """The connection to Xenstore is gone or a reply came too late (becomes exit 3)."""
+
+
+# ---------------------------------------------------------------- wire
+
+
+class _SocketStream:
+    """A Unix socket to xenstored; connect and sends are bounded by a timeout."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        view = memoryview(bytearray(size))
+        while size:
+            received = self.sock.recv_into(view[-size:])
+            if not received:
+                raise OSError(errno.ECONNRESET, "connection closed by xenstored")
+            size -= received
+        return view.tobytes()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class _DeviceStream:
+    """A xenbus device (/dev/xen/xenbus): the guest kernel relays to xenstored."""
+
+    def __init__(self, path: Path) -> None:
+        # O_NOCTTY: never become the controlling terminal of whatever opened us.
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def recv(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            data = os.read(self.fd, size)
+            if not data:
+                raise OSError(errno.ECONNRESET, "xenbus device closed")
+            chunks.append(data)
+            size -= len(data)
+        return b"".join(chunks)
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Connection(PacketConnection):
+    """pyxs's packet framing over one of our streams."""
+
+    def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
+        self.path = str(endpoint.path)
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+
+    def create_transport(self):
+        if self.endpoint.is_socket:
+            return _SocketStream(self.endpoint.path, self.timeout_s)
+        return _DeviceStream(self.endpoint.path)
+
+
+_LOST = object()  # what a waiter receives when the reader died
+
+
+class _Sink:
+    """Where the router puts watch events for us (None: the connection is gone)."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+
+    def put(self, event: object) -> None:
+        self.events.put(event)
+
+
+class _Router(Router):
+    """pyxs's router with a reader that, when it dies, wakes every waiter instead of none."""
+
+    def __init__(self, connection: _Connection) -> None:
+        super().__init__(connection)
+        self.failure: str | None = None
+
+    def __call__(self) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([self.connection, self.r_terminator], [], [])
+                if self.r_terminator in ready:
+                    break
+                packet = self.connection.recv()
+                if packet.op == Op.WATCH_EVENT:
+                    path, token = (packet.payload.split(NUL) + [b"", b""])[:2]
+                    for sink in list(self.monitors.get(token, ())):
+                        sink.put(Event(path, token))
+                    continue
+                waiter = self.rvars.pop(packet.rq_id, None)
+                if waiter is not None:  # else: a reply to a request given up on
+                    waiter.set(packet)
+        except Exception as exc:  # the daemon went away, or spoke nonsense
+            self.failure = str(exc) or type(exc).__name__
+        finally:
+            self.failure = self.failure or "connection closed"
+            try:
+                self.connection.close()
+                self.r_terminator.close()
+                self.w_terminator.close()
+            finally:
+                for waiter in list(self.rvars.values()):
+                    waiter.set(_LOST)
+                for sinks in list(self.monitors.values()):
+                    for sink in list(sinks):
+                        sink.put(None)
+
+    def terminate(self) -> None:
+        try:
+            super().terminate()
+        except OSError:
+            pass  # the reader closed its end first: it is stopping anyway
+
+
+class _Client(Client):
+    """A pyxs client whose every request has a deadline and whose errors keep their names."""
+
+    def __init__(self, router: _Router, timeout_s: float) -> None:
+        super().__init__(router=router)
+        self.timeout_s = timeout_s
+        # Request ids from a random start: over a shared xenbus ring a reply meant for an
+        # earlier process must not pass for ours.
+        self._next_id = random.getrandbits(30)
+
+    def execute_command(self, op, *args, **kwargs):
+        self._next_id = (self._next_id + 1) & 0x7FFFFFFF
+        kwargs.update(tx_id=self.tx_id, rq_id=self._next_id)
+        packet = Packet(op, b"".join(args), **kwargs)
+        router: _Router = self.router  # type: ignore[assignment]
+        if not router.thread.is_alive() and router.failure:
+            raise _Lost(router.failure)
+        try:
+            waiter = router.send(packet)
+        except PyXSError as exc:
+            raise _Lost(router.failure or str(exc)) from None
+        deadline = time.monotonic() + self.timeout_s
+        with waiter.condition:
+            while waiter.target is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Lost(f"no reply within {self.timeout_s:g} s")
+                if not router.thread.is_alive():
+                    raise _Lost(router.failure or "connection closed")
+                waiter.condition.wait(min(remaining, 0.2))
+        reply = waiter.target
+        if reply is _LOST:
+            raise _Lost(router.failure or "connection closed")
+        if reply.op == Op.ERROR:
+            raise XenstoreReplyError(reply.payload.rstrip(NUL).decode("ascii", "replace"))
+        if reply.op != op or reply.tx_id != self.tx_id:
+            raise _Lost(f"unexpected reply {reply.op} to request {op}")
+        return reply.payload.rstrip(NUL)
+
+
+# ---------------------------------------------------------------- transactions
+
+
+class Txn:
+    """Reads and writes of one domain's nodes, inside one Xenstore transaction."""
+
+    def __init__(self, store: "XenstoreTransport", domid: int) -> None:
+        self.store = store
+        self.base = f"/local/domain/{domid}"
+
+    def path(self, rel: str) -> str:
+        """The absolute path of node REL of this domain."""
+        return f"{self.base}/{rel}"
+
+    def read(self, rel: str) -> str | None:
+        """The value of REL, or None when it does not exist."""
+        return self.store.read_path(self.path(rel))
+
+    def write(self, rel: str, value: str) -> None:
+        """Set REL to VALUE."""
+        self.store.call(self.path(rel), lambda c: c.write(self.path(rel).encode(), value.encode()))
+
+    def remove(self, rel: str) -> None:
+        """Delete REL if it exists."""
+        if self.read(rel) is not None:
+            self.store.call(self.path(rel), lambda c: c.delete(self.path(rel).encode()))
+
+
+# ---------------------------------------------------------------- the transport
+
+
+class XenstoreTransport(Transport):
+    """Balloons of real domains (or agents' simulated ones) through xenstored."""
+
+    name = "xenstore"
+
+    def __init__(self) -> None:
+        self.endpoint = find_endpoint()
+        self.timeout_s = request_timeout_s()
+        self._own: Domain | None = None
+        self._sink = _Sink()
+        self._watched: set[str] = set()
+        self._token = f"xbctl-{os.getpid()}-{random.getrandbits(32):08x}".encode()
+        router = _Router(_Connection(self.endpoint, self.timeout_s))
+        try:
+            router.start()
+        except (PyXSError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            if isinstance(exc, socket.timeout):
+                reason = f"no answer within {self.timeout_s:g} s"
+            raise _no_daemon(self.endpoint.path, reason) from None
+        self.client = _Client(router, self.timeout_s)
+        router.subscribe(self._token, self._sink)
+
+    # ------------------------------------------------------------ requests
+
+    def where(self) -> str:
+        """How to name this connection in messages."""
+        return f"Xenstore at {self.endpoint.path}"
+
+    def call(self, path: str, request: Callable[[Client], T]) -> T:
+        """Run REQUEST on the client; Xenstore errors become XbctlErrors that name PATH."""
+        try:
+            return request(self.client)
+        except _Lost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        except XenstoreReplyError as exc:
+            raise self.error_for(exc, path) from None
+
+    def error_for(self, exc: XenstoreReplyError, path: str) -> XbctlError:
+        """EXC about PATH as the user sees it: by name, with its exit status."""
+        if exc.name == "ENOENT":
+            status = ExitStatus.UNKNOWN
+        elif exc.name in REFUSING_ERRORS:
+            status = ExitStatus.REFUSED
+        else:
+            status = ExitStatus.UNAVAILABLE
+        return XbctlError(f"{path}: {exc.text} ({exc.name})", status=status, errno_name=exc.name)
+
+    def read_path(self, path: str) -> str | None:
+        """The value at PATH, or None when it does not exist."""
+        try:
+            value = self.client.read(path.encode())
+        except XenstoreReplyError as exc:
+            if exc.name == "ENOENT":
+                return None
+            raise self.error_for(exc, path) from None
+        except _Lost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        return value.decode("utf-8", "surrogateescape")
+
+    def list_path(self, path: str) -> list[str] | None:
+        """The children of PATH, or None when it does not exist."""
+        try:
+            names = self.call(path, lambda c: c.list(path.encode()))
+        except XbctlError as exc:
+            if exc.errno_name == "ENOENT":
+                return None
+            raise
+        return [n.decode("ascii", "replace") for n in names]
+
+    def transact(self, domid: int, body: Callable[[Txn], T], *, what: str) -> T:
+        """Run BODY in a transaction that first checks /local/domain/DOMID still exists.
+
+        A conflict (EAGAIN) reruns BODY from the start, a bounded number of times with
+        backoff; BODY may raise XbctlError to abandon the transaction.
+        """
+        backoff_s = FIRST_BACKOFF_S
+        txn = Txn(self, domid)
+        for attempt in range(MAX_ATTEMPTS):
+            self.call(txn.base, lambda c: c.transaction())
+            try:
+                # A WRITE creates missing parents: a domain that is gone must not reappear.
+                if self.list_path(txn.base) is None:
+                    raise unknown(f"domain {domid}: no such domain (it is gone)")
+                result = body(txn)
+                committed = self.call(txn.base, lambda c: c.commit())
+            except BaseException:
+                self._abandon()
+                raise
+            if committed:
+                return result
+            time.sleep(backoff_s * (0.5 + random.random()))
+            backoff_s *= 2
+        raise unavailable(
+            f"{self.where()}: {what}: gave up after {MAX_ATTEMPTS} conflicting transactions (EAGAIN)",
+            errno_name="EAGAIN",
+            hint="another client keeps changing these nodes; try again",
+        )
+
+    def _abandon(self) -> None:
+        if self.client.tx_id:
+            try:
+                self.client.rollback()
+            except (PyXSError, _Lost):
+                pass
+            finally:
+                self.client.tx_id = 0
+
+    # ------------------------------------------------------------ domains
+
+    def own_domain(self) -> Domain:
+        if self._own is None:
+            if self.endpoint.is_socket:
+                domid = 0  # only Domain-0 (or its stand-in) talks to xenstored's socket
+            else:
+                # A guest's relative paths resolve under its own /local/domain/N.
+                text = self.read_path("domid")
+                if text is None or not (text.isascii() and text.isdigit()):
+                    raise unavailable(
+                        f"{self.where()}: cannot tell which domain this is (no 'domid' node)"
+                    )
+                domid = int(text)
+            name = self.read_path(f"/local/domain/{domid}/name")
+            self._own = Domain(domid, name if name is not None else _unnamed(domid))
+        return self._own
+
+    def list_domains(self) -> list[Domain]:
+        return [Domain(domid, name if name is not None else _unnamed(domid)) for domid, name in self._named_domains()]
+
+    def _named_domains(self) -> list[tuple[int, str | None]]:
+        try:
+            children = self.list_path("/local/domain") or []
+        except XbctlError as exc:
+            if exc.errno_name != "EACCES":
+                raise
+            own = self.own_domain()  # a guest may not list the others
+            return [(own.id, self.read_path(f"/local/domain/{own.id}/name"))]
+        found = []
+        for child in children:
+            if not (child.isascii() and child.isdigit()) or int(child) >= DOMID_FIRST_RESERVED:
+                continue
+            try:
+                name = self.read_path(f"/local/domain/{int(child)}/name")
+            except XbctlError as exc:
+                if exc.errno_name == "EACCES":
+                    continue  # not ours to see
+                raise
+            found.append((int(child), name))
+        return sorted(found)
+
+    def resolve_domain(self, spec: str | None) -> Domain:
+        if spec is None:
+            return self.own_domain()
+        if spec == "":
+            from .errors import usage_error
+
+            raise usage_error("empty domain name")
+        domid = parse_domain_id(spec)
+        if domid is not None:
+            if self.list_path(f"/local/domain/{domid}") is None:
+                raise unknown(f"domain {spec!r}: unknown domain", hint="xbctl list shows the domains")
+            name = self.read_path(f"/local/domain/{domid}/name")
+            return Domain(domid, name if name is not None else _unnamed(domid))
+        # A name is only ever compared with the names Xenstore holds, never put in a path.
+        for found_id, name in self._named_domains():
+            if name == spec:
+                return Domain(found_id, name)
+        raise unknown(f"domain {spec!r}: unknown domain", hint="xbctl list shows the domains")
+
+    # ------------------------------------------------------------ balloons
+
+    def read_balloon(self, domain: Domain) -> Balloon:
+        return self._balloon(Txn(self, domain.id), domain)
+
+    def _balloon(self, txn: Txn, domain: Domain) -> Balloon:
+        target = txn.read(TARGET)
+        if target is None:
+            if self.list_path(txn.base) is None:
+                raise unknown(f"domain {domain.id}: no such domain (it is gone)")
+            raise unknown(
+                f"domain {domain.name}: no balloon: {txn.path(TARGET)} does not exist",
+                hint="the toolstack writes memory/target when it builds the domain",
+            )
+        target_kib = _kib(txn.path(TARGET), target)
+        static_max = txn.read(STATIC_MAX)
+        xen_max_kib = _kib(txn.path(STATIC_MAX), static_max) if static_max is not None else target_kib
+        dynamic_min_kib = _optional_kib(txn, DYNAMIC_MIN) or 0
+        floor_kib = _optional_kib(txn, GUEST_MIN) or 0
+        current_kib = _optional_kib(txn, GUEST_CURRENT)
+        return Balloon(
+            current_kib=target_kib if current_kib is None else current_kib,
+            target_kib=target_kib,
+            min_kib=max(dynamic_min_kib, floor_kib),
+            xen_max_kib=xen_max_kib,
+            driver_max_kib=_optional_kib(txn, GUEST_MAX),
+            floor_kib=floor_kib,
+            has_driver=txn.read(FEATURE_BALLOON) == "1",
+            current_source="target" if current_kib is None else "guest",
+            diagnostic=txn.read(DIAGNOSTIC) or None,
+        )
+
+    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        def body(txn: Txn) -> tuple[Balloon, Balloon]:
+            before = self._balloon(txn, domain)
+            values = plan(before)
+            for key, kib in values.items():
+                txn.write(NODE_PATHS[key], str(kib))
+            if "target" in values:
+                # A new target: the driver tries again, its old complaint no longer applies.
+                txn.remove(DIAGNOSTIC)
+            return before, self._balloon(txn, domain)
+
+        return self.transact(domain.id, body, what=f"domain {domain.name}")
+
+    def watch(self, path: str) -> None:
+        """Deliver changes at or below PATH to wait_for_change (once per path)."""
+        if path in self._watched:
+            return
+        self.call(path, lambda c: c.ack(Op.WATCH, path.encode() + NUL, self._token + NUL))
+        self._watched.add(path)
+
+    def next_events(self, timeout_s: float) -> list[str]:
+        """The paths that changed, waiting up to TIMEOUT_S for the first (events are only hints)."""
+        try:
+            first = self._sink.events.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return []
+        events = [first]
+        while True:
+            try:
+                events.append(self._sink.events.get_nowait())
+            except queue.Empty:
+                break
+        if any(event is None for event in events):
+            router: _Router = self.client.router  # type: ignore[assignment]
+            raise unavailable(
+                f"{self.where()}: connection lost ({router.failure})", hint="is xenstored still running?"
+            )
+        return [event.path.decode("ascii", "replace") for event in events]
+
+    def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
+        base = f"/local/domain/{domain.id}"
+        for rel in ("memory", "data/balloon", "control/feature-balloon"):
+            self.watch(f"{base}/{rel}")
+        self.next_events(timeout_s)
+
+    def close(self) -> None:
+        self._abandon()
+        self.client.router.terminate()
+
+
+def _unnamed(domid: int) -> str:
+    return "Domain-0" if domid == 0 else f"domain-{domid}"
+
+
+def _kib(path: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise XbctlError(
+            f"{path}: holds {text[:40]!r}, not a number of KiB",
+            status=ExitStatus.UNAVAILABLE,
+            hint="something other than a balloon driver or toolstack wrote it",
+        )
+    return int(text)
+
+
+def _optional_kib(txn: Txn, rel: str) -> int | None:
+    text = txn.read(rel)
+    return None if text is None or text == "" else _kib(txn.path(rel), text)
