@@ -245,7 +245,7 @@ def xs(xs_daemon, xs_guest_bus) -> XenHost:
 @pytest.fixture
 def private_xs(xs_tools, tmp_path) -> XenHost:
     """A xenstored of this test's own, laid out like the shared one, for killing or stopping."""
-    daemon = Xenstored(xs_tools, tmp_path / "xenstored", extra_domains=OTHER_DOMAINS)
+    daemon = Xenstored(xs_tools, tmp_path / "xenstored", extra_domains=(*OTHER_DOMAINS, GUEST_ID))
     with daemon:
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_host(client)

@@ -248,7 +248,7 @@ class _Router(Router):
                 if waiter is not None:  # else: a reply to a request given up on
                     waiter.set(packet)
         except Exception as exc:  # the daemon went away, or spoke nonsense
-            self.failure = str(exc) or type(exc).__name__
+            self.failure = "connection lost" if isinstance(exc, (OSError, PyXSError)) else f"connection lost ({exc})"
         finally:
             self.failure = self.failure or "connection closed"
             try:
@@ -288,8 +288,8 @@ class _Client(Client):
             raise _Lost(router.failure)
         try:
             waiter = router.send(packet)
-        except PyXSError as exc:
-            raise _Lost(router.failure or str(exc)) from None
+        except PyXSError:
+            raise _Lost(router.failure or "connection lost") from None
         deadline = time.monotonic() + self.timeout_s
         with waiter.condition:
             while waiter.target is None:
@@ -576,7 +576,7 @@ class XenstoreTransport(Transport):
         if any(event is None for event in events):
             router: _Router = self.client.router  # type: ignore[assignment]
             raise unavailable(
-                f"{self.where()}: connection lost ({router.failure})", hint="is xenstored still running?"
+                f"{self.where()}: {router.failure}", hint="is xenstored still running?"
             )
         return [event.path.decode("ascii", "replace") for event in events]
 
