@@ -95,6 +95,14 @@ class XbctlGroup(TyperGroup):
             return SYSCTL_COMMAND, self.commands[SYSCTL_COMMAND], args
         return super().resolve_command(ctx, args)
 
+    def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: Any = None) -> None:
+        # The shipped scripts call back with _XBCTL_COMPLETE set; xbctl.completion answers (not Typer).
+        instruction = os.environ.get("_XBCTL_COMPLETE")
+        if instruction:
+            from .completion import serve
+
+            serve(self, instruction)
+
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
@@ -189,9 +197,25 @@ class Options:
             self._transport.close()
 
 
-def _version_callback(value: bool) -> None:
-    if value:
+def _version_callback(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # resilient: tab completion is parsing the line
         sys.stdout.write(f"xbctl {__version__}\n")
+        raise typer.Exit()
+
+
+def _show_completion_callback(ctx: typer.Context, shell: Optional[str]) -> None:
+    if shell is not None and not ctx.resilient_parsing:
+        from .completion import completion_script
+
+        sys.stdout.write(completion_script(shell))
+        raise typer.Exit()
+
+
+def _install_completion_callback(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from .completion import install_completion
+
+        sys.stdout.write(install_completion())
         raise typer.Exit()
 
 
@@ -267,6 +291,27 @@ def main_callback(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
     ] = False,
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            callback=_install_completion_callback,
+            is_eager=True,
+            expose_value=False,
+            help="Install tab completion for the current shell (bash, zsh or fish).",
+        ),
+    ] = False,
+    show_completion: Annotated[
+        Optional[str],
+        typer.Option(
+            "--show-completion",
+            metavar="SHELL",
+            callback=_show_completion_callback,
+            is_eager=True,
+            expose_value=False,
+            help="Print the completion script for SHELL (bash, zsh or fish).",
+        ),
+    ] = None,
 ) -> None:
     """Inspect and steer the Xen memory balloon of domains, sysctl-style."""
     if timeout_s is not None and not wait:
