@@ -1,0 +1,150 @@
+"""The man page: it renders, lints clean, and documents exactly what the program has."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+
+from xbctl.cli import app
+from xbctl.errors import ExitStatus
+from xbctl.nodes import NODES
+
+ROOT = Path(__file__).resolve().parent.parent
+MAN_PAGE = ROOT / "man" / "xbctl.8"
+SOURCE = MAN_PAGE.read_text()
+
+
+def need(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.fail(f"{program} is not installed (tests/run installs it)")
+
+
+def commands(group, path=()):
+    """(path, command) for every visible command, depth first."""
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
+        if command is None or command.hidden:
+            continue
+        yield (*path, name), command
+        if hasattr(command, "list_commands"):
+            yield from commands(command, (*path, name))
+
+
+def option_strings() -> set[str]:
+    """Every option string of the program and its commands."""
+    root = get_command(app)
+    found = {"-h", "--help"}  # every command's help option (the root's context settings)
+    for command in [root, *(command for _, command in commands(root))]:
+        for param in command.params:
+            if getattr(param, "param_type_name", "") == "option" and not param.hidden:
+                found.update(param.opts)
+                found.update(param.secondary_opts)
+    return found
+
+
+def documented_flags() -> set[str]:
+    """Option strings the page marks up with Fl (Fl \\-json is --json)."""
+    flags = set()
+    for line in SOURCE.splitlines():
+        if not line.startswith("."):
+            continue
+        words = line.replace("\\-", "-").split()
+        for index, word in enumerate(words[:-1]):
+            if word == "Fl":
+                flags.add("-" + words[index + 1].rstrip(",;."))
+    return flags
+
+
+def section(title: str) -> str:
+    """The source of section TITLE (.Sh TITLE) up to the next .Sh."""
+    match = re.search(rf"^\.Sh {re.escape(title)}\n(.*?)(?=^\.Sh |\Z)", SOURCE, re.S | re.M)
+    assert match, f"no section {title}"
+    return match.group(1)
+
+
+def test_every_option_is_documented():
+    missing = sorted(option_strings() - documented_flags())
+    assert not missing, f"options missing from man/xbctl.8: {missing}"
+
+
+def test_no_documented_option_is_gone():
+    stale = sorted(documented_flags() - option_strings())
+    assert not stale, f"man/xbctl.8 documents options the program does not have: {stale}"
+
+
+def documented_commands() -> set[str]:
+    """Command words the page marks up with Cm (.Cm sim reset | advance | log gives four)."""
+    words = set()
+    for line in SOURCE.splitlines():
+        tokens = line.split()
+        for index, token in enumerate(tokens):
+            if token in (".Cm", "Cm"):
+                for word in tokens[index + 1 :]:
+                    if re.fullmatch(r"[A-Z][a-z]|Cm|Ar|Op", word):
+                        break
+                    if word != "|":
+                        words.add(word.rstrip(",;."))
+    return words
+
+
+def test_every_command_is_documented():
+    documented = documented_commands()
+    for path, _command in commands(get_command(app)):
+        assert set(path) <= documented, f"command {' '.join(path)!r} missing from man/xbctl.8"
+
+
+def test_node_list_matches_the_node_table():
+    listed = re.findall(r"^\.It Va (machdep\.xen\.balloon\.\S+)\n(.*?)(?=^\.It |^\.El)", SOURCE, re.S | re.M)
+    assert [name for name, _ in listed] == [node.sysctl_name for node in NODES]
+    for (name, text), node in zip(listed, NODES):
+        assert text.startswith(node.access + ".\n"), (name, node.access, text[:60])
+
+
+def test_exit_statuses_match_the_program():
+    statuses = re.findall(r"^\.It (\d+)$", section("EXIT STATUS"), re.M)
+    assert statuses == [str(int(status)) for status in ExitStatus]
+
+
+def test_environment_lists_every_variable_the_program_reads():
+    read = set()
+    for source in (ROOT / "xbctl").glob("*.py"):
+        read.update(re.findall(r"(?<![A-Z_])(XBCTL_[A-Z_]+|XENSTORED_[A-Z]+|NO_COLOR|XDG_STATE_HOME)", source.read_text()))
+    documented = set(re.findall(r"^\.It Ev (\S+)", section("ENVIRONMENT"), re.M))
+    assert read <= documented, sorted(read - documented)
+
+
+def test_see_also():
+    see_also = section("SEE ALSO")
+    for page in ("xl 1", "sysctl 8", "balloon 4", "xenstore 1"):
+        assert f".Xr {page}" in see_also, page
+
+
+def test_mandoc_lint_is_clean_above_style():
+    need("mandoc")
+    done = subprocess.run(
+        ["mandoc", "-Tlint", "-Wwarning", str(MAN_PAGE)], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_man_renders_the_page():
+    need("man")
+    done = subprocess.run(
+        ["man", "-l", str(MAN_PAGE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"},
+    )
+    assert done.returncode == 0, done
+    text = re.sub(r".\x08", "", done.stdout)  # overstrike bold and underline
+    assert text.startswith("XBCTL(8)")
+    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "ENVIRONMENT", "FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
+        assert f"\n{heading}\n" in text, heading
+    assert "xbctl mem-set web 512 --wait" in text
