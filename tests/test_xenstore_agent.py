@@ -9,7 +9,7 @@ import pytest
 from pyxs import Client
 
 from conftest import assert_clean_failure
-from xen_fixtures import GUEST_ID, GuestBus, XenHost
+from xen_fixtures import GUEST_ID, GuestBus, XenHost, xbctl_command
 
 WEB = "/local/domain/1"
 MAIL = f"/local/domain/{GUEST_ID}"
@@ -177,3 +177,37 @@ def test_guest_agent_over_quota_gets_a_named_error(xs_tools, tmp_path):
     assert outcome.status == 1, outcome
     assert outcome.stderr.endswith("xbctl: /local/domain/3: No space left on device (ENOSPC)\n"), outcome
     assert "Traceback" not in outcome.stderr and "errno 0" not in outcome.stderr
+
+
+def test_wait_on_a_terminal_shows_the_progress_bar(xs, web_agent):
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    waiting = subprocess.Popen(
+        [xbctl_command(), "-d", "web", "--wait", "target", "700M"],
+        env=xs.process_env({"COLUMNS": "120", "TERM": "xterm"}),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, text=True,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, "no output from --wait on a terminal within 30 s"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert waiting.wait(timeout=30) == 0
+    finally:
+        waiting.kill()
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert "web: current" in text and "target 716800 KiB" in text and "100%" in text, text
+    assert "Traceback" not in text
+    assert waiting.stdout.read() == "machdep.xen.balloon.target: 786432 -> 716800\n"

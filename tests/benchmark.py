@@ -1,0 +1,97 @@
+"""End-to-end cost of xbctl commands against the floor, on this machine, in one run.
+
+    python tests/benchmark.py [RUNS]
+
+Starts a private Debian xenstored (tests/xenharness), then times whole processes:
+`python -c pass`, a bare pyxs script, Debian's C xenstore-read/-write, and xbctl
+reading and writing a node over Xenstore; also `xbctl -n target` on the simulator.
+Prints medians and ratios to the floor. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pyxs import Client  # noqa: E402
+from xen_fixtures import GUEST_ID, OTHER_DOMAINS, lay_out_host  # noqa: E402
+from xenharness import Xenstored, ensure_tools  # noqa: E402
+
+NODE = "/local/domain/1/memory/target"
+
+
+def median_s(argv: list[str], env: dict, runs: int, vary: list[list[str]] | None = None) -> float:
+    """Median wall time of running ARGV (or each of VARY in turn) RUNS times."""
+    samples = []
+    for index in range(runs + 1):
+        command = vary[index % len(vary)] if vary else argv
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr}")
+        if index:  # the first run only warms caches
+            samples.append(elapsed)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 21
+    xbctl = shutil.which("xbctl") or str(Path(sys.executable).with_name("xbctl"))
+    tools = ensure_tools()
+    with tempfile.TemporaryDirectory(prefix="xbctl-bench-") as tmp, Xenstored(tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)) as daemon:
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            lay_out_host(client)
+        env = tools.env(daemon.socket_path)
+        env.update(XBCTL_TRANSPORT="xenstore", NO_COLOR="1")
+        sim_env = {**os.environ, "XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(Path(tmp) / "sim.json")}
+        py = sys.executable
+        read_script = (
+            f"from pyxs import Client\nwith Client(unix_socket_path={str(daemon.socket_path)!r}) as c:\n"
+            f"    c.read(b{NODE!r})"
+        )
+        write_scripts = [
+            f"from pyxs import Client\nwith Client(unix_socket_path={str(daemon.socket_path)!r}) as c:\n"
+            f"    c.write(b{NODE!r}, b{value!r})"
+            for value in ("716800", "720896")
+        ]
+        subprocess.run([xbctl, "sim", "reset", "--clock", "manual"], env=sim_env, check=True)
+        results = {
+            "python -c pass": median_s([py, "-c", "pass"], env, runs),
+            "pyxs read (bare script)": median_s([py, "-c", read_script], env, runs),
+            "xenstore-read (C)": median_s([str(tools.xenstore_read), NODE], env, runs),
+            "xbctl -n -d web target": median_s([xbctl, "-n", "-d", "web", "target"], env, runs),
+            "pyxs write (bare script)": median_s([], env, runs, vary=[[py, "-c", s] for s in write_scripts]),
+            "xenstore-write (C)": median_s(
+                [], env, runs, vary=[[str(tools.xenstore_write), NODE, v] for v in ("716800", "720896")]
+            ),
+            "xbctl -d web target SIZE": median_s(
+                [], env, runs, vary=[[xbctl, "-q", "-d", "web", "target", v] for v in ("700M", "704M")]
+            ),
+            "xbctl -n target (simulator)": median_s([xbctl, "-n", "target"], sim_env, runs),
+        }
+    floor = results["python -c pass"]
+    print(f"medians of {runs} runs; ratio to `python -c pass`")
+    for name, seconds in results.items():
+        print(f"  {name:30} {seconds * 1000:8.1f} ms  {seconds / floor:6.2f}x")
+    print("ratios between clients:")
+    pairs = [
+        ("xbctl -n -d web target", "xenstore-read (C)"),
+        ("xbctl -n -d web target", "pyxs read (bare script)"),
+        ("xbctl -d web target SIZE", "xenstore-write (C)"),
+        ("xbctl -d web target SIZE", "pyxs write (bare script)"),
+        ("xbctl -n target (simulator)", "python -c pass"),
+    ]
+    for ours, floor_name in pairs:
+        print(f"  {ours} / {floor_name}: {results[ours] / results[floor_name]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
