@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -26,7 +29,18 @@ class Outcome:
     stderr: str
 
     def json(self) -> dict:
-        return json.loads(self.stdout)
+        """Stdout as the one JSON document --json prints, checked against the shipped schema."""
+        document = json.loads(self.stdout)
+        errors = [e.message for e in json_validator().iter_errors(document)]
+        assert not errors, (document, errors)
+        return document
+
+
+@functools.cache
+def json_validator() -> jsonschema.Draft202012Validator:
+    """The validator for xbctl/schema.json."""
+    schema = json.loads(resources.files("xbctl").joinpath("schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
 
 
 def assert_clean_failure(outcome: Outcome, status: int, *fragments: str) -> None:

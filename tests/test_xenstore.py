@@ -259,3 +259,13 @@ def test_endless_conflicts_give_up_with_eagain(xs, monkeypatch):
     assert_clean_failure(outcome, 3, "EAGAIN", "gave up after 8")
     assert len(calls) == 8
     assert xs.read(f"{WEB}/memory/target") == values[7]  # the other client's last word, not ours
+
+
+def test_wait_on_a_guest_that_publishes_no_current_ends_with_5(xs):
+    """A Linux-style guest: it acts on target but publishes no current, so there is nothing to watch."""
+    xs.write("/local/domain/2/control/feature-balloon", "1")
+    outcome = xs("-d", "db", "--wait", "--timeout", "30", "target", "1G")
+    assert outcome.status == 5, outcome
+    assert outcome.stdout == "machdep.xen.balloon.target: 1572864 -> 1048576\n"
+    assert "does not publish its current reservation" in outcome.stderr
+    assert xs.read("/local/domain/2/memory/target") == "1048576"

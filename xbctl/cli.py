@@ -363,11 +363,7 @@ def run_sysctl(options: Options, args: list[str]) -> None:
         raise usage_error("reads and writes cannot be mixed in one command")
     if assignments:
         requests, ignored = requests_from_assignments(assignments)
-        if not options.quiet:
-            for error in ignored:
-                sys.stderr.write(f"xbctl: ignored: {error.message}\n")
-        if requests:
-            write_and_show(options, requests)
+        write_and_show(options, requests, ignored=ignored)
         return
     if options.show_all:
         if names:
@@ -413,19 +409,39 @@ def show_nodes(options: Options, nodes: tuple[Node, ...] | list[Node]) -> None:
 # ---------------------------------------------------------------- writes
 
 
-def write_and_show(options: Options, requests: list["WriteRequest"], domain_spec: str | None = None) -> None:
+def write_and_show(
+    options: Options,
+    requests: list["WriteRequest"],
+    domain_spec: str | None = None,
+    ignored: list[tuple[str, XbctlError]] | None = None,
+) -> None:
     """Apply REQUESTS, print the changes sysctl-style, then --wait if asked."""
     from .operations import write_nodes
 
     transport = options.transport()
     result = write_nodes(
-        transport, options.domain if domain_spec is None else domain_spec, requests, dry_run=options.dry_run
+        transport,
+        options.domain if domain_spec is None else domain_spec,
+        requests,
+        dry_run=options.dry_run,
+        ignored=ignored,
     )
     for warning in result.warnings:
         sys.stderr.write(f"xbctl: warning: {warning}\n")
     if not options.quiet:
         for _name, error in result.skipped:
             sys.stderr.write(f"xbctl: ignored: {error.message}\n")
+    if not options.as_json and not options.quiet:
+        # The write has happened: say so before any wait, which may end in an error.
+        lines = []
+        for change in result.changes:
+            prefix = "" if options.values_only else f"{change.node.sysctl_name}: "
+            lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+        if options.dry_run:
+            sys.stderr.write("xbctl: dry run: nothing was written\n")
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
@@ -434,15 +450,6 @@ def write_and_show(options: Options, requests: list["WriteRequest"], domain_spec
         from .json_output import dump, write_document
 
         sys.stdout.write(dump(write_document(transport, result, outcome)))
-    elif not options.quiet:
-        lines = []
-        for change in result.changes:
-            prefix = "" if options.values_only else f"{change.node.sysctl_name}: "
-            lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
-        if lines:
-            sys.stdout.write("\n".join(lines) + "\n")
-        if options.dry_run:
-            sys.stderr.write("xbctl: dry run: nothing was written\n")
     if outcome is not None and not outcome.reached:
         error = XbctlError(
             f"{result.domain.name}: target {target_change.new_kib} KiB not reached "  # type: ignore[union-attr]

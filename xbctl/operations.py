@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .assignments import Assignment
-from .errors import ExitStatus, XbctlError, refused, usage_error
+from .errors import ExitStatus, XbctlError, refused
 from .nodes import Balloon, Node, find_node
 from .transport import Domain, Transport
 from .units import Size, parse_size, round_up_to_page
@@ -58,10 +58,10 @@ class WaitOutcome:
 
 def requests_from_assignments(
     assignments: list[Assignment],
-) -> tuple[list[WriteRequest], list[XbctlError]]:
+) -> tuple[list[WriteRequest], list[tuple[str, XbctlError]]]:
     """The write requests ASSIGNMENTS ask for, and the unknown names `name?=value` ignores."""
     requests: list[WriteRequest] = []
-    ignored: list[XbctlError] = []
+    ignored: list[tuple[str, XbctlError]] = []
     for assignment in assignments:
         try:
             node = find_node(assignment.name)
@@ -69,7 +69,7 @@ def requests_from_assignments(
             located = exc.with_prefix(assignment.origin) if assignment.origin else exc
             if not assignment.optional:
                 raise located from None
-            ignored.append(located)
+            ignored.append((assignment.name, located))
             continue
         requests.append(
             request_for(node, assignment.value, optional=assignment.optional, origin=assignment.origin)
@@ -138,11 +138,17 @@ def list_balloons(transport: Transport) -> list[tuple[Domain, Balloon]]:
 
 
 def write_nodes(
-    transport: Transport, domain_spec: str | None, requests: list[WriteRequest], *, dry_run: bool
+    transport: Transport,
+    domain_spec: str | None,
+    requests: list[WriteRequest],
+    *,
+    dry_run: bool,
+    ignored: list[tuple[str, XbctlError]] | None = None,
 ) -> WriteResult:
-    """Apply REQUESTS to one domain atomically: all are checked before anything is written."""
-    if not requests:
-        raise usage_error("nothing to write")
+    """Apply REQUESTS to one domain atomically: all are checked before anything is written.
+
+    IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
+    """
     domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
     outcome: list[tuple[list[Change], list[tuple[str, XbctlError]]]] = []
@@ -152,7 +158,7 @@ def write_nodes(
         outcome[:] = [(changes, skipped)]  # the transport may retry: keep the last plan only
         return values
 
-    if dry_run:
+    if dry_run or not requests:
         before = transport.read_balloon(domain)
         after = before
         for key, kib in plan(before).items():
@@ -160,7 +166,7 @@ def write_nodes(
     else:
         before, after = transport.update_balloon(domain, plan)
     changes, skipped = outcome[0]
-    result = WriteResult(domain, changes, after, dry_run, skipped=skipped)
+    result = WriteResult(domain, changes, after, dry_run, skipped=[*(ignored or []), *skipped])
     if not before.has_driver and any(c.node.key == "target" for c in changes):
         result.warnings.append(
             f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): "
@@ -181,6 +187,10 @@ def wait_for_target(
     while True:
         balloon = transport.read_balloon(domain)
         on_progress(balloon)
+        if balloon.current_source == "target":  # current is only a stand-in: no progress to see
+            return WaitOutcome(
+                False, balloon, "the domain does not publish its current reservation; nothing to wait on"
+            )
         if balloon.current_kib == target_kib and balloon.target_kib == target_kib:
             return WaitOutcome(True, balloon)
         if not balloon.has_driver:
