@@ -140,5 +140,7 @@ def test_xen_max_from_a_guest_is_refused(xbctl):
     assert xbctl.snapshot() == before
     # the guest still steers its own target, and cannot see other domains
     assert xbctl("-n", "target", "512M").stdout == "786432 -> 524288\n"
-    assert_clean_failure(xbctl("-d", "db", "target"), 1, "Permission denied")
+    assert_clean_failure(xbctl("-d", "2", "target"), 1, "domain 2: Permission denied")
+    assert_clean_failure(xbctl("-d", "db", "target"), 4, "unknown domain")  # a guest cannot look names up
+    assert xbctl("-n", "-d", "web", "target").stdout == "524288\n"
     assert "db" not in xbctl("list").stdout
