@@ -95,6 +95,7 @@ def test_host_short_of_memory_ends_with_the_drivers_reason(xs):
 def test_target_written_by_the_c_client_is_followed(xs, web_agent):
     xs.write(f"{WEB}/memory/target", "720896")
     xs.wait_for(lambda: xs.read(f"{WEB}/data/balloon/current") == "720896", "the agent to follow")
+    assert xs("-d", "web", "-n", "current").stdout == "720896\n"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
