@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import stat
 import subprocess
-import shutil
+
+import pytest
 
 from conftest import Xbctl, assert_clean_failure
 
@@ -172,3 +174,69 @@ def test_concurrent_relative_changes_lose_no_update(xbctl):
     assert all(status == 0 for status, _ in results), results
     assert xbctl.value("target", "web") == start_kib + 12 * 4 - 12 * 8
     assert reads > 0
+
+
+def test_a_file_that_is_not_state_is_never_moved(xbctl, tmp_path):
+    foreign = tmp_path / "bashrc"
+    foreign.write_text("export PATH=$PATH:/opt/bin\n")
+    for args in (["-a"], ["-d", "web", "target", "512M"], ["sim", "reset"]):
+        outcome = xbctl("--sim-state", str(foreign), *args)
+        assert_clean_failure(outcome, 3, "is not an xbctl simulator state file; not touching it")
+    assert foreign.read_text() == "export PATH=$PATH:/opt/bin\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("bashrc")) == ["bashrc"]
+
+
+def test_a_state_path_that_is_not_a_regular_file_is_refused(xbctl, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["-a"], ["sim", "reset"], ["mem-set", "web", "512"]):
+        assert_clean_failure(xbctl("--sim-state", str(fifo), *args), 3, "is not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert_clean_failure(xbctl("--sim-state", str(tmp_path), "-a"), 3, "is not a regular file")
+
+
+def test_corrupt_files_kept_aside_never_overwrite_each_other(xbctl):
+    for text in ('{"torn', '{"torn again'):
+        xbctl.state_path.write_text(text)
+        assert_clean_failure(xbctl("-a"), 3, "is corrupt")
+    kept = sorted(p.read_text() for p in xbctl.state_path.parent.iterdir() if ".corrupt-" in p.name)
+    assert kept == ['{"torn', '{"torn again']
+
+
+def test_a_symlinked_state_path_updates_the_file_it_points_to(xbctl, tmp_path):
+    link = tmp_path / "link.json"
+    link.symlink_to(xbctl.state_path)
+    assert xbctl("--sim-state", str(link), "-q", "mem-set", "web", "512").status == 0
+    assert link.is_symlink()
+    assert xbctl.value("target", "web") == 512 * MIB  # read through the real path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s.update(position=99),
+        lambda s: s.update(domains=[]),
+        lambda s: s.update(offset_s=float("nan")),
+        lambda s: s.update(log=[{"x": 1}]),
+        lambda s: s["domains"][1].update(target_kib="512"),
+        lambda s: s["domains"][1].update(target_kib=1e300),
+        lambda s: s["domains"][1].update(current_kib=10**30),
+        lambda s: s.update(host_free_kib=-5),
+        lambda s: s.update(schema=True),
+        lambda s: s.update(steps_per_second=0),
+        lambda s: s["domains"][1].update(colour="blue"),
+    ],
+    ids=["position", "no-domains", "nan-offset", "log-entry", "string-kib", "float-kib", "huge-kib",
+         "negative-free", "bool-schema", "zero-rate", "unknown-field"],
+)
+def test_damaged_fields_are_reported_as_corrupt(xbctl, damage):
+    xbctl("-q", "mem-set", "web", "700")  # make sure a state file exists
+    state = json.loads(xbctl.state_path.read_text())
+    damage(state)
+    xbctl.state_path.write_text(json.dumps(state))
+    for args in (["list"], ["-d", "web", "target", "600M"], ["sim", "log"]):
+        outcome = xbctl(*args)
+        if outcome.status == 0:  # kept aside by the first command: a fresh host now
+            continue
+        assert_clean_failure(outcome, 3, "is corrupt", "kept aside as")
+    assert any(".corrupt-" in p.name for p in xbctl.state_path.parent.iterdir())

@@ -9,17 +9,19 @@ the simulated time, so reads compute it without writing; writers persist it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ExitStatus, XbctlError, unavailable
 from .nodes import BALLAST_PAGES, Balloon
-from .simstore import StateStore, default_state_path
+from .simstore import CORRUPT, StateStore, default_state_path
 from .transport import Domain, Plan, Transport, match_domain, parse_domain_id
-from .units import PAGE_KIB
+from .units import MAX_KIB, PAGE_KIB
 
 BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
 STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB
@@ -70,6 +72,16 @@ class SimDomain:
         )
 
 
+def _require_kib(value: object, what: str) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_KIB:
+        raise ValueError(f"bad {what}")
+
+
+def _require_seconds(value: object, what: str, *, positive: bool = False) -> None:
+    if type(value) not in (int, float) or not math.isfinite(value) or (positive and not value > 0):
+        raise ValueError(f"bad {what}")
+
+
 def default_domains() -> list[SimDomain]:
     """The simulated host: Domain-0 and guests of different sizes, one without a driver."""
     return [
@@ -103,16 +115,42 @@ class SimHost:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimHost":
-        """The host stored as DATA; raises KeyError/TypeError/ValueError when malformed."""
+        """The host stored as DATA; raises ValueError (or KeyError/TypeError) when malformed."""
         names = {f.name for f in fields(cls)}
         host = cls(**{k: v for k, v in data.items() if k in names})
         host.domains = [SimDomain(**d) for d in data["domains"]]
-        if host.clock not in CLOCKS or not host.steps_per_second > 0:
-            raise ValueError("bad clock settings")
-        for domain in host.domains:
-            if domain.driver not in DRIVERS or not isinstance(domain.current_kib, int):
-                raise ValueError(f"bad domain {domain.id}")
+        host.check()
         return host
+
+    def check(self) -> None:
+        """Raise ValueError unless every field holds what the model can run on."""
+        if self.clock not in CLOCKS:
+            raise ValueError("bad clock")
+        _require_seconds(self.steps_per_second, "steps_per_second", positive=True)
+        for name in ("offset_s", "boot_s", "last_tick_s"):
+            _require_seconds(getattr(self, name), name)
+        _require_kib(self.host_free_kib, "host_free_kib")
+        ids = [domain.id for domain in self.domains]
+        if not ids or len(set(ids)) != len(ids) or self.position not in ids:
+            raise ValueError("bad domain ids or position")
+        for domain in self.domains:
+            if type(domain.id) is not int or not 0 <= domain.id < 0x7FF0:
+                raise ValueError("bad domain id")
+            if not isinstance(domain.name, str) or not domain.name or domain.driver not in DRIVERS:
+                raise ValueError(f"bad domain {domain.id}")
+            for name in ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib"):
+                _require_kib(getattr(domain, name), f"{name} of domain {domain.id}")
+            _require_kib(domain.freemin_pages, f"freemin_pages of domain {domain.id}")
+            if not (domain.diagnostic is None or isinstance(domain.diagnostic, str)):
+                raise ValueError(f"bad diagnostic of domain {domain.id}")
+            if type(domain.short_reported) is not bool:
+                raise ValueError(f"bad short_reported of domain {domain.id}")
+        for entry in self.log:
+            if not (isinstance(entry, dict) and set(entry) == {"t", "domain", "message"}):
+                raise ValueError("bad log entry")
+            _require_seconds(entry["t"], "log time")
+            if not (isinstance(entry["domain"], str) and isinstance(entry["message"], str)):
+                raise ValueError("bad log entry")
 
     def to_dict(self) -> dict:
         """The host as plain data for the state file."""
@@ -272,9 +310,15 @@ class SimTransport(Transport):
     def read_balloon(self, domain: Domain) -> Balloon:
         return self.load().domain(domain.id).balloon()
 
-    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[SimHost]:
+        """The host, loaded under the writer lock, to change and save."""
+        self.load()  # refuse a foreign or damaged file before creating a lock file beside it
         with self.store.locked():
-            host = self.load()
+            yield self.load()
+
+    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        with self.changing() as host:
             sim_domain = host.domain(domain.id)
             before = sim_domain.balloon()
             for key, kib in plan(before).items():
@@ -292,8 +336,7 @@ class SimTransport(Transport):
 
     def advance(self, seconds: float) -> SimHost:
         """Let SECONDS of simulated time pass."""
-        with self.store.locked():
-            host = self.load()
+        with self.changing() as host:
             host.offset_s += seconds
             host.advance()
             self.save(host)
@@ -301,11 +344,12 @@ class SimTransport(Transport):
 
     def reset(self, *, clock: str, steps_per_second: float, host_free_kib: int, position: str | None) -> SimHost:
         """Boot a fresh simulated host with these settings."""
+        try:
+            self.load()  # a corrupt file is kept aside, not overwritten
+        except XbctlError as exc:
+            if exc.errno_name != CORRUPT:
+                raise  # not our file, or a newer xbctl's: leave it alone
         with self.store.locked():
-            try:
-                self.load()  # a corrupt file is kept aside, not overwritten
-            except XbctlError:
-                pass
             host = SimHost.fresh(clock=clock, steps_per_second=steps_per_second, host_free_kib=host_free_kib)
             if position is not None:
                 host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id

@@ -12,9 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 from .errors import unavailable
 
@@ -33,16 +34,37 @@ class CorruptState(Exception):
     """The state file exists but cannot be understood."""
 
 
+CORRUPT = "EBADMSG"  # errno name of the error that reports a state file kept aside
+
+
 class StateStore:
     """Load and save the simulator's state as JSON with a schema version."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
+        # Follow a symlink once, here: the rename must replace the file it points to.
+        self.path = Path(os.path.realpath(path))
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_held = False
+
+    def check_regular(self) -> bool:
+        """True when the state file exists; refuses anything but a regular file."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise unavailable(f"simulator state {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise unavailable(
+                f"simulator state {self.path} is not a regular file; not touching it",
+                hint="point --sim-state (XBCTL_SIM_STATE) at a file",
+            )
+        return True
 
     def read_raw(self) -> bytes | None:
         """The stored bytes, or None when there is no state yet."""
+        if not self.check_regular():
+            return None
         try:
             return self.path.read_bytes()
         except FileNotFoundError:
@@ -51,10 +73,16 @@ class StateStore:
             raise unavailable(f"simulator state {self.path}: {exc.strerror}") from None
 
     def decode(self, raw: bytes) -> dict:
-        """RAW as a state dict; a torn, corrupt or foreign file is kept aside and reported."""
+        """RAW as a state dict; a torn or corrupt state file is kept aside and reported."""
+        if not raw.lstrip().startswith(b"{"):
+            # Not even the start of a state file: someone else's file, never ours to move.
+            raise unavailable(
+                f"{self.path} is not an xbctl simulator state file; not touching it",
+                hint="point --sim-state (XBCTL_SIM_STATE) elsewhere",
+            )
         try:
             data = json.loads(raw)
-            if not isinstance(data, dict) or not isinstance(data.get("schema"), int):
+            if not isinstance(data, dict) or type(data.get("schema")) is not int:
                 raise CorruptState("no schema version")
         except (ValueError, CorruptState) as exc:
             self.keep_aside(raw, str(exc))
@@ -66,17 +94,33 @@ class StateStore:
             )
         return data
 
-    def keep_aside(self, raw: bytes, reason: str) -> None:
+    def keep_aside(self, raw: bytes, reason: str) -> NoReturn:
         """Move a bad state file out of the way (if it is still the same) and report it."""
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = None
         with self.locked():
             with contextlib.suppress(OSError):
                 if self.path.read_bytes() == raw:
-                    os.replace(self.path, aside)
+                    aside = self._link_aside(stamp)
+                    os.unlink(self.path)
+        where = f"kept aside as {aside}" if aside else "it has changed meanwhile"
         raise unavailable(
-            f"simulator state {self.path} is corrupt ({reason}); kept aside as {aside}",
+            f"simulator state {self.path} is corrupt ({reason}); {where}",
             hint="the next command starts from a freshly reset simulated host",
+            errno_name=CORRUPT,
         )
+
+    def _link_aside(self, stamp: str) -> Path:
+        """A new name for the state file under which nothing existed (never overwrite one)."""
+        for attempt in range(1, 1000):
+            suffix = f".corrupt-{stamp}" + (f"-{attempt}" if attempt > 1 else "")
+            aside = self.path.with_name(self.path.name + suffix)
+            try:
+                os.link(self.path, aside)
+                return aside
+            except FileExistsError:
+                continue
+        raise OSError("no free name to keep the corrupt state aside")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -99,6 +143,7 @@ class StateStore:
 
     def save(self, data: dict) -> None:
         """Replace the state with DATA atomically and durably (call with the lock held)."""
+        self.check_regular()  # never rename over a device, directory or fifo
         payload = json.dumps({**data, "schema": SCHEMA_VERSION}, indent=1).encode() + b"\n"
         directory = self.path.parent
         # A unique name, created exclusively and private (tempfile would cost start-up time).
