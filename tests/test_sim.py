@@ -27,6 +27,14 @@ def test_balloon_moves_in_512_page_steps_at_the_configured_rate(xbctl):
     assert xbctl("sim", "log").stdout == ""  # reaching the target is not news
 
 
+def test_rate_0_stops_the_clock_and_advance_steps_at_the_default_rate(xbctl):
+    assert xbctl("sim", "reset", "--rate", "0").status == 0
+    xbctl("-q", "-d", "web", "target", "512M")
+    assert xbctl.value("current", "web") == 768 * MIB
+    xbctl("sim", "advance", "1")
+    assert xbctl.value("current", "web") == 768 * MIB - 50 * STEP_KIB
+
+
 def test_last_step_is_smaller_than_a_full_step(xbctl):
     xbctl("-q", "-d", "web", "target", "-4")
     xbctl("sim", "advance", "1")

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import NODES, SYSCTL_PREFIX, Node, select_nodes
+from .units import parse_number
 
 if TYPE_CHECKING:
     from .nodes import Balloon
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .transport import Domain, Transport
 
 SYSCTL_COMMAND = "sysctl"
+MAX_SECONDS = 10**7  # about four months: anything longer is a typo
+MAX_STEPS_PER_SECOND = 10**6
 _HELP_OPTIONS = ("-h", "--help")
 
 
@@ -272,9 +275,9 @@ def main_callback(
     wait: Annotated[
         bool, typer.Option("--wait", help="After a target change, wait until current reaches it.")
     ] = False,
-    timeout_s: Annotated[
-        Optional[float],
-        typer.Option("--timeout", metavar="SECONDS", min=0, help="Give up --wait after SECONDS."),
+    timeout_text: Annotated[
+        Optional[str],
+        typer.Option("--timeout", metavar="SECONDS", help="Give up --wait after SECONDS."),
     ] = None,
     transport_name: Annotated[
         Optional[TransportName],
@@ -314,8 +317,11 @@ def main_callback(
     ] = None,
 ) -> None:
     """Inspect and steer the Xen memory balloon of domains, sysctl-style."""
-    if timeout_s is not None and not wait:
-        raise usage_error("--timeout needs --wait")
+    timeout_s = None
+    if timeout_text is not None:
+        if not wait:
+            raise usage_error("--timeout needs --wait")
+        timeout_s = parse_number(timeout_text, what="--timeout", maximum=MAX_SECONDS)
     options = Options(
         show_all=show_all,
         write=write,
@@ -584,19 +590,25 @@ def _sim(ctx: typer.Context):
 @sim_app.command("advance")
 def sim_advance(
     ctx: typer.Context,
-    seconds: Annotated[float, typer.Argument(min=0, max=10**7, help="Simulated seconds to let pass.")],
+    seconds: Annotated[str, typer.Argument(metavar="SECONDS", help="Simulated seconds to let pass.")],
 ) -> None:
     """Let SECONDS of simulated time pass (the balloon threads move meanwhile)."""
-    _sim(ctx).advance(seconds)
+    _sim(ctx).advance(parse_number(seconds, what="SECONDS", maximum=MAX_SECONDS))
 
 
 @sim_app.command("reset")
 def sim_reset(
     ctx: typer.Context,
-    clock: Annotated[Clock, typer.Option(help="wall: time passes by itself; manual: only `sim advance`.")] = Clock.wall,
+    clock: Annotated[
+        Optional[Clock], typer.Option(help="wall (default): time passes by itself; manual: only `sim advance`.")
+    ] = None,
     rate: Annotated[
-        float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per simulated second.")
-    ] = 50.0,
+        str,
+        typer.Option(
+            metavar="STEPS",
+            help="Balloon steps (512 pages each) per simulated second; 0: the same as --clock manual.",
+        ),
+    ] = "50",
     host_free: Annotated[str, typer.Option(metavar="SIZE", help="Host free memory (KiB unless a unit).")] = "2G",
     position: Annotated[
         Optional[str],
@@ -604,10 +616,21 @@ def sim_reset(
     ] = None,
 ) -> None:
     """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
+    from .sim import DEFAULT_STEPS_PER_SECOND
     from .units import parse_kib
 
     host_free_kib = parse_kib(host_free, what="--host-free")
-    _sim(ctx).reset(clock=clock.value, steps_per_second=rate, host_free_kib=host_free_kib, position=position)
+    steps_per_second = parse_number(rate, what="--rate", maximum=MAX_STEPS_PER_SECOND)
+    if steps_per_second == 0:  # nothing moves by itself; `sim advance` steps at the default rate
+        if clock is Clock.wall:
+            raise usage_error("--rate 0 stops the clock; it cannot go with --clock wall")
+        clock, steps_per_second = Clock.manual, DEFAULT_STEPS_PER_SECOND
+    _sim(ctx).reset(
+        clock=(clock or Clock.wall).value,
+        steps_per_second=steps_per_second,
+        host_free_kib=host_free_kib,
+        position=position,
+    )
 
 
 @sim_app.command("log")
@@ -633,8 +656,8 @@ def sim_log(ctx: typer.Context) -> None:
 def agent_command(
     ctx: typer.Context,
     rate: Annotated[
-        float, typer.Option(min=0.001, max=10**6, help="Balloon steps (512 pages each) per second.")
-    ] = 50.0,
+        str, typer.Option(metavar="STEPS", help="Balloon steps (512 pages each) per second.")
+    ] = "50",
     boot_size: Annotated[
         Optional[str],
         typer.Option(metavar="SIZE", help="The guest's boot-time size (default: memory/static-max)."),
@@ -669,7 +692,7 @@ def agent_command(
     run_agent(
         options.transport(),
         options.domain,
-        steps_per_second=rate,
+        steps_per_second=parse_number(rate, what="--rate", maximum=MAX_STEPS_PER_SECOND, positive=True),
         say=say,
         boot_kib=sizes["boot_size"],
         used_kib=sizes["used"],

@@ -103,6 +103,20 @@ def parse_kib(text: str, *, what: str, default_unit: str = "k") -> int:
     return int(amount)
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def parse_number(text: str, *, what: str, maximum: float, positive: bool = False) -> float:
+    """TEXT as a plain decimal number (no sign, exponent, nan, inf or underscores) for WHAT."""
+    if len(text) > _MAX_TEXT or not _DECIMAL.fullmatch(text):
+        raise usage_error(f"{what}: invalid number {text[:_MAX_TEXT]!r}", hint="a plain decimal number, e.g. 30 or 2.5")
+    value = float(text)
+    if value > maximum or (positive and value == 0):
+        low = "above 0" if positive else "from 0"
+        raise usage_error(f"{what}: {text} is out of range ({low} to {maximum:g})")
+    return value
+
+
 def round_up_to_page(kib: int) -> int:
     """Round KIB up to a whole 4 KiB page, as the balloon driver does."""
     return -(-kib // PAGE_KIB) * PAGE_KIB
