@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,47 @@ def test_wait_shows_a_progress_bar_on_a_terminal(xbctl):
     assert status == 0, screen
     assert "web: current" in screen and "100%" in screen
     assert "machdep.xen.balloon.target: 786432 -> 524288" in screen
+
+
+def _env(xbctl):
+    return {**os.environ, **{k: v for k, v in xbctl.env.items() if v is not None}}
+
+
+def test_output_that_cannot_be_written_is_a_clear_error(xbctl):
+    for args in (["-a"], ["--json", "-a"], ["list"], ["--help"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([shutil.which("xbctl"), *args], env=_env(xbctl), stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith("xbctl: cannot write to standard output: No space left on device"), done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_closed_stdout_is_a_clear_error(xbctl):
+    done = subprocess.run([shutil.which("xbctl"), "-a"], env=_env(xbctl), stderr=subprocess.PIPE, text=True,
+                          timeout=60, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 1
+    assert done.stderr == "xbctl: cannot write to standard output: it is closed\n"
+
+
+def test_a_reader_that_goes_away_ends_xbctl_quietly_like_a_c_tool(xbctl):
+    reader_gone = subprocess.Popen([shutil.which("xbctl"), "-a"], env=_env(xbctl), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+    reader_gone.stdout.close()
+    assert reader_gone.wait(timeout=60) == -signal.SIGPIPE
+    assert reader_gone.stderr.read() == b""
+
+
+def test_ctrl_c_during_wait_says_what_stays_written(xbctl):
+    waiting = subprocess.Popen([shutil.which("xbctl"), "--wait", "mem-set", "web", "600"], env=_env(xbctl),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert waiting.stderr.readline() == "xbctl: web: current 786432 KiB, target 614400 KiB\n"
+        waiting.send_signal(signal.SIGINT)
+        stdout, stderr = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 130
+    assert stdout == "machdep.xen.balloon.target: 786432 -> 614400\n"
+    assert stderr == "xbctl: interrupted: web's target stays 614400 KiB; the balloon goes on moving toward it\n"
+    assert xbctl.value("target", "web") == 614400

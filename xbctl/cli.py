@@ -8,6 +8,7 @@ administrators type them (`xbctl mem-set web 512 --wait`).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from dataclasses import dataclass, field
@@ -109,9 +110,14 @@ class XbctlGroup(TyperGroup):
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
+        real_stdout = sys.stdout
+        sys.stdout = _Output(real_stdout)  # type: ignore[assignment]
+        if sys.stderr is None:  # started with 2>&-: messages have nowhere to go
+            sys.stderr = open(os.devnull, "w")
         try:
             result = super().main(args=argv, prog_name="xbctl", standalone_mode=False, **extra)
             status = result if isinstance(result, int) else ExitStatus.OK
+            sys.stdout.flush()  # a full disk shows up here, not at exit
         except XbctlError as exc:
             status = report_error(exc, json_requested(argv))
         except typer.TyperException as exc:  # Typer's usage errors: exit 2
@@ -139,7 +145,48 @@ class XbctlGroup(TyperGroup):
                 ),
                 json_requested(argv),
             )
+        finally:
+            sys.stdout = real_stdout
         sys.exit(int(status))
+
+
+class _Output:
+    """Standard output for xbctl: a write that fails (full disk, closed descriptor) is an
+    XbctlError with a plain message, never a traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _failed(self, exc: OSError) -> XbctlError:
+        if exc.errno == errno.EPIPE:
+            raise BrokenPipeError(exc.errno, exc.strerror) from None  # the quiet path
+        return XbctlError(
+            f"cannot write to standard output: {exc.strerror or exc}",
+            status=ExitStatus.REFUSED,
+            errno_name=errno.errorcode.get(exc.errno or 0),
+        )
+
+    def write(self, text: str) -> int:
+        if self._stream is None:  # started with >&-
+            raise self._failed(OSError(errno.EBADF, "it is closed"))
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _lower_first(text: str) -> str:
@@ -159,7 +206,11 @@ def report_error(error: XbctlError, as_json: bool) -> int:
     if as_json:
         from .json_output import error_document, dump
 
-        sys.stdout.write(dump(error_document(error)))
+        try:
+            sys.stdout.write(dump(error_document(error)))
+            sys.stdout.flush()
+        except (XbctlError, OSError):
+            pass  # stdout is what failed; the message above went to stderr
     return int(error.status)
 
 
@@ -227,6 +278,7 @@ app = typer.Typer(
     name="xbctl",
     invoke_without_command=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": list(_HELP_OPTIONS)},
     help=(
@@ -451,7 +503,14 @@ def write_and_show(
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
-        outcome = wait_with_progress(options, transport, result.domain, target_change.new_kib)
+        try:
+            outcome = wait_with_progress(options, transport, result.domain, target_change.new_kib)
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                f"xbctl: interrupted: {result.domain.name}'s target stays {target_change.new_kib} KiB; "
+                "the balloon goes on moving toward it\n"
+            )
+            raise typer.Exit(130) from None
     if options.as_json:
         from .json_output import dump, write_document
 
@@ -702,4 +761,9 @@ def agent_command(
 
 def main() -> None:
     """Console entry point."""
-    app()
+    import signal
+
+    # As C tools do: a reader that goes away (xbctl -a | head -1) ends xbctl quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # Not app(): Typer's own wrapper would print a traceback for anything main() lets out.
+    typer.main.get_command(app).main()
