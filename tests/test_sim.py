@@ -49,7 +49,7 @@ def test_shrink_stops_at_the_guests_in_use_floor_and_feeds_current_back(xbctl):
     assert xbctl.value("target", "web") == floor_kib
     log = xbctl("sim", "log").stdout
     assert f"web: WARNING: balloon could not reach target {256 * MIB} (current {floor_kib})" in log
-    assert "stuck: WARNING" in xbctl("list").stdout
+    assert "driver: WARNING" in xbctl("list").stdout
 
 
 def test_grow_is_clipped_at_boot_size(xbctl):

@@ -591,7 +591,9 @@ def _host_operation(ctx: typer.Context, domain: str, size: str, key: str) -> Non
 
     options = options_of(ctx)
     if options.domain is not None and options.domain != domain:
-        raise usage_error(f"-d {options.domain} conflicts with domain {domain!r}")
+        transport = options.transport()
+        if transport.resolve_domain(options.domain) != transport.resolve_domain(domain):
+            raise usage_error(f"-d {options.domain} conflicts with domain {domain!r}")
     write_and_show(options, [request_for(NODE_BY_KEY[key], size, default_unit="m")], domain)
 
 

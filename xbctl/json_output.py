@@ -13,7 +13,7 @@ from .nodes import NODES, Balloon, Node
 
 if TYPE_CHECKING:
     from .errors import XbctlError
-    from .operations import WaitOutcome, WriteResult
+    from .operations import DomainRow, WaitOutcome, WriteResult
     from .transport import Domain, Transport
 
 SCHEMA_VERSION = 1
@@ -50,20 +50,20 @@ def read_document(transport: "Transport", domain: "Domain", balloon: Balloon, no
     return {**_envelope("read", transport), "domain": _domain(domain), "nodes": _nodes(balloon, nodes)}
 
 
-def list_document(transport: "Transport", rows: list[tuple["Domain", Balloon]]) -> dict:
-    """Every domain with all its nodes."""
-    return {
-        **_envelope("list", transport),
-        "domains": [
-            {
-                **_domain(domain),
-                "has_driver": balloon.has_driver,
-                "diagnostic": balloon.diagnostic,
-                "nodes": _nodes(balloon, NODES),
-            }
-            for domain, balloon in rows
-        ],
-    }
+def list_document(transport: "Transport", rows: list["DomainRow"]) -> dict:
+    """Every domain with all its nodes (null, with an error, when they could not be read)."""
+    domains = []
+    for row in rows:
+        entry = {
+            **_domain(row.domain),
+            "has_driver": bool(row.balloon and row.balloon.has_driver),
+            "diagnostic": row.balloon.diagnostic if row.balloon else None,
+            "nodes": _nodes(row.balloon, NODES) if row.balloon else None,
+        }
+        if row.problem is not None:
+            entry["error"] = row.problem
+        domains.append(entry)
+    return {**_envelope("list", transport), "domains": domains}
 
 
 def write_document(transport: "Transport", result: "WriteResult", outcome: "WaitOutcome | None") -> dict:

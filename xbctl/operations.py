@@ -132,9 +132,30 @@ def read_balloon(transport: Transport, domain_spec: str | None) -> tuple[Domain,
     return domain, transport.read_balloon(domain)
 
 
-def list_balloons(transport: Transport) -> list[tuple[Domain, Balloon]]:
-    """Every visible domain with its balloon, by id."""
-    return [(d, transport.read_balloon(d)) for d in sorted(transport.list_domains(), key=lambda d: d.id)]
+@dataclass(frozen=True)
+class DomainRow:
+    """One line of `xbctl list`: a domain and its balloon, or why it could not be read."""
+
+    domain: Domain
+    balloon: Balloon | None
+    problem: str | None = None
+
+
+def list_balloons(transport: Transport) -> list[DomainRow]:
+    """Every visible domain with its balloon, by id.
+
+    A domain being built or destroyed (no balloon nodes yet or any more), or one whose
+    nodes hold nonsense, gets a row that says so: one odd domain must not hide the rest.
+    """
+    rows = []
+    for domain in sorted(transport.list_domains(), key=lambda d: d.id):
+        try:
+            rows.append(DomainRow(domain, transport.read_balloon(domain)))
+        except XbctlError as exc:
+            if exc.status != ExitStatus.UNKNOWN and exc.errno_name not in ("EINVAL", "EACCES"):
+                raise  # the transport itself failed: no list is better than a wrong one
+            rows.append(DomainRow(domain, None, exc.message))
+    return rows
 
 
 def write_nodes(

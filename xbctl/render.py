@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -15,8 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .nodes import NODES, Balloon
-from .transport import Domain
 from .units import format_mib
+
+if TYPE_CHECKING:
+    from .operations import DomainRow
 
 
 def _console(stderr: bool = False) -> Console:
@@ -24,7 +26,13 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
 
 
-def print_domain_table(rows: list[tuple[Domain, Balloon]]) -> None:
+def printable(text: str) -> str:
+    """TEXT with control characters and blanks at either end made visible (names are untrusted)."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return repr(shown) if shown != shown.strip() or not shown else shown
+
+
+def print_domain_table(rows: list["DomainRow"]) -> None:
     """Print every domain's balloon as a table, memory in MiB as xl list does."""
     table = Table(title=None, caption="memory in MiB; exact KiB with --json")
     table.add_column("ID", justify="right")
@@ -32,22 +40,26 @@ def print_domain_table(rows: list[tuple[Domain, Balloon]]) -> None:
     for node in NODES:
         table.add_column(node.key, justify="right")
     table.add_column("balloon")
-    for domain, balloon in rows:
-        if not balloon.has_driver:
-            state = Text("no driver", style="dim")
-        elif balloon.diagnostic:
-            state = Text(f"stuck: {balloon.diagnostic}", style="red")
-        elif balloon.current_kib != balloon.target_kib:
-            state = Text("moving", style="yellow")
+    for row in rows:
+        balloon = row.balloon
+        if balloon is None:
+            values = ["-"] * len(NODES)
+            state = Text(f"unreadable: {printable(row.problem or '')}", style="red")
         else:
-            state = Text("steady", style="green")
-        table.add_row(
-            str(domain.id),
-            domain.name,
-            *(format_mib(balloon.value_kib(node.key)) for node in NODES),
-            state,
-        )
+            values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
+            state = _state(balloon)
+        table.add_row(str(row.domain.id), printable(row.domain.name), *values, state)
     _console().print(table)
+
+
+def _state(balloon: Balloon) -> Text:
+    if not balloon.has_driver:
+        return Text("no driver", style="dim")
+    if balloon.diagnostic:
+        return Text(f"driver: {printable(balloon.diagnostic)}", style="red")
+    if balloon.current_kib != balloon.target_kib:
+        return Text("moving", style="yellow")
+    return Text("steady", style="green")
 
 
 @contextlib.contextmanager

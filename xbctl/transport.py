@@ -82,14 +82,20 @@ def match_domain(spec: str, domains: list[Domain]) -> Domain:
     """The domain whose id or exact name is SPEC; names are only ever looked up."""
     if spec == "":
         raise usage_error("empty domain name")
+    shown = spec if len(spec) <= 64 else spec[:64] + "..."
     domid = parse_domain_id(spec)
-    for domain in domains:
-        if (domid is not None and domain.id == domid) or (domid is None and domain.name == spec):
-            return domain
-    raise unknown(
-        f"domain {spec!r}: unknown domain",
-        hint="xbctl list shows the domains",
-    )
+    if domid is not None:
+        found = [domain for domain in domains if domain.id == domid]
+    else:
+        found = [domain for domain in domains if domain.name == spec]
+    if len(found) > 1:  # two live domains with one name: never guess which one is meant
+        raise usage_error(
+            f"domain {shown!r}: ambiguous name (ids {', '.join(str(d.id) for d in found)})",
+            hint="give the domain id",
+        )
+    if not found:
+        raise unknown(f"domain {shown!r}: unknown domain", hint="xbctl list shows the domains")
+    return found[0]
 
 
 def xenstore_socket_path() -> Path:
