@@ -136,6 +136,9 @@ def test_unknown_unit_names_the_units(guarded):
         (["sim", "reset", "--rate", "abc"], "--rate: invalid number"),
         (["sim", "reset", "--rate", "0", "--clock", "wall"], "cannot go with --clock wall"),
         (["-d", "", "target"], "empty domain name"),
+        (["mem-sett", "web", "512"], "no such command or node 'mem-sett'"),
+        (["help"], "no such command or node 'help'"),
+        ([""], "no such command or node ''"),
         (["-f", "/nonexistent/balloon.conf"], "No such file"),
     ],
 )

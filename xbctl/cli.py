@@ -39,6 +39,11 @@ def _looks_negative(token: str) -> bool:
     return len(token) > 1 and token[0] == "-" and (token[1].isdigit() or token[1] == ".")
 
 
+def _could_be_sysctl(word: str) -> bool:
+    """WORD is a sysctl name, a subtree or an assignment (a dotless word is a typo'd command)."""
+    return "." in word or "=" in word or word == SYSCTL_PREFIX.split(".")[0]
+
+
 class XbctlGroup(TyperGroup):
     """Routes sysctl names to the sysctl form, lets options follow commands, owns exit statuses."""
 
@@ -96,8 +101,20 @@ class XbctlGroup(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
+            if not _could_be_sysctl(args[0]) and not ctx.resilient_parsing:
+                raise self._no_such_command(args[0])
             return SYSCTL_COMMAND, self.commands[SYSCTL_COMMAND], args
         return super().resolve_command(ctx, args)
+
+    def _no_such_command(self, word: str) -> XbctlError:
+        import difflib
+
+        known = [name for name, command in self.commands.items() if not command.hidden]
+        close = difflib.get_close_matches(word, known, n=2)
+        return usage_error(
+            f"no such command or node {word[:64]!r}",
+            hint=f"did you mean {' or '.join(close)}?" if close else "see 'xbctl --help'",
+        )
 
     def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: Any = None) -> None:
         # The shipped scripts call back with _XBCTL_COMPLETE set; xbctl.completion answers (not Typer).
