@@ -139,6 +139,7 @@ def test_unknown_unit_names_the_units(guarded):
         (["mem-sett", "web", "512"], "no such command or node 'mem-sett'"),
         (["help"], "no such command or node 'help'"),
         ([""], "no such command or node ''"),
+        (["--sim-state", "", "-a"], "--sim-state: empty path"),
         (["-f", "/nonexistent/balloon.conf"], "No such file"),
     ],
 )

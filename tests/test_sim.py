@@ -112,6 +112,14 @@ def test_wait_ends_with_5_when_grow_is_clipped_at_boot_size(xbctl):
     assert "memory 'hot-plug' unsupported - clipping reservation 786432 => 524288 pages." in outcome.stderr
 
 
+def test_wait_without_a_target_change_says_there_is_nothing_to_wait_for(xbctl):
+    read = xbctl("--wait", "-d", "web", "-n", "target")
+    assert (read.status, read.stdout) == (0, "786432\n")
+    assert read.stderr == "xbctl: note: --wait waits after a target change; nothing to wait for\n"
+    write = xbctl("--wait", "-d", "web", "min", "256M")
+    assert write.status == 0 and "nothing to wait for" in write.stderr
+
+
 def test_wait_times_out_with_5(xbctl):
     outcome = xbctl("--wait", "--timeout", "0.2", "-d", "web", "target", "512M")  # manual clock: no progress
     assert outcome.status == 5, outcome

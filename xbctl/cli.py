@@ -462,6 +462,8 @@ def show_nodes(options: Options, nodes: tuple[Node, ...] | list[Node]) -> None:
     """Read NODES of the selected domain and print them."""
     from .operations import read_balloon
 
+    if options.wait:
+        sys.stderr.write("xbctl: note: --wait waits after a target change; nothing to wait for\n")
     transport = options.transport()
     domain, balloon = read_balloon(transport, options.domain)
     if options.as_json:
@@ -518,6 +520,8 @@ def write_and_show(
         if options.dry_run:
             sys.stderr.write("xbctl: dry run: nothing was written\n")
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
+    if options.wait and target_change is None and not options.quiet:
+        sys.stderr.write("xbctl: note: --wait waits after a target change; nothing to wait for\n")
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
         try:

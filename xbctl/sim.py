@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ExitStatus, XbctlError, unavailable
+from .errors import ExitStatus, XbctlError, unavailable, usage_error
 from .nodes import BALLAST_PAGES, Balloon
 from .simstore import CORRUPT, StateStore, default_state_path
 from .transport import Domain, Plan, Transport, match_domain, parse_domain_id
@@ -253,7 +253,9 @@ class SimTransport(Transport):
     name = "sim"
 
     def __init__(self, state_path: str | None = None) -> None:
-        path = state_path or os.environ.get("XBCTL_SIM_STATE")
+        if state_path == "":
+            raise usage_error("--sim-state: empty path")
+        path = state_path or os.environ.get("XBCTL_SIM_STATE")  # empty in the environment: unset
         self.store = StateStore(Path(path) if path else default_state_path())
 
     def load(self) -> SimHost:
