@@ -148,3 +148,71 @@ def test_man_renders_the_page():
     for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "ENVIRONMENT", "FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
         assert f"\n{heading}\n" in text, heading
     assert "xbctl mem-set web 512 --wait" in text
+
+
+def rendered() -> str:
+    """The page as man(1) shows it at 80 columns, without overstrike."""
+    need("man")
+    done = subprocess.run(
+        ["man", "-l", str(MAN_PAGE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"},
+    )
+    assert done.returncode == 0, done
+    return re.sub(r".\x08", "", done.stdout)
+
+
+def rendered_examples() -> list[str]:
+    """The example command lines as rendered, "$ " and indent removed."""
+    text = rendered()
+    examples = text[text.index("\nEXAMPLES\n") : text.index("\nSEE ALSO\n")]
+    return [line.strip()[2:] for line in examples.splitlines() if line.strip().startswith("$ ")]
+
+
+def test_json_section_quotes_each_field_on_its_own():
+    flat = " ".join(rendered().split())
+    assert "“domain” (“id”, “name”)" in flat
+    assert "“source” (“hypervisor”, “guest”, “target”, “driver”)" in flat
+
+
+def test_jq_example_renders_as_a_command_that_works_when_pasted():
+    lines = [line for line in rendered_examples() if "jq" in line]
+    assert lines == ["""xbctl --json list | jq -r '.domains[] | "\\(.name) \\(.nodes.target.value_kib)"'"""]
+
+
+def test_exit_status_1_lists_the_xenstore_refusals():
+    from xbctl.xenstore import REFUSING_ERRORS
+
+    text = rendered()
+    status_1 = " ".join(text[text.index("\nEXIT STATUS\n") :].split("\n     2 ")[0].split())
+    for name in REFUSING_ERRORS:
+        assert name in status_1, (name, status_1)
+
+
+def test_save_and_restore_example_works_on_the_simulator(tmp_path):
+    save, restore = [line for line in rendered_examples() if "web.conf" in line]
+    env = {
+        **os.environ,
+        "XBCTL_TRANSPORT": "sim",
+        "XBCTL_SIM_STATE": str(tmp_path / "sim.json"),
+        "NO_COLOR": "1",
+    }
+    xbctl = shutil.which("xbctl")
+    assert xbctl, "xbctl is not installed"
+
+    def sh(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert sh("xbctl sim reset").returncode == 0
+    assert sh("xbctl -d web -q min 64M").returncode == 0
+    saved = sh(save)
+    assert (saved.returncode, saved.stderr) == (0, ""), saved
+    assert sh("xbctl -d web -q target 600M && xbctl -d web -q min 100M").returncode == 0
+    restored = sh(restore)
+    assert (restored.returncode, restored.stderr) == (0, ""), restored
+    after = sh("xbctl -d web -n machdep.xen.balloon.target machdep.xen.balloon.min")
+    assert after.stdout == "786432\n65536\n", after

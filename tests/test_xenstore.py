@@ -3,6 +3,8 @@ clients, refusals and odd domains that change nothing, transactions that conflic
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import assert_clean_failure
@@ -269,3 +271,91 @@ def test_wait_on_a_guest_that_publishes_no_current_ends_with_5(xs):
     assert outcome.stdout == "machdep.xen.balloon.target: 1572864 -> 1048576\n"
     assert "does not publish its current reservation" in outcome.stderr
     assert xs.read("/local/domain/2/memory/target") == "1048576"
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_domain_0_target_below_libxl_minimum_is_refused(xs):
+    """libxl refuses a dom0 target below LIBXL_MIN_DOM0_MEM (128 MiB); so does xbctl."""
+    before = xs.listing()
+    for args in (("mem-set", "0", "0", "--dry-run"), ("mem-set", "0", "0"), ("-d", "Domain-0", "target", "127M")):
+        assert_clean_failure(xs(*args), 1, "below min 131072 KiB")
+    assert xs.listing() == before
+    assert xs("-d", "0", "-n", "min").stdout == "131072\n"
+    # dynamic-min above the floor still wins, and 128 MiB itself is allowed.
+    xs.write("/local/domain/0/memory/dynamic-min", "262144")
+    assert xs("-d", "0", "-n", "min").stdout == "262144\n"
+    xs.rm("/local/domain/0/memory/dynamic-min")
+    assert xs("-n", "mem-set", "0", "128").stdout == "4194304 -> 131072\n"
+    # Guests keep their own floor (dynamic-min, data/balloon/min): none here.
+    assert xs("-d", "web", "-n", "min").stdout == "0\n"
+    assert xs("-n", "--dry-run", "mem-set", "web", "4K").stdout == "786432 -> 4\n"
+
+
+def _write_raw(xs, path: str, value: bytes) -> None:
+    # pyxs refuses anything but 7-bit ASCII; the C client writes the bytes as given.
+    xs.write(path, os.fsdecode(value))
+
+
+def test_non_utf8_names_and_diagnostics_print_as_valid_utf8(xs):
+    import json
+    import subprocess
+
+    from xen_fixtures import xbctl_command
+
+    _write_raw(xs, "/local/domain/2/name", b"bad\xff\xfename")
+    _write_raw(xs, f"{WEB}/data/balloon/diagnostic", b"stuck \xed\xb3\xbf")  # UTF-8 of a lone surrogate
+    for args in (("--json", "list"), ("list",), ("--json", "-d", "2", "target")):
+        done = subprocess.run([xbctl_command(), *args], env=xs.process_env(), capture_output=True, timeout=60)
+        assert done.returncode == 0, done
+        text = done.stdout.decode("utf-8")  # strict: raises on anything that is not UTF-8
+        if args[0] == "--json":
+            shown = json.dumps(json.loads(text), ensure_ascii=False)
+            assert not any(0xD800 <= ord(c) <= 0xDFFF for c in shown), text  # no lone surrogates
+            assert json.dumps("bad\\xff\\xfename") in text, text
+        else:
+            assert "bad\\xff\\xfename" in text, text
+    domains = {d["id"]: d for d in xs("--json", "list").json()["domains"]}
+    assert domains[2]["name"] == "bad\\xff\\xfename"
+    assert domains[1]["diagnostic"] == "stuck \\xed\\xb3\\xbf"
+    # Ordinary names still match exactly, and the odd one by what xbctl shows.
+    assert xs("-d", "web", "-n", "target").stdout == "786432\n"
+    assert xs("-d", "bad\\xff\\xfename", "-n", "target").stdout == "1572864\n"
+    assert_clean_failure(xs("-d", "bad", "-n", "target"), 4, "unknown domain")
+
+
+def test_two_domains_with_one_name_are_not_guessed_between(xs):
+    xs.write("/local/domain/21/name", "Domain-0")
+    xs.write("/local/domain/21/memory/target", "262144")
+    xs.write("/local/domain/21/memory/static-max", "262144")
+    before = xs.listing()
+    for args in (("-d", "Domain-0", "-a"), ("mem-set", "Domain-0", "200"), ("-d", "Domain-0", "target", "300M")):
+        assert_clean_failure(xs(*args), 2, "'Domain-0'", "ambiguous name (ids 0, 21)")
+    assert xs.listing() == before
+    # Ids still say which one is meant.
+    assert xs("-d", "21", "-n", "target").stdout == "262144\n"
+
+
+def test_absolute_target_repairs_a_malformed_one(xs):
+    """xl mem-set overwrites a target that is not a number; an absolute xbctl write may too."""
+    for bad in ("", "lots"):
+        xs.write(f"{WEB}/memory/target", bad)
+        outcome = xs("mem-set", "web", "400")
+        assert outcome.status == 0, outcome
+        assert outcome.stdout == "machdep.xen.balloon.target: 0 -> 409600\n"
+        assert xs.read(f"{WEB}/memory/target") == "409600"
+
+
+def test_malformed_target_still_checks_min_and_max_and_refuses_relative_changes(xs):
+    xs.write(f"{WEB}/data/balloon/min", "32768")
+    xs.write(f"{WEB}/memory/target", "")
+    before = xs.listing()
+    assert_clean_failure(xs("mem-set", "web", "16"), 1, "below min 32768 KiB")
+    assert_clean_failure(xs("mem-set", "web", "2G"), 1, "above max 1048576 KiB")
+    for args in (("mem-set", "web", "+64"), ("-d", "web", "target", "-64M"), ("-d", "web", "min", "64M"),
+                 ("mem-max", "web", "900")):
+        assert_clean_failure(xs(*args), 3, f"{WEB}/memory/target", "not a number of KiB")
+    # Reads keep reporting it.
+    assert_clean_failure(xs("-d", "web", "-a"), 3, "not a number of KiB")
+    assert xs.listing() == before

@@ -122,3 +122,19 @@ def test_xenstore_error_names_survive(name, errno_name):
     assert error.errno_name == errno_name
     assert f"({name})" in error.message and "errno 0" not in error.message
     assert error.status == ExitStatus.REFUSED
+
+
+def test_xenstored_path_that_is_no_socket_or_device_is_left_alone(xs, tmp_path):
+    settings = tmp_path / "a.conf"
+    settings.write_text("machdep.xen.balloon.target=600M\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    for path in (settings, fifo, directory):
+        env = {"XENSTORED_PATH": str(path), "XBCTL_XENSTORE_TIMEOUT": "1"}
+        for args in (("--transport", "xenstore", "-a"), ("-d", "web", "target", "600M")):
+            outcome = xs.process(*args, env=env, timeout=30)
+            assert_clean_failure(outcome, 3, f"Xenstore at {path}", "not a socket or xenbus device")
+    assert settings.read_text() == "machdep.xen.balloon.target=600M\n"
+    assert xs.read(f"{WEB}/memory/target") == "786432"

@@ -4,7 +4,8 @@ The only module that imports pyxs. Mapping (decimal KiB strings):
 
     target   memory/target
     xen-max  memory/static-max
-    min      max(memory/dynamic-min, data/balloon/min); writes set memory/dynamic-min
+    min      max(memory/dynamic-min, data/balloon/min), for Domain-0 at least libxl's
+             128 MiB; writes set memory/dynamic-min
     current  data/balloon/current (published by the guest), else target
     max      xen-max clipped by data/balloon/max (published by the guest)
 
@@ -44,6 +45,7 @@ from .transport import (
     Domain,
     Plan,
     Transport,
+    match_domain,
     parse_domain_id,
     xenstore_socket_path,
 )
@@ -69,6 +71,10 @@ NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
 XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
 # Errors that are the store refusing this request (exit 1), as opposed to failing (exit 3).
 REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
+# libxl refuses a Domain-0 target below LIBXL_MIN_DOM0_MEM (128 MiB): below it dom0 cannot run.
+DOM0_MIN_KIB = 128 * 1024
+# xenfs's xenbus is a regular file in /proc, which only the kernel can create.
+XENFS_XENBUS = Path("/proc/xen/xenbus")
 
 
 def request_timeout_s() -> float:
@@ -94,19 +100,31 @@ def find_endpoint() -> Endpoint:
     explicit = os.environ.get("XENSTORED_PATH")
     if explicit:
         # libxenstore accepts a socket or a device here and tells them apart by stat().
-        path = Path(explicit)
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise _no_daemon(path, exc.strerror or "cannot stat") from None
-        return Endpoint(path, stat.S_ISSOCK(mode))
+        return _endpoint_at(Path(explicit))
     path = xenstore_socket_path()
     if path.exists():
-        return Endpoint(path, True)
+        return _endpoint_at(path)
     for device in XENBUS_DEVICES:
         if device.exists():
-            return Endpoint(device, False)
+            return _endpoint_at(device)
     raise _no_daemon(path, "no such socket, and no xenbus device")
+
+
+def _endpoint_at(path: Path) -> Endpoint:
+    # Anything else (a file, a directory, a fifo) would be opened read-write and get
+    # Xenstore requests written into it, even by a read.
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise _no_daemon(path, exc.strerror or "cannot stat") from None
+    if stat.S_ISSOCK(mode):
+        return Endpoint(path, True)
+    if stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and path == XENFS_XENBUS):
+        return Endpoint(path, False)
+    raise unavailable(
+        f"Xenstore at {path}: not a socket or xenbus device",
+        hint="XENSTORED_PATH names xenstored's socket or a xenbus device (/dev/xen/xenbus)",
+    )
 
 
 def _no_daemon(path: Path, why: str) -> XbctlError:
@@ -159,7 +177,8 @@ class _SocketStream:
         return view.tobytes()
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        # MSG_NOSIGNAL: a dead daemon must be EPIPE (exit 3), even when SIGPIPE is not ignored.
+        self.sock.sendall(data, socket.MSG_NOSIGNAL)
 
     def close(self) -> None:
         try:
@@ -398,7 +417,7 @@ class XenstoreTransport(Transport):
             raise self.error_for(exc, path) from None
         except _Lost as exc:
             raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
-        return value.decode("utf-8", "surrogateescape")
+        return decode_value(value)
 
     def list_path(self, path: str) -> list[str] | None:
         """The children of PATH, or None when it does not exist."""
@@ -503,18 +522,18 @@ class XenstoreTransport(Transport):
                 raise unknown(f"domain {spec!r}: unknown domain", hint="xbctl list shows the domains")
             name = self.read_path(f"/local/domain/{domid}/name")
             return Domain(domid, name if name is not None else _unnamed(domid))
-        # A name is only ever compared with the names Xenstore holds, never put in a path.
-        for found_id, name in self._named_domains():
-            if name == spec:
-                return Domain(found_id, name)
-        raise unknown(f"domain {spec!r}: unknown domain", hint="xbctl list shows the domains")
+        # A name is only ever compared with the names Xenstore holds, never put in a path,
+        # by the rule every transport shares (exact, and never a guess between namesakes).
+        named = [Domain(found_id, name) for found_id, name in self._named_domains() if name is not None]
+        return match_domain(spec, named)
 
     # ------------------------------------------------------------ balloons
 
     def read_balloon(self, domain: Domain) -> Balloon:
         return self._balloon(Txn(self, domain.id), domain)
 
-    def _balloon(self, txn: Txn, domain: Domain) -> Balloon:
+    def _balloon(self, txn: Txn, domain: Domain, *, malformed_target_kib: int | None = None) -> Balloon:
+        """DOMAIN's balloon; a malformed memory/target reads as MALFORMED_TARGET_KIB if given."""
         target = txn.read(TARGET)
         if target is None:
             if self.list_path(txn.base) is None:
@@ -523,16 +542,21 @@ class XenstoreTransport(Transport):
                 f"domain {domain.name}: no balloon: {txn.path(TARGET)} does not exist",
                 hint="the toolstack writes memory/target when it builds the domain",
             )
-        target_kib = _kib(txn.path(TARGET), target)
+        if malformed_target_kib is not None and not _is_kib(target):
+            target_kib = malformed_target_kib
+        else:
+            target_kib = _kib(txn.path(TARGET), target)
         static_max = txn.read(STATIC_MAX)
         xen_max_kib = _kib(txn.path(STATIC_MAX), static_max) if static_max is not None else target_kib
         dynamic_min_kib = _optional_kib(txn, DYNAMIC_MIN) or 0
         floor_kib = _optional_kib(txn, GUEST_MIN) or 0
         current_kib = _optional_kib(txn, GUEST_CURRENT)
+        # libxl's own floor for Domain-0 applies whatever dynamic-min says.
+        toolstack_min_kib = DOM0_MIN_KIB if domain.id == 0 else 0
         return Balloon(
             current_kib=target_kib if current_kib is None else current_kib,
             target_kib=target_kib,
-            min_kib=max(dynamic_min_kib, floor_kib),
+            min_kib=max(dynamic_min_kib, floor_kib, toolstack_min_kib),
             xen_max_kib=xen_max_kib,
             driver_max_kib=_optional_kib(txn, GUEST_MAX),
             floor_kib=floor_kib,
@@ -543,8 +567,15 @@ class XenstoreTransport(Transport):
 
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
         def body(txn: Txn) -> tuple[Balloon, Balloon]:
-            before = self._balloon(txn, domain)
-            values = plan(before)
+            try:
+                before = self._balloon(txn, domain)
+            except XbctlError as exc:
+                target = txn.read(TARGET)
+                if target is None or _is_kib(target):
+                    raise
+                before, values = self._plan_over_malformed_target(txn, domain, plan, exc)
+            else:
+                values = plan(before)
             for key, kib in values.items():
                 txn.write(NODE_PATHS[key], str(kib))
             if "target" in values:
@@ -553,6 +584,39 @@ class XenstoreTransport(Transport):
             return before, self._balloon(txn, domain)
 
         return self.transact(domain.id, body, what=f"domain {domain.name}")
+
+    def _plan_over_malformed_target(
+        self, txn: Txn, domain: Domain, plan: Plan, malformed: XbctlError
+    ) -> tuple[Balloon, dict[str, int]]:
+        """PLAN run although memory/target holds no number, if its outcome does not depend on it.
+
+        `xl mem-set` overwrites such a target, so an absolute target may too (still checked
+        against min and max); anything computed from the old target (a relative change, a
+        min or xen-max checked against it) gets the malformed-value error instead.
+        """
+        outcomes = []
+        # Two placeholders far apart: a plan that depends on the old target sees them differ.
+        # The last one run is 0, so the change reported reads "0 -> new" (no valid old value).
+        for placeholder_kib in (1 << 60, 0):
+            before = self._balloon(txn, domain, malformed_target_kib=placeholder_kib)
+            try:
+                outcomes.append((before, plan(before), None))
+            except XbctlError as exc:
+                outcomes.append((before, None, exc))
+        (_, high_values, high_error), (before, values, error) = outcomes
+        if error is not None and high_error is not None and (error.message, error.status) == (
+            high_error.message,
+            high_error.status,
+        ):
+            raise error  # refused whatever the old target was: say why
+        if values is None or values != high_values or "target" not in values:
+            raise XbctlError(
+                malformed.message,
+                status=malformed.status,
+                errno_name=malformed.errno_name,
+                hint=f"set an absolute target to replace it (xbctl mem-set {domain.id} SIZE)",
+            )
+        return before, values
 
     def watch(self, path: str) -> None:
         """Deliver changes at or below PATH to wait_for_change (once per path)."""
@@ -595,11 +659,23 @@ def _unnamed(domid: int) -> str:
     return "Domain-0" if domid == 0 else f"domain-{domid}"
 
 
+def decode_value(raw: bytes) -> str:
+    """A Xenstore value as text: UTF-8, other bytes shown as \\xNN (values come from guests)."""
+    # Never surrogateescape: lone surrogates are not Unicode and cannot be printed or
+    # put in JSON; backslashreplace keeps the bytes recognisable and the text valid.
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _is_kib(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def _kib(path: str, text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+    if not _is_kib(text):
         raise XbctlError(
             f"{path}: holds {text[:40]!r}, not a number of KiB",
             status=ExitStatus.UNAVAILABLE,
+            errno_name="EINVAL",  # the node is there but unusable: `list` shows such a row
             hint="something other than a balloon driver or toolstack wrote it",
         )
     return int(text)
