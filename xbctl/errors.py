@@ -9,7 +9,7 @@ class ExitStatus(enum.IntEnum):
     """Process exit statuses, as documented in the README and the man page."""
 
     OK = 0
-    REFUSED = 1  # a driver rule (EPERM) or Xenstore permissions (EACCES)
+    REFUSED = 1  # a driver rule (EPERM), Xenstore saying no (EACCES, ENOSPC...), unwritable output
     USAGE = 2  # bad usage or a malformed value
     UNAVAILABLE = 3  # transport unavailable: no daemon, lost connection, timeout
     UNKNOWN = 4  # unknown domain or node
