@@ -258,6 +258,11 @@ def test_bash_completes_values_after_equals_and_option_equals(env):
     assert offered == ["512", "512K", "512M", "512G", "512T"]
     offered, _ = bash_complete("xbctl --domain=w", env)
     assert offered == ["web"]
+    # right after '=', readline completes the empty text after it: values without '='
+    offered, _ = bash_complete("xbctl --transport=", env)
+    assert sorted(offered) == ["sim", "xenstore"]
+    offered, _ = bash_complete("xbctl --domain=", env)
+    assert sorted(offered) == ["0", "1", "2", "3", "Domain-0", "db", "mail", "web"]
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -120,6 +120,15 @@ def test_wait_without_a_target_change_says_there_is_nothing_to_wait_for(xbctl):
     assert write.status == 0 and "nothing to wait for" in write.stderr
 
 
+def test_repeating_a_target_the_driver_cannot_reach_ends_at_once(xbctl):
+    xbctl("sim", "reset", "--clock", "manual", "--host-free", "4M")
+    xbctl("-q", "mem-set", "db", "1600")
+    xbctl("sim", "advance", "10")
+    again = xbctl("--wait", "--timeout", "30", "mem-set", "db", "1600")
+    assert again.status == 5, again
+    assert "increase reservation incomplete" in again.stderr
+
+
 def test_wait_times_out_with_5(xbctl):
     outcome = xbctl("--wait", "--timeout", "0.2", "-d", "web", "target", "512M")  # manual clock: no progress
     assert outcome.status == 5, outcome

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import assert_clean_failure
+from conftest import Outcome, assert_clean_failure
 
 
 def test_installed_command_prints_all_nodes(xbctl):
@@ -113,3 +113,20 @@ def test_ctrl_c_during_wait_says_what_stays_written(xbctl):
     assert stdout == "machdep.xen.balloon.target: 786432 -> 614400\n"
     assert stderr == "xbctl: interrupted: web's target stays 614400 KiB; the balloon goes on moving toward it\n"
     assert xbctl.value("target", "web") == 614400
+
+
+def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
+    waiting = subprocess.Popen([shutil.which("xbctl"), "--json", "--wait", "mem-set", "web", "600"],
+                               env=_env(xbctl), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert waiting.stderr.readline() == "xbctl: web: current 786432 KiB, target 614400 KiB\n"
+        waiting.send_signal(signal.SIGINT)
+        stdout, stderr = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 130
+    assert "interrupted" in stderr
+    document = Outcome(0, stdout, "").json()
+    assert document["kind"] == "write" and document["changes"][0]["new_kib"] == 614400
+    assert document["wait"] == {"reached": False, "current_kib": 786432, "target_kib": 614400,
+                                "reason": "interrupted"}

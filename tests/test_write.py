@@ -138,9 +138,12 @@ def test_xen_max_from_a_guest_is_refused(xbctl):
         xbctl("xen-max", "1G"), 1, "xen-max: Operation not permitted: only the host administrator"
     )
     assert xbctl.snapshot() == before
-    # the guest still steers its own target, and cannot see other domains
-    assert xbctl("-n", "target", "512M").stdout == "786432 -> 524288\n"
+    # as over Xenstore, memory/target is the toolstack's: a guest reads it, cannot write it
+    assert_clean_failure(xbctl("target", "512M"), 1, "Permission denied: inside a guest, target")
+    assert_clean_failure(xbctl("min", "256M"), 1, "Permission denied")
+    assert xbctl.snapshot() == before
+    assert xbctl("--dry-run", "-n", "target", "512M").stdout == "786432 -> 524288\n"
     assert_clean_failure(xbctl("-d", "2", "target"), 1, "domain 2: Permission denied")
     assert_clean_failure(xbctl("-d", "db", "target"), 4, "unknown domain")  # a guest cannot look names up
-    assert xbctl("-n", "-d", "web", "target").stdout == "524288\n"
+    assert xbctl("-n", "-d", "web", "target").stdout == "786432\n"
     assert "db" not in xbctl("list").stdout

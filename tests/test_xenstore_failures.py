@@ -34,9 +34,13 @@ def test_socket_nobody_listens_on(xs, tmp_path):
 def test_auto_transport_picks_xenstore_when_its_socket_is_there(xs, tmp_path):
     env = {"XBCTL_TRANSPORT": None, "XBCTL_SIM_STATE": str(tmp_path / "sim.json")}
     assert xs.process("--json", "-d", "web", "target", env=env).json()["transport"] == "xenstore"
-    env["XENSTORED_PATH"] = str(tmp_path / "absent")
-    env["XENSTORED_RUNDIR"] = str(tmp_path / "absent-dir")
-    assert xs.process("--json", "-d", "web", "target", env=env).json()["transport"] == "sim"
+    # A Xenstore named but not there (a typo, a dead daemon) fails; it never falls back to the simulator.
+    for name, value in (("XENSTORED_PATH", tmp_path / "absent"), ("XENSTORED_RUNDIR", tmp_path / "absent-dir")):
+        typo = {**env, "XENSTORED_PATH": None, name: str(value)}
+        assert_clean_failure(xs.process("-d", "web", "mem-set", "web", "512", env=typo), 3, str(value))
+    # Nothing named and nothing there: the simulator.
+    nothing = {**env, "XENSTORED_PATH": None, "XENSTORED_RUNDIR": None}
+    assert xs.process("--json", "-d", "web", "target", env=nothing).json()["transport"] == "sim"
 
 
 def test_stopped_daemon_times_out_instead_of_hanging(private_xs: XenHost):

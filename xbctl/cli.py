@@ -531,6 +531,12 @@ def write_and_show(
                 f"xbctl: interrupted: {result.domain.name}'s target stays {target_change.new_kib} KiB; "
                 "the balloon goes on moving toward it\n"
             )
+            if options.as_json:  # the write happened: a script still gets its document
+                from .json_output import dump, write_document
+                from .operations import WaitOutcome
+
+                interrupted = WaitOutcome(False, result.after, "interrupted")
+                sys.stdout.write(dump(write_document(transport, result, interrupted)))
             raise typer.Exit(130) from None
     if options.as_json:
         from .json_output import dump, write_document

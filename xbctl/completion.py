@@ -263,7 +263,10 @@ def _respond(group: Any, shell: str, argv: list[str]) -> str:
     if shell == "bash":
         values = [c.value for c in candidates]
         # bash replaces only its own current word (the part after '='): cut what precedes it.
-        if bash_word and bash_word != incomplete and incomplete.endswith(bash_word):
+        if bash_word == "=" and incomplete.endswith("="):
+            # Right after '=', readline completes the empty text that follows it.
+            values = [v[len(incomplete) :] for v in values if v.startswith(incomplete)]
+        elif bash_word and bash_word != incomplete and incomplete.endswith(bash_word):
             cut = incomplete[: len(incomplete) - len(bash_word)]
             values = [v[len(cut) :] for v in values if v.startswith(cut)]
         mode = "nospace" if values and all(v.endswith("=") for v in values) else "plain"

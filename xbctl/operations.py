@@ -208,14 +208,14 @@ def wait_for_target(
     while True:
         balloon = transport.read_balloon(domain)
         on_progress(balloon)
+        if not balloon.has_driver:
+            return WaitOutcome(False, balloon, "the domain has no balloon driver; nothing will move")
         if balloon.current_source == "target":  # current is only a stand-in: no progress to see
             return WaitOutcome(
                 False, balloon, "the domain does not publish its current reservation; nothing to wait on"
             )
         if balloon.current_kib == target_kib and balloon.target_kib == target_kib:
             return WaitOutcome(True, balloon)
-        if not balloon.has_driver:
-            return WaitOutcome(False, balloon, "the domain has no balloon driver; nothing will move")
         if balloon.diagnostic:
             return WaitOutcome(False, balloon, f"the driver reports: {balloon.diagnostic}")
         if balloon.target_kib != target_kib:

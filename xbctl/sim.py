@@ -236,9 +236,10 @@ class SimHost:
     def set_node(self, domain: SimDomain, key: str, kib: int) -> None:
         """Write a writable node of DOMAIN, as the host's toolstack would."""
         if key == "target":
+            if kib != domain.target_kib:  # a new target: the driver tries again
+                domain.diagnostic = None
+                domain.short_reported = False
             domain.target_kib = kib
-            domain.diagnostic = None  # a new target: the driver tries again
-            domain.short_reported = False
         elif key == "min":
             domain.dynamic_min_kib = kib
         elif key == "xen-max":
@@ -323,7 +324,16 @@ class SimTransport(Transport):
         with self.changing() as host:
             sim_domain = host.domain(domain.id)
             before = sim_domain.balloon()
-            for key, kib in plan(before).items():
+            values = plan(before)
+            if values and host.position != 0:
+                # As over Xenstore: memory/target and dynamic-min are the toolstack's to write.
+                raise XbctlError(
+                    f"domain {sim_domain.name}: Permission denied: inside a guest, "
+                    f"{', '.join(values)} can only be set from the host",
+                    status=ExitStatus.REFUSED,
+                    errno_name="EACCES",
+                )
+            for key, kib in values.items():
                 host.set_node(sim_domain, key, kib)
             self.save(host)
             return before, sim_domain.balloon()

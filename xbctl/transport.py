@@ -114,10 +114,23 @@ def xenstore_reachable() -> bool:
     return xenstore_socket_path().exists() or any(dev.exists() for dev in XENBUS_DEVICES)
 
 
+def on_xen() -> bool:
+    """True on a Xen host or guest, where a missing Xenstore is a failure, not a cue to simulate."""
+    try:
+        return Path("/sys/hypervisor/type").read_text().strip() == "xen" or Path("/proc/xen/capabilities").exists()
+    except OSError:
+        return False
+
+
 def open_transport(name: str | None, sim_state: str | None) -> Transport:
-    """The transport called NAME, or the default: Xenstore when reachable, else the simulator."""
+    """The transport called NAME, or the default: Xenstore when reachable, else the simulator.
+
+    Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) or running on Xen means Xenstore:
+    a typo or a dead daemon must fail, never answer from a simulated host.
+    """
     if name is None:
-        name = "xenstore" if xenstore_reachable() else "sim"
+        explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
+        name = "xenstore" if explicit or xenstore_reachable() or on_xen() else "sim"
     if name == "sim":
         from .sim import SimTransport
 

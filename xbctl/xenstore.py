@@ -39,6 +39,7 @@ from pyxs.exceptions import PyXSError
 
 from .errors import ExitStatus, XbctlError, unavailable, unknown
 from .nodes import Balloon
+from .units import parse_number
 from .transport import (
     DOMID_FIRST_RESERVED,
     XENBUS_DEVICES,
@@ -80,11 +81,9 @@ XENFS_XENBUS = Path("/proc/xen/xenbus")
 def request_timeout_s() -> float:
     """The deadline for one Xenstore request ($XBCTL_XENSTORE_TIMEOUT seconds, default 5)."""
     text = os.environ.get("XBCTL_XENSTORE_TIMEOUT", "")
-    try:
-        value = float(text)
-    except ValueError:
+    if text == "":
         return DEFAULT_REQUEST_TIMEOUT_S
-    return value if 0 < value < 3600 else DEFAULT_REQUEST_TIMEOUT_S
+    return parse_number(text, what="XBCTL_XENSTORE_TIMEOUT", maximum=3600, positive=True)
 
 
 @dataclass(frozen=True)
@@ -578,8 +577,9 @@ class XenstoreTransport(Transport):
                 values = plan(before)
             for key, kib in values.items():
                 txn.write(NODE_PATHS[key], str(kib))
-            if "target" in values:
+            if values.get("target", before.target_kib) != before.target_kib:
                 # A new target: the driver tries again, its old complaint no longer applies.
+                # The same target again changes nothing for the driver, so its word stands.
                 txn.remove(DIAGNOSTIC)
             return before, self._balloon(txn, domain)
 
