@@ -107,3 +107,14 @@ def test_version_and_help(xbctl):
     help_text = xbctl("--help").stdout
     for command in ("mem-set", "mem-max", "list", "target", "xen-max"):
         assert command in help_text
+
+
+def test_on_xen_without_a_reachable_xenstore_the_simulator_says_so(xbctl, monkeypatch):
+    from xbctl import transport as transport_module
+
+    monkeypatch.setattr(transport_module, "on_xen", lambda: True)  # as if /sys/hypervisor/type said xen
+    outcome = xbctl("-n", "target", env={"XBCTL_TRANSPORT": None, "XENSTORED_PATH": None,
+                                          "XENSTORED_RUNDIR": None})
+    assert (outcome.status, outcome.stdout) == (0, "4194304\n")
+    assert outcome.stderr.startswith("xbctl: note: this is a Xen machine but no Xenstore is reachable")
+    assert xbctl("-n", "target").stderr == ""  # --transport sim (here: XBCTL_TRANSPORT) is asked for: no note

@@ -258,9 +258,12 @@ class Options:
     def transport(self) -> "Transport":
         """The transport, opened on first use."""
         if self._transport is None:
-            from .transport import open_transport
+            from .transport import fallback_note, open_transport
 
             self._transport = open_transport(self.transport_name, self.sim_state)
+            note = fallback_note(self.transport_name, self._transport)
+            if note:
+                sys.stderr.write(f"xbctl: note: {note}\n")
         return self._transport
 
     def close(self) -> None:

@@ -122,15 +122,25 @@ def on_xen() -> bool:
         return False
 
 
+def fallback_note(name: str | None, transport: Transport) -> str | None:
+    """What to tell the user when, on a Xen machine, the default fell back to the simulator."""
+    if name is None and transport.name == "sim" and on_xen():
+        return (
+            "this is a Xen machine but no Xenstore is reachable (is xenstored running?); "
+            "answering from the simulated host (--transport xenstore insists on Xenstore)"
+        )
+    return None
+
+
 def open_transport(name: str | None, sim_state: str | None) -> Transport:
     """The transport called NAME, or the default: Xenstore when reachable, else the simulator.
 
-    Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) or running on Xen means Xenstore:
-    a typo or a dead daemon must fail, never answer from a simulated host.
+    Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) means Xenstore: a typo must
+    fail, never answer from a simulated host.
     """
     if name is None:
         explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
-        name = "xenstore" if explicit or xenstore_reachable() or on_xen() else "sim"
+        name = "xenstore" if explicit or xenstore_reachable() else "sim"
     if name == "sim":
         from .sim import SimTransport
 
