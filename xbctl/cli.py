@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SYSCTL_COMMAND = "sysctl"
 MAX_SECONDS = 10**7  # about four months: anything longer is a typo
 MAX_STEPS_PER_SECOND = 10**6
+PROGRESS_LINE_S = 1.0  # plain --wait progress: at most one line per second
 _HELP_OPTIONS = ("-h", "--help")
 
 
@@ -565,12 +566,18 @@ def wait_with_progress(options: Options, transport: "Transport", domain: "Domain
 
         with progress_bar(domain.name, target_kib) as update:
             return wait_for_target(transport, domain, target_kib, options.timeout_s, update)
-    last: list[int] = []
+    import time
+
+    shown: dict[str, float] = {}  # the last line's current KiB and when it was printed
 
     def report(balloon: "Balloon") -> None:
-        if options.quiet or (last and last[-1] == balloon.current_kib):
+        current_kib = balloon.current_kib
+        if options.quiet or shown.get("kib") == current_kib:
             return
-        last.append(balloon.current_kib)
+        # A line a second at most (logs stay short), but always the first and the last.
+        if shown and current_kib != target_kib and time.monotonic() - shown["at"] < PROGRESS_LINE_S:
+            return
+        shown.update(kib=current_kib, at=time.monotonic())
         sys.stderr.write(
             f"xbctl: {domain.name}: current {balloon.current_kib} KiB, target {target_kib} KiB\n"
         )
