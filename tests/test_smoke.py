@@ -100,23 +100,9 @@ def test_a_reader_that_goes_away_ends_xbctl_quietly_like_a_c_tool(xbctl):
     assert reader_gone.stderr.read() == b""
 
 
-def test_ctrl_c_during_wait_says_what_stays_written(xbctl):
-    waiting = subprocess.Popen([shutil.which("xbctl"), "--wait", "mem-set", "web", "600"], env=_env(xbctl),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert waiting.stderr.readline() == "xbctl: web: current 786432 KiB, target 614400 KiB\n"
-        waiting.send_signal(signal.SIGINT)
-        stdout, stderr = waiting.communicate(timeout=30)
-    finally:
-        waiting.kill()
-    assert waiting.returncode == 130
-    assert stdout == "machdep.xen.balloon.target: 786432 -> 614400\n"
-    assert stderr == "xbctl: interrupted: web's target stays 614400 KiB; the balloon goes on moving toward it\n"
-    assert xbctl.value("target", "web") == 614400
-
-
-def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
-    waiting = subprocess.Popen([shutil.which("xbctl"), "--json", "--wait", "mem-set", "web", "600"],
+def _interrupt_wait(xbctl, *options):
+    """Start `xbctl OPTIONS --wait mem-set web 600`, Ctrl-C it once it waits; returns its Outcome."""
+    waiting = subprocess.Popen([shutil.which("xbctl"), *options, "--wait", "mem-set", "web", "600"],
                                env=_env(xbctl), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert waiting.stderr.readline() == "xbctl: web: current 786432 KiB, target 614400 KiB\n"
@@ -124,9 +110,24 @@ def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
         stdout, stderr = waiting.communicate(timeout=30)
     finally:
         waiting.kill()
-    assert waiting.returncode == 130
-    assert "interrupted" in stderr
-    document = Outcome(0, stdout, "").json()
+    return Outcome(waiting.returncode, stdout, stderr)
+
+
+def test_ctrl_c_during_wait_says_what_stays_written(xbctl):
+    interrupted = _interrupt_wait(xbctl)
+    assert interrupted.status == 130
+    assert interrupted.stdout == "machdep.xen.balloon.target: 786432 -> 614400\n"
+    assert interrupted.stderr == (
+        "xbctl: interrupted: web's target stays 614400 KiB; the balloon goes on moving toward it\n"
+    )
+    assert xbctl.value("target", "web") == 614400
+
+
+def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
+    interrupted = _interrupt_wait(xbctl, "--json")
+    assert interrupted.status == 130
+    assert "interrupted" in interrupted.stderr
+    document = interrupted.json()
     assert document["kind"] == "write" and document["changes"][0]["new_kib"] == 614400
     assert document["wait"] == {"reached": False, "current_kib": 786432, "target_kib": 614400,
                                 "reason": "interrupted"}
