@@ -134,16 +134,7 @@ def test_mandoc_lint_is_clean_above_style():
 
 
 def test_man_renders_the_page():
-    need("man")
-    done = subprocess.run(
-        ["man", "-l", str(MAN_PAGE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"},
-    )
-    assert done.returncode == 0, done
-    text = re.sub(r".\x08", "", done.stdout)  # overstrike bold and underline
+    text = rendered()
     assert text.startswith("XBCTL(8)")
     for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "ENVIRONMENT", "FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
         assert f"\n{heading}\n" in text, heading
@@ -161,7 +152,7 @@ def rendered() -> str:
         env={**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"},
     )
     assert done.returncode == 0, done
-    return re.sub(r".\x08", "", done.stdout)
+    return re.sub(r".\x08", "", done.stdout)  # overstrike bold and underline
 
 
 def rendered_examples() -> list[str]:

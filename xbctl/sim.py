@@ -258,6 +258,14 @@ class SimTransport(Transport):
             raise usage_error("--sim-state: empty path")
         path = state_path or os.environ.get("XBCTL_SIM_STATE")  # empty in the environment: unset
         self.store = StateStore(Path(path) if path else default_state_path())
+        self._layout: SimHost | None = None
+
+    def layout(self) -> SimHost:
+        """The host as first loaded by this command: for its domains and position, which
+        only `sim reset` changes (balloon values always come from a fresh load)."""
+        if self._layout is None:
+            self._layout = self.load()
+        return self._layout
 
     def load(self) -> SimHost:
         """The host advanced to now (not saved)."""
@@ -281,12 +289,12 @@ class SimTransport(Transport):
             raise unavailable(f"simulator state {self.store.path}: {exc.strerror}") from None
 
     def own_domain(self) -> Domain:
-        host = self.load()
+        host = self.layout()
         own = host.domain(host.position)
         return Domain(own.id, own.name)
 
     def list_domains(self) -> list[Domain]:
-        host = self.load()
+        host = self.layout()
         if host.position != 0:  # a guest sees only itself
             own = host.domain(host.position)
             return [Domain(own.id, own.name)]
@@ -295,7 +303,7 @@ class SimTransport(Transport):
     def resolve_domain(self, spec: str | None) -> Domain:
         if spec is None:
             return self.own_domain()
-        host = self.load()
+        host = self.layout()
         if host.position == 0:
             return match_domain(spec, [Domain(d.id, d.name) for d in host.domains])
         # A guest cannot list other domains, so their names are unknown to it, and reading
@@ -316,7 +324,7 @@ class SimTransport(Transport):
     @contextlib.contextmanager
     def changing(self) -> Iterator[SimHost]:
         """The host, loaded under the writer lock, to change and save."""
-        self.load()  # refuse a foreign or damaged file before creating a lock file beside it
+        self.layout()  # refuse a foreign or damaged file before creating a lock file beside it
         with self.store.locked():
             yield self.load()
 
@@ -341,9 +349,6 @@ class SimTransport(Transport):
     def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
         time.sleep(max(0.0, min(timeout_s, 0.05)))
 
-    def writer_is_host(self) -> bool:
-        return self.load().position == 0
-
     # Simulator controls, for `xbctl sim ...`.
 
     def advance(self, seconds: float) -> SimHost:
@@ -366,4 +371,5 @@ class SimTransport(Transport):
             if position is not None:
                 host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id
             self.save(host)
+            self._layout = None
             return host

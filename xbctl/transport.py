@@ -58,11 +58,9 @@ class Transport(ABC):
         """True when xbctl acts from the host (Domain-0), not from inside a guest."""
         return self.own_domain().id == 0
 
+    @abstractmethod
     def resolve_domain(self, spec: str | None) -> Domain:
-        """The domain named or numbered SPEC, or our own when SPEC is None."""
-        if spec is None:
-            return self.own_domain()
-        return match_domain(spec, self.list_domains())
+        """The domain named or numbered SPEC (looked up, never put in a path), or our own."""
 
     def close(self) -> None:
         """Release connections."""
