@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import NODES, SYSCTL_PREFIX, Node, select_nodes
+from .transport import TRANSPORT_NAMES
 from .units import parse_number
 
 if TYPE_CHECKING:
@@ -232,9 +233,8 @@ def report_error(error: XbctlError, as_json: bool) -> int:
     return int(error.status)
 
 
-class TransportName(str, Enum):
-    sim = "sim"
-    xenstore = "xenstore"
+# The --transport choices, from the one list of transports.
+TransportName = Enum("TransportName", {name: name for name in TRANSPORT_NAMES}, type=str)
 
 
 @dataclass
