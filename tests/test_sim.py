@@ -159,25 +159,37 @@ def test_state_file_is_private_and_written_atomically(xbctl):
     assert json.loads(xbctl.state_path.read_text())["schema"] == 1
 
 
-def test_corrupt_state_is_reported_and_kept_aside(xbctl):
-    xbctl.state_path.write_text('{"schema": 1, "domains": [{"id": 0')  # torn write
-    outcome = xbctl("-a")
-    assert_clean_failure(outcome, 3, "is corrupt", "kept aside as")
+def _torn(xbctl) -> str:
+    """The state file cut short, as a failing disk might leave it: still marked as ours."""
+    torn = xbctl.state_path.read_text()[:200]
+    xbctl.state_path.write_text(torn)
+    return torn
+
+
+def test_corrupt_state_is_reported_left_alone_and_kept_aside_by_reset(xbctl):
+    torn = _torn(xbctl)
+    for args in (["-a"], ["-d", "web", "target", "512M"], ["list"], ["sim", "log"]):
+        assert_clean_failure(xbctl(*args), 3, "is corrupt", "nothing was changed", "sim reset")
+    assert xbctl.state_path.read_text() == torn  # reads and writes report it; none moves it
+    assert sorted(p.name for p in xbctl.state_path.parent.iterdir()) == ["sim.json", "sim.json.lock"]
+    reset = xbctl("sim", "reset")
+    assert reset.status == 0 and "kept aside as" in reset.stderr, reset
     aside = [p for p in xbctl.state_path.parent.iterdir() if ".corrupt-" in p.name]
-    assert len(aside) == 1 and aside[0].read_text().startswith('{"schema": 1')
-    assert not xbctl.state_path.exists()
+    assert len(aside) == 1 and aside[0].read_text() == torn
     assert xbctl("-a").status == 0  # then a fresh host
 
 
 def test_state_with_wrong_content_is_corrupt(xbctl):
-    xbctl.state_path.write_text('{"schema": 1, "domains": "none"}')
+    xbctl.state_path.write_text('{"format": "xbctl-sim-state", "schema": 1, "domains": "none"}')
     assert_clean_failure(xbctl("-d", "web", "target", "512M"), 3, "is corrupt")
 
 
 def test_state_from_a_newer_xbctl_is_left_alone(xbctl):
-    xbctl.state_path.write_text('{"schema": 99}')
-    assert_clean_failure(xbctl("-a"), 3, "schema 99, newer than")
-    assert xbctl.state_path.read_text() == '{"schema": 99}'
+    newer = '{"format": "xbctl-sim-state", "schema": 99}'
+    xbctl.state_path.write_text(newer)
+    for args in (["-a"], ["mem-set", "web", "512"], ["sim", "reset"]):
+        assert_clean_failure(xbctl(*args), 3, "schema 99, newer than")
+    assert xbctl.state_path.read_text() == newer
 
 
 def test_concurrent_relative_changes_lose_no_update(xbctl):
@@ -221,11 +233,15 @@ def test_a_state_path_that_is_not_a_regular_file_is_refused(xbctl, tmp_path):
 
 
 def test_corrupt_files_kept_aside_never_overwrite_each_other(xbctl):
-    for text in ('{"torn', '{"torn again'):
+    torn = []
+    for length in (100, 150):
+        text = xbctl.state_path.read_text()[:length]
         xbctl.state_path.write_text(text)
         assert_clean_failure(xbctl("-a"), 3, "is corrupt")
+        assert xbctl("sim", "reset", "--clock", "manual").status == 0
+        torn.append(text)
     kept = sorted(p.read_text() for p in xbctl.state_path.parent.iterdir() if ".corrupt-" in p.name)
-    assert kept == ['{"torn', '{"torn again']
+    assert kept == sorted(torn)
 
 
 def test_a_symlinked_state_path_updates_the_file_it_points_to(xbctl, tmp_path):
@@ -250,18 +266,26 @@ def test_a_symlinked_state_path_updates_the_file_it_points_to(xbctl, tmp_path):
         lambda s: s.update(schema=True),
         lambda s: s.update(steps_per_second=0),
         lambda s: s["domains"][1].update(colour="blue"),
+        lambda s: s.update(offset_s=1e308),
+        lambda s: s.update(last_tick_s=-1e308),
+        lambda s: s.update(steps_per_second=1e308),
+        lambda s: s["domains"][1].update(boot_kib=2**54, target_kib=2**54),
+        lambda s: s["log"].append({"t": 1e308, "domain": "web", "message": "x"}),
     ],
     ids=["position", "no-domains", "nan-offset", "log-entry", "string-kib", "float-kib", "huge-kib",
-         "negative-free", "bool-schema", "zero-rate", "unknown-field"],
+         "negative-free", "bool-schema", "zero-rate", "unknown-field", "huge-offset", "huge-negative-tick",
+         "huge-rate", "huge-boot", "huge-log-time"],
 )
 def test_damaged_fields_are_reported_as_corrupt(xbctl, damage):
     xbctl("-q", "mem-set", "web", "700")  # make sure a state file exists
     state = json.loads(xbctl.state_path.read_text())
     damage(state)
-    xbctl.state_path.write_text(json.dumps(state))
-    for args in (["list"], ["-d", "web", "target", "600M"], ["sim", "log"]):
-        outcome = xbctl(*args)
-        if outcome.status == 0:  # kept aside by the first command: a fresh host now
-            continue
-        assert_clean_failure(outcome, 3, "is corrupt", "kept aside as")
+    damaged = json.dumps(state)
+    xbctl.state_path.write_text(damaged)
+    for args in (["list"], ["-d", "web", "target", "600M"], ["sim", "log"], ["sim", "advance", "1"]):
+        assert_clean_failure(xbctl(*args), 3, "is corrupt", "sim reset")
+    assert xbctl.state_path.read_text() == damaged
+    reset = xbctl("sim", "reset")  # never needs the old state: it always recovers
+    assert reset.status == 0 and "kept aside as" in reset.stderr, reset
     assert any(".corrupt-" in p.name for p in xbctl.state_path.parent.iterdir())
+    assert xbctl.value("target", "web") == 768 * MIB

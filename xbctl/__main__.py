@@ -1,5 +1,31 @@
-"""python -m xbctl."""
+"""The xbctl command (python -m xbctl, and the installed console script).
 
-from .cli import main
+Ctrl-C before the command line is even parsed must not show a traceback, so the
+first thing done is to make SIGINT end xbctl quietly, before the (slow) imports.
+"""
 
-main()
+import os
+import signal
+import sys
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
+
+
+def _interrupted_early(signum: int, frame: object) -> None:
+    # Nothing has been read or written yet: say so in one line and end at once.
+    try:
+        os.write(2, b"xbctl: interrupted\n")
+    finally:
+        os._exit(INTERRUPTED)
+
+
+def main() -> None:
+    """Run xbctl with Ctrl-C made quiet from the very start."""
+    signal.signal(signal.SIGINT, _interrupted_early)
+    from .cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from .errors import XbctlError, usage_error
 
+BLANKS = " \t"  # the only blanks a settings file may put around names and values
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -25,27 +27,52 @@ def parse_assignment(text: str, origin: str | None = None) -> Assignment:
     optional = name.endswith("?")
     name = name.removesuffix("?")
     if origin is not None:  # settings files may space out the '='
-        name, value = name.strip(), value.strip()
+        name, value = name.strip(BLANKS), value.strip(BLANKS)
     if not name:
         raise usage_error(f"{text!r}: missing name before '='")
     return Assignment(name, value, optional, origin)
 
 
+# A settings file holds a handful of lines; anything this large is the wrong file
+# (or /dev/zero), refused after reading at most this much plus one byte.
+MAX_SETTINGS_BYTES = 1024 * 1024
+
+
 def read_settings_file(path: str) -> list[Assignment]:
-    """The assignments in settings file PATH: `#` comments and blank lines are skipped."""
+    """The assignments in settings file PATH: `#` comments and blank lines are skipped.
+
+    Lines end at "\n" only (a "\r" before it, from a CRLF file, is dropped); only
+    spaces and tabs count as blanks; any other control or non-ASCII character
+    outside a comment is an error citing FILE:LINE.
+    """
     try:
-        with open(path, encoding="utf-8", errors="strict") as file:
-            lines = file.read().splitlines()
-    except UnicodeDecodeError:
-        raise usage_error(f"{path}: not a UTF-8 text file") from None
+        with open(path, "rb") as file:
+            raw = file.read(MAX_SETTINGS_BYTES + 1)
     except OSError as exc:
         raise usage_error(f"{path}: {exc.strerror}") from None
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise usage_error(
+            f"{path}: larger than {MAX_SETTINGS_BYTES} bytes; not a settings file",
+            hint="a settings file holds name=value lines, one per node",
+        )
+    try:
+        text = raw.decode("utf-8", errors="strict").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise usage_error(f"{path}: not a UTF-8 text file") from None
     assignments = []
-    for number, line in enumerate(lines, start=1):
-        content = line.split("#", 1)[0].strip()
+    # split("\n"), not splitlines(): \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029
+    # are not line ends here, so one physical line is always one numbered line.
+    for number, line in enumerate(text.split("\n"), start=1):
+        origin = f"{path}:{number}"
+        content = line.removesuffix("\r").split("#", 1)[0].strip(BLANKS)
         if not content:
             continue
-        origin = f"{path}:{number}"
+        odd = next((c for c in content if not (" " <= c <= "~" or c == "\t")), None)
+        if odd is not None:
+            raise usage_error(
+                f"{origin}: unexpected character U+{ord(odd):04X} in {content!r}",
+                hint="names and values are plain ASCII; only spaces and tabs may surround them",
+            )
         try:
             assignments.append(parse_assignment(content, origin))
         except XbctlError as exc:

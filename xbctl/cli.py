@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import ExitStatus, XbctlError, usage_error
+from .errors import ExitStatus, XbctlError, printable, usage_error
 from .nodes import NODES, SYSCTL_PREFIX, Node, select_nodes
 from .transport import TRANSPORT_NAMES
 from .units import parse_number
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 SYSCTL_COMMAND = "sysctl"
 MAX_SECONDS = 10**7  # about four months: anything longer is a typo
-MAX_STEPS_PER_SECOND = 10**6
 PROGRESS_LINE_S = 1.0  # plain --wait progress: at most one line per second
 _HELP_OPTIONS = ("-h", "--help")
 
@@ -129,10 +128,12 @@ class XbctlGroup(TyperGroup):
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
-        real_stdout = sys.stdout
-        sys.stdout = _Output(real_stdout)  # type: ignore[assignment]
+        real_stdout, real_stderr = sys.stdout, sys.stderr
         if sys.stderr is None:  # started with 2>&-: messages have nowhere to go
-            sys.stderr = open(os.devnull, "w")
+            real_stderr = open(os.devnull, "w")
+        # Everything printed passes these: no control character reaches the terminal raw.
+        sys.stdout = _Output(real_stdout)  # type: ignore[assignment]
+        sys.stderr = _Messages(real_stderr)  # type: ignore[assignment]
         try:
             result = super().main(args=argv, prog_name="xbctl", standalone_mode=False, **extra)
             status = result if isinstance(result, int) else ExitStatus.OK
@@ -147,7 +148,7 @@ class XbctlGroup(TyperGroup):
             )
             status = report_error(error, json_requested(argv))
         except (typer.Abort, KeyboardInterrupt):
-            sys.stderr.write("xbctl: interrupted\n")
+            say("interrupted")
             status = 130
         except BrokenPipeError:
             # The reader went away (xbctl -a | head): not an error worth a message.
@@ -165,20 +166,47 @@ class XbctlGroup(TyperGroup):
                 json_requested(argv),
             )
         finally:
-            sys.stdout = real_stdout
+            sys.stdout, sys.stderr = real_stdout, real_stderr
         sys.exit(int(status))
 
 
-class _Output:
-    """Standard output for xbctl: a write that fails (full disk, closed descriptor) is an
-    XbctlError with a plain message, never a traceback."""
+class _Messages:
+    """Standard error for xbctl: control characters escaped, newlines kept."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, keep_newlines=True))
+        return len(text)
+
+    def unescaped(self) -> Any:
+        """The stream itself, for rich's progress bar (which escapes what it shows)."""
+        return self._stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Output:
+    """Standard output for xbctl: control characters escaped (newlines kept), and a write
+    that fails (full disk, closed descriptor) an XbctlError with a plain message, never a
+    traceback; after a write to a balloon, its own exit status ("written, output lost")."""
+
+    def __init__(self, stream: Any, *, escape: bool = True) -> None:
+        self._stream = stream
+        self._escape = escape
+        self.written = False  # a balloon write has happened: a failure now is not "not written"
+
     def _failed(self, exc: OSError) -> XbctlError:
         if exc.errno == errno.EPIPE:
             raise BrokenPipeError(exc.errno, exc.strerror) from None  # the quiet path
+        if self.written:
+            return XbctlError(
+                f"the write was made, but its output could not be written: {exc.strerror or exc}",
+                status=ExitStatus.WRITTEN_OUTPUT_FAILED,
+                errno_name=errno.errorcode.get(exc.errno or 0),
+            )
         return XbctlError(
             f"cannot write to standard output: {exc.strerror or exc}",
             status=ExitStatus.REFUSED,
@@ -189,9 +217,16 @@ class _Output:
         if self._stream is None:  # started with >&-
             raise self._failed(OSError(errno.EBADF, "it is closed"))
         try:
-            return self._stream.write(text)
+            self._stream.write(printable(text, keep_newlines=True) if self._escape else text)
         except OSError as exc:
             raise self._failed(exc) from None
+        return len(text)
+
+    def unescaped(self) -> "_Output":
+        """This output without escaping, for rich's table (which escapes what it shows)."""
+        raw = _Output(self._stream, escape=False)
+        raw.written = self.written
+        return raw
 
     def flush(self) -> None:
         if self._stream is None:
@@ -217,11 +252,23 @@ def json_requested(argv: list[str]) -> bool:
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
 
 
+def say(message: str, prefix: str = "xbctl") -> None:
+    """Print MESSAGE to stderr as one line `xbctl: MESSAGE`, every control character escaped
+    (newlines too: a name or diagnostic from a guest cannot start a line of its own)."""
+    sys.stderr.write(f"{prefix}: {printable(message)}\n")
+
+
+def note_written() -> None:
+    """Record that a balloon write happened, for the exit status if output fails later."""
+    if isinstance(sys.stdout, _Output):
+        sys.stdout.written = True
+
+
 def report_error(error: XbctlError, as_json: bool) -> int:
     """Print ERROR to stderr (and as JSON on stdout with --json); return its exit status."""
-    sys.stderr.write(f"xbctl: {error.message}\n")
+    say(error.message)
     if error.hint:
-        sys.stderr.write(f"xbctl: hint: {error.hint}\n")
+        say(f"hint: {error.hint}")
     if as_json:
         from .json_output import error_document, dump
 
@@ -264,7 +311,7 @@ class Options:
             self._transport = open_transport(self.transport_name, self.sim_state)
             note = fallback_note(self.transport_name, self._transport)
             if note:
-                sys.stderr.write(f"xbctl: note: {note}\n")
+                say(f"note: {note}")
         return self._transport
 
     def close(self) -> None:
@@ -311,7 +358,8 @@ app = typer.Typer(
     ),
     epilog=(
         "Exit status: 0 success, 1 refused (EPERM/EACCES), 2 bad usage or value, "
-        "3 transport unavailable, 4 unknown domain or node, 5 --wait did not reach the target."
+        "3 transport unavailable, 4 unknown domain or node, 5 --wait did not reach the target, "
+        "6 written, but the output could not be written."
     ),
 )
 
@@ -467,7 +515,7 @@ def show_nodes(options: Options, nodes: tuple[Node, ...] | list[Node]) -> None:
     from .operations import read_balloon
 
     if options.wait:
-        sys.stderr.write("xbctl: note: --wait waits after a target change; nothing to wait for\n")
+        say("note: --wait waits after a target change; nothing to wait for")
     transport = options.transport()
     domain, balloon = read_balloon(transport, options.domain)
     if options.as_json:
@@ -507,11 +555,13 @@ def write_and_show(
         dry_run=options.dry_run,
         ignored=ignored,
     )
+    if not options.dry_run and result.changes:
+        note_written()
     for warning in result.warnings:
-        sys.stderr.write(f"xbctl: warning: {warning}\n")
+        say(f"warning: {warning}")
     if not options.quiet:
         for _name, error in result.skipped:
-            sys.stderr.write(f"xbctl: ignored: {error.message}\n")
+            say(f"ignored: {error.message}")
     if not options.as_json and not options.quiet:
         # The write has happened: say so before any wait, which may end in an error.
         lines = []
@@ -522,18 +572,18 @@ def write_and_show(
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
         if options.dry_run:
-            sys.stderr.write("xbctl: dry run: nothing was written\n")
+            say("dry run: nothing was written")
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
     if options.wait and target_change is None and not options.quiet:
-        sys.stderr.write("xbctl: note: --wait waits after a target change; nothing to wait for\n")
+        say("note: --wait waits after a target change; nothing to wait for")
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
         try:
             outcome = wait_with_progress(options, transport, result.domain, target_change.new_kib)
         except KeyboardInterrupt:
-            sys.stderr.write(
-                f"xbctl: interrupted: {result.domain.name}'s target stays {target_change.new_kib} KiB; "
-                "the balloon goes on moving toward it\n"
+            say(
+                f"interrupted: {result.domain.name}'s target stays {target_change.new_kib} KiB; "
+                "the balloon goes on moving toward it"
             )
             if options.as_json:  # the write happened: a script still gets its document
                 from .json_output import dump, write_document
@@ -578,9 +628,7 @@ def wait_with_progress(options: Options, transport: "Transport", domain: "Domain
         if shown and current_kib != target_kib and time.monotonic() - shown["at"] < PROGRESS_LINE_S:
             return
         shown.update(kib=current_kib, at=time.monotonic())
-        sys.stderr.write(
-            f"xbctl: {domain.name}: current {balloon.current_kib} KiB, target {target_kib} KiB\n"
-        )
+        say(f"{domain.name}: current {balloon.current_kib} KiB, target {target_kib} KiB")
         sys.stderr.flush()
 
     return wait_for_target(transport, domain, target_kib, options.timeout_s, report)
@@ -714,7 +762,7 @@ def sim_reset(
     ] = None,
 ) -> None:
     """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
-    from .sim import DEFAULT_STEPS_PER_SECOND
+    from .sim import DEFAULT_STEPS_PER_SECOND, MAX_STEPS_PER_SECOND
     from .units import parse_kib
 
     host_free_kib = parse_kib(host_free, what="--host-free")
@@ -723,12 +771,15 @@ def sim_reset(
         if clock is Clock.wall:
             raise usage_error("--rate 0 stops the clock; it cannot go with --clock wall")
         clock, steps_per_second = Clock.manual, DEFAULT_STEPS_PER_SECOND
-    _sim(ctx).reset(
+    sim = _sim(ctx)
+    sim.reset(
         clock=(clock or Clock.wall).value,
         steps_per_second=steps_per_second,
         host_free_kib=host_free_kib,
         position=position,
     )
+    if sim.kept_aside is not None:
+        say(f"note: the damaged simulator state was kept aside as {sim.kept_aside}")
 
 
 @sim_app.command("log")
@@ -744,7 +795,7 @@ def sim_log(ctx: typer.Context) -> None:
         sys.stdout.write(dump(log_document(entries)))
         return
     for entry in entries:
-        sys.stdout.write(f"[{entry['t']:12.3f}] {entry['domain']}: {entry['message']}\n")
+        sys.stdout.write(f"[{entry['t']:12.3f}] {printable(entry['domain'])}: {printable(entry['message'])}\n")
 
 
 # ---------------------------------------------------------------- guest agent
@@ -771,6 +822,7 @@ def agent_command(
 ) -> None:
     """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
     from .agent import run_agent
+    from .sim import MAX_STEPS_PER_SECOND
     from .units import parse_kib
 
     options = options_of(ctx)
@@ -784,7 +836,7 @@ def agent_command(
 
     def say(message: str) -> None:
         if not options.quiet:
-            sys.stderr.write(f"xbctl agent: {message}\n")
+            say(message, prefix="xbctl agent")
             sys.stderr.flush()
 
     run_agent(
@@ -799,10 +851,14 @@ def agent_command(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (xbctl.__main__ has already made an early Ctrl-C quiet)."""
     import signal
 
     # As C tools do: a reader that goes away (xbctl -a | head -1) ends xbctl quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # Not app(): Typer's own wrapper would print a traceback for anything main() lets out.
-    typer.main.get_command(app).main()
+    command = typer.main.get_command(app)
+    # From here on, Ctrl-C is a KeyboardInterrupt that XbctlGroup.main turns into exit 130
+    # (after a write, --wait says what stays behind).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    command.main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .errors import printable as escaped
 from .nodes import NODES, Balloon
 from .units import format_mib
 
@@ -22,13 +24,17 @@ if TYPE_CHECKING:
 
 
 def _console(stderr: bool = False) -> Console:
+    # The CLI escapes what it prints; rich's own colour codes must pass, and every
+    # untrusted string in what rich shows goes through printable() here instead.
+    stream = sys.stderr if stderr else sys.stdout
+    file = stream.unescaped() if hasattr(stream, "unescaped") else stream
     # rich already honours NO_COLOR and only colours a terminal; say so explicitly anyway.
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+    return Console(file=file, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
 
 
 def printable(text: str) -> str:
     """TEXT with control characters and blanks at either end made visible (names are untrusted)."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    shown = escaped(text)
     return repr(shown) if shown != shown.strip() or not shown else shown
 
 
@@ -67,7 +73,8 @@ def progress_bar(domain_name: str, target_kib: int) -> Iterator[Callable[[Balloo
     """A progress bar on stderr; yields the function that reports each new balloon reading."""
     start: list[int] = []
     with Progress(
-        TextColumn(f"{domain_name}: current"),
+        # The name is a field, not part of the format: braces or [markup] in it stay text.
+        TextColumn("{task.fields[name]}: current", markup=False),
         TextColumn("{task.fields[current]} KiB"),
         BarColumn(),
         TaskProgressColumn(),
@@ -76,7 +83,7 @@ def progress_bar(domain_name: str, target_kib: int) -> Iterator[Callable[[Balloo
         console=_console(stderr=True),
         transient=False,
     ) as progress:
-        task = progress.add_task("balloon", total=1.0, current="?")
+        task = progress.add_task("balloon", total=1.0, current="?", name=printable(domain_name))
 
         def update(balloon: Balloon) -> None:
             if not start:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from .errors import ExitStatus, XbctlError, unavailable, usage_error
 from .nodes import BALLAST_PAGES, Balloon
-from .simstore import CORRUPT, StateStore, default_state_path
+from .simstore import CorruptState, StateStore, default_state_path
 from .transport import Domain, Plan, Transport, match_domain, parse_domain_id
 from .units import MAX_KIB, PAGE_KIB
 
@@ -29,6 +29,11 @@ DEFAULT_STEPS_PER_SECOND = 50.0
 CLOCKS = ("wall", "manual")
 DRIVERS = ("netbsd", "linux", "none")
 LOG_LIMIT = 500
+MAX_STEPS_PER_SECOND = 10**6
+# Bounds a state file must keep: simulated time within about 30,000 years either way, and
+# boot sizes up to 1 TiB, so catching up on time is a bounded number of balloon steps.
+MAX_SIM_SECONDS = 1e12
+MAX_BOOT_KIB = 2**30
 MIB = 1024
 GIB = 1024 * MIB
 
@@ -77,8 +82,8 @@ def _require_kib(value: object, what: str) -> None:
         raise ValueError(f"bad {what}")
 
 
-def _require_seconds(value: object, what: str, *, positive: bool = False) -> None:
-    if type(value) not in (int, float) or not math.isfinite(value) or (positive and not value > 0):
+def _require_seconds(value: object, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
+    if type(value) not in (int, float) or not -limit <= value <= limit or (positive and not value > 0):
         raise ValueError(f"bad {what}")
 
 
@@ -126,7 +131,7 @@ class SimHost:
         """Raise ValueError unless every field holds what the model can run on."""
         if self.clock not in CLOCKS:
             raise ValueError("bad clock")
-        _require_seconds(self.steps_per_second, "steps_per_second", positive=True)
+        _require_seconds(self.steps_per_second, "steps_per_second", positive=True, limit=MAX_STEPS_PER_SECOND)
         for name in ("offset_s", "boot_s", "last_tick_s"):
             _require_seconds(getattr(self, name), name)
         _require_kib(self.host_free_kib, "host_free_kib")
@@ -141,6 +146,8 @@ class SimHost:
             for name in ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib"):
                 _require_kib(getattr(domain, name), f"{name} of domain {domain.id}")
             _require_kib(domain.freemin_pages, f"freemin_pages of domain {domain.id}")
+            if not domain.current_kib <= domain.boot_kib <= MAX_BOOT_KIB:
+                raise ValueError(f"bad boot_kib or current_kib of domain {domain.id}")
             if not (domain.diagnostic is None or isinstance(domain.diagnostic, str)):
                 raise ValueError(f"bad diagnostic of domain {domain.id}")
             if type(domain.short_reported) is not bool:
@@ -259,6 +266,7 @@ class SimTransport(Transport):
         path = state_path or os.environ.get("XBCTL_SIM_STATE")  # empty in the environment: unset
         self.store = StateStore(Path(path) if path else default_state_path())
         self._layout: SimHost | None = None
+        self.kept_aside: Path | None = None  # where `sim reset` moved a damaged state file
 
     def layout(self) -> SimHost:
         """The host as first loaded by this command: for its domains and position, which
@@ -268,17 +276,25 @@ class SimTransport(Transport):
         return self._layout
 
     def load(self) -> SimHost:
-        """The host advanced to now (not saved)."""
+        """The host advanced to now (not saved); a damaged state file is reported, never moved."""
         raw = self.store.read_raw()
         if raw is None:
             host = SimHost.fresh()
-        else:
-            data = self.store.decode(raw)
-            try:
-                host = SimHost.from_dict(data)
-            except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as exc:
-                self.store.keep_aside(raw, f"unexpected content: {exc!r}")
-        host.advance()
+            host.advance()
+            return host
+        try:
+            return self._host_from(raw)
+        except CorruptState as exc:
+            raise self.store.corrupt(str(exc)) from None
+
+    def _host_from(self, raw: bytes) -> SimHost:
+        """The host stored as RAW, advanced to now; CorruptState when it is ours but damaged."""
+        data = self.store.decode(raw)  # a file that is not ours is refused here
+        try:
+            host = SimHost.from_dict(data)
+            host.advance()
+        except (KeyError, TypeError, ValueError, AttributeError, StopIteration, ArithmeticError) as exc:
+            raise CorruptState(f"unexpected content: {exc!r}") from None
         return host
 
     def save(self, host: SimHost) -> None:
@@ -360,16 +376,34 @@ class SimTransport(Transport):
             return host
 
     def reset(self, *, clock: str, steps_per_second: float, host_free_kib: int, position: str | None) -> SimHost:
-        """Boot a fresh simulated host with these settings."""
-        try:
-            self.load()  # a corrupt file is kept aside, not overwritten
-        except XbctlError as exc:
-            if exc.errno_name != CORRUPT:
-                raise  # not our file, or a newer xbctl's: leave it alone
+        """Boot a fresh simulated host with these settings, whatever state ours held.
+
+        The old state is not needed, only checked to be ours: a damaged one is kept aside
+        (its name is returned in `kept_aside`), anything else refused and left alone.
+        """
+        host = SimHost.fresh(clock=clock, steps_per_second=steps_per_second, host_free_kib=host_free_kib)
+        if position is not None:
+            host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id
+        self.kept_aside = None
+        self._replaceable()  # before creating a lock file beside someone else's file
         with self.store.locked():
-            host = SimHost.fresh(clock=clock, steps_per_second=steps_per_second, host_free_kib=host_free_kib)
-            if position is not None:
-                host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id
+            raw = self._replaceable()
+            if raw is not None:
+                try:
+                    self._host_from(raw)
+                except CorruptState:
+                    self.kept_aside = self.store.keep_aside(raw)
+                    if self.kept_aside is None:
+                        raise unavailable(f"simulator state {self.store.path} changed meanwhile; try again")
             self.save(host)
             self._layout = None
             return host
+
+    def _replaceable(self) -> bytes | None:
+        """The stored bytes, once the file is known to be ours and writable (or None: no file)."""
+        self.store.check_replaceable(self.store.status())
+        raw = self.store.read_raw()
+        if raw is not None:
+            with contextlib.suppress(CorruptState):
+                self.store.decode(raw)  # refuses a file that is not ours, or a newer xbctl's
+        return raw

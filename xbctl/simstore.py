@@ -4,6 +4,9 @@ Writers hold an exclusive lock on a separate, stable lock file (the state file i
 is replaced by rename, so locking it would lock a file that is about to vanish), write
 a temporary file in the same directory, fsync it, rename it over the state file and
 fsync the directory. Readers need no lock: a rename is atomic.
+
+Only a file that carries xbctl's own marker is ever replaced or kept aside, and only
+by a writer: a read never moves, replaces or re-permissions anything.
 """
 
 from __future__ import annotations
@@ -12,14 +15,22 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import stat
 import time
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import Iterator
 
-from .errors import unavailable
+from .errors import XbctlError, unavailable
 
 SCHEMA_VERSION = 1
+# Every state file xbctl writes starts with this marker, so even a torn one is known as ours.
+FORMAT_KEY = "format"
+FORMAT = "xbctl-sim-state"
+_HEADER = b'{\n "%s": "%s",' % (FORMAT_KEY.encode(), FORMAT.encode())
+# Our state is a few tens of KiB (the log keeps 500 lines); a larger file is not one we wrote.
+MAX_STATE_BYTES = 1024 * 1024
+CORRUPT = "EBADMSG"  # errno name of the error that reports a corrupt state file
 
 
 def default_state_path() -> Path:
@@ -31,84 +42,96 @@ def default_state_path() -> Path:
 
 
 class CorruptState(Exception):
-    """The state file exists but cannot be understood."""
-
-
-CORRUPT = "EBADMSG"  # errno name of the error that reports a state file kept aside
+    """The state file is ours (it carries the marker) but cannot be understood."""
 
 
 class StateStore:
-    """Load and save the simulator's state as JSON with a schema version."""
+    """Load and save the simulator's state as JSON with a marker and a schema version."""
 
     def __init__(self, path: Path) -> None:
         # Follow a symlink once, here: the rename must replace the file it points to.
         self.path = Path(os.path.realpath(path))
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_held = False
+        # The temporaries save() creates: only these are ever cleaned up.
+        self._temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.path.name))
 
-    def check_regular(self) -> bool:
-        """True when the state file exists; refuses anything but a regular file."""
+    def status(self) -> os.stat_result | None:
+        """The state file's stat, or None when there is none; refuses anything but a regular file."""
         try:
-            mode = os.stat(self.path).st_mode
+            status = os.stat(self.path)
         except FileNotFoundError:
-            return False
+            return None
         except OSError as exc:
             raise unavailable(f"simulator state {self.path}: {exc.strerror}") from None
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(status.st_mode):
             raise unavailable(
                 f"simulator state {self.path} is not a regular file; not touching it",
                 hint="point --sim-state (XBCTL_SIM_STATE) at a file",
             )
-        return True
+        return status
 
     def read_raw(self) -> bytes | None:
-        """The stored bytes, or None when there is no state yet."""
-        if not self.check_regular():
+        """The stored bytes (at most MAX_STATE_BYTES + 1), or None when there is no state yet."""
+        if self.status() is None:
             return None
         try:
-            return self.path.read_bytes()
+            with open(self.path, "rb") as file:
+                return file.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise unavailable(f"simulator state {self.path}: {exc.strerror}") from None
 
+    def foreign(self) -> XbctlError:
+        """The error for a file at the state path that xbctl did not write."""
+        return unavailable(
+            f"{self.path} is not an xbctl simulator state file; not touching it",
+            hint="point --sim-state (XBCTL_SIM_STATE) elsewhere, or remove the file yourself",
+        )
+
     def decode(self, raw: bytes) -> dict:
-        """RAW as a state dict; a torn or corrupt state file is kept aside and reported."""
-        if not raw.lstrip().startswith(b"{"):
-            # Not even the start of a state file: someone else's file, never ours to move.
-            raise unavailable(
-                f"{self.path} is not an xbctl simulator state file; not touching it",
-                hint="point --sim-state (XBCTL_SIM_STATE) elsewhere",
-            )
+        """RAW as a state dict; raises CorruptState for a damaged file of ours (moving nothing)."""
+        ours = raw.startswith(_HEADER)
+        if len(raw) > MAX_STATE_BYTES:
+            if ours:
+                raise CorruptState(f"larger than {MAX_STATE_BYTES} bytes")
+            raise self.foreign()
         try:
             data = json.loads(raw)
-            if not isinstance(data, dict) or type(data.get("schema")) is not int:
-                raise CorruptState("no schema version")
-        except (ValueError, CorruptState) as exc:
-            self.keep_aside(raw, str(exc))
-        if data["schema"] > SCHEMA_VERSION:
+        except (ValueError, RecursionError) as exc:
+            if ours:
+                raise CorruptState(f"not JSON: {exc}") from None
+            raise self.foreign() from None
+        if not (isinstance(data, dict) and data.get(FORMAT_KEY) == FORMAT):
+            raise self.foreign()  # someone else's JSON (a package.json...): never ours to move
+        schema = data.get("schema")
+        if type(schema) is not int:
+            raise CorruptState("no schema version")
+        if schema > SCHEMA_VERSION:
             raise unavailable(
-                f"simulator state {self.path} has schema {data['schema']}, newer than this "
+                f"simulator state {self.path} has schema {schema}, newer than this "
                 f"xbctl understands ({SCHEMA_VERSION})",
                 hint="use the xbctl that wrote it, or point --sim-state elsewhere",
             )
         return data
 
-    def keep_aside(self, raw: bytes, reason: str) -> NoReturn:
-        """Move a bad state file out of the way (if it is still the same) and report it."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = None
-        with self.locked():
-            with contextlib.suppress(OSError):
-                if self.path.read_bytes() == raw:
-                    aside = self._link_aside(stamp)
-                    os.unlink(self.path)
-        where = f"kept aside as {aside}" if aside else "it has changed meanwhile"
-        raise unavailable(
-            f"simulator state {self.path} is corrupt ({reason}); {where}",
-            hint="the next command starts from a freshly reset simulated host",
+    def corrupt(self, reason: str) -> XbctlError:
+        """The error that reports a damaged state file of ours, left where it is."""
+        return unavailable(
+            f"simulator state {self.path} is corrupt ({reason}); nothing was changed",
+            hint="'xbctl sim reset' keeps it aside and boots a fresh simulated host",
             errno_name=CORRUPT,
         )
+
+    def keep_aside(self, raw: bytes) -> Path | None:
+        """Move a damaged state file of ours out of the way, if it still holds RAW (lock held)."""
+        with contextlib.suppress(OSError):
+            if self.read_raw() == raw:
+                aside = self._link_aside(time.strftime("%Y%m%dT%H%M%S"))
+                os.unlink(self.path)
+                return aside
+        return None
 
     def _link_aside(self, stamp: str) -> Path:
         """A new name for the state file under which nothing existed (never overwrite one)."""
@@ -141,16 +164,42 @@ class StateStore:
             self._lock_held = False
             os.close(fd)  # closing drops the lock
 
+    def check_replaceable(self, status: os.stat_result | None) -> None:
+        """Refuse to replace a state file its owner made read-only."""
+        if status is not None and not status.st_mode & stat.S_IWUSR:
+            raise unavailable(
+                f"simulator state {self.path} is read-only (mode {stat.S_IMODE(status.st_mode):04o}); "
+                "not replacing it",
+                hint=f"chmod u+w {self.path} to let xbctl change it",
+                errno_name="EACCES",
+            )
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove temporaries a killed writer left (lock held: no live writer has one)."""
+        with contextlib.suppress(OSError), os.scandir(self.path.parent) as entries:
+            for entry in entries:
+                if self._temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
     def save(self, data: dict) -> None:
-        """Replace the state with DATA atomically and durably (call with the lock held)."""
-        self.check_regular()  # never rename over a device, directory or fifo
-        payload = json.dumps({**data, "schema": SCHEMA_VERSION}, indent=1).encode() + b"\n"
+        """Replace the state with DATA atomically and durably (call with the lock held).
+
+        The new file keeps the old one's mode, owner and group (0600 when there was none).
+        """
+        status = self.status()  # never rename over a device, directory or fifo
+        self.check_replaceable(status)
+        self.remove_stale_temporaries()
+        document = {FORMAT_KEY: FORMAT, "schema": SCHEMA_VERSION, **data}
+        payload = json.dumps(document, indent=1).encode() + b"\n"
         directory = self.path.parent
         # A unique name, created exclusively and private (tempfile would cost start-up time).
         tmp_name = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as tmp:
+                if status is not None:
+                    self._keep_ownership(tmp.fileno(), status)
                 tmp.write(payload)
                 tmp.flush()
                 os.fsync(tmp.fileno())
@@ -164,3 +213,17 @@ class StateStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def _keep_ownership(self, fd: int, status: os.stat_result) -> None:
+        """Give the temporary FD the replaced file's owner, group and mode, or refuse."""
+        if (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.fchown(fd, status.st_uid, status.st_gid)
+            except PermissionError:
+                raise unavailable(
+                    f"simulator state {self.path} belongs to uid {status.st_uid} gid {status.st_gid}; "
+                    "a write would give it another owner, so it is not replaced",
+                    hint="run xbctl as its owner, or point --sim-state elsewhere",
+                    errno_name="EPERM",
+                ) from None
+        os.fchmod(fd, stat.S_IMODE(status.st_mode))

@@ -27,8 +27,11 @@ UNIT_BYTES = {
     "tib": KIB**4,
 }
 UNIT_SUFFIXES = ("b", "k", "m", "g", "t", "KiB", "MiB", "GiB", "TiB")
-# The balloon nodes are 64-bit counters of KiB; anything larger is a typo.
+# The balloon nodes are 64-bit counters of KiB; anything larger is a typo. The one limit
+# for what xbctl writes and what it accepts when reading a node: what it reads, it can
+# write back (xbctl -e ... | xbctl -f -), and anything larger reads as malformed.
 MAX_KIB = 2**54
+MAX_KIB_DIGITS = len(str(MAX_KIB))
 _MAX_TEXT = 64
 
 _SIZE = re.compile(
@@ -115,6 +118,11 @@ def parse_number(text: str, *, what: str, maximum: float, positive: bool = False
         low = "above 0" if positive else "from 0"
         raise usage_error(f"{what}: {text} is out of range ({low} to {maximum:g})")
     return value
+
+
+def is_node_kib(text: str) -> bool:
+    """True when TEXT, as read from a node, is a plain decimal KiB count within MAX_KIB."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_KIB_DIGITS and int(text) <= MAX_KIB
 
 
 def round_up_to_page(kib: int) -> int:

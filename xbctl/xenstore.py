@@ -38,6 +38,7 @@ from pyxs.connection import PacketConnection
 from pyxs.exceptions import PyXSError
 
 from .errors import ExitStatus, XbctlError, unavailable, unknown
+from .units import is_node_kib
 from .nodes import Balloon
 from .units import parse_number
 from .transport import (
@@ -667,7 +668,7 @@ def decode_value(raw: bytes) -> str:
 
 
 def _is_kib(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 20
+    return is_node_kib(text)
 
 
 def _kib(path: str, text: str) -> int:
