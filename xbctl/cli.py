@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 SYSCTL_COMMAND = "sysctl"
 MAX_SECONDS = 10**7  # about four months: anything longer is a typo
 PROGRESS_LINE_S = 1.0  # plain --wait progress: at most one line per second
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command that Ctrl-C ended
 _HELP_OPTIONS = ("-h", "--help")
 
 
@@ -128,6 +129,7 @@ class XbctlGroup(TyperGroup):
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
+        console = extra.pop("console", False)  # the xbctl command itself, not a test's runner
         real_stdout, real_stderr = sys.stdout, sys.stderr
         if sys.stderr is None:  # started with 2>&-: messages have nowhere to go
             real_stderr = open(os.devnull, "w")
@@ -137,7 +139,11 @@ class XbctlGroup(TyperGroup):
         try:
             result = super().main(args=argv, prog_name="xbctl", standalone_mode=False, **extra)
             status = result if isinstance(result, int) else ExitStatus.OK
+            if status == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
+                say("interrupted")
             sys.stdout.flush()  # a full disk shows up here, not at exit
+        except _Reported as exc:
+            status = exc.status
         except XbctlError as exc:
             status = report_error(exc, json_requested(argv))
         except typer.TyperException as exc:  # Typer's usage errors: exit 2
@@ -149,7 +155,7 @@ class XbctlGroup(TyperGroup):
             status = report_error(error, json_requested(argv))
         except (typer.Abort, KeyboardInterrupt):
             say("interrupted")
-            status = 130
+            status = INTERRUPTED
         except BrokenPipeError:
             # The reader went away (xbctl -a | head): not an error worth a message.
             sys.stderr.close()
@@ -166,8 +172,20 @@ class XbctlGroup(TyperGroup):
                 json_requested(argv),
             )
         finally:
+            if console:  # done: a Ctrl-C now could only turn the outcome into a traceback
+                import signal
+
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             sys.stdout, sys.stderr = real_stdout, real_stderr
         sys.exit(int(status))
+
+
+class _Reported(Exception):
+    """Ends the command with STATUS; what happened has already been said."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class _Messages:
@@ -591,7 +609,7 @@ def write_and_show(
 
                 interrupted = WaitOutcome(False, result.after, "interrupted")
                 sys.stdout.write(dump(write_document(transport, result, interrupted)))
-            raise typer.Exit(130) from None
+            raise _Reported(INTERRUPTED) from None
     if options.as_json:
         from .json_output import dump, write_document
 
@@ -861,4 +879,4 @@ def main() -> None:
     # From here on, Ctrl-C is a KeyboardInterrupt that XbctlGroup.main turns into exit 130
     # (after a write, --wait says what stays behind).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    command.main()
+    command.main(console=True)

@@ -28,6 +28,11 @@ SCHEMA_VERSION = 1
 FORMAT_KEY = "format"
 FORMAT = "xbctl-sim-state"
 _HEADER = b'{\n "%s": "%s",' % (FORMAT_KEY.encode(), FORMAT.encode())
+# The state of xbctl 0.1.0 before the marker: recognised by its exact set of keys only.
+_LEGACY_KEYS = frozenset(
+    {"schema", "clock", "steps_per_second", "offset_s", "boot_s", "last_tick_s", "position",
+     "host_free_kib", "domains", "log"}
+)
 # Our state is a few tens of KiB (the log keeps 500 lines); a larger file is not one we wrote.
 MAX_STATE_BYTES = 1024 * 1024
 CORRUPT = "EBADMSG"  # errno name of the error that reports a corrupt state file
@@ -103,7 +108,11 @@ class StateStore:
             if ours:
                 raise CorruptState(f"not JSON: {exc}") from None
             raise self.foreign() from None
-        if not (isinstance(data, dict) and data.get(FORMAT_KEY) == FORMAT):
+        if not isinstance(data, dict):
+            raise self.foreign()
+        if data.get(FORMAT_KEY) != FORMAT:
+            if set(data) == _LEGACY_KEYS and data["schema"] == 1:
+                return data  # an unmarked file of ours: read, and replaced by a marked one on write
             raise self.foreign()  # someone else's JSON (a package.json...): never ours to move
         schema = data.get("schema")
         if type(schema) is not int:
