@@ -418,6 +418,12 @@ def _hostile_host(xbctl: Xbctl) -> None:
     xbctl.state_path.write_text(json.dumps(state))
 
 
+def _run_raw(xbctl: Xbctl, *args: str) -> Outcome:
+    """The installed xbctl ARGS, its output decoded as is (no newline translation hides a CR)."""
+    done = subprocess.run([installed_xbctl(), *args], env=process_env(xbctl), capture_output=True, timeout=60)
+    return Outcome(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
 def _assert_terminal_safe(text: str) -> None:
     assert all(c.isprintable() or c == "\n" for c in text), ascii(text)
 
@@ -426,12 +432,12 @@ def test_strings_from_the_state_reach_the_terminal_escaped(xbctl):
     _hostile_host(xbctl)
     target_kib = xbctl.value("target", "1")
     runs = [
-        xbctl.process("list"),
-        xbctl.process("sim", "log"),
-        xbctl.process("-d", "1", "--wait", "target", str(target_kib)),  # the driver's word ends the wait
-        xbctl.process("-d", "1", "--wait", "--timeout", "0.2", "-w", "machdep.xen.balloon.min=300M"),
-        xbctl.process("-d", HOSTILE + "x", "-a"),  # an unknown name, quoted back
-        xbctl.process("--wait", "--timeout", "0", "mem-set", "1", str(target_kib // 1024 - 1)),
+        _run_raw(xbctl, "list"),
+        _run_raw(xbctl, "sim", "log"),
+        _run_raw(xbctl, "-d", "1", "--wait", "target", str(target_kib)),  # the driver's word ends the wait
+        _run_raw(xbctl, "-d", "1", "--wait", "--timeout", "0.2", "-w", "machdep.xen.balloon.min=300M"),
+        _run_raw(xbctl, "-d", HOSTILE + "x", "-a"),  # an unknown name, quoted back
+        _run_raw(xbctl, "--wait", "--timeout", "0", "mem-set", "1", str(target_kib // 1024 - 1)),
     ]
     for outcome in runs:
         assert "Traceback" not in outcome.stderr, outcome

@@ -24,10 +24,12 @@ def parse_assignment(text: str, origin: str | None = None) -> Assignment:
     name, sep, value = text.partition("=")
     if not sep:
         raise usage_error(f"{text!r} is not an assignment", hint="write name=value")
+    if origin is not None:  # settings files may space out the '=' (and '?=')
+        name, value = name.strip(BLANKS), value.strip(BLANKS)
     optional = name.endswith("?")
     name = name.removesuffix("?")
-    if origin is not None:  # settings files may space out the '='
-        name, value = name.strip(BLANKS), value.strip(BLANKS)
+    if origin is not None:
+        name = name.rstrip(BLANKS)
     if not name:
         raise usage_error(f"{text!r}: missing name before '='")
     return Assignment(name, value, optional, origin)
