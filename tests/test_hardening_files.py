@@ -341,32 +341,39 @@ def test_absurd_numbers_in_the_state_fail_cleanly_and_sim_reset_recovers(xbctl):
 def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
     """100 starts of the installed xbctl, each interrupted at a random moment of its first 200 ms.
 
-    Until the interpreter has run its own start-up (site), nothing of xbctl's has run and
-    Python's reaction is its own; the moments are drawn after that (the time of a bare
-    `python -c pass` from the same interpreter, measured here, twice over).
+    Until the interpreter has run its own start-up (site and the .pth files of the
+    machine), nothing of xbctl's has run and Python's reaction is its own. So each moment
+    is drawn after twice the time a bare `python -c pass` from the same interpreter takes,
+    measured just before; an interrupt that still lands in Python's own start-up (the
+    machine is loaded) shows as Python's "init_import_site" fatal error with no frame of
+    xbctl's in it, and may happen a few times, never more.
     """
     exe = installed_xbctl()
     interpreter = Path(exe).read_text().splitlines()[0].removeprefix("#!").strip()
-    bare = []
-    for _ in range(5):
-        started = time.monotonic()
-        subprocess.run([interpreter, "-c", "pass"], check=True)
-        bare.append(time.monotonic() - started)
-    earliest = min(2 * statistics.median(bare), 0.1)
+    package = str(Path(__file__).resolve().parent.parent / "xbctl") + os.sep
     env = process_env(xbctl)
     rng = random.Random(7)
     statuses = []
+    in_python_start_up = 0
     for _ in range(100):
+        started = time.monotonic()
+        subprocess.run([interpreter, "-c", "pass"], check=True)
+        earliest = min(2 * (time.monotonic() - started), 0.15)
         child = subprocess.Popen([exe, "-d", "web", "-a"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(earliest, 0.2))
         child.send_signal(signal.SIGINT)
         stdout, stderr = child.communicate(timeout=60)
-        assert b"Traceback" not in stderr, stderr.decode()
+        text = stderr.decode()
+        if text.startswith("Fatal Python error: init_import_site") and package not in text:
+            in_python_start_up += 1
+            continue
+        assert "Traceback" not in text, text
         if child.returncode == 130:
-            assert stderr == b"xbctl: interrupted\n", stderr
+            assert text == "xbctl: interrupted\n", text
         else:
-            assert child.returncode == 0 and stderr == b"", (child.returncode, stderr)  # it had finished
+            assert child.returncode == 0 and text == "", (child.returncode, text)  # it had finished
         statuses.append(child.returncode)
+    assert in_python_start_up <= 5, in_python_start_up
     assert statuses.count(130) >= 20, statuses  # the interrupts did land during start-up
 
 

@@ -161,16 +161,20 @@ class XbctlGroup(TyperGroup):
             sys.stderr.close()
             status = ExitStatus.OK
         except Exception as exc:  # never a traceback for users
-            if os.environ.get("XBCTL_DEBUG"):
+            if _caused_by_interrupt(exc):  # Python wraps it, e.g. in an interrupted import
+                say("interrupted")
+                status = INTERRUPTED
+            elif os.environ.get("XBCTL_DEBUG"):
                 raise
-            status = report_error(
-                XbctlError(
-                    f"internal error: {type(exc).__name__}: {exc}",
-                    status=ExitStatus.UNAVAILABLE,
-                    hint="set XBCTL_DEBUG=1 to see where",
-                ),
-                json_requested(argv),
-            )
+            else:
+                status = report_error(
+                    XbctlError(
+                        f"internal error: {type(exc).__name__}: {exc}",
+                        status=ExitStatus.UNAVAILABLE,
+                        hint="set XBCTL_DEBUG=1 to see where",
+                    ),
+                    json_requested(argv),
+                )
         finally:
             if console:  # done: a Ctrl-C now could only turn the outcome into a traceback
                 import signal
@@ -178,6 +182,18 @@ class XbctlGroup(TyperGroup):
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
             sys.stdout, sys.stderr = real_stdout, real_stderr
         sys.exit(int(status))
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when a Ctrl-C (KeyboardInterrupt) is somewhere in EXC's chain of causes."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class _Reported(Exception):
@@ -189,13 +205,13 @@ class _Reported(Exception):
 
 
 class _Messages:
-    """Standard error for xbctl: control characters escaped, newlines kept."""
+    """Standard error for xbctl: control characters escaped, newlines and tabs kept."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(printable(text, keep_newlines=True))
+        self._stream.write(printable(text, keep_layout=True))
         return len(text)
 
     def unescaped(self) -> Any:
@@ -207,7 +223,7 @@ class _Messages:
 
 
 class _Output:
-    """Standard output for xbctl: control characters escaped (newlines kept), and a write
+    """Standard output for xbctl: control characters escaped (newlines and tabs kept), and a write
     that fails (full disk, closed descriptor) an XbctlError with a plain message, never a
     traceback; after a write to a balloon, its own exit status ("written, output lost")."""
 
@@ -235,7 +251,7 @@ class _Output:
         if self._stream is None:  # started with >&-
             raise self._failed(OSError(errno.EBADF, "it is closed"))
         try:
-            self._stream.write(printable(text, keep_newlines=True) if self._escape else text)
+            self._stream.write(printable(text, keep_layout=True) if self._escape else text)
         except OSError as exc:
             raise self._failed(exc) from None
         return len(text)
@@ -852,7 +868,7 @@ def agent_command(
         for key, text in (("boot_size", boot_size), ("used", used), ("host_free", host_free))
     }
 
-    def say(message: str) -> None:
+    def tell(message: str) -> None:
         if not options.quiet:
             say(message, prefix="xbctl agent")
             sys.stderr.flush()
@@ -861,7 +877,7 @@ def agent_command(
         options.transport(),
         options.domain,
         steps_per_second=parse_number(rate, what="--rate", maximum=MAX_STEPS_PER_SECOND, positive=True),
-        say=say,
+        say=tell,
         boot_kib=sizes["boot_size"],
         used_kib=sizes["used"],
         host_free_kib=sizes["host_free"],

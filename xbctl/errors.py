@@ -17,17 +17,18 @@ class ExitStatus(enum.IntEnum):
     WRITTEN_OUTPUT_FAILED = 6  # the write happened, but its output could not be written
 
 
-def printable(text: str, *, keep_newlines: bool = False) -> str:
+def printable(text: str, *, keep_layout: bool = False) -> str:
     """TEXT safe for a terminal: control and other unprintable characters (ESC, CR, BEL,
     C1 controls, U+2028, bidi overrides...) shown as escapes such as \\x1b or \\u2028.
 
     Names, values and diagnostics come from guests and files, so no message may carry
-    them raw; newlines are kept only in whole output that xbctl itself laid out.
+    them raw; newlines and tabs are kept only in whole output that xbctl itself laid
+    out (KEEP_LAYOUT), where they separate lines and fields.
     """
     if text.isprintable():
         return text
     return "".join(
-        c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in text
+        c if c.isprintable() or (keep_layout and c in "\n\t") else repr(c)[1:-1] for c in text
     )
 
 
