@@ -200,6 +200,17 @@ def test_settings_file_at_the_limit_is_read_and_one_byte_more_is_refused(xbctl, 
     assert xbctl.snapshot() == before
 
 
+def test_long_lines_are_refused_and_quoted_short(xbctl, tmp_path):
+    path = tmp_path / "long.conf"
+    before = xbctl.snapshot()
+    for line in ("machdep.xen.balloon.target=" + "9" * 2000, "x" * 5000, "# " + "x" * 5000 + "\nno equals " + "y" * 900):
+        path.write_text(line + "\n")
+        outcome = xbctl("-d", "web", "-f", str(path))
+        assert outcome.status == 2 and len(outcome.stderr) < 400, outcome
+        assert outcome.stderr.startswith(f"xbctl: {path}:"), outcome
+    assert xbctl.snapshot() == before
+
+
 def _limit_memory() -> None:
     limit = 1 << 30  # 1 GiB of address space: reading /dev/zero whole would run into it
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from .errors import XbctlError, usage_error
 
 BLANKS = " \t"  # the only blanks a settings file may put around names and values
+SHOWN_CHARS = 80  # how much of a line a message quotes
+MAX_LINE_CHARS = 1024  # a name=value line outside its comment; real ones are under 60
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,16 @@ class Assignment:
     origin: str | None = None
 
 
+def _shown(text: str) -> str:
+    """TEXT quoted for a message, cut short (a settings line may be a megabyte long)."""
+    return repr(text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "...")
+
+
 def parse_assignment(text: str, origin: str | None = None) -> Assignment:
     """TEXT (`name=value` or `name?=value`) as an assignment."""
     name, sep, value = text.partition("=")
     if not sep:
-        raise usage_error(f"{text!r} is not an assignment", hint="write name=value")
+        raise usage_error(f"{_shown(text)} is not an assignment", hint="write name=value")
     if origin is not None:  # settings files may space out the '=' (and '?=')
         name, value = name.strip(BLANKS), value.strip(BLANKS)
     optional = name.endswith("?")
@@ -31,7 +38,7 @@ def parse_assignment(text: str, origin: str | None = None) -> Assignment:
     if origin is not None:
         name = name.rstrip(BLANKS)
     if not name:
-        raise usage_error(f"{text!r}: missing name before '='")
+        raise usage_error(f"{_shown(text)}: missing name before '='")
     return Assignment(name, value, optional, origin)
 
 
@@ -69,10 +76,15 @@ def read_settings_file(path: str) -> list[Assignment]:
         content = line.removesuffix("\r").split("#", 1)[0].strip(BLANKS)
         if not content:
             continue
+        if len(content) > MAX_LINE_CHARS:
+            raise usage_error(
+                f"{origin}: line too long ({len(content)} characters, at most {MAX_LINE_CHARS} "
+                "outside a comment)"
+            )
         odd = next((c for c in content if not (" " <= c <= "~" or c == "\t")), None)
         if odd is not None:
             raise usage_error(
-                f"{origin}: unexpected character U+{ord(odd):04X} in {content!r}",
+                f"{origin}: unexpected character U+{ord(odd):04X} in {_shown(content)}",
                 hint="names and values are plain ASCII; only spaces and tabs may surround them",
             )
         try:
