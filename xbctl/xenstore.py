@@ -38,9 +38,8 @@ from pyxs.connection import PacketConnection
 from pyxs.exceptions import PyXSError
 
 from .errors import ExitStatus, XbctlError, unavailable, unknown
-from .units import is_node_kib
 from .nodes import Balloon
-from .units import parse_number
+from .units import is_node_kib, parse_number
 from .transport import (
     DOMID_FIRST_RESERVED,
     XENBUS_DEVICES,
