@@ -297,10 +297,12 @@ class WireClient:
     def _send(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)
         while view:
-            self._wait(select.POLLOUT, deadline)
+            # Write first, wait only when told to: Linux's xenbus device never reports
+            # POLLOUT (its poll() knows only POLLIN), though a write always goes through.
             try:
                 sent = self.stream.write_some(view)
             except (BlockingIOError, InterruptedError):
+                self._wait(select.POLLOUT, deadline)
                 continue
             except OSError as exc:
                 raise XenstoreLost(f"connection lost ({exc.strerror or exc})") from None
