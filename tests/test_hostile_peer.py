@@ -9,13 +9,16 @@ xbctl as a child process whose wall time and peak RSS are measured.
 from __future__ import annotations
 
 import os
+import pty
 import random
 import resource
+import select
 import socket
 import struct
 import subprocess
 import threading
 import time
+import tty
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -455,3 +458,69 @@ def trace_since(path: Path, offset: int) -> bytes:
     with open(path, "rb") as trace:
         trace.seek(offset)
         return trace.read()
+
+
+# ---------------------------------------------------------------- a lying xenbus device
+
+
+class LyingDevice:
+    """A pseudo-terminal playing /dev/xen/xenbus inside a guest, lying to the first request."""
+
+    def __init__(self, lie: Callable) -> None:
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.lie = lie
+        self.lied = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view) :]
+
+    def _serve(self) -> None:
+        received = b""
+        while not self.stopping.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                try:
+                    received += os.read(self.master, 4096)
+                except OSError:
+                    return
+            if len(received) >= HEADER.size:
+                op, rq_id, tx_id, size = HEADER.unpack_from(received)
+                if len(received) >= HEADER.size + size:
+                    self.lied.set()
+                    request = Request(op, rq_id, tx_id, received[HEADER.size : HEADER.size + size])
+                    self.lie(self, request, None, b"", threading.Lock(), threading.Event(), self.stopping)
+                    return
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.mark.parametrize(
+    "lie, says",
+    [
+        (huge(1 << 31), "protocol error"),
+        (huge((1 << 32) - 1), "protocol error"),
+        (answering(lambda r: HTTP_REPLY), "protocol error"),
+        (dripping(0.5), "no reply within 1 s"),
+    ],
+    ids=["length 2^31", "length 2^32-1", "HTTP", "drip every 0.5 s"],
+)
+def test_a_lying_xenbus_device_gets_exit_3_in_time_and_memory(xs, tmp_path, lie, says):
+    device = LyingDevice(lie)
+    try:
+        env = {"XENSTORED_PATH": device.path, "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
+        run = run_measured(xs, ("-n", "target"), env, tmp_path)
+    finally:
+        device.close()
+    assert device.lied.is_set(), "the device never got to lie: the test proves nothing"
+    assert_clean_exit_3(run, says)
