@@ -187,8 +187,11 @@ def flooding(seconds: float):
     def lie(client, request, upstream, raw, lock, muted, stopping):
         path, token = request.payload.split(b"\0")[:2]
         upstream.sendall(raw)
-        event = packet(WATCH_EVENT, 0, 0, path + b"\0" + token + b"\0")
-        burst = event * 256
+        # Long and all different, as a guest churning nodes under the watch could make them.
+        padding = b"/" + b"x" * (4000 - len(path) - len(token))
+        burst = b"".join(
+            packet(WATCH_EVENT, 0, 0, path + padding + b"%05d" % n + b"\0" + token + b"\0") for n in range(256)
+        )
         end = time.monotonic() + seconds
         relay = threading.Thread(target=relay_requests, args=(client, upstream, end), daemon=True)
         relay.start()
