@@ -1,6 +1,6 @@
-"""The Xenstore transport: the five nodes mapped onto /local/domain/N, through pyxs.
+"""The Xenstore transport: the five nodes mapped onto /local/domain/N.
 
-The only module that imports pyxs. Mapping (decimal KiB strings):
+Mapping (decimal KiB strings):
 
     target   memory/target
     xen-max  memory/static-max
@@ -12,34 +12,26 @@ The only module that imports pyxs. Mapping (decimal KiB strings):
 plus `control/feature-balloon` (a driver acts on target) and `data/balloon/diagnostic`
 (the driver's last word on why it cannot reach target; xbctl's own convention).
 
-pyxs waits forever for a reply if its reader thread dies, and reports error names
-it does not know (EQUOTA) as errno 0, so requests here go through a client whose
-waits are bounded and whose errors keep the daemon's own name.
+The wire (framing, request ids, deadlines, watches) is xbctl/xenstore_wire.py: every
+request has one deadline, no reply may exceed Xenstore's 4096 bytes, a peer that breaks
+the protocol is a lost connection (exit 3), and errors keep the daemon's own names.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import queue
 import random
-import select
 import socket
 import stat
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from pyxs._internal import NUL, Event, Op, Packet
-from pyxs.client import Client, Router
-from pyxs.connection import PacketConnection
-from pyxs.exceptions import PyXSError
-
 from .errors import ExitStatus, XbctlError, unavailable, unknown
 from .nodes import Balloon
 from .units import is_node_kib, parse_number
+from .xenstore_wire import WireClient, XenstoreLost, XenstoreReplyError
 from .transport import (
     DOMID_FIRST_RESERVED,
     XENBUS_DEVICES,
@@ -68,8 +60,6 @@ DIAGNOSTIC = "data/balloon/diagnostic"
 FEATURE_BALLOON = "control/feature-balloon"
 NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
 
-# Xenstore error names Python's errno lacks, with what they mean.
-XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
 # Errors that are the store refusing this request (exit 1), as opposed to failing (exit 3).
 REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
 # libxl refuses a Domain-0 target below LIBXL_MIN_DOM0_MEM (128 MiB): below it dom0 cannot run.
@@ -133,200 +123,6 @@ def _no_daemon(path: Path, why: str) -> XbctlError:
     )
 
 
-class XenstoreReplyError(PyXSError):
-    """An ERROR reply from xenstored, keeping the daemon's error name (pyxs maps EQUOTA to 0)."""
-
-    def __init__(self, name: str) -> None:
-        code = getattr(errno, name, 0) if name.isidentifier() else 0
-        text = os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error")
-        super().__init__(code, text)
-        self.name = name
-        self.text = text
-
-
-class _Lost(Exception):
-    """The connection to Xenstore is gone or a reply came too late (becomes exit 3)."""
-
-
-# ---------------------------------------------------------------- wire
-
-
-class _SocketStream:
-    """A Unix socket to xenstored; connect and sends are bounded by a timeout."""
-
-    def __init__(self, path: Path, timeout_s: float) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout_s)
-        try:
-            self.sock.connect(str(path))
-        except OSError:
-            self.sock.close()
-            raise
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def recv(self, size: int) -> bytes:
-        view = memoryview(bytearray(size))
-        while size:
-            received = self.sock.recv_into(view[-size:])
-            if not received:
-                raise OSError(errno.ECONNRESET, "connection closed by xenstored")
-            size -= received
-        return view.tobytes()
-
-    def send(self, data: bytes) -> None:
-        # MSG_NOSIGNAL: a dead daemon must be EPIPE (exit 3), even when SIGPIPE is not ignored.
-        self.sock.sendall(data, socket.MSG_NOSIGNAL)
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-
-class _DeviceStream:
-    """A xenbus device (/dev/xen/xenbus): the guest kernel relays to xenstored."""
-
-    def __init__(self, path: Path) -> None:
-        # O_NOCTTY: never become the controlling terminal of whatever opened us.
-        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def recv(self, size: int) -> bytes:
-        chunks = []
-        while size:
-            data = os.read(self.fd, size)
-            if not data:
-                raise OSError(errno.ECONNRESET, "xenbus device closed")
-            chunks.append(data)
-            size -= len(data)
-        return b"".join(chunks)
-
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class _Connection(PacketConnection):
-    """pyxs's packet framing over one of our streams."""
-
-    def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
-        self.path = str(endpoint.path)
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
-
-    def create_transport(self):
-        if self.endpoint.is_socket:
-            return _SocketStream(self.endpoint.path, self.timeout_s)
-        return _DeviceStream(self.endpoint.path)
-
-
-_LOST = object()  # what a waiter receives when the reader died
-
-
-class _Sink:
-    """Where the router puts watch events for us (None: the connection is gone)."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue = queue.Queue()
-
-    def put(self, event: object) -> None:
-        self.events.put(event)
-
-
-class _Router(Router):
-    """pyxs's router with a reader that, when it dies, wakes every waiter instead of none."""
-
-    def __init__(self, connection: _Connection) -> None:
-        super().__init__(connection)
-        self.failure: str | None = None
-
-    def __call__(self) -> None:
-        try:
-            while True:
-                ready, _, _ = select.select([self.connection, self.r_terminator], [], [])
-                if self.r_terminator in ready:
-                    break
-                packet = self.connection.recv()
-                if packet.op == Op.WATCH_EVENT:
-                    path, token = (packet.payload.split(NUL) + [b"", b""])[:2]
-                    for sink in list(self.monitors.get(token, ())):
-                        sink.put(Event(path, token))
-                    continue
-                waiter = self.rvars.pop(packet.rq_id, None)
-                if waiter is not None:  # else: a reply to a request given up on
-                    waiter.set(packet)
-        except Exception as exc:  # the daemon went away, or spoke nonsense
-            self.failure = "connection lost" if isinstance(exc, (OSError, PyXSError)) else f"connection lost ({exc})"
-        finally:
-            self.failure = self.failure or "connection closed"
-            try:
-                self.connection.close()
-                self.r_terminator.close()
-                self.w_terminator.close()
-            finally:
-                for waiter in list(self.rvars.values()):
-                    waiter.set(_LOST)
-                for sinks in list(self.monitors.values()):
-                    for sink in list(sinks):
-                        sink.put(None)
-
-    def terminate(self) -> None:
-        try:
-            super().terminate()
-        except OSError:
-            pass  # the reader closed its end first: it is stopping anyway
-
-
-class _Client(Client):
-    """A pyxs client whose every request has a deadline and whose errors keep their names."""
-
-    def __init__(self, router: _Router, timeout_s: float) -> None:
-        super().__init__(router=router)
-        self.timeout_s = timeout_s
-        # Request ids from a random start: over a shared xenbus ring a reply meant for an
-        # earlier process must not pass for ours.
-        self._next_id = random.getrandbits(30)
-
-    def execute_command(self, op, *args, **kwargs):
-        self._next_id = (self._next_id + 1) & 0x7FFFFFFF
-        kwargs.update(tx_id=self.tx_id, rq_id=self._next_id)
-        packet = Packet(op, b"".join(args), **kwargs)
-        router: _Router = self.router  # type: ignore[assignment]
-        if not router.thread.is_alive() and router.failure:
-            raise _Lost(router.failure)
-        try:
-            waiter = router.send(packet)
-        except PyXSError:
-            raise _Lost(router.failure or "connection lost") from None
-        deadline = time.monotonic() + self.timeout_s
-        with waiter.condition:
-            while waiter.target is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _Lost(f"no reply within {self.timeout_s:g} s")
-                if not router.thread.is_alive():
-                    raise _Lost(router.failure or "connection closed")
-                waiter.condition.wait(min(remaining, 0.2))
-        reply = waiter.target
-        if reply is _LOST:
-            raise _Lost(router.failure or "connection closed")
-        if reply.op == Op.ERROR:
-            raise XenstoreReplyError(reply.payload.rstrip(NUL).decode("ascii", "replace"))
-        if reply.op != op or reply.tx_id != self.tx_id:
-            raise _Lost(f"unexpected reply {reply.op} to request {op}")
-        return reply.payload.rstrip(NUL)
-
-
 # ---------------------------------------------------------------- transactions
 
 
@@ -367,19 +163,15 @@ class XenstoreTransport(Transport):
         self.endpoint = find_endpoint()
         self.timeout_s = request_timeout_s()
         self._own: Domain | None = None
-        self._sink = _Sink()
         self._watched: set[str] = set()
         self._token = f"xbctl-{os.getpid()}-{random.getrandbits(32):08x}".encode()
-        router = _Router(_Connection(self.endpoint, self.timeout_s))
         try:
-            router.start()
-        except (PyXSError, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
+            self.client = WireClient(self.endpoint.path, self.endpoint.is_socket, self.timeout_s)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
             if isinstance(exc, socket.timeout):
                 reason = f"no answer within {self.timeout_s:g} s"
             raise _no_daemon(self.endpoint.path, reason) from None
-        self.client = _Client(router, self.timeout_s)
-        router.subscribe(self._token, self._sink)
 
     # ------------------------------------------------------------ requests
 
@@ -387,11 +179,11 @@ class XenstoreTransport(Transport):
         """How to name this connection in messages."""
         return f"Xenstore at {self.endpoint.path}"
 
-    def call(self, path: str, request: Callable[[Client], T]) -> T:
+    def call(self, path: str, request: Callable[[WireClient], T]) -> T:
         """Run REQUEST on the client; Xenstore errors become XbctlErrors that name PATH."""
         try:
             return request(self.client)
-        except _Lost as exc:
+        except XenstoreLost as exc:
             raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
         except XenstoreReplyError as exc:
             raise self.error_for(exc, path) from None
@@ -414,7 +206,7 @@ class XenstoreTransport(Transport):
             if exc.name == "ENOENT":
                 return None
             raise self.error_for(exc, path) from None
-        except _Lost as exc:
+        except XenstoreLost as exc:
             raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
         return decode_value(value)
 
@@ -458,13 +250,13 @@ class XenstoreTransport(Transport):
         )
 
     def _abandon(self) -> None:
-        if self.client.tx_id:
+        # On a connection that failed, xenstored drops the transaction when we close it.
+        if self.client.tx_id and not self.client.failure:
             try:
                 self.client.rollback()
-            except (PyXSError, _Lost):
+            except (XenstoreReplyError, XenstoreLost):
                 pass
-            finally:
-                self.client.tx_id = 0
+        self.client.tx_id = 0
 
     # ------------------------------------------------------------ domains
 
@@ -622,27 +414,16 @@ class XenstoreTransport(Transport):
         """Deliver changes at or below PATH to wait_for_change (once per path)."""
         if path in self._watched:
             return
-        self.call(path, lambda c: c.ack(Op.WATCH, path.encode() + NUL, self._token + NUL))
+        self.call(path, lambda c: c.watch(path.encode(), self._token))
         self._watched.add(path)
 
     def next_events(self, timeout_s: float) -> list[str]:
         """The paths that changed, waiting up to TIMEOUT_S for the first (events are only hints)."""
         try:
-            first = self._sink.events.get(timeout=max(0.0, timeout_s))
-        except queue.Empty:
-            return []
-        events = [first]
-        while True:
-            try:
-                events.append(self._sink.events.get_nowait())
-            except queue.Empty:
-                break
-        if any(event is None for event in events):
-            router: _Router = self.client.router  # type: ignore[assignment]
-            raise unavailable(
-                f"{self.where()}: {router.failure}", hint="is xenstored still running?"
-            )
-        return [event.path.decode("ascii", "replace") for event in events]
+            paths = self.client.next_events(timeout_s)
+        except XenstoreLost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        return [decode_value(path) for path in paths]
 
     def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
         base = f"/local/domain/{domain.id}"
@@ -651,8 +432,9 @@ class XenstoreTransport(Transport):
         self.next_events(timeout_s)
 
     def close(self) -> None:
-        self._abandon()
-        self.client.router.terminate()
+        # Closing ends any transaction still open (xenstored, or the guest kernel, rolls it
+        # back), so nothing here waits on the peer.
+        self.client.close()
 
 
 def _unnamed(domid: int) -> str:

@@ -1,0 +1,371 @@
+"""Xenstore's wire protocol (xs_wire.h), spoken with bounds: part of the Xenstore transport.
+
+xbctl/xenstore.py is this module's only user. xbctl imports no pyxs: this module speaks
+the protocol pyxs speaks, with the bounds a command-line tool needs (README, "The wire"). It owns what a CLI needs of the protocol:
+the 16-byte header, payloads of at most XENSTORE_PAYLOAD_MAX bytes, request ids, one
+deadline for each whole request however the bytes arrive, and watch events. There is no
+reader thread: one request is outstanding at a time, and the reply is read with poll()
+against the deadline, so a peer that stops, drips or lies costs at most the deadline and
+a few KiB, and closing never waits on anyone.
+
+A peer is trusted to be Xenstore only as far as it behaves like it: a header claiming more
+than XENSTORE_PAYLOAD_MAX bytes, a reply of another type, request id or transaction, an
+acknowledgement that is not "OK", an error that is not an error name, an event for a watch
+never set: each is a protocol error (XenstoreLost), and the connection is not used again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import select
+import socket
+import struct
+import time
+from enum import IntEnum
+from pathlib import Path
+
+# xs_wire.h: struct xsd_sockmsg { uint32_t type, req_id, tx_id, len; } in the host's byte order.
+HEADER = struct.Struct("=IIII")
+XENSTORE_PAYLOAD_MAX = 4096  # xs_wire.h: no message body is longer
+NUL = b"\x00"
+READ_CHUNK = 16384  # bytes asked of the kernel at a time: the inbox never holds much more
+MAX_PENDING_EVENTS = 1024  # distinct changed paths kept between two next_events calls
+# Error replies carry an errno name (xsd_errors[] in xs_wire.h, plus oxenstored's EQUOTA).
+ERROR_NAME = re.compile(rb"E[A-Z0-9]{1,15}")
+# A transaction id is a non-zero uint32 in decimal.
+TRANSACTION_ID = re.compile(rb"[1-9][0-9]{0,9}")
+# Xenstore error names Python's errno lacks, with what they mean.
+XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
+
+
+class Op(IntEnum):
+    """The message types of xs_wire.h that xbctl sends or receives."""
+
+    DIRECTORY = 1
+    READ = 2
+    WATCH = 4
+    TRANSACTION_START = 6
+    TRANSACTION_END = 7
+    WRITE = 11
+    RM = 13
+    WATCH_EVENT = 15
+    ERROR = 16
+
+
+KNOWN_TYPES = frozenset(int(op) for op in Op)
+# Requests whose only good answer is "OK".
+ACKNOWLEDGED = {Op.WATCH, Op.TRANSACTION_END, Op.WRITE, Op.RM}
+
+
+class XenstoreLost(Exception):
+    """The connection is gone, the deadline passed, or the peer broke the protocol (exit 3)."""
+
+
+class XenstoreReplyError(Exception):
+    """An ERROR reply from Xenstore, keeping the daemon's own error name (EQUOTA, ENOSPC...)."""
+
+    def __init__(self, name: str) -> None:
+        code = getattr(errno, name, 0)
+        text = os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error")
+        super().__init__(code, text)
+        self.name = name
+        self.text = text
+
+
+def shown(raw: bytes, limit: int = 40) -> str:
+    """Bytes from a peer, short and escaped, for a message (never raw to a terminal)."""
+    return ascii(raw[:limit].decode("latin-1")) + ("..." if len(raw) > limit else "")
+
+
+# ---------------------------------------------------------------- streams
+
+
+class SocketStream:
+    """A Unix socket to xenstored, non-blocking once connected."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)  # a listener with a full backlog must not hang us
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_some(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def write_some(self, data: memoryview) -> int:
+        # MSG_NOSIGNAL: a dead daemon must be EPIPE (exit 3), even when SIGPIPE is not ignored.
+        return self.sock.send(data, socket.MSG_NOSIGNAL)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DeviceStream:
+    """A xenbus device (/dev/xen/xenbus): the guest kernel relays to xenstored."""
+
+    def __init__(self, path: Path) -> None:
+        # O_NOCTTY: never become the controlling terminal of whatever opened us.
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_some(self, size: int) -> bytes:
+        try:
+            return os.read(self.fd, size)
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # the other end of a terminal went away
+                return b""
+            raise
+
+    def write_some(self, data: memoryview) -> int:
+        return os.write(self.fd, data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# ---------------------------------------------------------------- the client
+
+
+class WireClient:
+    """One connection to Xenstore: requests with a deadline each, and watch events.
+
+    Method names follow pyxs's Client (read, write, delete, list, transaction, commit,
+    rollback, tx_id), so callers read the same; paths and values are bytes.
+    """
+
+    def __init__(self, path: Path, is_socket: bool, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.stream = SocketStream(path, timeout_s) if is_socket else DeviceStream(path)
+        self.tx_id = 0
+        self.failure: str | None = None  # why the connection may not be used again
+        self._inbox = bytearray()
+        # Request ids from a random start: a stray reply to another client must not pass for ours.
+        self._next_id = random.getrandbits(31)
+        self._tokens: set[bytes] = set()
+        self._events: dict[bytes, None] = {}  # changed paths, oldest first, without repeats
+        self._poller = select.poll()
+        self._poller.register(self.stream.fileno(), select.POLLIN)
+
+    # ------------------------------------------------------------ requests
+
+    def read(self, path: bytes) -> bytes:
+        """The value at PATH."""
+        return self.request(Op.READ, path + NUL).rstrip(NUL)
+
+    def list(self, path: bytes) -> list[bytes]:
+        """The names of PATH's children."""
+        payload = self.request(Op.DIRECTORY, path + NUL)
+        return [name for name in payload.split(NUL) if name]
+
+    def write(self, path: bytes, value: bytes) -> None:
+        """Set PATH to VALUE."""
+        self.request(Op.WRITE, path + NUL + value)
+
+    def delete(self, path: bytes) -> None:
+        """Remove PATH and everything below it."""
+        self.request(Op.RM, path + NUL)
+
+    def watch(self, path: bytes, token: bytes) -> None:
+        """Have changes at or below PATH reported as events carrying TOKEN."""
+        self._tokens.add(token)
+        self.request(Op.WATCH, path + NUL + token + NUL)
+
+    def transaction(self) -> int:
+        """Start a transaction; requests run inside it until commit or rollback."""
+        if self.tx_id:
+            raise XenstoreLost("a transaction is already open")  # a bug of ours, not the peer's
+        payload = self.request(Op.TRANSACTION_START, NUL)
+        text = payload.rstrip(NUL)
+        if not TRANSACTION_ID.fullmatch(text) or int(text) >= 1 << 32:
+            self._break(f"protocol error: transaction id {shown(payload)} is not a number")
+        self.tx_id = int(text)
+        return self.tx_id
+
+    def commit(self) -> bool:
+        """End the transaction, keeping its changes; False when it conflicted (EAGAIN)."""
+        return self._end(b"T")
+
+    def rollback(self) -> None:
+        """End the transaction, dropping its changes."""
+        self._end(b"F")
+
+    def _end(self, how: bytes) -> bool:
+        try:
+            self.request(Op.TRANSACTION_END, how + NUL)
+        except XenstoreReplyError as exc:
+            if exc.name == "EAGAIN":
+                return False
+            raise
+        finally:
+            self.tx_id = 0
+        return True
+
+    def request(self, op: Op, payload: bytes) -> bytes:
+        """Send one request and return its reply's payload, all within one deadline."""
+        if self.failure:
+            raise XenstoreLost(self.failure)
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            raise XenstoreLost(f"request of {len(payload)} bytes, more than Xenstore's {XENSTORE_PAYLOAD_MAX}")
+        deadline = time.monotonic() + self.timeout_s
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        rq_id = self._next_id
+        try:
+            self._send(HEADER.pack(op, rq_id, self.tx_id, len(payload)) + payload, deadline)
+            while True:
+                reply_op, reply_id, reply_tx, body = self._receive(deadline)
+                if reply_op == Op.WATCH_EVENT:
+                    self._note_event(body)
+                    continue
+                break
+        except BaseException as exc:  # lost, too late, lied, or interrupted: never reused
+            if not self.failure:
+                self.failure = str(exc) if isinstance(exc, XenstoreLost) else "connection abandoned"
+            raise
+        if reply_id != rq_id:
+            self._break(f"protocol error: reply to request {reply_id}, expected {rq_id}")
+        if reply_op == Op.ERROR:
+            name = body.rstrip(NUL)
+            if not ERROR_NAME.fullmatch(name):
+                self._break(f"protocol error: error reply {shown(body)} is not an error name")
+            raise XenstoreReplyError(name.decode("ascii"))
+        if reply_op != op:
+            self._break(f"protocol error: reply of type {reply_op} to a request of type {int(op)}")
+        if reply_tx != self.tx_id:
+            self._break(f"protocol error: reply in transaction {reply_tx}, expected {self.tx_id}")
+        if op in ACKNOWLEDGED and body != b"OK\x00" and body != b"OK":
+            self._break(f"protocol error: {op.name} answered {shown(body)} instead of OK")
+        return body
+
+    def _break(self, why: str) -> None:
+        self.failure = why
+        raise XenstoreLost(why)
+
+    # ------------------------------------------------------------ events
+
+    def next_events(self, timeout_s: float) -> list[bytes]:
+        """The paths that changed, waiting up to TIMEOUT_S for the first (each path once)."""
+        if self.failure:
+            raise XenstoreLost(self.failure)
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        try:
+            while not self._events:
+                packet = self._receive(deadline, give_up_quietly=True)
+                if packet is None:
+                    return []
+                self._take_event(packet)
+            # What else is already here, without waiting and without reading more than
+            # one chunk: a flood must not keep us from returning.
+            packet = self._receive(time.monotonic(), give_up_quietly=True, more_reads=1)
+            while packet is not None:
+                self._take_event(packet)
+                packet = self._receive(time.monotonic(), give_up_quietly=True, more_reads=0)
+        except BaseException as exc:
+            if not self.failure:
+                self.failure = str(exc) if isinstance(exc, XenstoreLost) else "connection abandoned"
+            raise
+        paths = list(self._events)
+        self._events.clear()
+        return paths
+
+    def _take_event(self, packet: tuple[int, int, int, bytes]) -> None:
+        if packet[0] != Op.WATCH_EVENT:
+            self._break(f"protocol error: a reply of type {packet[0]} to no request")
+        self._note_event(packet[3])
+
+    def _note_event(self, body: bytes) -> None:
+        parts = body.split(NUL)
+        if len(parts) < 2 or not parts[0] or parts[1] not in self._tokens:
+            self._break(f"protocol error: watch event {shown(body)} for no watch of ours")
+        # Events are hints (the caller re-reads), so a flood costs a bounded set of paths.
+        if len(self._events) < MAX_PENDING_EVENTS:
+            self._events[parts[0]] = None
+
+    # ------------------------------------------------------------ bytes
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            # Write first, wait only when told to: Linux's xenbus device never reports
+            # POLLOUT (its poll() knows only POLLIN), though a write always goes through.
+            try:
+                sent = self.stream.write_some(view)
+            except (BlockingIOError, InterruptedError):
+                self._wait(select.POLLOUT, deadline)
+                continue
+            except OSError as exc:
+                raise XenstoreLost(f"connection lost ({exc.strerror or exc})") from None
+            view = view[sent:]
+
+    def _receive(
+        self, deadline: float, *, give_up_quietly: bool = False, more_reads: int | None = None
+    ) -> tuple[int, int, int, bytes] | None:
+        """The next whole message, read by the DEADLINE.
+
+        When the deadline passes, None if GIVE_UP_QUIETLY else XenstoreLost. MORE_READS,
+        when given, bounds how many reads from the kernel this call may make.
+        """
+        while True:
+            if len(self._inbox) >= HEADER.size:
+                op, rq_id, tx_id, size = HEADER.unpack_from(self._inbox)
+                if size > XENSTORE_PAYLOAD_MAX:
+                    # Never allocated, never waited for: no Xenstore message is this long.
+                    self._break(
+                        f"protocol error: a message of {size} bytes announced "
+                        f"(Xenstore's limit is {XENSTORE_PAYLOAD_MAX}); is this Xenstore?"
+                    )
+                if op not in KNOWN_TYPES:
+                    self._break(f"protocol error: unknown message type {op}; is this Xenstore?")
+                end = HEADER.size + size
+                if len(self._inbox) >= end:
+                    body = bytes(self._inbox[HEADER.size : end])
+                    del self._inbox[:end]
+                    return op, rq_id, tx_id, body
+            if more_reads is not None:
+                if more_reads <= 0:
+                    return None
+                more_reads -= 1
+            if not self._wait(select.POLLIN, deadline, quietly=give_up_quietly):
+                return None
+            try:
+                data = self.stream.read_some(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise XenstoreLost(f"connection lost ({exc.strerror or exc})") from None
+            if not data:
+                raise XenstoreLost("connection lost" + (" in the middle of a reply" if self._inbox else ""))
+            self._inbox += data
+
+    def _wait(self, events: int, deadline: float, *, quietly: bool = False) -> bool:
+        """Wait until the stream is ready for EVENTS; False (QUIETLY) or XenstoreLost at DEADLINE."""
+        self._poller.modify(self.stream.fileno(), events)
+        while True:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0 and not quietly:
+                raise XenstoreLost(f"no reply within {self.timeout_s:g} s")
+            ready = self._poller.poll(max(0, int(remaining_s * 1000 + 0.999)))
+            if ready:
+                return True  # readable, writable, hung up or failed: the read or write tells which
+            if remaining_s <= 0 or time.monotonic() >= deadline:
+                if quietly:
+                    return False
+                raise XenstoreLost(f"no reply within {self.timeout_s:g} s")
+
+    def close(self) -> None:
+        """Close the connection at once; xenstored ends any transaction left open on it."""
+        if self.failure is None:
+            self.failure = "connection closed"
+        self.tx_id = 0
+        self.stream.close()
