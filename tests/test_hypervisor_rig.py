@@ -1,0 +1,280 @@
+"""The hypervisor test rig itself: Debian's real libxenctrl and xl over the rig's libxencall.
+
+If these fail, the parity suite (test_xl_parity.py) proves nothing, so they check that the
+rig answers the way Xen 4.17 does for the calls xbctl and xl make, and that the struct
+layout xbctl reads through ctypes is the one in libxen-dev's headers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from xen_fixtures import GIB, LAYOUT, MIB, domain_uuid, layout_domains
+from xenharness import compiler
+from xenharness.hypervisor import Domain, FakeHypervisor, Host
+
+# Reads every domain from `first` through Debian's real libxenctrl with ctypes, in a process
+# of its own so that LD_LIBRARY_PATH (read at start-up) puts the rig's libxencall first.
+GETINFOLIST = textwrap.dedent("""
+    import ctypes, json, os, sys
+    xc = ctypes.CDLL(os.environ["XBCTL_LIBXENCTRL"], use_errno=True)
+    xc.xc_interface_open.restype = ctypes.c_void_p
+    xc.xc_interface_open.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
+    xc.xc_domain_getinfolist.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint,
+                                         ctypes.c_void_p]
+    xc.xc_interface_close.argtypes = [ctypes.c_void_p]
+    xch = xc.xc_interface_open(None, None, 0)
+    assert xch, ctypes.get_errno()
+    first, count = int(sys.argv[1]), int(sys.argv[2])
+    buf = ctypes.create_string_buffer(112 * count)
+    n = xc.xc_domain_getinfolist(xch, first, count, buf)
+    err = ctypes.get_errno()
+    out = []
+    for i in range(max(n, 0)):
+        raw = buf.raw[112 * i:112 * (i + 1)]
+        u64 = lambda off: int.from_bytes(raw[off:off + 8], "little")
+        out.append({"domid": int.from_bytes(raw[0:2], "little"),
+                    "flags": int.from_bytes(raw[4:8], "little"),
+                    "tot_pages": u64(8), "max_pages": u64(16), "outstanding_pages": u64(24),
+                    "handle": raw[76:92].hex()})
+    xc.xc_interface_close(xch)
+    print(json.dumps({"n": n, "errno": err if n < 0 else 0, "domains": out}))
+""")
+
+
+def getinfolist(hv: FakeHypervisor, first: int = 0, count: int = 64) -> dict:
+    done = subprocess.run([sys.executable, "-c", GETINFOLIST, str(first), str(count)],
+                          env=hv.env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def hv(xs_tools, tmp_path) -> FakeHypervisor:
+    hv = FakeHypervisor(xs_tools, tmp_path / "hv")
+    hv.reset(layout_domains())
+    return hv
+
+
+def test_real_libxenctrl_reads_the_table(hv):
+    hv.set_domain(2, outstanding_pages=5)
+    result = getinfolist(hv)
+    assert result["n"] == len(LAYOUT)
+    by_id = {d["domid"]: d for d in result["domains"]}
+    assert sorted(by_id) == sorted(LAYOUT)
+    web = by_id[1]
+    assert web["tot_pages"] == 768 * MIB // 4
+    assert web["max_pages"] == (1 * GIB + 1024) // 4
+    assert web["flags"] == 0
+    assert web["handle"] == domain_uuid(1).replace("-", "")
+    assert by_id[2]["flags"] & 2  # HVM
+    assert by_id[2]["outstanding_pages"] == 5
+    assert hv.log() == ["getdomaininfolist first=0 max=64"]
+
+
+def test_getinfolist_returns_the_next_existing_domains(hv):
+    hv.remove_domain(1)
+    result = getinfolist(hv, first=1, count=1)
+    # As Xen does: asking for domain 1 when it is gone answers with the next one.
+    assert result["n"] == 1
+    assert result["domains"][0]["domid"] == 2
+    assert getinfolist(hv, first=6, count=4) == {"n": 0, "errno": 0, "domains": []}
+
+
+def test_injected_failure_reaches_the_caller_with_its_errno(hv):
+    hv.fail("getdomaininfolist", "EPERM")
+    result = getinfolist(hv)
+    assert result["n"] == -1
+    assert result["errno"] == errno.EPERM  # preserved across libxenctrl's buffer frees
+    assert hv.log() == ["getdomaininfolist first=0 max=64 -> EPERM"]
+    assert getinfolist(hv)["n"] == len(LAYOUT)  # once only
+
+
+def in_process_libxenctrl(xs_tools, hv):
+    from xenharness.hypervisor import preload_client_libs
+    preload_client_libs(xs_tools)
+    xc = ctypes.CDLL(str(xs_tools.libxenctrl), use_errno=True)
+    xc.xc_interface_open.restype = ctypes.c_void_p
+    xc.xc_interface_open.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
+    xc.xc_interface_close.argtypes = [ctypes.c_void_p]
+    return xc
+
+
+def test_writes_change_the_table_and_are_logged(xs_tools, hv, monkeypatch):
+    monkeypatch.setenv("XBCTL_TEST_HYPERVISOR", str(hv.table_path))
+    monkeypatch.setenv("XBCTL_TEST_HYPERCALL_LOG", str(hv.log_path))
+    xc = in_process_libxenctrl(xs_tools, hv)
+    xc.xc_domain_setmaxmem.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64]
+    xc.xc_domain_set_pod_target.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64,
+                                            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    xc.xc_domain_pause.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    xch = xc.xc_interface_open(None, None, 0)
+    assert xch
+    try:
+        assert xc.xc_domain_setmaxmem(xch, 2, 1025 * 1024) == 0
+        assert xc.xc_domain_set_pod_target(xch, 2, 1000, None, None, None) == 0
+        # A PV guest has no PoD; a missing domain is ESRCH; anything else is ENOSYS.
+        assert xc.xc_domain_set_pod_target(xch, 1, 1000, None, None, None) == -1
+        assert ctypes.get_errno() == errno.EINVAL
+        assert xc.xc_domain_setmaxmem(xch, 9, 1024) == -1
+        assert ctypes.get_errno() == errno.ESRCH
+        assert xc.xc_domain_pause(xch, 1) == -1
+        assert ctypes.get_errno() == errno.ENOSYS
+        hv.fail("set_pod_target", "ENOMEM", domid=2)
+        assert xc.xc_domain_set_pod_target(xch, 2, 2000, None, None, None) == -1
+        assert ctypes.get_errno() == errno.ENOMEM
+    finally:
+        xc.xc_interface_close(xch)
+    assert hv.domain(2).max_pages == 1025 * 1024 // 4
+    assert hv.domain(2).pod_target == 1000  # the failed call changed nothing
+    assert hv.log() == [
+        "max_mem domid=2 max_memkb=1049600",
+        "set_pod_target domid=2 target_pages=1000",
+        "set_pod_target domid=1 target_pages=1000 -> EINVAL",
+        "max_mem domid=9 max_memkb=1024 -> ESRCH",
+        "unknown domctl cmd=3 domid=1 -> ENOSYS",
+        "set_pod_target domid=2 target_pages=2000 -> ENOMEM",
+    ]
+    assert hv.writes() == [ln for ln in hv.log() if not ln.startswith("unknown")]
+
+
+def test_a_domctl_of_another_interface_version_is_refused(xs_tools, hv, monkeypatch):
+    # What happens if the rig is built against other headers than the library: EACCES.
+    monkeypatch.setenv("XBCTL_TEST_HYPERVISOR", str(hv.table_path))
+    monkeypatch.setenv("XBCTL_TEST_HYPERCALL_LOG", str(hv.log_path))
+    in_process_libxenctrl(xs_tools, hv)
+    xencall = ctypes.CDLL(str(xs_tools.client_lib_dir / "libxencall.so.1"), use_errno=True)
+    xencall.xencall_open.restype = ctypes.c_void_p
+    xencall.xencall_open.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+    xencall.xencall1.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint64]
+    xencall.xencall_close.argtypes = [ctypes.c_void_p]
+    handle = xencall.xencall_open(None, 0)
+    domctl = ctypes.create_string_buffer(256)
+    domctl[0:4] = (5).to_bytes(4, "little")  # XEN_DOMCTL_getdomaininfo
+    domctl[4:8] = (0x14).to_bytes(4, "little")  # Xen 4.16's interface version
+    assert xencall.xencall1(handle, 36, ctypes.addressof(domctl)) == -1
+    assert ctypes.get_errno() == errno.EACCES
+    xencall.xencall_close(handle)
+    assert hv.log() == ["domctl cmd=5 interface_version=0x14 -> EACCES"]
+
+
+OFFSETS_C = r"""
+#include <stddef.h>
+#include <stdio.h>
+#include <xenctrl.h>
+#define OFF(t, f) printf("%s.%s %zu\n", #t, #f, offsetof(t, f))
+int main(void)
+{
+    printf("xc_domaininfo_t %zu\n", sizeof(xc_domaininfo_t));
+    OFF(xc_domaininfo_t, domain);
+    OFF(xc_domaininfo_t, flags);
+    OFF(xc_domaininfo_t, tot_pages);
+    OFF(xc_domaininfo_t, max_pages);
+    OFF(xc_domaininfo_t, outstanding_pages);
+    OFF(xc_domaininfo_t, handle);
+    printf("xc_physinfo_t %zu\n", sizeof(xc_physinfo_t));
+    OFF(xc_physinfo_t, free_pages);
+    OFF(xc_physinfo_t, outstanding_pages);
+    printf("XEN_DOMINF_hvm_guest %d\n", XEN_DOMINF_hvm_guest);
+    return 0;
+}
+"""
+
+
+def test_struct_layout_matches_libxen_dev_headers(xs_tools, tmp_path):
+    source = tmp_path / "offsets.c"
+    source.write_text(OFFSETS_C)
+    exe = tmp_path / "offsets"
+    subprocess.run([compiler(), "-D__XEN_TOOLS__", f"-I{xs_tools.include_dir}", "-o", str(exe),
+                    str(source)], check=True, capture_output=True, text=True)
+    printed = dict(line.rsplit(" ", 1)
+                   for line in subprocess.run([str(exe)], check=True, capture_output=True,
+                                              text=True).stdout.splitlines())
+    assert {k: int(v) for k, v in printed.items()} == {
+        "xc_domaininfo_t": 112,
+        "xc_domaininfo_t.domain": 0,
+        "xc_domaininfo_t.flags": 4,
+        "xc_domaininfo_t.tot_pages": 8,
+        "xc_domaininfo_t.max_pages": 16,
+        "xc_domaininfo_t.outstanding_pages": 24,
+        "xc_domaininfo_t.handle": 76,
+        "xc_physinfo_t": 112,
+        "xc_physinfo_t.free_pages": 48,
+        "xc_physinfo_t.outstanding_pages": 64,
+        "XEN_DOMINF_hvm_guest": 2,
+    }
+
+
+def test_xl_list_shows_the_table(hv_host):
+    hv_host.hv.set_domain(1, tot_pages=700 * MIB // 4, outstanding_pages=10 * MIB // 4)
+    done = hv_host.xl("list")
+    assert done.status == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    mem_mib = {int(row[-5]): int(row[-4]) for row in rows}  # ID and Mem columns
+    assert mem_mib == {0: 4096, 1: 710, 2: 1536, 3: 512, 4: 256, 5: 256}
+    assert [row[0] for row in rows] == ["Domain-0", "web", "db", "mail", "web", "7"]
+    assert not hv_host.hv.writes()
+
+
+def test_xl_info_free_memory_is_free_minus_outstanding(hv_host):
+    hv_host.hv.set_host(free_pages=3 * GIB // 4, outstanding_pages=GIB // 4,
+                        total_pages=16 * GIB // 4)
+    done = hv_host.xl("info")
+    assert done.status == 0, done.stderr
+    fields = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    assert int(fields["total_memory           "]) == 16 * 1024
+    assert int(fields["free_memory            "]) == 2 * 1024
+    assert int(fields["outstanding_claims     "]) == 1024
+    assert fields["xen_version            "].strip().startswith("4.17")
+
+
+def test_xl_mem_set_and_mem_max_work_on_the_rig(hv_host):
+    done = hv_host.xl("mem-set", "2", "1024m")
+    assert done.status == 0, done.stderr
+    new_kib = 1024 * MIB - 8 * MIB  # minus memory/videoram
+    assert hv_host.hv.writes() == [
+        f"max_mem domid=2 max_memkb={1024 * MIB + 1024}",
+        f"set_pod_target domid=2 target_pages={(new_kib + 1024) // 4}",
+    ]
+    assert hv_host.read("/local/domain/2/memory/target") == str(new_kib)
+    assert hv_host.read(f"/vm/{domain_uuid(2)}/memory") == str(new_kib // 1024)
+    assert hv_host.hv.domain(2).max_pages == (1024 * MIB + 1024) // 4
+    hv_host.hv.clear_log()
+    done = hv_host.xl("mem-max", "1", "2048m")
+    assert done.status == 0, done.stderr
+    assert hv_host.hv.writes() == [f"max_mem domid=1 max_memkb={2 * GIB + 1024}"]
+    assert hv_host.read("/local/domain/1/memory/static-max") == str(2 * GIB)
+
+
+def test_xl_leaves_a_raised_maximum_when_pod_fails(hv_host):
+    # The half-done change xbctl undoes: xl has set the maximum when the PoD call fails.
+    hv_host.hv.fail("set_pod_target", "ENOMEM")
+    before = hv_host.tree()
+    done = hv_host.xl("mem-set", "2", "1024m")
+    assert done.status != 0
+    assert hv_host.hv.writes() == [
+        f"max_mem domid=2 max_memkb={1024 * MIB + 1024}",
+        f"set_pod_target domid=2 target_pages={(1024 * MIB - 8 * MIB + 1024) // 4} -> ENOMEM",
+    ]
+    assert hv_host.hv.domain(2).max_pages == (1024 * MIB + 1024) // 4
+    assert hv_host.tree() == before  # the transaction was abandoned
+
+
+def test_table_round_trips(hv):
+    hv.reset([Domain(domid=7, tot_pages=1, max_pages=2, flags=2, outstanding_pages=3,
+                     handle=domain_uuid(7), pod_target=4, vcpus=3, cpu_time=5)],
+             host=Host(free_pages=11, outstanding_pages=12, total_pages=13))
+    hv.fail("max_mem", "EBUSY", domid=7, times=2)
+    table = hv.table()
+    assert table.domains == {7: Domain(7, 1, 2, 2, 3, domain_uuid(7), 4, 3, 5)}
+    assert (table.host.free_pages, table.host.outstanding_pages) == (11, 12)
+    assert [(f.op, f.err, f.domid, f.times) for f in table.failures] == [
+        ("max_mem", errno.EBUSY, 7, 2)]
+    assert getinfolist(hv)["domains"][0]["outstanding_pages"] == 3
