@@ -25,6 +25,7 @@ class Effect:
     """What one command left behind."""
 
     outcome: Outcome
+    calls: list[str]  # every hypercall, reads included
     writes: list[str]
     domains: dict[int, Domain]
     tree: str
@@ -49,7 +50,8 @@ def run(host: HypervisorHost, tool: str, args: tuple[str, ...], prepare=None) ->
     host.hv.clear_log()
     before = host.tree()
     outcome = host.xl(*args) if tool == "xl" else host.process(*args)
-    return Effect(outcome, host.hv.writes(), host.hv.domains(), host.tree(), before)
+    return Effect(outcome, host.hv.log(), host.hv.writes(), host.hv.domains(), host.tree(),
+                  before)
 
 
 def both(host: HypervisorHost, *args: str, prepare=None) -> tuple[Effect, Effect]:
@@ -108,6 +110,26 @@ def test_same_effect_as_xl(hv_host, command, domain, size, xl_writes):
     assert_same_effect(xl, xbctl)
 
 
+def pv_videoram(host: HypervisorHost) -> None:
+    """A PV guest with video memory (a PV framebuffer sized by the administrator)."""
+    host.write("/local/domain/1/memory/videoram", str(4 * MIB))
+
+
+def test_mem_set_pv_with_videoram_like_xl(hv_host):
+    xl, xbctl = both(hv_host, "mem-set", "1", "512", prepare=pv_videoram)
+    assert xl.writes == [f"max_mem domid=1 max_memkb={512 * MIB + 1024}"]
+    assert '/local/domain/1/memory/target = "%d"' % (512 * MIB - 4 * MIB) in xl.tree
+    assert_same_effect(xl, xbctl)
+
+
+@pytest.mark.parametrize(("domain", "size"), [("2", "1024"), ("1", "640"), ("0", "2048")])
+def test_target_write_has_the_effect_of_xl_mem_set(hv_host, domain, size):
+    xl = run(hv_host, "xl", ("mem-set", domain, size))
+    xbctl = run(hv_host, "xbctl", ("-d", domain, "target", f"{size}M"))
+    assert xl.succeeded and xl.writes, xl.outcome
+    assert_same_effect(xl, xbctl)
+
+
 def test_mem_set_writes_the_vm_memory_node(hv_host):
     xl, xbctl = both(hv_host, "mem-set", "2", "1024")
     uuid = domain_uuid(2)
@@ -146,19 +168,20 @@ def test_refused_like_xl_without_any_hypercall(hv_host, command, domain, size):
     assert xl.writes == [] and xl.tree == xl.tree_before
     assert xbctl.outcome.status != 0
     assert xbctl.outcome.stderr.startswith("xbctl: "), xbctl.outcome
-    assert xbctl.writes == []
     assert xbctl.tree == xbctl.tree_before
     assert_same_effect(xl, xbctl)
+    # xl reads the hypervisor before it refuses; xbctl refuses on Xenstore's figures alone.
+    assert xbctl.calls == []
 
 
-def test_no_hypercall_that_changes_anything_on_xbctls_own_refusal(hv_host):
+def test_no_hypercall_at_all_on_xbctls_own_refusal(hv_host):
     # Stricter than xl: a guest that publishes no minimum still gets a floor (xl lets 0 through).
     hv_host.hv.clear_log()
     before = hv_host.tree()
     outcome = hv_host.process("mem-set", "1", "0")
     assert outcome.status == 1, outcome
     assert outcome.stderr.startswith("xbctl: "), outcome
-    assert hv_host.hv.writes() == []
+    assert hv_host.hv.log() == []  # "every refusal of xbctl's own comes before any hypercall"
     assert hv_host.tree() == before
 
 
