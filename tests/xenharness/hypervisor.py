@@ -162,9 +162,14 @@ class FakeHypervisor:
         """LD_LIBRARY_PATH for the client side: the rig's libraries before Debian's."""
         return f"{self.tools.client_lib_dir}:{self.tools.lib_dir}"
 
-    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """Variables a subprocess (xbctl, xl) needs to run over this hypervisor."""
+    def env(self, base: dict[str, str] | None = None,
+            xenstored_socket: os.PathLike | str | None = None) -> dict[str, str]:
+        """Variables a subprocess (xbctl, xl) needs to run over this hypervisor (and, given
+        its socket, a xenstored): BASE (default: none) plus LD_LIBRARY_PATH,
+        XBCTL_LIBXENCTRL, XBCTL_TEST_HYPERVISOR, XBCTL_TEST_HYPERCALL_LOG [, XENSTORED_PATH]."""
         env = {} if base is None else dict(base)
+        if xenstored_socket is not None:
+            env["XENSTORED_PATH"] = str(xenstored_socket)
         old = env.get("LD_LIBRARY_PATH")
         env["LD_LIBRARY_PATH"] = self.library_path + (f":{old}" if old else "")
         env["XBCTL_LIBXENCTRL"] = str(self.tools.libxenctrl)
@@ -308,8 +313,7 @@ def run_xl(hv: FakeHypervisor, xenstored_socket: os.PathLike | str, *args: str,
     with ``hv.var_lib`` mounted on /var/lib in a private mount namespace."""
     hv.var_lib.joinpath("xen").mkdir(parents=True, exist_ok=True)
     full_env = hv.env({k: v for k, v in os.environ.items()
-                       if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")})
-    full_env["XENSTORED_PATH"] = str(xenstored_socket)
+                       if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")}, xenstored_socket)
     full_env.update(env or {})
     script = 'var_lib=$1; shift; mount --bind "$var_lib" /var/lib && exec "$@"'
     argv = [*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib),
