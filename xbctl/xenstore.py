@@ -406,6 +406,9 @@ class XenstoreTransport(Transport):
             self._hypervisor_tried = True
             if not self.endpoint.is_socket:
                 return None  # a guest: the hypervisor is not ours to ask
+            if os.environ.get("XBCTL_LIBXENCTRL") == "":  # switched off: not even ctypes is loaded
+                self._drop_hypervisor("XBCTL_LIBXENCTRL is empty (the hypervisor layer is switched off)")
+                return None
             from .hypervisor import Hypervisor, Unavailable
 
             try:
