@@ -749,11 +749,16 @@ class XenstoreTransport(Transport):
         return floor_kib, origin, hint
 
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        self.hypervisor()  # opening it is no hypercall; a note says at once if it is not used
         # The hypervisor's maximum before this command changed it, to put back on failure.
         original: dict[str, int] = {}
 
         def body(txn: Txn) -> tuple[Balloon, Balloon]:
-            info = self._domain_info(domain.id)
+            # xbctl's own rules need only Xenstore: a refusal makes no hypercall, not even a
+            # read. Only a Domain-0 without target or static-max needs the hypervisor's figures
+            # first (libxl reads them there too).
+            unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
+            info = self._domain_info(domain.id) if unfilled else None
             try:
                 before = self._balloon(txn, domain, info)
             except XbctlError as exc:
@@ -763,14 +768,17 @@ class XenstoreTransport(Transport):
                 before, values = self._plan_over_malformed_target(txn, domain, plan, exc, info)
             else:
                 values = plan(before)
-            # self._hypervisor, not hypervisor: a failed read above may have dropped it.
+            if self._hypervisor is not None and ("target" in values or "xen-max" in values):
+                if info is None:
+                    info = self._domain_info(domain.id)
+            # self._hypervisor again: a failed read above drops it (with a note): Xenstore alone.
             if self._hypervisor is not None and ("target" in values or "xen-max" in values):
                 if info is None:
                     raise unknown(
                         f"domain {domain.name}: the hypervisor has no domain {domain.id} "
                         "(Xenstore holds a stale entry)"
                     )
-                if domain.id == 0 and "target" in values and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None):
+                if unfilled and "target" in values:
                     raise _FillDomain0(info)
                 info = self._apply_to_hypervisor(domain, info, values, before, original)
             for key, kib in values.items():
