@@ -954,18 +954,19 @@ def _videoram_kib(text: str | None) -> int:
 
 
 def _max_mismatch(hypervisor_max_kib: int | None, target_kib: int, static_max_kib: int, videoram_kib: int) -> str | None:
-    """How the hypervisor's maximum disagrees with what xl leaves behind, or None.
+    """How the hypervisor's maximum disagrees with Xenstore's figures, or None.
 
-    xl mem-max sets it to static-max + 1024 KiB, xl mem-set to target + videoram + 1024 KiB:
-    anything outside that range was changed by someone else.
+    Below target + videoram the domain cannot reach its target; above static-max + 1024
+    (what xl mem-max leaves) it can grow past xen-max. xl mem-set leaves target + videoram
+    + 1024 and Xen's Domain-0 builder its boot size: both lie in between.
     """
     if hypervisor_max_kib is None:
         return None
-    lowest_kib = (target_kib + videoram_kib + MAXMEM_SLACK_KIB) // 4 * 4
+    lowest_kib = target_kib + videoram_kib
     highest_kib = (static_max_kib + MAXMEM_SLACK_KIB) // 4 * 4
     if hypervisor_max_kib < lowest_kib:
         return (
-            f"the hypervisor's maximum {hypervisor_max_kib} KiB is below target + videoram + 1024 "
+            f"the hypervisor's maximum {hypervisor_max_kib} KiB is below target + videoram "
             f"({lowest_kib} KiB): the domain cannot reach its target"
         )
     if hypervisor_max_kib > highest_kib:
