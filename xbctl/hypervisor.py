@@ -4,14 +4,15 @@ Used only by the Xenstore transport when it runs as Domain-0, and imported only 
 command reads or writes a balloon there. xbctl reads C structures only of library
 versions whose layout was checked against Xen's public headers:
 
-    Xen 4.17, 4.18, 4.19, 4.20   (soname libxenctrl.so.4.X, version node VERS_4.X.0)
+    Xen 4.17              soname libxenctrl.so.4.17, version node VERS_4.17.0
+    Xen 4.18, 4.19, 4.20  soname libxenctrl.so.4.X,  version node libxenctrl_4.X.0
 
 `xc_domaininfo_t` (struct xen_domctl_getdomaininfo) and `xc_physinfo_t` are byte for byte
 the same in these releases (4.16 differs in xc_physinfo_t; 4.21 and later are unchecked).
-The version is told by the symbol version node every libxenctrl symbol carries (Xen's
-libs.mk writes `VERS_<major>.<minor>` into its version script): dlvsym() must find
-`xc_domain_getinfolist` in `VERS_4.X.0`. A library found by soname is checked the same way,
-so a mislabelled file is not trusted either.
+The release is told by the symbol version node every libxenctrl symbol carries (Xen's
+tools/libs/libs.mk writes one node for all symbols: `VERS_<major>.<minor>` up to 4.17,
+`lib<name>_<major>.<minor>` from 4.18): dlvsym() must find `xc_domain_getinfolist` in it.
+A library found by soname is checked the same way, so a mislabelled file is not trusted.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-# Checked layouts: release -> (physinfo free_pages offset, physinfo outstanding_pages offset).
+# Checked releases -> (symbol version node, physinfo free_pages offset, outstanding_pages offset).
 # xc_domaininfo_t is the same in all of them (see DOMAININFO_* below).
-CHECKED_RELEASES = {"4.17": (48, 64), "4.18": (48, 64), "4.19": (48, 64), "4.20": (48, 64)}
+CHECKED_RELEASES = {
+    "4.17": ("VERS_4.17.0", 48, 64),
+    "4.18": ("libxenctrl_4.18.0", 48, 64),
+    "4.19": ("libxenctrl_4.19.0", 48, 64),
+    "4.20": ("libxenctrl_4.20.0", 48, 64),
+}
 LIBRARY_ENV = "XBCTL_LIBXENCTRL"
 
 # xc_domaininfo_t, x86_64 (SPEC section 6; tests/test_hypervisor.py checks them with the real library).
@@ -136,8 +142,8 @@ def _dlvsym():
 def _release_of(library: ctypes.CDLL) -> str | None:
     """The checked Xen release LIBRARY was built for, told by its symbol version node."""
     dlvsym = _dlvsym()
-    for release in CHECKED_RELEASES:
-        if dlvsym(library._handle, b"xc_domain_getinfolist", f"VERS_{release}.0".encode()):
+    for release, (node, _, _) in CHECKED_RELEASES.items():
+        if dlvsym(library._handle, b"xc_domain_getinfolist", node.encode()):
             return release
     return None
 
@@ -161,7 +167,7 @@ def load_library() -> tuple[ctypes.CDLL, str, str]:
             continue
         release = _release_of(library)
         if release is None:
-            checked = ", ".join(f"VERS_{r}.0" for r in CHECKED_RELEASES)
+            checked = ", ".join(node for node, _, _ in CHECKED_RELEASES.values())
             raise Unavailable(
                 f"{name} is not a libxenctrl of a Xen release xbctl has checked ({checked}); "
                 "its structures are not read"
@@ -251,7 +257,7 @@ class Hypervisor:
         ctypes.set_errno(0)
         if self.library.xc_physinfo(self.handle, buffer) != 0:
             raise self._fail("xc_physinfo")
-        free_at, outstanding_at = CHECKED_RELEASES[self.release]
+        _, free_at, outstanding_at = CHECKED_RELEASES[self.release]
         free = int.from_bytes(buffer.raw[free_at : free_at + 8], "little")
         outstanding = int.from_bytes(buffer.raw[outstanding_at : outstanding_at + 8], "little")
         return max(free - outstanding, 0) * PAGE_KIB
