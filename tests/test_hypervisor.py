@@ -145,3 +145,24 @@ def test_wait_ends_with_5_when_the_size_stops_moving(hv_host):
     assert waiting.returncode == 5, stderr
     assert f"stopped moving: {768 * MIB} KiB for 1 s" in stderr
     assert "does not advertise a balloon driver" in stderr
+
+
+def test_wait_follows_the_hypervisor_up_to_the_target(hv_host):
+    waiting = _wait(hv_host, "mem-set", "web", "900")
+    try:
+        hv_host.wait_for(lambda: hv_host.read(f"{WEB}/memory/target") == str(900 * MIB), "the new target")
+        for mib in (800, 850, 900):
+            time.sleep(0.3)
+            hv_host.hv.set_domain(1, tot_pages=mib * MIB // 4)
+        stdout, stderr = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, stderr
+    assert stdout == "machdep.xen.balloon.target: 786432 -> 921600\n"
+
+
+def test_a_malformed_stall_timeout_is_refused_before_anything_is_written(hv_host):
+    before = hv_host.tree()
+    outcome = hv_host.process("--wait", "mem-set", "web", "512", env={"XBCTL_STALL_TIMEOUT": "soon"})
+    assert_clean_failure(outcome, 2, "XBCTL_STALL_TIMEOUT")
+    assert hv_host.tree() == before and hv_host.hv.writes() == []
