@@ -166,3 +166,15 @@ def test_a_malformed_stall_timeout_is_refused_before_anything_is_written(hv_host
     outcome = hv_host.process("--wait", "mem-set", "web", "512", env={"XBCTL_STALL_TIMEOUT": "soon"})
     assert_clean_failure(outcome, 2, "XBCTL_STALL_TIMEOUT")
     assert hv_host.tree() == before and hv_host.hv.writes() == []
+
+
+def test_a_domain_the_hypervisor_does_not_hold_reads_from_xenstore_with_a_warning(hv_host):
+    hv_host.hv.remove_domain(5)  # Xenstore keeps a stale entry for domain "7"
+    read = hv_host.process("--json", "-d", "5", "-a")
+    assert read.status == 0, read
+    document = read.json()
+    assert document["nodes"]["current"]["source"] == "target"
+    assert "the hypervisor has no domain 5" in read.stderr
+    before = hv_host.tree()
+    assert_clean_failure(hv_host.process("mem-set", "5", "200"), 4, "the hypervisor has no domain 5")
+    assert hv_host.tree() == before and hv_host.hv.writes() == []

@@ -33,7 +33,7 @@ import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -612,7 +612,12 @@ class XenstoreTransport(Transport):
     # ------------------------------------------------------------ balloons
 
     def read_balloon(self, domain: Domain) -> Balloon:
-        return self._balloon(Txn(self, domain.id), domain, self._domain_info(domain.id))
+        info = self._domain_info(domain.id)
+        balloon = self._balloon(Txn(self, domain.id), domain, info)
+        if info is None and self._hypervisor is not None:
+            stale = f"domain {domain.name}: the hypervisor has no domain {domain.id}; Xenstore's figures only"
+            balloon = replace(balloon, warnings=(*balloon.warnings, stale))
+        return balloon
 
     def _balloon(
         self, txn: Txn, domain: Domain, info=None, *, malformed_target_kib: int | None = None
@@ -808,8 +813,6 @@ class XenstoreTransport(Transport):
 
         Records in ORIGINAL the maximum before the first change; returns the domain's info after.
         """
-        from dataclasses import replace
-
         from .hypervisor import HypervisorError
 
         hypervisor = self._hypervisor
