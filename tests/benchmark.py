@@ -109,7 +109,8 @@ def main() -> None:
             "xbctl -n target (simulator)": median_s([xbctl, "-n", "target"], sim_env, runs),
         }
         # Interleaved, many rounds: the difference is a few ms, below the noise of separate batches.
-        off_s, with_s = paired_medians_s([([xbctl, "-n", "current"], off_env), ([xbctl, "-n", "current"], hv_env)], runs * 3)
+        current = [xbctl, "-n", "current"]
+        off_s, with_s = paired_medians_s([(current, off_env), (current, hv_env)], runs * 3)
         results["xbctl -n current (Xenstore only)"] = off_s
         results["xbctl -n current (hypervisor)"] = with_s
     floor = results["python -c pass"]

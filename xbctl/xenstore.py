@@ -956,7 +956,9 @@ def _videoram_kib(text: str | None) -> int:
     return int(text) if text is not None and _is_kib(text) else 0
 
 
-def _max_mismatch(hypervisor_max_kib: int | None, target_kib: int, static_max_kib: int, videoram_kib: int) -> str | None:
+def _max_mismatch(
+    hypervisor_max_kib: int | None, target_kib: int, static_max_kib: int, videoram_kib: int
+) -> str | None:
     """How the hypervisor's maximum disagrees with Xenstore's figures, or None.
 
     Below target + videoram the domain cannot reach its target; above static-max + 1024
