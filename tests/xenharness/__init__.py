@@ -58,6 +58,7 @@ __all__ = [
     "Xenstored",
     "ensure_tools",
     "default_cache_dir",
+    "compiler",
 ]
 
 #: Debian packages fetched (``apt-get download``) and unpacked (``dpkg -x``).
