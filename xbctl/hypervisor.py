@@ -42,6 +42,14 @@ DOMAININFO_HANDLE = 76  # u8[16]
 PHYSINFO_SIZE = 256  # 112 in these releases; the rest is slack against a longer struct
 FLAG_HVM = 1 << 1  # XEN_DOMINF_hvm_guest: HVM or PVH
 PAGE_KIB = 4
+NEEDED_SYMBOLS = (
+    "xc_interface_open",
+    "xc_interface_close",
+    "xc_domain_getinfolist",
+    "xc_domain_setmaxmem",
+    "xc_domain_set_pod_target",
+    "xc_physinfo",
+)
 # Domains read per xc_domain_getinfolist call when listing them all.
 BATCH = 64
 
@@ -190,6 +198,9 @@ class Hypervisor:
             _XTL_VMESSAGE(self._on_message), _XTL_PROGRESS(lambda *args: None), _XTL_DESTROY(lambda _: None)
         )
         lib = self.library
+        for symbol in NEEDED_SYMBOLS:
+            if not hasattr(lib, symbol):
+                raise Unavailable(f"{self.library_name} has no {symbol}()")
         lib.xc_interface_open.restype = ctypes.c_void_p
         lib.xc_interface_open.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
         lib.xc_interface_close.argtypes = [ctypes.c_void_p]
