@@ -50,8 +50,6 @@ NEEDED_SYMBOLS = (
     "xc_domain_set_pod_target",
     "xc_physinfo",
 )
-# Domains read per xc_domain_getinfolist call when listing them all.
-BATCH = 64
 
 _XTL_VMESSAGE = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p
@@ -244,23 +242,6 @@ class Hypervisor:
         info = decode_domaininfo(buffer.raw) if found == 1 else None
         # It answers with the next domain that exists: a different id means DOMID is gone.
         return info if info is not None and info.domid == domid else None
-
-    def domains(self) -> dict[int, DomainInfo]:
-        """Every domain the hypervisor holds, by id."""
-        found: dict[int, DomainInfo] = {}
-        first = 0
-        buffer = ctypes.create_string_buffer(DOMAININFO_SIZE * BATCH)
-        while True:
-            ctypes.set_errno(0)
-            count = self.library.xc_domain_getinfolist(self.handle, first, BATCH, buffer)
-            if count < 0:
-                raise self._fail(f"xc_domain_getinfolist({first}, {BATCH})")
-            for index in range(count):
-                info = decode_domaininfo(buffer.raw[index * DOMAININFO_SIZE : (index + 1) * DOMAININFO_SIZE])
-                found[info.domid] = info
-            if count < BATCH:
-                return found
-            first = max(found) + 1
 
     def free_kib(self) -> int:
         """Free host memory as `xl info` shows it: (free_pages - outstanding_pages) * 4 KiB."""
