@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import Outcome  # noqa: E402
 from xenharness import Xenstored, ensure_tools  # noqa: E402
+from xenharness.hypervisor import Domain, FakeHypervisor, preload_client_libs, run_xl  # noqa: E402
 
 from xbctl.cli import app  # noqa: E402
 
@@ -189,6 +190,8 @@ def lay_out_host(client: Client) -> None:
     if client.exists(b"/local/domain"):
         for child in client.list(b"/local/domain"):
             client.delete(b"/local/domain/" + child)
+    if client.exists(b"/vm"):
+        client.delete(b"/vm")
     for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
         base = f"/local/domain/{domid}"
         client.mkdir(base.encode())
@@ -252,3 +255,100 @@ def private_xs(xs_tools, tmp_path) -> XenHost:
         yield XenHost(daemon)
         if daemon.running():
             os.kill(daemon.pid, signal.SIGCONT)  # a test may have stopped it
+
+
+# --------------------------------------------------------------------------
+# The hypervisor rig: Debian's real libxenctrl and xl over a fake hypervisor
+# --------------------------------------------------------------------------
+
+HVM_DOMAINS = frozenset({2})  # db is an HVM guest (flags bit 1); the others are PV
+HVM_VIDEORAM_KIB = 8 * MIB  # what libxl writes for an HVM guest with 8 MiB of video memory
+XL_MAXMEM_CONSTANT_KIB = 1024  # libxl's LIBXL_MAXMEM_CONSTANT on x86
+
+
+def domain_uuid(domid: int) -> str:
+    """The domain handle: all zeros for Domain-0 (as Xen boots it), a fixed one per guest."""
+    if domid == 0:
+        return "00000000-0000-0000-0000-000000000000"
+    return f"{domid:08x}-5eed-4b1c-9a3e-{0xdb000000 + domid:012x}"
+
+
+def layout_domains() -> list[Domain]:
+    """LAYOUT as the hypervisor holds it: every domain at its target; the maximum libxl sets
+    (static-max + 1024 KiB; Domain-0 booted with dom0_mem=4G,max:4G: exactly static-max)."""
+    domains = []
+    for domid, (_name, static_max_kib, target_kib) in LAYOUT.items():
+        extra = 0 if domid == 0 else XL_MAXMEM_CONSTANT_KIB
+        domains.append(Domain(
+            domid=domid,
+            flags=2 if domid in HVM_DOMAINS else 0,
+            tot_pages=target_kib // 4,
+            max_pages=(static_max_kib + extra) // 4,
+            handle=domain_uuid(domid),
+            vcpus=2 if domid == 0 else 1,
+        ))
+    return domains
+
+
+def videoram_kib(domid: int) -> int:
+    return HVM_VIDEORAM_KIB if domid in HVM_DOMAINS else 0
+
+
+def lay_out_hypervisor_host(client: Client, hv: FakeHypervisor) -> None:
+    """LAYOUT in Xenstore as libxl 4.17 writes it, and in the hypervisor table and
+    /var/lib/xen: guests get memory/videoram (0 for PV, 8 MiB for HVM), a `vm` link to
+    /vm/<uuid> (uuid, name); Domain-0 (set up by xen-init-dom0) has neither."""
+    lay_out_host(client)
+    for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
+        base = f"/local/domain/{domid}"
+        if domid == 0:
+            client.delete(f"{base}/memory/videoram".encode())
+        else:
+            uuid = domain_uuid(domid)
+            vm = f"/vm/{uuid}"
+            client.write(f"{base}/memory/videoram".encode(), str(videoram_kib(domid)).encode())
+            client.write(f"{base}/vm".encode(), vm.encode())
+            client.mkdir(vm.encode())
+            client.set_perms(vm.encode(), [b"n0", f"r{domid}".encode()])
+            client.write(f"{vm}/uuid".encode(), uuid.encode())
+            client.write(f"{vm}/name".encode(), name.encode())
+    hv.reset(layout_domains())
+    hv.clear_userdata()
+    for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
+        hv.write_userdata(domid, name, hvm=domid in HVM_DOMAINS, uuid=domain_uuid(domid),
+                          max_memkb=static_max_kib, target_memkb=target_kib,
+                          video_memkb=videoram_kib(domid))
+
+
+class HypervisorHost(XenHost):
+    """A XenHost whose xbctl runs (and xl runs) see a hypervisor: Debian's real libxenctrl
+    over the rig's libxencall, with the domain table in `hv`."""
+
+    def __init__(self, daemon: Xenstored, hv: FakeHypervisor, guest_bus: GuestBus | None = None):
+        super().__init__(daemon, guest_bus)
+        self.hv = hv
+        self.env.update(hv.env())
+
+    def reset(self) -> None:
+        """Back to the fresh layout: Xenstore, hypervisor table (no failures), empty log."""
+        with Client(unix_socket_path=str(self.socket_path)) as client:
+            lay_out_hypervisor_host(client, self.hv)
+
+    def xl(self, *args: str, timeout: float = 30) -> Outcome:
+        """Debian's real xl ARGS over the same hypervisor and xenstored."""
+        done = run_xl(self.hv, self.socket_path, *args, timeout=timeout)
+        return Outcome(done.status, done.stdout, done.stderr)
+
+    def tree(self) -> str:
+        """/local and /vm with permissions (xenstore-ls -f -p), for comparisons."""
+        return self.daemon.xs_ls("/local") + self.daemon.xs_ls("/vm")
+
+
+@pytest.fixture
+def hv_host(xs_daemon, xs_guest_bus, xs_tools, tmp_path) -> HypervisorHost:
+    """The host freshly laid out in Xenstore and in a fake hypervisor of this test's own."""
+    assert xs_daemon.running(), xs_daemon.log_tail()
+    preload_client_libs(xs_tools)  # so in-process runs load the real libxenctrl over the rig
+    host = HypervisorHost(xs_daemon, FakeHypervisor(xs_tools, tmp_path / "hypervisor"), xs_guest_bus)
+    host.reset()
+    return host

@@ -235,11 +235,16 @@ class Agent:
             self.requested_kib = self.sim.target_kib  # keep our own idea; the host sees the diagnostic
 
     def shut_down(self) -> None:
-        """Withdraw control/feature-balloon: nothing acts on target once the agent is gone."""
-        from .xenstore import FEATURE_BALLOON
+        """Withdraw control/feature-balloon and what it published: nothing acts on target any more."""
+        from .xenstore import FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN
+
+        def withdraw(txn) -> None:
+            # Published values left behind would read as evidence of a driver that is gone.
+            for rel in (FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN):
+                txn.remove(rel)
 
         try:
-            self.store.transact(self.domain.id, lambda txn: txn.remove(FEATURE_BALLOON), what="shutting down")
+            self.store.transact(self.domain.id, withdraw, what="shutting down")
         except XbctlError as exc:
             if exc.status != ExitStatus.UNKNOWN:
                 raise

@@ -335,6 +335,8 @@ class Options:
     timeout_s: float | None = None
     transport_name: str | None = None
     sim_state: str | None = None
+    override_guest_floor: bool = False
+    stall_s: float | None = None
     _transport: "Transport | None" = field(default=None, repr=False)
 
     def transport(self) -> "Transport":
@@ -345,12 +347,33 @@ class Options:
             self._transport = open_transport(self.transport_name, self.sim_state)
             note = fallback_note(self.transport_name, self._transport)
             if note:
-                say(f"note: {note}")
+                _say_note(note)
+            self._transport.on_note = _say_note
         return self._transport
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _say_note(message: str) -> None:
+    say(f"note: {message}")
+
+
+def say_warnings(warnings: "list[str] | tuple[str, ...]") -> None:
+    """Print WARNINGS on stderr (each once)."""
+    for warning in dict.fromkeys(warnings):
+        say(f"warning: {warning}")
+
+
+def stall_seconds() -> float:
+    """How long --wait lets the hypervisor's figure stand still ($XBCTL_STALL_TIMEOUT, default 10)."""
+    from .operations import DEFAULT_STALL_S
+
+    text = os.environ.get("XBCTL_STALL_TIMEOUT", "")
+    if text == "":
+        return DEFAULT_STALL_S
+    return parse_number(text, what="XBCTL_STALL_TIMEOUT", maximum=MAX_SECONDS, positive=True)
 
 
 def _version_callback(ctx: typer.Context, value: bool) -> None:
@@ -446,6 +469,13 @@ def main_callback(
         Optional[str],
         typer.Option("--sim-state", metavar="PATH", envvar="XBCTL_SIM_STATE", help="Simulator state file."),
     ] = None,
+    override_guest_floor: Annotated[
+        bool,
+        typer.Option(
+            "--override-guest-floor",
+            help="Let the host write target or min below the floor the guest publishes (data/balloon/min).",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
     ] = False,
@@ -491,6 +521,8 @@ def main_callback(
         timeout_s=timeout_s,
         transport_name=transport_name.value if transport_name else None,
         sim_state=sim_state,
+        override_guest_floor=override_guest_floor,
+        stall_s=stall_seconds() if wait else None,  # checked before anything is written
     )
     ctx.obj = options
     ctx.call_on_close(options.close)
@@ -552,6 +584,7 @@ def show_nodes(options: Options, nodes: tuple[Node, ...] | list[Node]) -> None:
         say("note: --wait waits after a target change; nothing to wait for")
     transport = options.transport()
     domain, balloon = read_balloon(transport, options.domain)
+    say_warnings(balloon.warnings)
     if options.as_json:
         from .json_output import dump, read_document
 
@@ -588,11 +621,11 @@ def write_and_show(
         requests,
         dry_run=options.dry_run,
         ignored=ignored,
+        override_guest_floor=options.override_guest_floor,
     )
     if not options.dry_run and result.changes:
         note_written()
-    for warning in result.warnings:
-        say(f"warning: {warning}")
+    say_warnings(result.warnings)
     if not options.quiet:
         for _name, error in result.skipped:
             say(f"ignored: {error.message}")
@@ -645,11 +678,12 @@ def wait_with_progress(options: Options, transport: "Transport", domain: "Domain
     """Wait for TARGET_KIB, showing progress on stderr: a bar on a terminal, lines otherwise."""
     from .operations import wait_for_target
 
+    stall_s = options.stall_s if options.stall_s is not None else stall_seconds()
     if sys.stderr.isatty() and not options.as_json:
         from .render import progress_bar
 
         with progress_bar(domain.name, target_kib) as update:
-            return wait_for_target(transport, domain, target_kib, options.timeout_s, update)
+            return wait_for_target(transport, domain, target_kib, options.timeout_s, update, stall_s)
     import time
 
     shown: dict[str, float] = {}  # the last line's current KiB and when it was printed
@@ -665,7 +699,7 @@ def wait_with_progress(options: Options, transport: "Transport", domain: "Domain
         say(f"{domain.name}: current {balloon.current_kib} KiB, target {target_kib} KiB")
         sys.stderr.flush()
 
-    return wait_for_target(transport, domain, target_kib, options.timeout_s, report)
+    return wait_for_target(transport, domain, target_kib, options.timeout_s, report, stall_s)
 
 
 # ---------------------------------------------------------------- node subcommands
@@ -740,14 +774,16 @@ def list_command(ctx: typer.Context) -> None:
     options = options_of(ctx)
     transport = options.transport()
     rows = list_balloons(transport)
+    host_free_kib = transport.host_free_kib()
+    say_warnings([w for row in rows if row.balloon for w in row.balloon.warnings])
     if options.as_json:
         from .json_output import dump, list_document
 
-        sys.stdout.write(dump(list_document(transport, rows)))
+        sys.stdout.write(dump(list_document(transport, rows, host_free_kib)))
         return
     from .render import print_domain_table
 
-    print_domain_table(rows)
+    print_domain_table(rows, host_free_kib)
 
 
 # ---------------------------------------------------------------- simulator controls

@@ -28,7 +28,14 @@ def _envelope(kind: str, transport: "Transport | None") -> dict:
     document: dict = {"schema_version": SCHEMA_VERSION, "kind": kind}
     if transport is not None:
         document["transport"] = transport.name
+        status = transport.hypervisor_status()
+        if status is not None:  # Domain-0 over Xenstore: whether the hypervisor answered, and why not
+            document["hypervisor"] = status
     return document
+
+
+def _driver(balloon: Balloon) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[balloon.has_driver]
 
 
 def _domain(domain: "Domain") -> dict:
@@ -41,29 +48,40 @@ def _nodes(balloon: Balloon, nodes: Iterable[Node]) -> dict:
         entry: dict = {"name": node.sysctl_name, "value_kib": balloon.value_kib(node.key)}
         if node.key == "current":
             entry["source"] = balloon.current_source
+        if node.key == "xen-max" and balloon.hypervisor_max_kib is not None:
+            entry["hypervisor_kib"] = balloon.hypervisor_max_kib
+            entry["mismatch"] = balloon.max_mismatch
         result[node.key] = entry
     return result
 
 
 def read_document(transport: "Transport", domain: "Domain", balloon: Balloon, nodes: Iterable[Node]) -> dict:
     """A read of NODES of DOMAIN."""
-    return {**_envelope("read", transport), "domain": _domain(domain), "nodes": _nodes(balloon, nodes)}
+    return {
+        **_envelope("read", transport),
+        "domain": _domain(domain),
+        "nodes": _nodes(balloon, nodes),
+        "driver": _driver(balloon),
+        "warnings": list(balloon.warnings),
+    }
 
 
-def list_document(transport: "Transport", rows: list["DomainRow"]) -> dict:
+def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib: int | None = None) -> dict:
     """Every domain with all its nodes (null, with an error, when they could not be read)."""
     domains = []
     for row in rows:
         entry = {
             **_domain(row.domain),
             "has_driver": bool(row.balloon and row.balloon.has_driver),
+            "driver": _driver(row.balloon) if row.balloon else None,
             "diagnostic": row.balloon.diagnostic if row.balloon else None,
             "nodes": _nodes(row.balloon, NODES) if row.balloon else None,
+            "warnings": list(row.balloon.warnings) if row.balloon else [],
         }
         if row.problem is not None:
             entry["error"] = row.problem
         domains.append(entry)
-    return {**_envelope("list", transport), "domains": domains}
+    return {**_envelope("list", transport), "host_free_kib": host_free_kib, "domains": domains}
 
 
 def write_document(transport: "Transport", result: "WriteResult", outcome: "WaitOutcome | None") -> dict:

@@ -24,9 +24,17 @@ class Balloon:
     xen_max_kib: int
     driver_max_kib: int | None  # the most the driver can handle (boot-time size); None if unknown
     floor_kib: int  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
-    has_driver: bool = True  # the domain runs a balloon driver that acts on target
+    has_driver: bool | None = True  # a driver acts on target; None: unknown (nothing says either way)
     current_source: str = "driver"
     diagnostic: str | None = None  # the driver's last word on why it cannot reach target
+    min_origin: str | None = None  # where min comes from, when a refusal should say so
+    min_hint: str | None = None  # how the host administrator can lower that min
+    floor_hint: str | None = None  # how the host administrator can go below floor_kib
+    host_min_kib: int | None = None  # min without the guest's published floor (None: no guest floor)
+    hypervisor_max_kib: int | None = None  # the hypervisor's maximum (max_pages * 4), when read
+    max_mismatch: str | None = None  # how static-max and the hypervisor's maximum disagree
+    videoram_kib: int = 0  # memory/videoram: an absolute target write subtracts it, as xl mem-set
+    warnings: tuple[str, ...] = ()  # guest-published values that were ignored, and why
 
     @property
     def max_kib(self) -> int:
@@ -61,7 +69,8 @@ def _read_only(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) 
 
 def _check_target(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
     if new_kib < balloon.min_kib:
-        raise refused(name, f"{new_kib} KiB is below min {balloon.min_kib} KiB")
+        origin = f" ({balloon.min_origin})" if balloon.min_origin else ""
+        raise refused(name, f"{new_kib} KiB is below min {balloon.min_kib} KiB{origin}", hint=balloon.min_hint)
     if new_kib > balloon.max_kib:
         raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")
 
@@ -72,6 +81,7 @@ def _check_min(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) 
             name,
             f"{new_kib} KiB is below the driver's safeguard floor {balloon.floor_kib} KiB "
             f"(free-page reserve + {BALLAST_PAGES} pages)",
+            hint=balloon.floor_hint,
         )
     if new_kib > balloon.max_kib:
         raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")

@@ -6,7 +6,7 @@ Functions here return results and raise XbctlError; they never print.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .assignments import Assignment
@@ -14,6 +14,10 @@ from .errors import ExitStatus, XbctlError, refused
 from .nodes import Balloon, Node, find_node
 from .transport import Domain, Transport
 from .units import Size, parse_size, round_up_to_page
+
+
+# --wait following the hypervisor ends when its figure has not changed for this long.
+DEFAULT_STALL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,27 @@ def request_for(
 
 
 def resolve_kib(request: WriteRequest, balloon: Balloon) -> int:
-    """The absolute, page-rounded KiB value REQUEST asks for, given BALLOON."""
+    """The absolute, page-rounded KiB value REQUEST asks for, given BALLOON.
+
+    An absolute target is, as for xl mem-set, the domain's size including its video memory:
+    memory/target gets it less memory/videoram. A relative change moves memory/target itself.
+    """
     amount = request.size.kib
     if request.size.relative:
         amount += balloon.value_kib(request.node.key)
     if amount.denominator != 1:
         raise refused(request.node.sysctl_name, f"{request.size.text} is not a whole number of KiB")
-    return round_up_to_page(int(amount))
+    kib = round_up_to_page(int(amount))
+    if request.node.key == "target" and not request.size.relative and balloon.videoram_kib:
+        kib = max(kib - balloon.videoram_kib, 0)
+    return kib
+
+
+def without_guest_floor(balloon: Balloon) -> Balloon:
+    """BALLOON as the host sees it when it overrides the guest's published floor."""
+    if balloon.host_min_kib is None:
+        return balloon  # no guest floor involved (or a simulated driver's own rule)
+    return replace(balloon, min_kib=balloon.host_min_kib, floor_kib=0, min_origin=None, min_hint=None)
 
 
 def plan_writes(
@@ -165,16 +183,20 @@ def write_nodes(
     *,
     dry_run: bool,
     ignored: list[tuple[str, XbctlError]] | None = None,
+    override_guest_floor: bool = False,
 ) -> WriteResult:
     """Apply REQUESTS to one domain atomically: all are checked before anything is written.
 
     IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
+    OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes.
     """
     domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
     outcome: list[tuple[list[Change], list[tuple[str, XbctlError]]]] = []
 
     def plan(balloon: Balloon) -> dict[str, int]:
+        if override_guest_floor and writer_is_host:
+            balloon = without_guest_floor(balloon)
         values, changes, skipped = plan_writes(balloon, requests, writer_is_host)
         outcome[:] = [(changes, skipped)]  # the transport may retry: keep the last plan only
         return values
@@ -188,10 +210,15 @@ def write_nodes(
         before, after = transport.update_balloon(domain, plan)
     changes, skipped = outcome[0]
     result = WriteResult(domain, changes, after, dry_run, skipped=[*(ignored or []), *skipped])
-    if not before.has_driver and any(c.node.key == "target" for c in changes):
-        result.warnings.append(
-            f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): "
+    result.warnings.extend(before.warnings)
+    if before.has_driver is not True and any(c.node.key == "target" for c in changes):
+        consequence = (
             "nothing in it will act on target"
+            if before.has_driver is False
+            else "whether anything in it acts on target is unknown (Linux and NetBSD never advertise one)"
+        )
+        result.warnings.append(
+            f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): {consequence}"
         )
     return result
 
@@ -202,19 +229,37 @@ def wait_for_target(
     target_kib: int,
     timeout_s: float | None,
     on_progress: Callable[[Balloon], None],
+    stall_s: float = DEFAULT_STALL_S,
 ) -> WaitOutcome:
-    """Block until DOMAIN's current reservation reaches TARGET_KIB, or it cannot."""
+    """Block until DOMAIN's current reservation reaches TARGET_KIB, or it cannot.
+
+    Following the hypervisor's figure (as libxl_wait_for_memory_target does, in both
+    directions): reached once it gets to target + videoram from the side it started on; a
+    step away from the target, or no change for STALL_S seconds, ends the wait.
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    poll_s = transport.hypervisor_poll_s()
+    started_kib: int | None = None
+    previous_kib: int | None = None
+    last_move = time.monotonic()
     while True:
         balloon = transport.read_balloon(domain)
         on_progress(balloon)
-        if not balloon.has_driver:
+        current_kib = balloon.current_kib
+        follows_hypervisor = poll_s is not None and balloon.current_source == "hypervisor"
+        if follows_hypervisor:
+            goal_kib = target_kib + balloon.videoram_kib
+            started_kib = current_kib if started_kib is None else started_kib
+            reached = current_kib <= goal_kib if started_kib >= goal_kib else current_kib >= goal_kib
+        else:
+            reached = current_kib == target_kib
+        if balloon.has_driver is False:
             return WaitOutcome(False, balloon, "the domain has no balloon driver; nothing will move")
         if balloon.current_source == "target":  # current is only a stand-in: no progress to see
             return WaitOutcome(
                 False, balloon, "the domain does not publish its current reservation; nothing to wait on"
             )
-        if balloon.current_kib == target_kib and balloon.target_kib == target_kib:
+        if reached and balloon.target_kib == target_kib:
             return WaitOutcome(True, balloon)
         if balloon.diagnostic:
             return WaitOutcome(False, balloon, f"the driver reports: {balloon.diagnostic}")
@@ -222,10 +267,34 @@ def wait_for_target(
             return WaitOutcome(
                 False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile"
             )
-        remaining = None if deadline is None else deadline - time.monotonic()
+        now = time.monotonic()
+        if follows_hypervisor:
+            if previous_kib is not None and abs(goal_kib - current_kib) > abs(goal_kib - previous_kib):
+                return WaitOutcome(
+                    False,
+                    balloon,
+                    f"moving away from the target: {previous_kib} -> {current_kib} KiB (the hypervisor's figure)",
+                )
+            if current_kib != previous_kib:
+                previous_kib, last_move = current_kib, now
+            elif now - last_move >= stall_s:
+                unknown_driver = (
+                    "; the domain does not advertise a balloon driver: it may have none"
+                    if balloon.has_driver is None
+                    else ""
+                )
+                return WaitOutcome(
+                    False,
+                    balloon,
+                    f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}",
+                )
+        remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
             return WaitOutcome(False, balloon, f"timed out after {timeout_s:g} s")
-        transport.wait_for_change(domain, 1.0 if remaining is None else remaining)
+        pause_s = 1.0 if remaining is None else remaining
+        if follows_hypervisor:  # its figure changes without a Xenstore event: look again soon
+            pause_s = min(pause_s, poll_s, max(stall_s - (now - last_move), 0.0))
+        transport.wait_for_change(domain, pause_s)
 
 
 def require_sim(transport: Transport):

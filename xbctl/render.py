@@ -38,31 +38,50 @@ def printable(text: str) -> str:
     return repr(shown) if shown != shown.strip() or not shown else shown
 
 
-def print_domain_table(rows: list["DomainRow"]) -> None:
-    """Print every domain's balloon as a table, memory in MiB as xl list does."""
-    table = Table(title=None, caption="memory in MiB; exact KiB with --json")
+def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> None:
+    """Print every domain's balloon as a table, memory in MiB as xl list does.
+
+    With the hypervisor, its maximum stands beside xen-max (static-max), marked `!` where
+    the two disagree; the caption gives the host's free memory as `xl info` does.
+    """
+    with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
+    caption = "memory in MiB; exact KiB with --json"
+    if host_free_kib is not None:
+        caption = f"host free memory {format_mib(host_free_kib)} MiB; " + caption
+    if any(row.balloon and row.balloon.max_mismatch for row in rows):
+        caption += "; ! the hypervisor's maximum disagrees with xen-max and target"
+    table = Table(title=None, caption=caption)
     table.add_column("ID", justify="right")
-    table.add_column("Name")
+    # Names are identities: never cut short; the balloon column wraps instead.
+    table.add_column("Name", min_width=max((len(printable(row.domain.name)) for row in rows), default=4))
     for node in NODES:
         table.add_column(node.key, justify="right")
+        if node.key == "xen-max" and with_hypervisor:
+            table.add_column("hv-max", justify="right")
     table.add_column("balloon")
     for row in rows:
         balloon = row.balloon
         if balloon is None:
-            values = ["-"] * len(NODES)
+            values = ["-"] * (len(NODES) + with_hypervisor)
             state = Text(f"unreadable: {printable(row.problem or '')}", style="red")
         else:
             values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
+            if with_hypervisor:
+                hv_max = balloon.hypervisor_max_kib
+                shown = "-" if hv_max is None else format_mib(hv_max) + (" !" if balloon.max_mismatch else "")
+                values.append(shown)
             state = _state(balloon)
         table.add_row(str(row.domain.id), printable(row.domain.name), *values, state)
     _console().print(table)
 
 
 def _state(balloon: Balloon) -> Text:
-    if not balloon.has_driver:
+    if balloon.has_driver is False:
         return Text("no driver", style="dim")
     if balloon.diagnostic:
         return Text(f"driver: {printable(balloon.diagnostic)}", style="red")
+    if balloon.has_driver is None:
+        return Text("unknown", style="dim")  # no driver advertised: Linux never does
     if balloon.current_kib != balloon.target_kib:
         return Text("moving", style="yellow")
     return Text("steady", style="green")

@@ -337,6 +337,10 @@ class SimTransport(Transport):
     def read_balloon(self, domain: Domain) -> Balloon:
         return self.load().domain(domain.id).balloon()
 
+    def host_free_kib(self) -> int | None:
+        host = self.load()
+        return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
+
     @contextlib.contextmanager
     def changing(self) -> Iterator[SimHost]:
         """The host, loaded under the writer lock, to change and save."""

@@ -30,6 +30,27 @@ class Transport(ABC):
     """What operations need from a balloon: find domains, read, change atomically, wait."""
 
     name: str
+    # Where notes go (the CLI prints them on stderr); until set, they are kept in pending_notes.
+    on_note: Callable[[str], None] | None = None
+
+    def note(self, message: str) -> None:
+        """Tell the user MESSAGE once (for instance why the hypervisor is not used)."""
+        if self.on_note is not None:
+            self.on_note(message)
+        else:
+            self.__dict__.setdefault("pending_notes", []).append(message)
+
+    def hypervisor_status(self) -> dict | None:
+        """Whether the hypervisor answers and why not; None where it is not ours to ask."""
+        return None
+
+    def host_free_kib(self) -> int | None:
+        """The host's free memory as `xl info` computes it, when known."""
+        return None
+
+    def hypervisor_poll_s(self) -> float | None:
+        """How often --wait must re-read a figure that changes without notice (None: never)."""
+        return None
 
     @abstractmethod
     def own_domain(self) -> Domain:

@@ -19,6 +19,17 @@ unprivileged guest over its ring) and an ``LD_PRELOAD`` shim that redirects
 that is the smallest change that lets the unmodified daemon run as a normal
 process, so the project's Xenstore code is tested against the real protocol
 implementation rather than a fake.  A stamp file makes later calls instant.
+
+For the hypervisor rig (``tests/xenharness/hypervisor.py``) it also fetches
+Debian's real ``libxenctrl.so.4.17`` and the rest of the toolstack libraries
+(``libxenmisc4.17`` and the small libraries it and Debian's real ``xl``, in
+``xen-utils-4.17``, need that a stock Debian 12 lacks), ``libxen-dev`` (the
+headers of the same Xen version), and builds from ``hypervisor_stubs/``,
+against those headers, a replacement ``libxencall.so.1`` (the hypercalls,
+answered from a domain table in a file) and ``libxenforeignmemory.so.1``
+(``xc_interface_open`` opens one; there is no /dev/xen/privcmd here) into a
+separate directory, ``clientlib``, for the client side (xbctl, xl): xenstored
+keeps its own stubs.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ __all__ = [
     "Xenstored",
     "ensure_tools",
     "default_cache_dir",
+    "compiler",
 ]
 
 #: Debian packages fetched (``apt-get download``) and unpacked (``dpkg -x``).
@@ -55,15 +67,29 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "xenstore-utils",  # C clients xenstore-read/-write/-ls/...
     "libxenstore4",  # needed by the C clients
     "libxentoolcore1",  # needed by libxenstore4
+    # The hypervisor rig: Debian's real libxenctrl (and libxenlight, libxenguest, libxlutil)
+    # plus everything it and /usr/lib/xen-4.17/bin/xl load that a stock Debian 12 lacks.
+    "libxenmisc4.17",
+    "libxen-dev",  # headers: the replacement libxencall must speak 4.17's domctl/sysctl
+    "libxentoollog1",
+    "libxenevtchn1",
+    "libxengnttab1",
+    "libxendevicemodel1",
+    "libxenhypfs1",
+    "libyajl2",
+    # libxencall1 and libxenforeignmemory1 are replaced by the rig's own (clientlib).
 )
 
 XENSTORED_REL = "usr/lib/xen-4.17/bin/xenstored"
+XL_REL = "usr/lib/xen-4.17/bin/xl"
+INCLUDE_DIR_REL = "usr/include"
 CLIENT_DIR_REL = "usr/bin"
 LIB_DIR_REL = "usr/lib/x86_64-linux-gnu"
 CLIENTS = ("read", "write", "ls", "rm", "list", "exists", "chmod", "watch")
 
 _HERE = Path(__file__).resolve().parent
 _STUB_DIR = _HERE / "stubs"
+_CLIENT_STUB_DIR = _HERE / "hypervisor_stubs"
 # (output file, soname or None, C source, version script or None, extra args)
 _BUILDS: tuple[tuple[str, str | None, str, str | None, tuple[str, ...]], ...] = (
     ("libxengnttab.so.1", "libxengnttab.so.1", "xengnttab_stub.c", "xengnttab.map", ()),
@@ -73,7 +99,15 @@ _BUILDS: tuple[tuple[str, str | None, str, str | None, tuple[str, ...]], ...] = 
      ("{out}/libxengnttab.so.1",)),
     ("xsd_shim.so", None, "xsd_shim.c", None, ("-ldl",)),
 )
-_STAMP_FORMAT = 1
+# The client side of the hypervisor rig, built into clientlib/ against libxen-dev's headers
+# (same Xen version: domctl/sysctl carry an interface version).
+_CLIENT_BUILDS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    ("libxencall.so.1", "libxencall.so.1", "xencall_rig.c", "xencall_rig.map",
+     ("-D__XEN_TOOLS__", "-I{include}")),
+    ("libxenforeignmemory.so.1", "libxenforeignmemory.so.1", "xenforeignmemory_rig.c",
+     "xenforeignmemory_rig.map", ()),
+)
+_STAMP_FORMAT = 2
 
 
 class XenHarnessError(RuntimeError):
@@ -120,6 +154,10 @@ class XenTools:
     lib_dir: Path  # unpacked runtime libraries (libxenstore.so.4, ...)
     stub_dir: Path  # stub libxenctrl/libxenevtchn/libxengnttab
     preload: Path  # the /proc/xen redirection shim
+    client_lib_dir: Path  # replacement libxencall/libxenforeignmemory (before lib_dir)
+    include_dir: Path  # libxen-dev's headers
+    xl: Path  # Debian's real xl
+    libxenctrl: Path  # Debian's real libxenctrl.so.4.17
     clients: dict[str, Path] = field(default_factory=dict)  # "read" -> .../xenstore-read
     versions: dict[str, str] = field(default_factory=dict)  # package -> version
 
@@ -187,11 +225,12 @@ class XenTools:
 def _source_key() -> str:
     h = hashlib.sha256()
     h.update(f"format={_STAMP_FORMAT};packages={','.join(DEBIAN_PACKAGES)};".encode())
-    for out, soname, src, vscript, extra in _BUILDS:
-        h.update(repr((out, soname, src, vscript, extra)).encode())
-        for name in (src, vscript):
-            if name:
-                h.update((_STUB_DIR / name).read_bytes())
+    for where, builds in ((_STUB_DIR, _BUILDS), (_CLIENT_STUB_DIR, _CLIENT_BUILDS)):
+        for out, soname, src, vscript, extra in builds:
+            h.update(repr((out, soname, src, vscript, extra)).encode())
+            for name in (src, vscript):
+                if name:
+                    h.update((where / name).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -205,6 +244,10 @@ def _tools_from(base: Path, versions: dict[str, str]) -> XenTools:
         lib_dir=root / LIB_DIR_REL,
         stub_dir=base / "stubs",
         preload=base / "stubs" / "xsd_shim.so",
+        client_lib_dir=base / "clientlib",
+        include_dir=root / INCLUDE_DIR_REL,
+        xl=root / XL_REL,
+        libxenctrl=root / LIB_DIR_REL / "libxenctrl.so.4.17",
         clients={c: p for c, p in clients.items() if p.exists()},
         versions=dict(versions),
     )
@@ -213,6 +256,8 @@ def _tools_from(base: Path, versions: dict[str, str]) -> XenTools:
 def _required_files(t: XenTools) -> list[Path]:
     return [t.xenstored, t.preload, t.lib_dir / "libxenstore.so.4",
             *(t.stub_dir / out for out, *_ in _BUILDS if out != "xsd_shim.so"),
+            *(t.client_lib_dir / out for out, *_ in _CLIENT_BUILDS),
+            t.xl, t.libxenctrl, t.include_dir / "xen" / "domctl.h",
             *(t.root / CLIENT_DIR_REL / f"xenstore-{c}" for c in ("read", "write", "ls", "rm"))]
 
 
@@ -238,21 +283,28 @@ def _deb_field(deb: Path, name: str) -> str:
     return _check(_run(["dpkg-deb", "-f", str(deb), name]), "dpkg-deb -f").stdout.strip()
 
 
-def _build_stubs(out_dir: Path) -> None:
+def compiler() -> str:
+    """The C compiler the harness builds its stubs with (gcc)."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise XenHarnessError(
             "gcc not found: the xenstored test harness compiles small stub libraries "
             "(apt-get install gcc libc6-dev)")
+    return gcc
+
+
+def _build_stubs(out_dir: Path, *, builds=_BUILDS, src_dir: Path = _STUB_DIR,
+                 include: Path | None = None) -> None:
+    gcc = compiler()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for out, soname, src, vscript, extra in _BUILDS:
+    for out, soname, src, vscript, extra in builds:
         cmd = [gcc, "-O2", "-Wall", "-fPIC", "-shared", "-o", str(out_dir / out)]
         if soname:
             cmd.append(f"-Wl,-soname,{soname}")
         if vscript:
-            cmd.append(f"-Wl,--version-script={_STUB_DIR / vscript}")
-        cmd.append(str(_STUB_DIR / src))
-        cmd.extend(a.format(out=out_dir) for a in extra)
+            cmd.append(f"-Wl,--version-script={src_dir / vscript}")
+        cmd.append(str(src_dir / src))
+        cmd.extend(a.format(out=out_dir, include=include) for a in extra)
         _check(_run(cmd), f"building stub {out}")
 
 
@@ -267,6 +319,19 @@ def _check_linkage(t: XenTools) -> None:
             raise XenHarnessError(
                 f"{exe} needs libraries that are neither on this machine nor in "
                 f"{DEBIAN_PACKAGES}: {missing}")
+    # The client side: Debian's xl (and so its real libxenctrl, libxenlight...) must load
+    # over the replacement libxencall/libxenforeignmemory (BIND_NOW: every import resolves).
+    client_env = dict(os.environ)
+    client_env["LD_LIBRARY_PATH"] = f"{t.client_lib_dir}:{t.lib_dir}"
+    cp = _check(_run(["ldd", "-r", str(t.xl)], env=client_env), f"ldd -r {t.xl}")
+    out = cp.stdout + cp.stderr
+    missing = [ln.strip() for ln in out.splitlines()
+               if "not found" in ln or "undefined symbol" in ln]
+    if missing:
+        raise XenHarnessError(f"{t.xl} does not link over the rig's libraries: {missing}")
+    for lib in ("libxencall.so.1", "libxenforeignmemory.so.1"):
+        if f"{t.client_lib_dir / lib} " not in out:
+            raise XenHarnessError(f"xl does not load the rig's {lib}:\n{out}")
     # The stubs must provide every versioned symbol xenstored imports.
     cp = _check(_run([str(t.xenstored), "--help"], env=env),
                 "xenstored --help with the stub libraries")
@@ -309,6 +374,8 @@ def ensure_tools(cache_dir: Path | None = None) -> XenTools:
                 _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]),
                        f"dpkg -x {found[0].name}")
             _build_stubs(tmp / "stubs")
+            _build_stubs(tmp / "clientlib", builds=_CLIENT_BUILDS, src_dir=_CLIENT_STUB_DIR,
+                         include=tmp / "root" / INCLUDE_DIR_REL)
             tmp.rename(base)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -320,10 +387,12 @@ def ensure_tools(cache_dir: Path | None = None) -> XenTools:
         _check_linkage(tools)
         stamp.write_text(json.dumps({"key": key, "versions": versions,
                                      "packages": list(DEBIAN_PACKAGES)}, indent=1))
-        # Drop builds for older stub sources.
+        # Drop builds for other stub sources once nobody has built them for a day (other
+        # checkouts of the project may share the cache and be running their tests now).
         for old in top.glob("xen-4.17-*"):
-            if old != base and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                if old != base and old.is_dir() and time.time() - old.stat().st_mtime > 86400:
+                    shutil.rmtree(old, ignore_errors=True)
         return tools
 
 

@@ -1,0 +1,739 @@
+/*
+ * Replacement libxencall.so.1 for tests: Debian's real libxenctrl.so.4.17
+ * (and libxenlight, libxendevicemodel, libxenhypfs, hence Debian's real
+ * `xl`) issue their hypercalls through it, and it answers the few that
+ * memory management needs from a domain table kept in a text file, so that
+ * every process of a test (xbctl, xl, a ctypes check) sees the same
+ * "hypervisor".  Built against libxen-dev's headers of the same Xen version
+ * (-D__XEN_TOOLS__), because domctl/sysctl carry an interface version that
+ * Xen checks (EACCES when it differs), and so do we.
+ *
+ *   XBCTL_TEST_HYPERVISOR=PATH       the table (see tests/xenharness/hypervisor.py)
+ *   XBCTL_TEST_HYPERCALL_LOG=PATH    one line appended per hypercall served
+ *                                    (default: PATH.log beside the table)
+ *
+ * Table lines ("key=value" words; unknown keys are ignored):
+ *   host total_pages=N free_pages=N outstanding_pages=N nr_cpus=N cpu_khz=N
+ *   domain domid=N flags=N tot_pages=N max_pages=N outstanding_pages=N
+ *          pod_target=N vcpus=N cpu_time=NS handle=UUID
+ *   fail op=NAME domid=N errno=N times=N   (domid -1: any domain)
+ * A call whose name matches a fail line fails with that errno (logged with
+ * " -> E<errno>"), without effect; `times` counts down, the line goes at 0.
+ * Unknown hypercalls are logged ("unknown ...") and fail with ENOSYS.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xen/xen.h>
+#include <xen/domctl.h>
+#include <xen/sysctl.h>
+#include <xen/memory.h>
+#include <xen/version.h>
+
+#define MAX_DOMAINS 64
+#define MAX_FAILS 16
+#define PAGE_SIZE_BYTES 4096UL
+
+struct rig_domain {
+    uint32_t domid;
+    uint32_t flags;
+    uint64_t tot_pages, max_pages, outstanding_pages, pod_target, cpu_time;
+    uint32_t vcpus;
+    uint8_t handle[16];
+};
+
+struct rig_fail {
+    char op[32];
+    long domid;
+    int err;
+    long times;
+};
+
+struct rig_table {
+    uint64_t total_pages, free_pages, outstanding_pages;
+    uint32_t nr_cpus, cpu_khz;
+    int nr_domains;
+    struct rig_domain dom[MAX_DOMAINS];
+    int nr_fails;
+    struct rig_fail fail[MAX_FAILS];
+};
+
+struct xencall_handle {
+    int fd;
+};
+typedef struct xencall_handle xencall_handle;
+
+/* ------------------------------------------------------------------ */
+/* the log                                                              */
+/* ------------------------------------------------------------------ */
+
+static const char *table_path(void)
+{
+    return getenv("XBCTL_TEST_HYPERVISOR");
+}
+
+static char call_note[512];
+
+/* Describe the call being served; dispatch() logs it with its outcome. */
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call_note, sizeof(call_note), fmt, ap);
+    va_end(ap);
+}
+
+static void rig_log(const char *fmt, ...)
+{
+    char path[4096], line[512];
+    const char *p = getenv("XBCTL_TEST_HYPERCALL_LOG");
+    const char *t = table_path();
+    va_list ap;
+    int fd, n;
+
+    if (!p || !*p) {
+        if (!t)
+            return;
+        snprintf(path, sizeof(path), "%s.log", t);
+        p = path;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    if (write(fd, line, n) < 0) { /* nothing sensible to do */ }
+    close(fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* the table                                                            */
+/* ------------------------------------------------------------------ */
+
+static int parse_uuid(const char *s, uint8_t out[16])
+{
+    int i = 0;
+    while (*s && i < 16) {
+        unsigned v;
+        if (*s == '-') { s++; continue; }
+        if (sscanf(s, "%2x", &v) != 1)
+            return -1;
+        out[i++] = (uint8_t)v;
+        s += 2;
+    }
+    return i == 16 ? 0 : -1;
+}
+
+static void format_uuid(const uint8_t h[16], char out[37])
+{
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10],
+             h[11], h[12], h[13], h[14], h[15]);
+}
+
+static void parse_line(struct rig_table *t, char *line)
+{
+    char *save = NULL, *word = strtok_r(line, " \t\n", &save);
+    struct rig_domain *d = NULL;
+    struct rig_fail *f = NULL;
+    int host = 0;
+
+    if (!word)
+        return;
+    if (!strcmp(word, "host")) {
+        host = 1;
+    } else if (!strcmp(word, "domain") && t->nr_domains < MAX_DOMAINS) {
+        d = &t->dom[t->nr_domains++];
+        memset(d, 0, sizeof(*d));
+        d->vcpus = 1;
+    } else if (!strcmp(word, "fail") && t->nr_fails < MAX_FAILS) {
+        f = &t->fail[t->nr_fails++];
+        memset(f, 0, sizeof(*f));
+        f->domid = -1;
+        f->err = ENOMEM;
+        f->times = 1;
+    } else {
+        return;
+    }
+    while ((word = strtok_r(NULL, " \t\n", &save))) {
+        char *eq = strchr(word, '=');
+        const char *key = word, *val;
+        uint64_t u;
+        if (!eq)
+            continue;
+        *eq = '\0';
+        val = eq + 1;
+        u = strtoull(val, NULL, 0);
+        if (host) {
+            if (!strcmp(key, "total_pages")) t->total_pages = u;
+            else if (!strcmp(key, "free_pages")) t->free_pages = u;
+            else if (!strcmp(key, "outstanding_pages")) t->outstanding_pages = u;
+            else if (!strcmp(key, "nr_cpus")) t->nr_cpus = u;
+            else if (!strcmp(key, "cpu_khz")) t->cpu_khz = u;
+        } else if (d) {
+            if (!strcmp(key, "domid")) d->domid = u;
+            else if (!strcmp(key, "flags")) d->flags = u;
+            else if (!strcmp(key, "tot_pages")) d->tot_pages = u;
+            else if (!strcmp(key, "max_pages")) d->max_pages = u;
+            else if (!strcmp(key, "outstanding_pages")) d->outstanding_pages = u;
+            else if (!strcmp(key, "pod_target")) d->pod_target = u;
+            else if (!strcmp(key, "cpu_time")) d->cpu_time = u;
+            else if (!strcmp(key, "vcpus")) d->vcpus = u;
+            else if (!strcmp(key, "handle")) parse_uuid(val, d->handle);
+        } else if (f) {
+            if (!strcmp(key, "op")) snprintf(f->op, sizeof(f->op), "%s", val);
+            else if (!strcmp(key, "domid")) f->domid = strtol(val, NULL, 0);
+            else if (!strcmp(key, "errno")) f->err = (int)u;
+            else if (!strcmp(key, "times")) f->times = strtol(val, NULL, 0);
+        }
+    }
+}
+
+/* Open and lock the table; fill *t.  Returns the locked fd or -errno. */
+static int table_load(struct rig_table *t)
+{
+    const char *p = table_path();
+    FILE *fp;
+    char line[1024];
+    int fd;
+
+    memset(t, 0, sizeof(*t));
+    if (!p || !*p)
+        return -ENODEV;  /* no hypervisor here */
+    fd = open(p, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -ENODEV;
+    if (flock(fd, LOCK_EX) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    fp = fdopen(dup(fd), "r");
+    if (!fp) {
+        close(fd);
+        return -EIO;
+    }
+    while (fgets(line, sizeof(line), fp))
+        parse_line(t, line);
+    fclose(fp);
+    return fd;
+}
+
+/* Rewrite the table in place (the fd holds the lock), then unlock. */
+static void table_store(int fd, const struct rig_table *t)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    int i;
+
+    if (!m)
+        return;
+    fprintf(m, "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n");
+    fprintf(m, "host total_pages=%" PRIu64 " free_pages=%" PRIu64
+               " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u\n",
+            t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus,
+            t->cpu_khz);
+    for (i = 0; i < t->nr_domains; i++) {
+        const struct rig_domain *d = &t->dom[i];
+        char uuid[37];
+        format_uuid(d->handle, uuid);
+        fprintf(m, "domain domid=%u flags=%u tot_pages=%" PRIu64 " max_pages=%" PRIu64
+                   " outstanding_pages=%" PRIu64 " pod_target=%" PRIu64
+                   " vcpus=%u cpu_time=%" PRIu64 " handle=%s\n",
+                d->domid, d->flags, d->tot_pages, d->max_pages, d->outstanding_pages,
+                d->pod_target, d->vcpus, d->cpu_time, uuid);
+    }
+    for (i = 0; i < t->nr_fails; i++) {
+        const struct rig_fail *f = &t->fail[i];
+        if (f->times == 0)
+            continue;
+        fprintf(m, "fail op=%s domid=%ld errno=%d times=%ld\n", f->op, f->domid,
+                f->err, f->times);
+    }
+    fclose(m);
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, len, 0) == (ssize_t)len)
+        fsync(fd);
+    free(buf);
+}
+
+static void table_unlock(int fd)
+{
+    flock(fd, LOCK_UN);
+    close(fd);
+}
+
+static struct rig_domain *find_exact(struct rig_table *t, uint32_t domid)
+{
+    int i;
+    for (i = 0; i < t->nr_domains; i++)
+        if (t->dom[i].domid == domid)
+            return &t->dom[i];
+    return NULL;
+}
+
+/* The existing domain with the smallest id >= domid (Xen's for_each_domain order). */
+static struct rig_domain *find_next(struct rig_table *t, uint32_t domid)
+{
+    struct rig_domain *best = NULL;
+    int i;
+    for (i = 0; i < t->nr_domains; i++)
+        if (t->dom[i].domid >= domid && (!best || t->dom[i].domid < best->domid))
+            best = &t->dom[i];
+    return best;
+}
+
+/* An injected failure for (op, domid): its errno (consumed once), else 0. */
+static int injected(struct rig_table *t, int *dirty, const char *op, long domid)
+{
+    int i;
+    for (i = 0; i < t->nr_fails; i++) {
+        struct rig_fail *f = &t->fail[i];
+        if (f->times == 0 || strcmp(f->op, op))
+            continue;
+        if (f->domid >= 0 && f->domid != domid)
+            continue;
+        if (f->times > 0) {
+            f->times--;
+            *dirty = 1;
+        }
+        return f->err;
+    }
+    return 0;
+}
+
+static const char *errname(int e)
+{
+    const char *name = strerrorname_np(e);  /* "ENOMEM" (glibc >= 2.32) */
+    return name ? name : "EUNKNOWN";
+}
+
+static void fill_domaininfo(xen_domctl_getdomaininfo_t *info, const struct rig_domain *d)
+{
+    memset(info, 0, sizeof(*info));
+    info->domain = d->domid;
+    info->flags = d->flags;
+    info->tot_pages = d->tot_pages;
+    info->max_pages = d->max_pages;
+    info->outstanding_pages = d->outstanding_pages;
+    info->cpu_time = d->cpu_time;
+    info->nr_online_vcpus = d->vcpus;
+    info->max_vcpu_id = d->vcpus ? d->vcpus - 1 : 0;
+    memcpy(info->handle, d->handle, sizeof(info->handle));
+    info->cpupool = 0;
+    info->gpaddr_bits = 52;
+}
+
+/* ------------------------------------------------------------------ */
+/* the hypercalls                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Each returns the hypercall's result: >= 0, or -errno. */
+
+static long do_domctl(struct rig_table *t, int *dirty, struct xen_domctl *op)
+{
+    struct rig_domain *d;
+    int e;
+
+    if (op->interface_version != XEN_DOMCTL_INTERFACE_VERSION) {
+        note("domctl cmd=%u interface_version=%#x", op->cmd,
+                op->interface_version);
+        return -EACCES;
+    }
+    switch (op->cmd) {
+    case XEN_DOMCTL_getdomaininfo:
+        note("getdomaininfo domid=%u", op->domain);
+        if ((e = injected(t, dirty, "getdomaininfo", op->domain)))
+            return -e;
+        if (op->domain >= DOMID_FIRST_RESERVED)
+            return -EINVAL;
+        d = find_next(t, op->domain);
+        if (!d)
+            return -ESRCH;
+        fill_domaininfo(&op->u.getdomaininfo, d);
+        op->domain = d->domid;
+        return 0;
+    case XEN_DOMCTL_max_mem:
+        note("max_mem domid=%u max_memkb=%" PRIu64, op->domain,
+             (uint64_t)op->u.max_mem.max_memkb);
+        if ((e = injected(t, dirty, "max_mem", op->domain)))
+            return -e;
+        d = find_exact(t, op->domain);
+        if (!d)
+            return -ESRCH;
+        {
+            uint64_t new_max = op->u.max_mem.max_memkb >> 2;
+            d->max_pages = new_max > UINT32_MAX ? UINT32_MAX : new_max;
+        }
+        *dirty = 1;
+        return 0;
+    default:
+        note("unknown domctl cmd=%u domid=%u", op->cmd, op->domain);
+        return -ENOSYS;
+    }
+}
+
+static long do_sysctl(struct rig_table *t, int *dirty, struct xen_sysctl *op)
+{
+    int e;
+
+    if (op->interface_version != XEN_SYSCTL_INTERFACE_VERSION) {
+        note("sysctl cmd=%u interface_version=%#x", op->cmd,
+                op->interface_version);
+        return -EACCES;
+    }
+    switch (op->cmd) {
+    case XEN_SYSCTL_getdomaininfolist: {
+        struct xen_sysctl_getdomaininfolist *l = &op->u.getdomaininfolist;
+        xen_domctl_getdomaininfo_t *out = l->buffer.p;
+        uint32_t n = 0, next = l->first_domain;
+        struct rig_domain *d;
+
+        note("getdomaininfolist first=%u max=%u", l->first_domain, l->max_domains);
+        if ((e = injected(t, dirty, "getdomaininfolist", l->first_domain)))
+            return -e;
+        while (n < l->max_domains && next < DOMID_FIRST_RESERVED &&
+               (d = find_next(t, next))) {
+            fill_domaininfo(&out[n++], d);
+            next = d->domid + 1;
+        }
+        l->num_domains = n;
+        return 0;
+    }
+    case XEN_SYSCTL_physinfo: {
+        struct xen_sysctl_physinfo *pi = &op->u.physinfo;
+        note("physinfo");
+        if ((e = injected(t, dirty, "physinfo", -1)))
+            return -e;
+        memset(pi, 0, sizeof(*pi));
+        pi->threads_per_core = 1;
+        pi->cores_per_socket = t->nr_cpus ? t->nr_cpus : 1;
+        pi->nr_cpus = t->nr_cpus ? t->nr_cpus : 1;
+        pi->max_cpu_id = pi->nr_cpus - 1;
+        pi->nr_nodes = 1;
+        pi->max_node_id = 0;
+        pi->cpu_khz = t->cpu_khz;
+        pi->capabilities = XEN_SYSCTL_PHYSCAP_hvm | XEN_SYSCTL_PHYSCAP_pv |
+                           XEN_SYSCTL_PHYSCAP_hap | XEN_SYSCTL_PHYSCAP_shadow;
+        pi->total_pages = t->total_pages;
+        pi->free_pages = t->free_pages;
+        pi->scrub_pages = 0;
+        pi->outstanding_pages = t->outstanding_pages;
+        pi->max_mfn = t->total_pages ? t->total_pages - 1 : 0;
+        return 0;
+    }
+    case XEN_SYSCTL_sched_id:
+        note("sched_id");
+        op->u.sched_id.sched_id = XEN_SCHEDULER_CREDIT2;
+        return 0;
+    default:
+        note("unknown sysctl cmd=%u", op->cmd);
+        return -ENOSYS;
+    }
+}
+
+static long do_memory_op(struct rig_table *t, int *dirty, unsigned long cmd, void *arg)
+{
+    struct xen_pod_target *pod = arg;
+    struct rig_domain *d;
+    int e;
+
+    switch (cmd) {
+    case XENMEM_set_pod_target:
+        note("set_pod_target domid=%u target_pages=%" PRIu64, pod->domid,
+             (uint64_t)pod->target_pages);
+        if ((e = injected(t, dirty, "set_pod_target", pod->domid)))
+            return -e;
+        d = find_exact(t, pod->domid);
+        if (!d)
+            return -ESRCH;
+        if (!(d->flags & XEN_DOMINF_hvm_guest))
+            return -EINVAL;  /* Xen: PoD is for HVM/PVH domains only */
+        if (pod->target_pages > d->max_pages)
+            return -EINVAL;  /* as Xen's memory_op */
+        d->pod_target = pod->target_pages;
+        *dirty = 1;
+        pod->tot_pages = d->tot_pages;
+        pod->pod_cache_pages = 0;
+        pod->pod_entries = 0;
+        return 0;
+    case XENMEM_get_pod_target:
+        note("get_pod_target domid=%u", pod->domid);
+        d = find_exact(t, pod->domid);
+        if (!d)
+            return -ESRCH;
+        pod->target_pages = d->pod_target;
+        pod->tot_pages = d->tot_pages;
+        pod->pod_cache_pages = 0;
+        pod->pod_entries = 0;
+        return 0;
+    default:
+        note("unknown memory_op cmd=%lu", cmd);
+        return -ENOSYS;
+    }
+}
+
+static long do_xen_version(unsigned long cmd, void *arg)
+{
+    switch (cmd) {
+    case XENVER_version:
+        note("xen_version cmd=version");
+        return (4 << 16) | 17;
+    case XENVER_extraversion:
+        note("xen_version cmd=extraversion");
+        snprintf(arg, sizeof(xen_extraversion_t), ".7-rig");
+        return 0;
+    case XENVER_compile_info: {
+        xen_compile_info_t *ci = arg;
+        note("xen_version cmd=compile_info");
+        memset(ci, 0, sizeof(*ci));
+        snprintf(ci->compiler, sizeof(ci->compiler), "gcc");
+        snprintf(ci->compile_by, sizeof(ci->compile_by), "xbctl-tests");
+        snprintf(ci->compile_domain, sizeof(ci->compile_domain), "invalid");
+        snprintf(ci->compile_date, sizeof(ci->compile_date), "Thu Jan  1 00:00:00 UTC 1970");
+        return 0;
+    }
+    case XENVER_capabilities:
+        note("xen_version cmd=capabilities");
+        snprintf(arg, sizeof(xen_capabilities_info_t),
+                 "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
+        return 0;
+    case XENVER_changeset:
+        note("xen_version cmd=changeset");
+        snprintf(arg, sizeof(xen_changeset_info_t), "xbctl test rig");
+        return 0;
+    case XENVER_platform_parameters: {
+        xen_platform_parameters_t *pp = arg;
+        note("xen_version cmd=platform_parameters");
+        pp->virt_start = 0xffff800000000000UL;
+        return 0;
+    }
+    case XENVER_pagesize:
+        note("xen_version cmd=pagesize");
+        return PAGE_SIZE_BYTES;
+    case XENVER_commandline:
+        note("xen_version cmd=commandline");
+        snprintf(arg, sizeof(xen_commandline_t), "placeholder");
+        return 0;
+    case XENVER_get_features: {
+        xen_feature_info_t *fi = arg;
+        note("xen_version cmd=get_features");
+        fi->submap = 0;
+        return 0;
+    }
+    default:
+        note("unknown xen_version cmd=%lu", cmd);
+        return -ENOSYS;
+    }
+}
+
+/* Log the noted call, with " -> ENAME" when it failed. */
+static void log_outcome(long r)
+{
+    if (!call_note[0])
+        return;
+    if (r < 0)
+        rig_log("%s -> %s", call_note, errname((int)-r));
+    else
+        rig_log("%s", call_note);
+    call_note[0] = '\0';
+}
+
+static long dispatch(unsigned int op, const uint64_t a[5])
+{
+    struct rig_table *t;
+    int fd, dirty = 0;
+    long r;
+
+    call_note[0] = '\0';
+    if (op == __HYPERVISOR_xen_version) {
+        r = do_xen_version(a[0], (void *)(uintptr_t)a[1]);
+        log_outcome(r);
+        return r;
+    }
+    if (op == __HYPERVISOR_multicall) {
+        multicall_entry_t *calls = (void *)(uintptr_t)a[0];
+        uint64_t i;
+        for (i = 0; i < a[1]; i++) {
+            uint64_t args[5];
+            int k;
+            for (k = 0; k < 5; k++)
+                args[k] = calls[i].args[k];
+            calls[i].result = (xen_ulong_t)dispatch(calls[i].op, args);
+        }
+        return 0;
+    }
+    if (op != __HYPERVISOR_domctl && op != __HYPERVISOR_sysctl &&
+        op != __HYPERVISOR_memory_op) {
+        rig_log("unknown hypercall op=%u arg0=%#" PRIx64 " -> ENOSYS", op, a[0]);
+        return -ENOSYS;
+    }
+    t = malloc(sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    fd = table_load(t);
+    if (fd < 0) {
+        free(t);
+        note("hypercall op=%u (no table at $XBCTL_TEST_HYPERVISOR)", op);
+        log_outcome(fd);
+        return fd;
+    }
+    if (op == __HYPERVISOR_domctl)
+        r = do_domctl(t, &dirty, (void *)(uintptr_t)a[0]);
+    else if (op == __HYPERVISOR_sysctl)
+        r = do_sysctl(t, &dirty, (void *)(uintptr_t)a[0]);
+    else
+        r = do_memory_op(t, &dirty, a[0], (void *)(uintptr_t)a[1]);
+    if (dirty)
+        table_store(fd, t);
+    table_unlock(fd);
+    free(t);
+    log_outcome(r);
+    return r;
+}
+
+static long hypercall(unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3,
+                      uint64_t a4, uint64_t a5)
+{
+    uint64_t a[5] = { a1, a2, a3, a4, a5 };
+    long r = dispatch(op, a);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* the libxencall API (every symbol Debian's libxencall.so.1 exports)   */
+/* ------------------------------------------------------------------ */
+
+xencall_handle *xencall_open(void *logger, unsigned open_flags)
+{
+    xencall_handle *h = calloc(1, sizeof(*h));
+    (void)logger; (void)open_flags;
+    if (!h)
+        return NULL;
+    h->fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    return h;
+}
+
+int xencall_close(xencall_handle *h)
+{
+    if (!h)
+        return 0;
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h);
+    return 0;
+}
+
+int xencall_fd(xencall_handle *h)
+{
+    return h->fd;
+}
+
+int xencall0(xencall_handle *h, unsigned int op)
+{
+    (void)h;
+    return (int)hypercall(op, 0, 0, 0, 0, 0);
+}
+
+int xencall1(xencall_handle *h, unsigned int op, uint64_t a1)
+{
+    (void)h;
+    return (int)hypercall(op, a1, 0, 0, 0, 0);
+}
+
+int xencall2(xencall_handle *h, unsigned int op, uint64_t a1, uint64_t a2)
+{
+    (void)h;
+    return (int)hypercall(op, a1, a2, 0, 0, 0);
+}
+
+long xencall2L(xencall_handle *h, unsigned int op, uint64_t a1, uint64_t a2)
+{
+    (void)h;
+    return hypercall(op, a1, a2, 0, 0, 0);
+}
+
+int xencall3(xencall_handle *h, unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3)
+{
+    (void)h;
+    return (int)hypercall(op, a1, a2, a3, 0, 0);
+}
+
+int xencall4(xencall_handle *h, unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3,
+             uint64_t a4)
+{
+    (void)h;
+    return (int)hypercall(op, a1, a2, a3, a4, 0);
+}
+
+int xencall5(xencall_handle *h, unsigned int op, uint64_t a1, uint64_t a2, uint64_t a3,
+             uint64_t a4, uint64_t a5)
+{
+    (void)h;
+    return (int)hypercall(op, a1, a2, a3, a4, a5);
+}
+
+void *xencall_alloc_buffer_pages(xencall_handle *h, size_t nr_pages)
+{
+    void *p = mmap(NULL, nr_pages * PAGE_SIZE_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    (void)h;
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0, nr_pages * PAGE_SIZE_BYTES);
+    return p;
+}
+
+void xencall_free_buffer_pages(xencall_handle *h, void *p, size_t nr_pages)
+{
+    int saved = errno;  /* callers read errno of the hypercall after the free */
+    (void)h;
+    if (p)
+        munmap(p, nr_pages * PAGE_SIZE_BYTES);
+    errno = saved;
+}
+
+void *xencall_alloc_buffer(xencall_handle *h, size_t size)
+{
+    void *p = NULL;
+    (void)h;
+    if (posix_memalign(&p, PAGE_SIZE_BYTES, size ? size : 1))
+        return NULL;
+    memset(p, 0, size ? size : 1);
+    return p;
+}
+
+void xencall_free_buffer(xencall_handle *h, void *p)
+{
+    int saved = errno;
+    (void)h;
+    free(p);
+    errno = saved;
+}
+
+int xencall_buffers_never_fault(xencall_handle *h)
+{
+    (void)h;
+    return 1;
+}
