@@ -9,6 +9,7 @@ administrators type them (`xbctl mem-set web 512 --wait`).
 from __future__ import annotations
 
 import errno
+import signal
 import os
 import sys
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class XbctlGroup(TyperGroup):
         sys.stdout = _Output(real_stdout)  # type: ignore[assignment]
         sys.stderr = _Messages(real_stderr)  # type: ignore[assignment]
         try:
+            if console:
+                # Only now, inside the try that reports it, may Ctrl-C become a KeyboardInterrupt
+                # (after a write, --wait says what stays behind); until here it ends xbctl quietly.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             result = super().main(args=argv, prog_name="xbctl", standalone_mode=False, **extra)
             status = result if isinstance(result, int) else ExitStatus.OK
             if status == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
@@ -177,7 +182,6 @@ class XbctlGroup(TyperGroup):
                 )
         finally:
             if console:  # done: a Ctrl-C now could only turn the outcome into a traceback
-                import signal
 
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
             sys.stdout, sys.stderr = real_stdout, real_stderr
@@ -922,13 +926,9 @@ def agent_command(
 
 def main() -> None:
     """Console entry point (xbctl.__main__ has already made an early Ctrl-C quiet)."""
-    import signal
 
     # As C tools do: a reader that goes away (xbctl -a | head -1) ends xbctl quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # Not app(): Typer's own wrapper would print a traceback for anything main() lets out.
     command = typer.main.get_command(app)
-    # From here on, Ctrl-C is a KeyboardInterrupt that XbctlGroup.main turns into exit 130
-    # (after a write, --wait says what stays behind).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     command.main(console=True)
