@@ -174,7 +174,7 @@ def test_jq_example_renders_as_a_command_that_works_when_pasted():
 
 
 def test_exit_status_1_lists_the_xenstore_refusals():
-    from xbctl.xenstore import REFUSING_ERRORS
+    from xbctl.transports.xenstore import REFUSING_ERRORS
 
     text = rendered()
     status_1 = " ".join(text[text.index("\nEXIT STATUS\n") :].split("\n     2 ")[0].split())

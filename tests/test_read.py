@@ -110,7 +110,7 @@ def test_version_and_help(xbctl):
 
 
 def test_on_xen_without_a_reachable_xenstore_the_simulator_says_so(xbctl, monkeypatch):
-    from xbctl import transport as transport_module
+    from xbctl.transports import choice as transport_module
 
     monkeypatch.setattr(transport_module, "on_xen", lambda: True)  # as if /sys/hypervisor/type said xen
     outcome = xbctl("-n", "target", env={"XBCTL_TRANSPORT": None, "XENSTORED_PATH": None,

@@ -155,7 +155,7 @@ def test_names_match_exactly_and_ids_are_ids(xs):
 
 
 def test_domain_gone_between_lookup_and_write_is_not_recreated(xs, monkeypatch):
-    from xbctl.xenstore import XenstoreTransport
+    from xbctl.transports.xenstore import XenstoreTransport
 
     original = XenstoreTransport.update_balloon
 

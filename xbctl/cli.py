@@ -22,13 +22,13 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import ExitStatus, XbctlError, printable, usage_error
 from .nodes import NODES, SYSCTL_PREFIX, Node, select_nodes
-from .transport import TRANSPORT_NAMES
+from .transports import TRANSPORT_NAMES
 from .units import parse_number
 
 if TYPE_CHECKING:
     from .nodes import Balloon
     from .operations import WriteRequest, WriteResult
-    from .transport import Domain, Transport
+    from .transports import Domain, Transport
 
 SYSCTL_COMMAND = "sysctl"
 MAX_SECONDS = 10**7  # about four months: anything longer is a typo
@@ -182,7 +182,6 @@ class XbctlGroup(TyperGroup):
                 )
         finally:
             if console:  # done: a Ctrl-C now could only turn the outcome into a traceback
-
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
             sys.stdout, sys.stderr = real_stdout, real_stderr
         sys.exit(int(status))
@@ -346,7 +345,7 @@ class Options:
     def transport(self) -> "Transport":
         """The transport, opened on first use."""
         if self._transport is None:
-            from .transport import fallback_note, open_transport
+            from .transports.choice import fallback_note, open_transport
 
             self._transport = open_transport(self.transport_name, self.sim_state)
             note = fallback_note(self.transport_name, self._transport)
@@ -836,7 +835,7 @@ def sim_reset(
     ] = None,
 ) -> None:
     """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
-    from .sim import DEFAULT_STEPS_PER_SECOND, MAX_STEPS_PER_SECOND
+    from .transports.sim import DEFAULT_STEPS_PER_SECOND, MAX_STEPS_PER_SECOND
     from .units import parse_kib
 
     host_free_kib = parse_kib(host_free, what="--host-free")
@@ -896,7 +895,7 @@ def agent_command(
 ) -> None:
     """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
     from .agent import run_agent
-    from .sim import MAX_STEPS_PER_SECOND
+    from .transports.sim import MAX_STEPS_PER_SECOND
     from .units import parse_kib
 
     options = options_of(ctx)

@@ -25,7 +25,7 @@ from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import NODE_BY_KEY, NODES, SYSCTL_PREFIX
 
 if TYPE_CHECKING:
-    from .transport import Domain
+    from .transports import Domain
 
 PROG_NAME = "xbctl"
 COMPLETE_VAR = "_XBCTL_COMPLETE"
@@ -405,12 +405,12 @@ def _domains_within_deadline(transport_name: str | None, sim_state: str | None) 
 
 
 def _lookup_domains(transport_name: str | None, sim_state: str | None) -> list["Domain"]:
-    from .transport import open_transport, xenstore_reachable
+    from .transports.choice import open_transport, xenstore_reachable
 
     if transport_name is None:
         transport_name = "xenstore" if xenstore_reachable() else "sim"
     if transport_name == "sim":
-        from .sim import SimTransport
+        from .transports.sim import SimTransport
 
         sim = SimTransport(sim_state)
 

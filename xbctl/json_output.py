@@ -14,7 +14,7 @@ from .nodes import NODES, Balloon, Node
 if TYPE_CHECKING:
     from .errors import XbctlError
     from .operations import DomainRow, WaitOutcome, WriteResult
-    from .transport import Domain, Transport
+    from .transports import Domain, Transport
 
 SCHEMA_VERSION = 1
 

@@ -12,7 +12,7 @@ from typing import Callable
 from .assignments import Assignment
 from .errors import ExitStatus, XbctlError, refused
 from .nodes import Balloon, Node, find_node
-from .transport import Domain, Transport
+from .transports import Domain, Transport
 from .units import Size, parse_size, round_up_to_page
 
 
@@ -299,7 +299,7 @@ def wait_for_target(
 
 def require_sim(transport: Transport):
     """TRANSPORT as the simulator, or a usage error for the `sim` commands."""
-    from .sim import SimTransport
+    from .transports.sim import SimTransport
 
     if not isinstance(transport, SimTransport):
         raise XbctlError(

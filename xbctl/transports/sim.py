@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ExitStatus, XbctlError, unavailable, usage_error
-from .nodes import BALLAST_PAGES, Balloon
+from ..errors import ExitStatus, XbctlError, unavailable, usage_error
+from ..nodes import BALLAST_PAGES, Balloon
 from .simstore import CorruptState, StateStore, default_state_path
-from .transport import Domain, Plan, Transport, match_domain, parse_domain_id
-from .units import MAX_KIB, PAGE_KIB
+from . import Domain, Plan, Transport, match_domain, parse_domain_id
+from ..units import MAX_KIB, PAGE_KIB
 
 BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
 STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB

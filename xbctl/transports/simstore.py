@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import XbctlError, unavailable
+from ..errors import XbctlError, unavailable
 
 SCHEMA_VERSION = 1
 # Every state file xbctl writes starts with this marker, so even a torn one is known as ours.

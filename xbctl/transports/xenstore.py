@@ -33,20 +33,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .errors import ExitStatus, XbctlError, unavailable, unknown
-from .nodes import Balloon
-from .units import MAX_KIB, is_node_kib, parse_number, round_up_to_page
-from .xenstore_wire import WireClient, XenstoreLost, XenstoreReplyError
-from .transport import (
-    DOMID_FIRST_RESERVED,
-    XENBUS_DEVICES,
-    Domain,
-    Plan,
-    Transport,
-    match_domain,
-    parse_domain_id,
-    xenstore_socket_path,
-)
+from ..errors import ExitStatus, XbctlError, unavailable, unknown
+from ..nodes import Balloon
+from ..units import MAX_KIB, is_node_kib, parse_number, round_up_to_page
+from .wire import WireClient, XenstoreLost, XenstoreReplyError
+from . import DOMID_FIRST_RESERVED, Domain, Plan, Transport, match_domain, parse_domain_id
+from .choice import XENBUS_DEVICES, xenstore_socket_path
 
 T = TypeVar("T")
 
@@ -387,7 +379,7 @@ class XenstoreTransport(Transport):
         if spec is None:
             return self.own_domain()
         if spec == "":
-            from .errors import usage_error
+            from ..errors import usage_error
 
             raise usage_error("empty domain name")
         domid = parse_domain_id(spec)

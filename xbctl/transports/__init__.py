@@ -1,4 +1,8 @@
-"""The seam between operations and the balloon: one interface, two implementations."""
+"""The seam between operations and the balloon: the interface every transport implements.
+
+Implementations: sim (the simulated host), xenstore (over wire, with hypervisor as
+Domain-0); choice picks one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import ExitStatus, XbctlError, unknown, usage_error
-from .nodes import Balloon
+from ..errors import ExitStatus, XbctlError, unknown, usage_error
+from ..nodes import Balloon
 
 # Xen reserves domain ids from DOMID_FIRST_RESERVED (0x7FF0) upwards.
 DOMID_FIRST_RESERVED = 0x7FF0
@@ -115,61 +119,3 @@ def match_domain(spec: str, domains: list[Domain]) -> Domain:
     if not found:
         raise unknown(f"domain {shown!r}: unknown domain", hint="xbctl list shows the domains")
     return found[0]
-
-
-def xenstore_socket_path() -> Path:
-    """The Xenstore socket, found as libxenstore finds it."""
-    if os.environ.get("XENSTORED_PATH"):
-        return Path(os.environ["XENSTORED_PATH"])
-    rundir = os.environ.get("XENSTORED_RUNDIR") or "/var/run/xenstored"
-    return Path(rundir) / "socket"
-
-
-XENBUS_DEVICES = (Path("/dev/xen/xenbus"), Path("/proc/xen/xenbus"))
-
-
-def xenstore_reachable() -> bool:
-    """True when a Xenstore socket or xenbus device is there to talk to."""
-    return xenstore_socket_path().exists() or any(dev.exists() for dev in XENBUS_DEVICES)
-
-
-def on_xen() -> bool:
-    """True on a Xen host or guest, where a missing Xenstore is a failure, not a cue to simulate."""
-    try:
-        return Path("/sys/hypervisor/type").read_text().strip() == "xen" or Path("/proc/xen/capabilities").exists()
-    except OSError:
-        return False
-
-
-def fallback_note(name: str | None, transport: Transport) -> str | None:
-    """What to tell the user when, on a Xen machine, the default fell back to the simulator."""
-    if name is None and transport.name == "sim" and on_xen():
-        return (
-            "this is a Xen machine but no Xenstore is reachable (is xenstored running?); "
-            "answering from the simulated host (--transport xenstore insists on Xenstore)"
-        )
-    return None
-
-
-def open_transport(name: str | None, sim_state: str | None) -> Transport:
-    """The transport called NAME, or the default: Xenstore when reachable, else the simulator.
-
-    Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) means Xenstore: a typo must
-    fail, never answer from a simulated host.
-    """
-    if name is None:
-        explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
-        name = "xenstore" if explicit or xenstore_reachable() else "sim"
-    if name == "sim":
-        from .sim import SimTransport
-
-        return SimTransport(sim_state)
-    if name == "xenstore":
-        from .xenstore import XenstoreTransport
-
-        return XenstoreTransport()
-    raise XbctlError(
-        f"unknown transport {name!r}",
-        status=ExitStatus.USAGE,
-        hint="transports: " + ", ".join(TRANSPORT_NAMES),
-    )
