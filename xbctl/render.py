@@ -40,6 +40,11 @@ def printable(text: str) -> str:
 
 def print_domain_table(rows: list["DomainRow"]) -> None:
     """Print every domain's balloon as a table, memory in MiB as xl list does."""
+    _console().print(domain_table(rows))
+
+
+def domain_table(rows: list["DomainRow"]) -> Table:
+    """Every domain's balloon as a rich table, memory in MiB as xl list does."""
     table = Table(title=None, caption="memory in MiB; exact KiB with --json")
     table.add_column("ID", justify="right")
     table.add_column("Name")
@@ -55,7 +60,20 @@ def print_domain_table(rows: list["DomainRow"]) -> None:
             values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
             state = _state(balloon)
         table.add_row(str(row.domain.id), printable(row.domain.name), *values, state)
-    _console().print(table)
+    return table
+
+
+@contextlib.contextmanager
+def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]], None]]:
+    """The domain table redrawn in place on the terminal; yields the function that redraws it."""
+    from rich.live import Live
+
+    with Live(domain_table(rows), console=_console(), auto_refresh=False, screen=False) as live:
+
+        def update(new_rows: list["DomainRow"]) -> None:
+            live.update(domain_table(new_rows), refresh=True)
+
+        yield update
 
 
 def _state(balloon: Balloon) -> Text:
