@@ -122,8 +122,12 @@ class WriteResult:
 
     @property
     def changed(self) -> bool:
-        """True when the write changes (or in a dry run would change) a node."""
-        return bool(self.changes)
+        """True when the write changes (or in a dry run would change) a node's value.
+
+        `changes` also lists nodes written with the value they already held, as sysctl
+        prints `x -> x`; those change nothing.
+        """
+        return any(c.old_kib != c.new_kib for c in self.changes)
 
     def to_dict(self) -> dict:
         """The --json `write` document."""
