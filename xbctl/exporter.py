@@ -94,8 +94,21 @@ class BalloonCollector:
         yield scrape_error
 
 
+def _require_prometheus_client() -> None:
+    """A clear error, not a traceback, when the optional dependency is missing."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise XbctlError(
+            "the Prometheus metrics need the prometheus_client library",
+            status=ExitStatus.UNAVAILABLE,
+            hint="pip install 'xbctl[exporter]'",
+        ) from None
+
+
 def registry_for(transport: str | None, sim_state: str | None):
     """A registry holding only the balloon collector (no process or Python metrics)."""
+    _require_prometheus_client()
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
