@@ -117,3 +117,23 @@ def test_top_in_a_pipe_prints_one_table_per_change(wall_host):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_top_over_xenstore_redraws_on_a_watch(xs):
+    process = xs.popen("top")
+    try:
+        fd = process.stdout.fileno()
+        seen: list[str] = []
+        read_until(fd, re.compile(r"1 │ web\s+│\s+\S+ │\s+768 │"), seen)
+        xs.write("/local/domain/1/memory/target", str(700 * 1024))
+        read_until(fd, re.compile(r"1 │ web\s+│\s+\S+ │\s+700 │"), seen)
+        xs.write("/local/domain/2/memory/target", "garbage")
+        read_until(fd, re.compile(r"2 │ db\s+│.*unreadable"), seen)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 0 and err == "", err
+        assert "".join(seen).count("memory in MiB") + out.count("memory in MiB") == 3  # no redraw without a change
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
