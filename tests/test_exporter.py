@@ -158,3 +158,17 @@ def test_lost_xenstore_is_a_scrape_error_metric(private_xs, promtool, exporter_o
     lint(promtool, page)
     assert re.search(r'^xen_balloon_scrape_error\{error="[^"]+"\} 1.0$', page, re.M), page
     assert "xen_balloon_target_bytes{" not in page
+
+
+@pytest.mark.parametrize("args", [["exporter", "--listen", "127.0.0.1:9"], ["list", "--format", "prometheus"], ["top"]])
+def test_unreachable_xenstore_fails_at_start_not_per_scrape(xbctl, args):
+    outcome = xbctl.process(*args, env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"}, timeout=30)
+    assert_clean_failure(outcome, 3, "Xenstore at /nonexistent/socket")
+
+
+def test_port_in_use_fails_clearly(xbctl):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        outcome = xbctl.process("exporter", "--listen", f"127.0.0.1:{taken.getsockname()[1]}", timeout=30)
+    assert_clean_failure(outcome, 3, "Address already in use")
