@@ -172,3 +172,9 @@ def test_port_in_use_fails_clearly(xbctl):
         taken.listen()
         outcome = xbctl.process("exporter", "--listen", f"127.0.0.1:{taken.getsockname()[1]}", timeout=30)
     assert_clean_failure(outcome, 3, "Address already in use")
+
+
+def test_without_prometheus_client_the_commands_say_what_to_install(xbctl, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "prometheus_client", None)  # as if not installed
+    assert_clean_failure(xbctl("list", "--format", "prometheus"), 3, "prometheus_client", "xbctl[exporter]")
+    assert_clean_failure(xbctl("exporter", "--listen", "127.0.0.1:9"), 3, "prometheus_client", "xbctl[exporter]")

@@ -118,6 +118,7 @@ def registry_for(transport: str | None, sim_state: str | None):
 
 def exposition(transport: str | None, sim_state: str | None) -> str:
     """The metrics as Prometheus text, for node_exporter's textfile collector."""
+    _require_prometheus_client()
     from prometheus_client import generate_latest
 
     return generate_latest(registry_for(transport, sim_state)).decode("utf-8")
