@@ -138,9 +138,10 @@ def serve(listen: str, transport: str | None, sim_state: str | None, ready=None)
     """Serve /metrics on LISTEN until interrupted; READY(host, port) is called once listening."""
     import threading
 
+    host, port = parse_listen(listen)
+    _require_prometheus_client()
     from prometheus_client import start_http_server
 
-    host, port = parse_listen(listen)
     registry = registry_for(transport, sim_state)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
