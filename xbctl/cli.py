@@ -770,11 +770,31 @@ def mem_max(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> N
 
 
 @app.command("list")
-def list_command(ctx: typer.Context) -> None:
+def list_command(
+    ctx: typer.Context,
+    output_format: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="prometheus: the exporter's metrics, for node_exporter's textfile collector.",
+        ),
+    ] = None,
+) -> None:
     """Show every domain's current, target, min, max and xen-max."""
     from .operations import list_balloons
 
     options = options_of(ctx)
+    if output_format is not None:
+        if output_format != "prometheus":
+            raise usage_error(f"--format {output_format!r}: unknown format", hint="formats: prometheus")
+        if options.as_json:
+            raise usage_error("--format prometheus and --json are two outputs; give one")
+        from .exporter import exposition
+
+        options.transport()  # a bad --transport or sim state fails here, not as a metric
+        sys.stdout.write(exposition(options.transport_name, options.sim_state))
+        return
     transport = options.transport()
     rows = list_balloons(transport)
     host_free_kib = transport.host_free_kib()
@@ -787,6 +807,38 @@ def list_command(ctx: typer.Context) -> None:
     from .render import print_domain_table
 
     print_domain_table(rows, host_free_kib)
+
+
+@app.command("exporter")
+def exporter_command(
+    ctx: typer.Context,
+    listen: Annotated[
+        str,
+        typer.Option("--listen", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics."),
+    ],
+) -> None:
+    """Serve every domain's balloon as Prometheus metrics until interrupted."""
+    from .exporter import serve
+
+    options = options_of(ctx)
+    options.transport()  # a bad --transport or sim state fails at start, not at each scrape
+
+    def ready(host: str, port: int) -> None:
+        say(f"serving metrics at http://{host}:{port}/metrics")
+        sys.stderr.flush()
+
+    try:
+        serve(listen, options.transport_name, options.sim_state, ready)
+    except KeyboardInterrupt:
+        return  # Ctrl-C or SIGINT is how an exporter stops: not an error
+
+
+@app.command("top")
+def top_command(ctx: typer.Context) -> None:
+    """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
+    from .top import run_top
+
+    run_top(options_of(ctx).transport())
 
 
 # ---------------------------------------------------------------- simulator controls

@@ -309,3 +309,18 @@ def require_sim(transport: Transport):
         )
     return transport
 
+
+
+def wait_for_any_change(transport: Transport, timeout_s: float) -> bool:
+    """Block until some domain's balloon may have changed, or TIMEOUT_S passed; True if it may have.
+
+    Over Xenstore one watch on /local/domain covers every domain (and new ones); the
+    simulator moves with its clock, so every tick may be a change.
+    """
+    if hasattr(transport, "watch") and hasattr(transport, "next_events"):
+        transport.watch("/local/domain")
+        return bool(transport.next_events(timeout_s))
+    domains = transport.list_domains()
+    if domains:
+        transport.wait_for_change(domains[0], timeout_s)
+    return True

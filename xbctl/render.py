@@ -39,7 +39,12 @@ def printable(text: str) -> str:
 
 
 def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> None:
-    """Print every domain's balloon as a table, memory in MiB as xl list does.
+    """Print every domain's balloon as a table, memory in MiB as xl list does."""
+    _console().print(domain_table(rows, host_free_kib))
+
+
+def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> Table:
+    """Every domain's balloon as a rich table, memory in MiB as xl list does.
 
     With the hypervisor, its maximum stands beside xen-max (static-max), marked `!` where
     the two disagree; the caption gives the host's free memory as `xl info` does.
@@ -72,7 +77,20 @@ def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None
                 values.append(shown)
             state = _state(balloon)
         table.add_row(str(row.domain.id), printable(row.domain.name), *values, state)
-    _console().print(table)
+    return table
+
+
+@contextlib.contextmanager
+def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]], None]]:
+    """The domain table redrawn in place on the terminal; yields the function that redraws it."""
+    from rich.live import Live
+
+    with Live(domain_table(rows), console=_console(), auto_refresh=False, screen=False) as live:
+
+        def update(new_rows: list["DomainRow"]) -> None:
+            live.update(domain_table(new_rows), refresh=True)
+
+        yield update
 
 
 def _state(balloon: Balloon) -> Text:

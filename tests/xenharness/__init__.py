@@ -801,3 +801,37 @@ class DomainRing:
             else:
                 self._wait(deadline, "a watch event")
         return self.events.pop(0)
+
+
+# --------------------------------------------------------------------------
+# promtool, from Debian's prometheus package, for linting the exporter's metrics
+
+
+def ensure_promtool(cache_dir: Path | None = None) -> Path:
+    """Debian's promtool, fetched (apt-get download prometheus) and unpacked (dpkg -x) once."""
+    top = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    promtool = top / "prometheus" / "usr" / "bin" / "promtool"
+    if promtool.exists():
+        return promtool
+    top.mkdir(parents=True, exist_ok=True)
+    with open(top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test processes
+        if promtool.exists():
+            return promtool
+        tmp = Path(tempfile.mkdtemp(prefix=".prometheus-", dir=top))
+        try:
+            cmd = ["apt-get", "download", "prometheus"]
+            if _run(cmd, cwd=tmp).returncode != 0:
+                _check(_run(["apt-get", "update"], timeout=900), "apt-get update")
+                _check(_run(cmd, cwd=tmp), "apt-get download prometheus")
+            found = sorted(tmp.glob("prometheus_*.deb"))
+            if len(found) != 1:
+                raise XenHarnessError(f"expected one prometheus .deb in {tmp}, got {found}")
+            _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]), f"dpkg -x {found[0].name}")
+            if not (tmp / "root" / "usr" / "bin" / "promtool").exists():
+                raise XenHarnessError("the prometheus package has no usr/bin/promtool")
+            found[0].unlink()  # only the unpacked tree is kept
+            (tmp / "root").rename(top / "prometheus")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return promtool

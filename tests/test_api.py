@@ -1,0 +1,94 @@
+"""The Python API (xbctl.api): what the Ansible modules and the exporter use."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import json_validator as validator
+from xbctl.api import ExitStatus, Xbctl, XbctlError
+
+
+@pytest.fixture
+def api(xbctl):
+    """The API on the test's simulated host (manual clock)."""
+    with Xbctl("sim", str(xbctl.state_path)) as session:
+        yield session
+
+
+def test_read_gives_every_node_as_the_read_document(api, xbctl):
+    result = api.read("web")
+    assert (result.domain.id, result.domain.name) == (1, "web")
+    assert result.nodes["target"].value_kib == 786432
+    assert result.nodes["current"].source is not None and result.nodes["min"].source is None
+    document = result.to_dict()
+    validator().validate(document)
+    assert document["nodes"] == xbctl("--json", "-d", "web", "-a").json()["nodes"]
+
+
+def test_list_matches_the_cli_document(api, xbctl):
+    result = api.list()
+    validator().validate(result.to_dict())
+    assert result.to_dict() == xbctl("--json", "list").json()
+    assert [entry.domain.name for entry in result.domains] == ["Domain-0", "web", "db", "mail"]
+    assert result.host_free_kib is not None and result.host_free_kib > 0
+
+
+def test_plan_writes_nothing_then_apply_writes(api, xbctl):
+    before = xbctl.snapshot()
+    plan = api.plan("web", {"target": "512M", "min": 262144})
+    assert plan.dry_run and plan.changed
+    assert [(c.node, c.old_kib, c.new_kib) for c in plan.changes] == [("target", 786432, 524288), ("min", 131072, 262144)]
+    assert xbctl.snapshot() == before
+    done = api.apply("web", {"target": "512M", "min": 262144})
+    validator().validate(done.to_dict())
+    assert not done.dry_run and done.changed and done.wait is None
+    assert xbctl.value("target", "web") == 524288 and xbctl.value("min", "web") == 262144
+    again = api.apply("web", {"target": "512M"})
+    assert not again.changed  # the same value again changes nothing (it is listed as x -> x)
+    assert [(c.old_kib, c.new_kib) for c in again.changes] == [(524288, 524288)]
+
+
+@pytest.mark.parametrize(
+    "domain, values, status, fragment",
+    [
+        ("web", {"target": "64M", "min": "256M"}, ExitStatus.REFUSED, "Operation not permitted"),
+        ("web", {"target": "lots"}, ExitStatus.USAGE, "lots"),
+        ("web", {"target": 1.5}, ExitStatus.USAGE, "not 1.5"),
+        ("web", {"current": "512M"}, ExitStatus.REFUSED, "read-only"),
+        ("web", {"colour": "1"}, ExitStatus.UNKNOWN, "colour"),
+        ("nosuch", {"target": "512M"}, ExitStatus.UNKNOWN, "unknown domain"),
+        ([1], {"target": "512M"}, ExitStatus.USAGE, "a name or id"),
+    ],
+)
+def test_bad_requests_raise_the_cli_status_and_change_nothing(api, xbctl, domain, values, status, fragment):
+    before = xbctl.snapshot()
+    with pytest.raises(XbctlError) as raised:
+        api.apply(domain, values)
+    assert raised.value.status == status and fragment in raised.value.message
+    assert xbctl.snapshot() == before
+
+
+def test_apply_waits_until_current_reaches_target(tmp_path):
+    from xbctl.api import Xbctl as Api
+
+    state = str(tmp_path / "wall.json")
+    from conftest import Xbctl as Cli
+
+    cli = Cli(tmp_path / "wall.json")
+    assert cli("sim", "reset", "--clock", "wall", "--rate", "200").status == 0
+    seen = []
+    with Api("sim", state) as api:
+        result = api.apply("web", {"target": "700M"}, wait=True, timeout_s=30, on_progress=lambda c, t: seen.append(c))
+    assert result.wait.reached and result.wait.current_kib == 700 * 1024
+    assert seen[-1] == 700 * 1024 and len(seen) >= 2
+
+
+def test_wait_reports_why_it_cannot_reach(api):
+    outcome = api.wait("mail", 600 * 1024, timeout_s=5)
+    assert not outcome.reached and "no balloon driver" in outcome.reason
+
+
+def test_unknown_transport_is_a_usage_error():
+    with pytest.raises(XbctlError) as raised:
+        Xbctl("carrier-pigeon")
+    assert raised.value.status == ExitStatus.USAGE

@@ -1,0 +1,158 @@
+"""Prometheus metrics of every domain's balloon: for `xbctl exporter` and `list --format prometheus`.
+
+One list walk per scrape (a custom collector), values in bytes, labels domain and domid.
+A domain that cannot be read, or a transport that cannot be reached, shows as an error
+metric: a scrape never fails because of what it scrapes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from .errors import ExitStatus, XbctlError, usage_error
+
+KIB = 1024
+GAUGES = (
+    ("current", "xen_balloon_current_bytes", "Memory the domain holds now (machdep.xen.balloon.current)."),
+    ("target", "xen_balloon_target_bytes", "Memory the balloon driver is steered to (memory/target)."),
+    ("min", "xen_balloon_min_bytes", "Floor of the target (machdep.xen.balloon.min)."),
+    ("max", "xen_balloon_max_bytes", "Most the driver can reach: xen-max clipped to its boot size."),
+    ("xen-max", "xen_balloon_xen_max_bytes", "The hypervisor's limit for the domain (memory/static-max)."),
+)
+DRIVER_STATES = ("steady", "moving", "stuck", "no_driver")
+
+
+def driver_state(entry) -> str:
+    """The balloon driver's state of a readable list entry: steady, moving, stuck or no_driver."""
+    if not entry.has_driver:
+        return "no_driver"
+    if entry.diagnostic:
+        return "stuck"
+    nodes = entry.nodes
+    return "steady" if nodes["current"].value_kib == nodes["target"].value_kib else "moving"
+
+
+class BalloonCollector:
+    """A prometheus_client collector that walks the domains once per collect()."""
+
+    def __init__(self, transport: str | None, sim_state: str | None) -> None:
+        self.transport = transport
+        self.sim_state = sim_state
+
+    def describe(self) -> list:
+        """Nothing up front: registering must not walk Xenstore."""
+        return []
+
+    def collect(self) -> Iterator:
+        """The metrics of one walk."""
+        from prometheus_client.core import GaugeMetricFamily, StateSetMetricFamily
+
+        from .api import Xbctl
+
+        labels = ["domain", "domid"]
+        gauges = {key: GaugeMetricFamily(name, doc, labels=labels) for key, name, doc in GAUGES}
+        state = StateSetMetricFamily(
+            "xen_balloon_driver_state", "The balloon driver's state (steady, moving, stuck, no_driver).", labels=labels
+        )
+        read_error = GaugeMetricFamily(
+            "xen_balloon_domain_read_error",
+            "1 when the domain's balloon nodes could not be read (missing or garbage), else 0.",
+            labels=[*labels, "error"],
+        )
+        scrape_error = GaugeMetricFamily(
+            "xen_balloon_scrape_error", "1 when the transport could not be read at all, else 0.", labels=["error"]
+        )
+        free = None
+        failure = None
+        try:
+            with Xbctl(self.transport, self.sim_state) as xb:
+                listing = xb.list()
+        except XbctlError as exc:
+            failure = exc.message
+        else:
+            for entry in listing.domains:
+                values = [entry.domain.name, str(entry.domain.id)]
+                if entry.nodes is None:
+                    read_error.add_metric([*values, entry.error or "unreadable"], 1)
+                    continue
+                read_error.add_metric([*values, ""], 0)
+                for key, _name, _doc in GAUGES:
+                    gauges[key].add_metric(values, entry.nodes[key].value_kib * KIB)
+                current = driver_state(entry)
+                state.add_metric(values, {name: name == current for name in DRIVER_STATES})
+            if listing.host_free_kib is not None:
+                free = GaugeMetricFamily(
+                    "xen_balloon_host_free_bytes", "Memory the host has free for balloons to grow into."
+                )
+                free.add_metric([], listing.host_free_kib * KIB)
+        scrape_error.add_metric([failure or ""], 1 if failure else 0)
+        yield from gauges.values()
+        yield state
+        yield read_error
+        if free is not None:
+            yield free
+        yield scrape_error
+
+
+def _require_prometheus_client() -> None:
+    """A clear error, not a traceback, when the optional dependency is missing."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise XbctlError(
+            "the Prometheus metrics need the prometheus_client library",
+            status=ExitStatus.UNAVAILABLE,
+            hint="pip install 'xbctl[exporter]'",
+        ) from None
+
+
+def registry_for(transport: str | None, sim_state: str | None):
+    """A registry holding only the balloon collector (no process or Python metrics)."""
+    _require_prometheus_client()
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BalloonCollector(transport, sim_state))
+    return registry
+
+
+def exposition(transport: str | None, sim_state: str | None) -> str:
+    """The metrics as Prometheus text, for node_exporter's textfile collector."""
+    _require_prometheus_client()
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry_for(transport, sim_state)).decode("utf-8")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (or [V6]:PORT) as a host and port; a malformed one exits 2."""
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise usage_error(f"--listen {text!r}: not HOST:PORT", hint="for example --listen 127.0.0.1:9749")
+    return host, int(port_text)
+
+
+def serve(listen: str, transport: str | None, sim_state: str | None, ready=None) -> None:
+    """Serve /metrics on LISTEN until interrupted; READY(host, port) is called once listening."""
+    import threading
+
+    host, port = parse_listen(listen)
+    _require_prometheus_client()
+    from prometheus_client import start_http_server
+
+    registry = registry_for(transport, sim_state)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise XbctlError(
+            f"--listen {listen}: {exc.strerror or exc}", status=ExitStatus.UNAVAILABLE
+        ) from None
+    if ready is not None:
+        ready(host, server.server_port)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+        server.server_close()
