@@ -181,7 +181,7 @@ class Xbctl:
     """One connection to a balloon: the simulator or Xenstore (None: as the CLI chooses)."""
 
     def __init__(self, transport: str | None = None, sim_state: str | None = None) -> None:
-        from .transport import open_transport
+        from .transports.choice import open_transport
 
         self._transport = open_transport(transport, sim_state)
 
@@ -227,7 +227,7 @@ class Xbctl:
 
     def host_free_kib(self) -> int | None:
         """The host's free memory in KiB where the transport knows it (the simulator), else None."""
-        from .sim import SimTransport
+        from .transports.sim import SimTransport
 
         if isinstance(self._transport, SimTransport):
             return self._transport.load().host_free_kib

@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from .transport import Transport
+    from .transports import Transport
 
 KEY_POLL_S = 0.2  # how long one watch wait lasts before looking at the keyboard again
 QUIT_KEYS = (b"q", b"Q")
