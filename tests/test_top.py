@@ -131,7 +131,9 @@ def test_top_over_xenstore_redraws_on_a_watch(xs):
         read_until(fd, re.compile(r"2 │ db\s+│.*unreadable"), seen)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
-        assert process.returncode == 0 and err == "", err
+        # Without libxenctrl (a test machine), the hypervisor layer's one note is all it says.
+        messages = [line for line in err.splitlines() if not line.startswith("xbctl: note: hypervisor not used")]
+        assert process.returncode == 0 and messages == [], err
         assert "".join(seen).count("memory in MiB") + out.count("memory in MiB") == 3  # no redraw without a change
     finally:
         if process.poll() is None:

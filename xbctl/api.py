@@ -6,11 +6,12 @@
         result = xb.apply("web", {"target": "512M"}, dry_run=True)
 
 Results are dataclasses that mirror the --json documents (xbctl/schema.json); their
-`to_dict()` is that document. Errors are XbctlError, with the exit status the CLI would use.
+`to_dict()` is that document, built by the same code as the CLI's --json output. Errors are XbctlError, with the exit status the CLI would use.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -46,10 +47,11 @@ class ReadResult:
     transport: str
     domain: DomainRef
     nodes: dict[str, NodeValue]
+    document: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The --json `read` document."""
-        return _read_doc(self)
+        return copy.deepcopy(self.document)
 
 
 @dataclass(frozen=True)
@@ -71,21 +73,11 @@ class ListResult:
     domains: list[ListEntry]
     host_free_kib: int | None = None
 
+    document: dict = field(default_factory=dict, repr=False, compare=False)
+
     def to_dict(self) -> dict:
         """The --json `list` document."""
-        domains = []
-        for entry in self.domains:
-            item: dict = {
-                "id": entry.domain.id,
-                "name": entry.domain.name,
-                "has_driver": entry.has_driver,
-                "diagnostic": entry.diagnostic,
-                "nodes": None if entry.nodes is None else _nodes_doc(entry.nodes),
-            }
-            if entry.error is not None:
-                item["error"] = entry.error
-            domains.append(item)
-        return {"schema_version": 1, "kind": "list", "transport": self.transport, "domains": domains}
+        return copy.deepcopy(self.document)
 
 
 @dataclass(frozen=True)
@@ -119,6 +111,7 @@ class WriteResult:
     ignored: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wait: WaitResult | None = None
+    document: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -131,37 +124,7 @@ class WriteResult:
 
     def to_dict(self) -> dict:
         """The --json `write` document."""
-        return {
-            "schema_version": 1,
-            "kind": "write",
-            "transport": self.transport,
-            "domain": {"id": self.domain.id, "name": self.domain.name},
-            "dry_run": self.dry_run,
-            "changes": [vars(c).copy() for c in self.changes],
-            "ignored": [dict(i) for i in self.ignored],
-            "warnings": list(self.warnings),
-            "wait": None if self.wait is None else vars(self.wait).copy(),
-        }
-
-
-def _nodes_doc(nodes: Mapping[str, NodeValue]) -> dict:
-    doc = {}
-    for key, value in nodes.items():
-        entry: dict = {"name": value.name, "value_kib": value.value_kib}
-        if value.source is not None:
-            entry["source"] = value.source
-        doc[key] = entry
-    return doc
-
-
-def _read_doc(result: ReadResult) -> dict:
-    return {
-        "schema_version": 1,
-        "kind": "read",
-        "transport": result.transport,
-        "domain": {"id": result.domain.id, "name": result.domain.name},
-        "nodes": _nodes_doc(result.nodes),
-    }
+        return copy.deepcopy(self.document)
 
 
 def _node_values(balloon) -> dict[str, NodeValue]:
@@ -204,15 +167,22 @@ class Xbctl:
         """Every node of DOMAIN (a name or id; None: our own domain)."""
         from .operations import read_balloon
 
+        from .json_output import read_document
+        from .nodes import NODES
+
         found, balloon = read_balloon(self._transport, _spec(domain))
-        return ReadResult(self.transport_name, DomainRef(found.id, found.name), _node_values(balloon))
+        document = read_document(self._transport, found, balloon, NODES)
+        return ReadResult(self.transport_name, DomainRef(found.id, found.name), _node_values(balloon), document)
 
     def list(self) -> ListResult:
         """Every visible domain, in one walk; an unreadable domain is an entry with an error."""
+        from .json_output import list_document
         from .operations import list_balloons
 
+        rows = list_balloons(self._transport)
+        host_free_kib = self.host_free_kib()
         entries = []
-        for row in list_balloons(self._transport):
+        for row in rows:
             b = row.balloon
             entries.append(
                 ListEntry(
@@ -223,15 +193,12 @@ class Xbctl:
                     row.problem,
                 )
             )
-        return ListResult(self.transport_name, entries, self.host_free_kib())
+        document = list_document(self._transport, rows, host_free_kib)
+        return ListResult(self.transport_name, entries, host_free_kib, document)
 
     def host_free_kib(self) -> int | None:
-        """The host's free memory in KiB where the transport knows it (the simulator), else None."""
-        from .transports.sim import SimTransport
-
-        if isinstance(self._transport, SimTransport):
-            return self._transport.load().host_free_kib
-        return None
+        """The host's free memory in KiB as `xl info` computes it, where known, else None."""
+        return self._transport.host_free_kib()
 
     def plan(self, domain: str | int | None, values: Mapping[str, str | int]) -> WriteResult:
         """What writing VALUES ({node: size text or KiB}) would change; raises if refused."""
@@ -253,6 +220,7 @@ class Xbctl:
         and writes nothing. With WAIT, waits (up to TIMEOUT_S) for current to reach a
         changed target; the result's `wait` says how that ended (never raises for it).
         """
+        from .json_output import write_document
         from .nodes import find_node
         from .operations import request_for, write_nodes
 
@@ -265,7 +233,8 @@ class Xbctl:
         outcome = None
         target = next((c for c in result.changes if c.node.key == "target"), None)
         if wait and target is not None and not dry_run:
-            outcome = self.wait(result.domain.id, target.new_kib, timeout_s=timeout_s, on_progress=on_progress)
+            outcome = self._wait(result.domain, target.new_kib, timeout_s, on_progress)
+        document = write_document(self._transport, result, outcome)
         return WriteResult(
             self.transport_name,
             DomainRef(result.domain.id, result.domain.name),
@@ -273,7 +242,8 @@ class Xbctl:
             [ChangeEntry(c.node.key, c.node.sysctl_name, c.old_kib, c.new_kib) for c in result.changes],
             [{"name": name, "reason": error.message} for name, error in result.skipped],
             list(result.warnings),
-            outcome,
+            None if outcome is None else _wait_result(outcome),
+            document,
         )
 
     def wait(
@@ -285,24 +255,29 @@ class Xbctl:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> WaitResult:
         """Wait until DOMAIN's current reaches TARGET_KIB (None: its target now), or cannot."""
-        from .operations import wait_for_target
-
         found = self._transport.resolve_domain(_spec(domain))
         if target_kib is None:
             target_kib = self._transport.read_balloon(found).target_kib
+        return _wait_result(self._wait(found, target_kib, timeout_s, on_progress))
+
+    def _wait(self, found, target_kib: int, timeout_s: float | None, on_progress):
+        from .operations import wait_for_target
 
         def progress(balloon) -> None:
             if on_progress is not None:
                 on_progress(balloon.current_kib, balloon.target_kib)
 
-        outcome = wait_for_target(self._transport, found, target_kib, timeout_s, progress)
-        return WaitResult(outcome.reached, outcome.balloon.current_kib, outcome.balloon.target_kib, outcome.reason)
+        return wait_for_target(self._transport, found, target_kib, timeout_s, progress)
 
     def wait_for_any_change(self, timeout_s: float) -> bool:
         """Block until some domain's balloon may have changed (a Xenstore watch), or TIMEOUT_S."""
         from .operations import wait_for_any_change
 
         return wait_for_any_change(self._transport, timeout_s)
+
+
+def _wait_result(outcome) -> WaitResult:
+    return WaitResult(outcome.reached, outcome.balloon.current_kib, outcome.balloon.target_kib, outcome.reason)
 
 
 def _spec(domain: str | int | None) -> str | None:
