@@ -22,7 +22,7 @@ def _interrupted_early(signum: int, frame: object) -> None:
 def main() -> None:
     """Run xbctl with Ctrl-C made quiet from the very start."""
     signal.signal(signal.SIGINT, _interrupted_early)
-    from .cli import main as cli_main
+    from .cli.main import main as cli_main
 
     cli_main()
 

@@ -47,15 +47,21 @@ def fallback_note(name: str | None, transport: Transport) -> str | None:
     return None
 
 
-def open_transport(name: str | None, sim_state: str | None) -> Transport:
-    """The transport called NAME, or the default: Xenstore when reachable, else the simulator.
+def transport_name(name: str | None) -> str:
+    """NAME, or the default: Xenstore when reachable, else the simulator.
 
     Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) means Xenstore: a typo must
     fail, never answer from a simulated host.
     """
-    if name is None:
-        explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
-        name = "xenstore" if explicit or xenstore_reachable() else "sim"
+    if name is not None:
+        return name
+    explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
+    return "xenstore" if explicit or xenstore_reachable() else "sim"
+
+
+def open_transport(name: str | None, sim_state: str | None) -> Transport:
+    """The transport called NAME, or the default (transport_name)."""
+    name = transport_name(name)
     if name == "sim":
         from .sim import SimTransport
 
