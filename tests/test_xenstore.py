@@ -217,11 +217,11 @@ def _interfere(monkeypatch, xs, path, values):
     original = operations.plan_writes
     calls = []
 
-    def plan_and_interfere(balloon, requests, writer_is_host):
+    def plan_and_interfere(balloon, requests, **rules):
         calls.append(balloon)
         if len(calls) <= len(values):
             xs.write(path, values[len(calls) - 1])
-        return original(balloon, requests, writer_is_host)
+        return original(balloon, requests, **rules)
 
     monkeypatch.setattr(operations, "plan_writes", plan_and_interfere)
     return calls
