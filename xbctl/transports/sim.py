@@ -13,15 +13,17 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, usage_error
 from ..nodes import BALLAST_PAGES, Balloon
 from .simstore import CorruptState, StateStore, default_state_path
 from . import Domain, Plan, Transport, match_domain, parse_domain_id
 from ..units import MAX_KIB, PAGE_KIB
+
+if TYPE_CHECKING:
+    from typing import Iterator
 
 BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
 STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB
@@ -36,24 +38,70 @@ MAX_SIM_SECONDS = 1e12
 MAX_BOOT_KIB = 2**30
 MIB = 1024
 GIB = 1024 * MIB
+_REQUIRED = object()  # a field without a default
 
 
-@dataclass
-class SimDomain:
+class _Record:
+    """A plain record of FIELDS ((name, default), ...; a callable default is a factory).
+
+    Cheaper to import than dataclasses, whose start-up cost every command would pay.
+    """
+
+    __slots__ = ()
+    FIELDS: tuple = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        if len(args) > len(self.FIELDS):
+            raise TypeError(f"{type(self).__name__}: too many arguments")
+        for index, (name, default) in enumerate(self.FIELDS):
+            if index < len(args):
+                if name in kwargs:
+                    raise TypeError(f"{type(self).__name__}: {name} given twice")
+                value = args[index]
+            elif name in kwargs:
+                value = kwargs.pop(name)
+            elif default is _REQUIRED:
+                raise TypeError(f"{type(self).__name__}: missing {name}")
+            else:
+                value = default() if callable(default) else default
+            setattr(self, name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected {', '.join(sorted(kwargs))}")
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The names of the fields."""
+        return {name for name, _ in cls.FIELDS}
+
+    def to_dict(self) -> dict:
+        """The record as plain data."""
+        return {name: getattr(self, name) for name, _ in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+class SimDomain(_Record):
     """One simulated domain: what the hypervisor and its balloon driver know."""
 
-    id: int
-    name: str
-    driver: str  # netbsd: publishes current/min/max; linux: publishes nothing; none: no driver
-    boot_kib: int  # the driver cannot hot-plug memory above this
-    xen_max_kib: int
-    target_kib: int
-    current_kib: int
-    dynamic_min_kib: int
-    used_kib: int  # memory the guest's processes and kernel hold; never ballooned out
-    freemin_pages: int  # uvmexp.freemin: the free-page reserve
-    diagnostic: str | None = None  # the driver's last word on the current target
-    short_reported: bool = False
+    FIELDS = (
+        ("id", _REQUIRED),
+        ("name", _REQUIRED),
+        ("driver", _REQUIRED),  # netbsd: publishes current/min/max; linux: publishes nothing; none: no driver
+        ("boot_kib", _REQUIRED),  # the driver cannot hot-plug memory above this
+        ("xen_max_kib", _REQUIRED),
+        ("target_kib", _REQUIRED),
+        ("current_kib", _REQUIRED),
+        ("dynamic_min_kib", _REQUIRED),
+        ("used_kib", _REQUIRED),  # memory the guest's processes and kernel hold; never ballooned out
+        ("freemin_pages", _REQUIRED),  # uvmexp.freemin: the free-page reserve
+        ("diagnostic", None),  # the driver's last word on the current target
+        ("short_reported", False),
+    )
+    __slots__ = tuple(name for name, _ in FIELDS)
 
     @property
     def floor_kib(self) -> int:
@@ -97,19 +145,21 @@ def default_domains() -> list[SimDomain]:
     ]
 
 
-@dataclass
-class SimHost:
+class SimHost(_Record):
     """The whole simulated host: clock, free memory, domains and the drivers' log."""
 
-    clock: str = "wall"
-    steps_per_second: float = DEFAULT_STEPS_PER_SECOND
-    offset_s: float = 0.0  # added by `sim advance`
-    boot_s: float = 0.0  # simulated time of the last reset
-    last_tick_s: float = 0.0  # simulated time the model was last advanced to
-    position: int = 0  # the domain xbctl runs in
-    host_free_kib: int = 2 * GIB
-    domains: list[SimDomain] = field(default_factory=default_domains)
-    log: list[dict] = field(default_factory=list)
+    FIELDS = (
+        ("clock", "wall"),
+        ("steps_per_second", DEFAULT_STEPS_PER_SECOND),
+        ("offset_s", 0.0),  # added by `sim advance`
+        ("boot_s", 0.0),  # simulated time of the last reset
+        ("last_tick_s", 0.0),  # simulated time the model was last advanced to
+        ("position", 0),  # the domain xbctl runs in
+        ("host_free_kib", 2 * GIB),
+        ("domains", default_domains),
+        ("log", list),
+    )
+    __slots__ = tuple(name for name, _ in FIELDS)
 
     @classmethod
     def fresh(cls, **settings: object) -> "SimHost":
@@ -121,7 +171,7 @@ class SimHost:
     @classmethod
     def from_dict(cls, data: dict) -> "SimHost":
         """The host stored as DATA; raises ValueError (or KeyError/TypeError) when malformed."""
-        names = {f.name for f in fields(cls)}
+        names = cls.field_names()
         host = cls(**{k: v for k, v in data.items() if k in names})
         host.domains = [SimDomain(**d) for d in data["domains"]]
         host.check()
@@ -161,7 +211,10 @@ class SimHost:
 
     def to_dict(self) -> dict:
         """The host as plain data for the state file."""
-        return asdict(self)
+        data = super().to_dict()
+        data["domains"] = [domain.to_dict() for domain in self.domains]
+        data["log"] = [dict(entry) for entry in self.log]
+        return data
 
     def now(self) -> float:
         """Simulated time in seconds."""
