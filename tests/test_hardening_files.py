@@ -354,10 +354,11 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
 
     Until the interpreter has run its own start-up (site and the .pth files of the
     machine), nothing of xbctl's has run and Python's reaction is its own. So each moment
-    is drawn between the time a bare `python -c pass` from the same interpreter takes and
-    the time a whole uninterrupted run of the same command takes, both measured just before; an interrupt that still lands in Python's own start-up (the
-    machine is loaded) shows as Python's "init_import_site" fatal error with no frame of
-    xbctl's in it, and may happen a few times, never more.
+    is drawn between 1.2 times what a bare `python -c pass` from the same interpreter takes
+    and what a whole uninterrupted run of the same command takes, both measured just
+    before; an interrupt that still lands in Python's own start-up (the machine is loaded) shows as Python's "init_import_site" fatal error with no frame of
+    xbctl's in it, or as a KeyboardInterrupt at line 0 of the console script (before its
+    first line runs), and may happen a few times, never more.
     """
     exe = installed_xbctl()
     interpreter = Path(exe).read_text().splitlines()[0].removeprefix("#!").strip()
@@ -369,7 +370,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
     for _ in range(100):
         started = time.monotonic()
         subprocess.run([interpreter, "-c", "pass"], check=True)
-        earliest = min(time.monotonic() - started, 0.15)
+        earliest = min(1.2 * (time.monotonic() - started), 0.15)
         # xbctl's start-up is short (a lean path): the moments span one whole run, measured just before.
         started = time.monotonic()
         subprocess.run([exe, "-d", "web", "-a"], env=env, capture_output=True, check=True)
@@ -381,6 +382,9 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
         text = stderr.decode()
         if text.startswith("Fatal Python error: init_import_site") and package not in text:
             in_python_start_up += 1
+            continue
+        if text == f'Traceback (most recent call last):\n  File "{exe}", line 0, in <module>\nKeyboardInterrupt\n':
+            in_python_start_up += 1  # before the console script's first line: still Python's start-up
             continue
         assert "Traceback" not in text, text
         if child.returncode == 130:
