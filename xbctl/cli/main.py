@@ -17,7 +17,13 @@ MAX_SECONDS = 10**7  # about four months: anything longer is a typo
 
 
 class Interrupted(Exception):
-    """Ctrl-C ended a command that has already said what stays behind."""
+    """Ctrl-C ended a command after it changed something: MESSAGE says what stays behind,
+    DOCUMENT (with --json) prints what was done."""
+
+    def __init__(self, message: str, document=None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.document = document
 
 
 class Options:
@@ -124,7 +130,14 @@ def run(argv: list[str], *, console: bool = False) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         status = _dispatch(argv, state)
         sys.stdout.flush()  # a full disk shows up here, not at exit
-    except Interrupted:
+    except Interrupted as exc:
+        _say(exc.message)
+        if exc.document is not None:
+            try:
+                exc.document()
+                sys.stdout.flush()
+            except (XbctlError, OSError):
+                pass  # the message above went to stderr; Ctrl-C decides the status
         status = INTERRUPTED
     except XbctlError as exc:
         status = _report(exc, argv, state)

@@ -102,7 +102,7 @@ def write_and_show(options, output, requests, domain_spec=None, ignored=None) ->
 
 
 def _wait(options, output, transport, result, target_kib: int):
-    """Wait for TARGET_KIB with progress; Ctrl-C says what stays behind (exit 130)."""
+    """Wait for TARGET_KIB with progress; a Ctrl-C becomes Interrupted, saying what stays behind."""
     from ..operations import wait_for_target
 
     domain = result.domain
@@ -110,15 +110,14 @@ def _wait(options, output, transport, result, target_kib: int):
         with output.progress(domain.name, target_kib) as update:
             return wait_for_target(transport, domain, target_kib, options.timeout_s, update, options.stall_s)
     except KeyboardInterrupt:
-        from ..output import say
         from .main import Interrupted
 
-        say(
-            f"interrupted: {domain.name}'s target stays {target_kib} KiB; "
-            "the balloon goes on moving toward it"
-        )
-        if output.as_json:  # the write happened: a script still gets its document
+        def document() -> None:  # the write happened: a script still gets its document
             from ..operations import WaitOutcome
 
             output.written(transport, result, WaitOutcome(False, result.after, "interrupted"))
-        raise Interrupted() from None
+
+        raise Interrupted(
+            f"interrupted: {domain.name}'s target stays {target_kib} KiB; the balloon goes on moving toward it",
+            document if output.as_json else None,
+        ) from None
