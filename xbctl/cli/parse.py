@@ -154,3 +154,42 @@ def _invocation(given: list[str], values: dict, positional: list[str], local_tok
             raise HandToTyper()
         local[name] = value
     return Invocation(command, given, values, args, local)
+
+
+def hoist(args: list[str], arity: dict[str, bool]) -> list[str]:
+    """For Typer: move the global options (ARITY: spelling -> takes a value) found after the command
+    in front of it, and put `--` before a relative size such as -256M."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--":
+            rest.extend(args[index - 1 :])
+            break
+        if looks_negative(token):
+            rest.append(token)
+            continue
+        name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
+        if token.startswith("-") and name in arity:
+            front.append(token)
+            inline_value = ("=" in token) if token.startswith("--") else len(token) > 2
+            if arity[name] and not inline_value and index < len(args):
+                front.append(args[index])
+                index += 1
+            continue
+        if token.startswith("-") and not token.startswith("--") and len(token) > 2 and all(
+            f"-{flag}" in arity and not arity[f"-{flag}"] for flag in token[1:]
+        ):
+            front.append(token)  # a cluster of flags such as -ne
+            continue
+        rest.append(token)
+    # A relative size such as -256M must reach the command as a value, not an option.
+    for position, token in enumerate(rest):
+        if token == "--":
+            break
+        if looks_negative(token) and position > 0:
+            rest.insert(position, "--")
+            break
+    return front + rest

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import ExitStatus, XbctlError, usage_error
 from ..nodes import NODES
 from ..transports import TRANSPORT_NAMES
-from .parse import Invocation, could_be_sysctl, looks_negative
+from .parse import Invocation, could_be_sysctl, hoist
 from .table import COMMANDS, GLOBAL_OPTIONS, SIM_COMMANDS, SYSCTL
 
 SYSCTL_COMMAND = "sysctl"
@@ -40,45 +40,8 @@ _PARAMS = {
 class XbctlGroup(TyperGroup):
     """Routes sysctl names to the sysctl form and lets options follow commands."""
 
-    def _hoist_options(self, args: list[str]) -> list[str]:
-        """Move global options found after the command in front of it."""
-        front: list[str] = []
-        rest: list[str] = []
-        index = 0
-        while index < len(args):
-            token = args[index]
-            index += 1
-            if token == "--":
-                rest.extend(args[index - 1 :])
-                break
-            if looks_negative(token):
-                rest.append(token)
-                continue
-            name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
-            if token.startswith("-") and name in _ARITY:
-                front.append(token)
-                inline_value = ("=" in token) if token.startswith("--") else len(token) > 2
-                if _ARITY[name] and not inline_value and index < len(args):
-                    front.append(args[index])
-                    index += 1
-                continue
-            if token.startswith("-") and not token.startswith("--") and len(token) > 2 and all(
-                f"-{flag}" in _ARITY and not _ARITY[f"-{flag}"] for flag in token[1:]
-            ):
-                front.append(token)  # a cluster of flags such as -ne
-                continue
-            rest.append(token)
-        # A relative size such as -256M must reach the command as a value, not an option.
-        for position, token in enumerate(rest):
-            if token == "--":
-                break
-            if looks_negative(token) and position > 0:
-                rest.insert(position, "--")
-                break
-        return front + rest
-
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, self._hoist_options(list(args)))
+        return super().parse_args(ctx, hoist(list(args), _ARITY))
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
@@ -116,7 +79,7 @@ def run_typer(argv: list[str], state: dict) -> int:
     """Let Typer parse ARGV (help, version, completion, usage errors); the exit status."""
     command = typer.main.get_command(app)
     command.state = state  # type: ignore[attr-defined]
-    result = TyperGroup.main(command, args=command._hoist_options(list(argv)), prog_name="xbctl", standalone_mode=False)
+    result = TyperGroup.main(command, args=list(argv), prog_name="xbctl", standalone_mode=False)
     return result if isinstance(result, int) else ExitStatus.OK
 
 
