@@ -90,12 +90,13 @@ class Output:
         if result.dry_run:
             self.say("dry run: nothing was written")
 
-    def written(self, transport, result, outcome) -> None:
-        """The JSON document of a write (text was shown by changes())."""
+    def written(self, transport, result, outcome) -> bool:
+        """The JSON document of a write (text was shown by changes()); True when one was printed."""
         if self.as_json:
             from .json_output import dump, write_document
 
             sys.stdout.write(dump(write_document(transport, result, outcome)))
+        return self.as_json
 
     def domains(self, transport, rows, host_free_kib) -> None:
         """Every domain's balloon: a table for people, a document for scripts."""

@@ -90,14 +90,14 @@ def write_and_show(options, output, requests, domain_spec=None, ignored=None) ->
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
         outcome = _wait(options, output, transport, result, target_change.new_kib)
-    output.written(transport, result, outcome)
+    document_shown = output.written(transport, result, outcome)
     if outcome is not None and not outcome.reached:
         error = XbctlError(
             f"{result.domain.name}: target {target_change.new_kib} KiB not reached "
             f"(current {outcome.balloon.current_kib} KiB): {outcome.reason}",
             status=ExitStatus.NOT_REACHED,
         )
-        error.document_shown = output.as_json  # the write document says how the wait ended
+        error.document_shown = document_shown  # the write document says how the wait ended
         raise error
 
 
@@ -112,12 +112,12 @@ def _wait(options, output, transport, result, target_kib: int):
     except KeyboardInterrupt:
         from .main import Interrupted
 
-        def document() -> None:  # the write happened: a script still gets its document
+        def document() -> None:  # the write happened: with --json, a script still gets its document
             from ..operations import WaitOutcome
 
             output.written(transport, result, WaitOutcome(False, result.after, "interrupted"))
 
         raise Interrupted(
             f"interrupted: {domain.name}'s target stays {target_kib} KiB; the balloon goes on moving toward it",
-            document if output.as_json else None,
+            document,
         ) from None
