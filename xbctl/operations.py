@@ -159,8 +159,10 @@ def write_nodes(
         plan(before)
     elif dry_run:
         before = transport.snapshot(domain)
+        values = plan(before)
+        transport.check_write(domain, values)
         after = before
-        for key, kib in plan(before).items():
+        for key, kib in values.items():
             after = after.with_value(key, kib)
     else:
         before, after = transport.update_balloon(domain, plan)

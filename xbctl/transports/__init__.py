@@ -105,6 +105,12 @@ class Transport:
         """
         return self.read_balloon(domain)
 
+    def check_write(self, domain: Domain, values: dict[str, int]) -> None:
+        """Raise what a write of VALUES would meet beyond policy's rules (a dry run asks this).
+
+        Over Xenstore as Domain-0: a domain the hypervisor does not know. None by default.
+        """
+
     def node_location(self, domain: Domain, key: str) -> str | None:
         """Where node KEY of DOMAIN is stored, for messages (None: nowhere a user can look)."""
         return None

@@ -109,16 +109,8 @@ class XlWrites:
             # (the malformed-target rule and the guest position among them) writes nothing.
             before = balloon_from(txn, domain, info, tolerate_malformed=True)
             values = plan(before)
-            if self._hypervisor is not None and ("target" in values or "xen-max" in values):
-                if info is None:
-                    info = self._domain_info(domain.id)
-            # self._hypervisor again: a failed read above drops it (with a note): Xenstore alone.
-            if self._hypervisor is not None and ("target" in values or "xen-max" in values):
-                if info is None:
-                    raise unknown(
-                        f"domain {domain.name}: the hypervisor has no domain {domain.id} "
-                        "(Xenstore holds a stale entry)"
-                    )
+            info = self._hypervisor_domain(domain, values, info)
+            if info is not None:
                 if unfilled and "target" in values:
                     raise _FillDomain0(info)
                 info = self._apply_to_hypervisor(domain, info, values, before, original)
@@ -141,6 +133,31 @@ class XlWrites:
             if "max_kib" in original:
                 self._put_back_max(domain, original["max_kib"], exc)
             raise
+
+    def _hypervisor_domain(self, domain: Domain, values: dict[str, int], info=None):
+        """The hypervisor's info for a write of VALUES to DOMAIN, or None when the hypervisor
+        has no part in it (not used, or nothing it holds changes).
+
+        A domain the hypervisor does not know (Xenstore holds a stale entry) cannot have its
+        memory changed: refused, before any hypercall that changes something.
+        """
+        if self._hypervisor is None or not ("target" in values or "xen-max" in values):
+            return None
+        if info is None:
+            info = self._domain_info(domain.id)
+        # self._hypervisor again: a failed read above drops it (with a note): Xenstore alone.
+        if self._hypervisor is None:
+            return None
+        if info is None:
+            raise unknown(
+                f"domain {domain.name}: the hypervisor has no domain {domain.id} (Xenstore holds a stale entry)"
+            )
+        return info
+
+    def check_write(self, domain: Domain, values: dict[str, int]) -> None:
+        # A dry run meets what the write would meet at the hypervisor (its reads only).
+        self.hypervisor()
+        self._hypervisor_domain(domain, values)
 
     def _apply_to_hypervisor(
         self, domain: Domain, info, values: dict[str, int], before: Balloon, original: dict[str, int]
