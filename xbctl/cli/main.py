@@ -229,7 +229,15 @@ def main() -> None:
     """Console entry point (xbctl.__main__ has already made an early Ctrl-C quiet)."""
     # As C tools do: a reader that goes away (xbctl -a | head -1) ends xbctl quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    status = run(sys.argv[1:], console=True)
+    try:
+        status = run(sys.argv[1:], console=True)
+    except KeyboardInterrupt:  # landed in run()'s last lines, as Ctrl-C was being ignored again
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            os.write(2, b"xbctl: interrupted\n")
+        except OSError:
+            pass  # started with 2>&-
+        status = INTERRUPTED
     # Skip the interpreter's shutdown (~15 ms): everything is flushed; the status is final.
     try:
         sys.stdout.flush()
