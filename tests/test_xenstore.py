@@ -232,9 +232,9 @@ def test_malformed_node_value_is_reported_not_crashed_on(xs):
 
 def _interfere(monkeypatch, xs, path, values):
     """Make another client write PATH between xbctl's read and its commit, once per value."""
-    import xbctl.operations as operations
+    import xbctl.policy as policy
 
-    original = operations.plan_writes
+    original = policy.plan_writes
     calls = []
 
     def plan_and_interfere(balloon, requests, **rules):
@@ -243,7 +243,7 @@ def _interfere(monkeypatch, xs, path, values):
             xs.write(path, values[len(calls) - 1])
         return original(balloon, requests, **rules)
 
-    monkeypatch.setattr(operations, "plan_writes", plan_and_interfere)
+    monkeypatch.setattr(policy, "plan_writes", plan_and_interfere)
     return calls
 
 

@@ -10,15 +10,26 @@ from typing import TYPE_CHECKING
 
 from .errors import ExitStatus, XbctlError
 from .nodes import find_node
-from .policy import Change, WriteRequest, plan_writes
-from .units import parse_size
 
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .policy import Change, WriteRequest
+
     from .assignments import Assignment
     from .nodes import Balloon, Node
     from .transports import Domain, Transport
+
+
+
+def __getattr__(name: str):
+    # policy (and units) load only for writes; these names stay importable from here.
+    if name in ("Change", "WriteRequest"):
+        from . import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Change", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult", "list_balloons",
@@ -83,6 +94,9 @@ def request_for(
     node: Node, text: str, *, default_unit: str = "k", optional: bool = False, origin: str | None = None
 ) -> WriteRequest:
     """A request to set NODE to the size TEXT (malformed sizes exit 2)."""
+    from .policy import WriteRequest
+    from .units import parse_size
+
     try:
         size = parse_size(text, default_unit=default_unit, allow_relative=node.key == "target")
     except XbctlError as exc:
@@ -137,6 +151,8 @@ def write_nodes(
     IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
     OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes.
     """
+    from .policy import plan_writes
+
     domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
     planned = []

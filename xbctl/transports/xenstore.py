@@ -16,7 +16,6 @@ import random
 import socket
 import stat
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, unknown
@@ -55,7 +54,7 @@ FIRST_BACKOFF_S = 0.005
 # Errors that are the store refusing this request (exit 1), as opposed to failing (exit 3).
 REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
 # xenfs's xenbus is a regular file in /proc, which only the kernel can create.
-XENFS_XENBUS = Path("/proc/xen/xenbus")
+XENFS_XENBUS = "/proc/xen/xenbus"
 
 def request_timeout_s() -> float:
     """The deadline for one Xenstore request ($XBCTL_XENSTORE_TIMEOUT seconds, default 5)."""
@@ -71,7 +70,7 @@ class Endpoint:
 
     __slots__ = ("path", "is_socket")
 
-    def __init__(self, path: Path, is_socket: bool) -> None:
+    def __init__(self, path: str, is_socket: bool) -> None:
         self.path, self.is_socket = path, is_socket
 
 
@@ -80,26 +79,26 @@ def find_endpoint() -> Endpoint:
     explicit = os.environ.get("XENSTORED_PATH")
     if explicit:
         # libxenstore accepts a socket or a device here and tells them apart by stat().
-        return _endpoint_at(Path(explicit))
+        return _endpoint_at(explicit)
     path = xenstore_socket_path()
-    if path.exists():
+    if os.path.exists(path):
         return _endpoint_at(path)
     for device in XENBUS_DEVICES:
-        if device.exists():
+        if os.path.exists(device):
             return _endpoint_at(device)
     raise _no_daemon(path, "no such socket, and no xenbus device")
 
 
-def _endpoint_at(path: Path) -> Endpoint:
+def _endpoint_at(path: str) -> Endpoint:
     # Anything else (a file, a directory, a fifo) would be opened read-write and get
     # Xenstore requests written into it, even by a read.
     try:
-        mode = path.stat().st_mode
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise _no_daemon(path, exc.strerror or "cannot stat") from None
     if stat.S_ISSOCK(mode):
         return Endpoint(path, True)
-    if stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and path == XENFS_XENBUS):
+    if stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and os.path.normpath(path) == XENFS_XENBUS):
         return Endpoint(path, False)
     raise unavailable(
         f"Xenstore at {path}: not a socket or xenbus device",
@@ -107,7 +106,7 @@ def _endpoint_at(path: Path) -> Endpoint:
     )
 
 
-def _no_daemon(path: Path, why: str) -> XbctlError:
+def _no_daemon(path: str, why: str) -> XbctlError:
     return unavailable(
         f"Xenstore at {path}: {why}",
         hint="is xenstored running? Set XENSTORED_PATH or XENSTORED_RUNDIR, or use --transport sim",
