@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import select
 import socket
 import struct
@@ -161,7 +160,7 @@ class WireClient:
         self.failure: str | None = None  # why the connection may not be used again
         self._inbox = bytearray()
         # Request ids from a random start: a stray reply to another client must not pass for ours.
-        self._next_id = random.getrandbits(31)
+        self._next_id = int.from_bytes(os.urandom(4), "little") >> 1  # 31 random bits (no random module to load)
         self._tokens: set[bytes] = set()
         self._events: dict[bytes, None] = {}  # changed paths, oldest first, without repeats
         self._poller = select.poll()

@@ -12,7 +12,6 @@ a lost connection (exit 3), and errors keep the daemon's own names.
 from __future__ import annotations
 
 import os
-import random
 import socket
 import stat
 import time
@@ -154,7 +153,7 @@ class XenstoreTransport(XlWrites, Transport):
         self.timeout_s = request_timeout_s()
         self._own: Domain | None = None
         self._watched: set[str] = set()
-        self._token = f"xbctl-{os.getpid()}-{random.getrandbits(32):08x}".encode()
+        self._token = f"xbctl-{os.getpid()}-{os.urandom(4).hex()}".encode()
         try:
             self.client = WireClient(self.endpoint.path, self.endpoint.is_socket, self.timeout_s)
         except OSError as exc:
@@ -235,7 +234,7 @@ class XenstoreTransport(XlWrites, Transport):
                 raise
             if committed:
                 return result
-            time.sleep(backoff_s * (0.5 + random.random()))
+            time.sleep(backoff_s * (0.5 + os.urandom(1)[0] / 256))  # jittered, so rivals part
             backoff_s *= 2
         raise unavailable(
             f"{self.where()}: {what}: gave up after {MAX_ATTEMPTS} conflicting transactions (EAGAIN)",
