@@ -55,6 +55,7 @@ class Op(IntEnum):
     DIRECTORY = 1
     READ = 2
     WATCH = 4
+    UNWATCH = 5
     TRANSACTION_START = 6
     TRANSACTION_END = 7
     WRITE = 11
@@ -65,7 +66,7 @@ class Op(IntEnum):
 
 KNOWN_TYPES = frozenset(int(op) for op in Op)
 # Requests whose only good answer is "OK".
-ACKNOWLEDGED = {Op.WATCH, Op.TRANSACTION_END, Op.WRITE, Op.RM}
+ACKNOWLEDGED = {Op.WATCH, Op.UNWATCH, Op.TRANSACTION_END, Op.WRITE, Op.RM}
 
 
 class XenstoreLost(Exception):
@@ -189,6 +190,10 @@ class WireClient:
         """Have changes at or below PATH reported as events carrying TOKEN."""
         self._tokens.add(token)
         self.request(Op.WATCH, path + NUL + token + NUL)
+
+    def unwatch(self, path: bytes, token: bytes) -> None:
+        """Stop reporting changes at or below PATH for TOKEN."""
+        self.request(Op.UNWATCH, path + NUL + token + NUL)
 
     def transaction(self) -> int:
         """Start a transaction; requests run inside it until commit or rollback."""

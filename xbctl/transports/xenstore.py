@@ -358,7 +358,16 @@ class XenstoreTransport(XlWrites, Transport):
 
     def close(self) -> None:
         # Closing ends any transaction still open (xenstored, or the guest kernel, rolls it
-        # back), so nothing here waits on the peer.
+        # back). Watches go with a socket connection, but a xenbus ring outlives us where
+        # nothing tracks them per open file: take ours back, or the next client of the ring
+        # gets our events.
+        if self._watched and not self.endpoint.is_socket and not self.client.failure and not self.client.tx_id:
+            for path in sorted(self._watched):
+                try:
+                    self.client.unwatch(path.encode(), self._token)
+                except (XenstoreReplyError, XenstoreLost):
+                    break
+            self._watched.clear()
         self.client.close()
         if self._hypervisor is not None:
             self._hypervisor.close()
