@@ -166,8 +166,6 @@ class XlWrites:
 
         Records in ORIGINAL the maximum before the first change; returns the domain's info after.
         """
-        from dataclasses import replace
-
         from .hypervisor import HypervisorError
 
         hypervisor = self._hypervisor
@@ -181,7 +179,7 @@ class XlWrites:
             for key, kib in values.items():
                 if key == "xen-max":  # xl mem-max: the maximum, with libxl's slack
                     set_max(kib + MAXMEM_SLACK_KIB)
-                    after = replace(after, max_pages=(kib + MAXMEM_SLACK_KIB) // 4)
+                    after = after.with_fields(max_pages=(kib + MAXMEM_SLACK_KIB) // 4)
                 elif key == "target":  # xl mem-set (enforce): the maximum follows the target
                     set_max(kib + before.videoram_kib + MAXMEM_SLACK_KIB)
                     if info.is_hvm:
