@@ -342,3 +342,16 @@ def test_completion_of_a_reachable_simulator_is_fast(env):
     elapsed_s = time.monotonic() - started
     assert offered
     assert elapsed_s < 5, elapsed_s  # a hang guard only; measured ~0.2 s
+
+
+def test_completion_chooses_the_transport_as_the_commands_do(env, tmp_path):
+    """A Xenstore named in the environment (even a wrong one) means Xenstore, for both."""
+    from conftest import Xbctl
+
+    Xbctl(Path(env["XBCTL_SIM_STATE"]))("sim", "reset")  # a simulator that would answer
+    chosen = {k: v for k, v in env.items() if k != "XBCTL_TRANSPORT"}
+    chosen["XENSTORED_RUNDIR"] = str(tmp_path / "nonexistent")
+    offered, _ = bash_complete("xbctl -d ", chosen)
+    assert offered == []
+    command = subprocess.run(["xbctl", "-d", "web", "target"], env=chosen, capture_output=True, text=True)
+    assert command.returncode == 3, command

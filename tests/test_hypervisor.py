@@ -177,4 +177,6 @@ def test_a_domain_the_hypervisor_does_not_hold_reads_from_xenstore_with_a_warnin
     assert "the hypervisor has no domain 5" in read.stderr
     before = hv_host.tree()
     assert_clean_failure(hv_host.process("mem-set", "5", "200"), 4, "the hypervisor has no domain 5")
+    # a dry run answers the same (xbctl's own check, not a write)
+    assert_clean_failure(hv_host.process("--dry-run", "mem-set", "5", "200"), 4, "the hypervisor has no domain 5")
     assert hv_host.tree() == before and hv_host.hv.writes() == []

@@ -105,8 +105,24 @@ def test_nothing_to_do_is_usage_error(xbctl):
 def test_version_and_help(xbctl):
     assert xbctl("--version").stdout.startswith("xbctl ")
     help_text = xbctl("--help").stdout
-    for command in ("mem-set", "mem-max", "list", "target", "xen-max"):
-        assert command in help_text
+    # Each command has its line in the command list, not just a mention in the description.
+    listed = _help_commands(help_text)
+    for command in ("current", "target", "min", "max", "xen-max", "mem-set", "mem-max", "list", "sim", "agent"):
+        assert command in listed, (command, help_text)
+
+
+def _help_commands(help_text: str) -> list[str]:
+    """The command names --help lists under its Commands heading (the first word of each entry)."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip(" │╭─╮").startswith("Commands"))
+    names = []
+    for line in lines[start + 1 :]:
+        entry = line.strip(" │")
+        if not entry or entry.startswith(("╰", "─")):
+            break
+        if line.startswith((" ", "│")) and not line.startswith(("      ", "│      ")):  # not a wrapped summary
+            names.append(entry.split()[0])
+    return names
 
 
 def test_on_xen_without_a_reachable_xenstore_the_simulator_says_so(xbctl, monkeypatch):

@@ -4,6 +4,7 @@ clients, refusals and odd domains that change nothing, transactions that conflic
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -79,12 +80,31 @@ def test_c_client_writes_are_what_xbctl_reads(xs):
 def test_multi_node_change_lands_together(xs, tmp_path):
     settings = tmp_path / "grow.conf"
     settings.write_text("machdep.xen.balloon.xen-max=2G\nmachdep.xen.balloon.target=1536M\n")
+    trace_mark = len(xs.daemon.trace_path.read_bytes())
     outcome = xs("-d", "web", "-f", str(settings))
     assert outcome.status == 0, outcome
     assert (xs.read(f"{WEB}/memory/static-max"), xs.read(f"{WEB}/memory/target")) == ("2097152", "1572864")
-    # The daemon saw one transaction carrying both writes.
-    trace = (xs.daemon.trace_path).read_text()
-    assert "TRANSACTION_START" in trace and "TRANSACTION_END" in trace
+    # The daemon saw one transaction carrying both writes: started before the first, not
+    # ended (nor another started) between them, committed after the second.
+    requests = _traced_requests(xs.daemon.trace_path.read_bytes()[trace_mark:].decode())
+    writes = [i for i, r in enumerate(requests) if r.startswith("WRITE ")]
+    assert [requests[i] for i in writes] == [f"WRITE {WEB}/memory/static-max", f"WRITE {WEB}/memory/target"]
+    first, second = writes
+    transactions = [r for r in requests[:first] if r.startswith("TRANSACTION_")]
+    assert transactions == ["TRANSACTION_START"], requests
+    assert not [r for r in requests[first:second] if r.startswith("TRANSACTION_")], requests
+    assert [r for r in requests[second:] if r.startswith("TRANSACTION_")] == ["TRANSACTION_END T"], requests
+
+
+def _traced_requests(trace: str) -> list[str]:
+    """The requests in xenstored's trace, as 'KIND' or 'KIND first-argument' (WRITE path, TRANSACTION_END T)."""
+    found = []
+    for line in trace.splitlines():
+        match = re.match(r"IN \S+ \S+ \S+ (\w+) \((\S*)", line)
+        if match:
+            kind, argument = match.groups()
+            found.append(f"{kind} {argument}" if kind in ("WRITE", "TRANSACTION_END") else kind)
+    return found
 
 
 REFUSALS = [
@@ -212,18 +232,18 @@ def test_malformed_node_value_is_reported_not_crashed_on(xs):
 
 def _interfere(monkeypatch, xs, path, values):
     """Make another client write PATH between xbctl's read and its commit, once per value."""
-    import xbctl.operations as operations
+    import xbctl.policy as policy
 
-    original = operations.plan_writes
+    original = policy.plan_writes
     calls = []
 
-    def plan_and_interfere(balloon, requests, writer_is_host):
+    def plan_and_interfere(balloon, requests, **rules):
         calls.append(balloon)
         if len(calls) <= len(values):
             xs.write(path, values[len(calls) - 1])
-        return original(balloon, requests, writer_is_host)
+        return original(balloon, requests, **rules)
 
-    monkeypatch.setattr(operations, "plan_writes", plan_and_interfere)
+    monkeypatch.setattr(policy, "plan_writes", plan_and_interfere)
     return calls
 
 

@@ -4,8 +4,8 @@ Ctrl-C before the command line is even parsed must not show a traceback, so the
 first thing done is to make SIGINT end xbctl quietly, before the (slow) imports.
 """
 
+import _signal  # built in: no import to wait for before the handler is in place
 import os
-import signal
 import sys
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
@@ -21,8 +21,8 @@ def _interrupted_early(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Run xbctl with Ctrl-C made quiet from the very start."""
-    signal.signal(signal.SIGINT, _interrupted_early)
-    from .cli import main as cli_main
+    _signal.signal(_signal.SIGINT, _interrupted_early)
+    from .cli.main import main as cli_main
 
     cli_main()
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import BALLAST_PAGES
-from .transports.sim import SimDomain, SimHost
+from .transports.simmodel import SimDomain, SimHost
 from .transports import Transport
 from .units import round_up_to_page
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import XbctlError, usage_error
 
 BLANKS = " \t"  # the only blanks a settings file may put around names and values
@@ -11,14 +9,24 @@ SHOWN_CHARS = 80  # how much of a line a message quotes
 MAX_LINE_CHARS = 1024  # a name=value line outside its comment; real ones are under 60
 
 
-@dataclass(frozen=True)
 class Assignment:
     """NAME=VALUE; OPTIONAL for `name?=value`; ORIGIN is FILE:LINE for messages."""
 
-    name: str
-    value: str
-    optional: bool = False
-    origin: str | None = None
+    __slots__ = ("name", "value", "optional", "origin")
+
+    def __init__(self, name: str, value: str, optional: bool = False, origin: str | None = None) -> None:
+        self.name, self.value, self.optional, self.origin = name, value, optional, origin
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Assignment) and (self.name, self.value, self.optional, self.origin) == (
+            other.name,
+            other.value,
+            other.optional,
+            other.origin,
+        )
+
+    def __repr__(self) -> str:
+        return f"Assignment({self.name!r}, {self.value!r}, optional={self.optional}, origin={self.origin!r})"
 
 
 def _shown(text: str) -> str:

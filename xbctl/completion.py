@@ -324,7 +324,7 @@ def _values(ctx: Any, param: Any, incomplete: str) -> Answer:
     """Values for PARAM of CTX's command."""
     name = param.name or ""
     command = ctx.command.name or ""
-    if name in ("settings_file", "sim_state"):
+    if name in ("settings_files", "sim_state"):
         return Answer([], files=True)
     if name in ("domain", "position"):
         return Answer(_domains(ctx.find_root(), incomplete))
@@ -405,10 +405,10 @@ def _domains_within_deadline(transport_name: str | None, sim_state: str | None) 
 
 
 def _lookup_domains(transport_name: str | None, sim_state: str | None) -> list["Domain"]:
-    from .transports.choice import open_transport, xenstore_reachable
+    from .transports.choice import open_transport
+    from .transports.choice import transport_name as chosen_transport
 
-    if transport_name is None:
-        transport_name = "xenstore" if xenstore_reachable() else "sim"
+    transport_name = chosen_transport(transport_name)  # the same choice as the commands
     if transport_name == "sim":
         from .transports.sim import SimTransport
 

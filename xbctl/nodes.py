@@ -5,8 +5,10 @@ This table feeds reads, writes, help, completion and the man page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Callable
 
 from .errors import refused, unknown
 
@@ -14,27 +16,65 @@ SYSCTL_PREFIX = "machdep.xen.balloon"
 BALLAST_PAGES = 256  # NetBSD keeps uvmexp.freemin + 256 pages out of the balloon's reach
 
 
-@dataclass(frozen=True)
 class Balloon:
-    """One domain's balloon as seen at one moment, all values in KiB."""
+    """One domain's balloon as seen at one moment, all values in KiB (immutable: copy to change)."""
 
-    current_kib: int
-    target_kib: int
-    min_kib: int  # effective floor: the larger of the configured and the driver's minimum
-    xen_max_kib: int
-    driver_max_kib: int | None  # the most the driver can handle (boot-time size); None if unknown
-    floor_kib: int  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
-    has_driver: bool | None = True  # a driver acts on target; None: unknown (nothing says either way)
-    current_source: str = "driver"
-    diagnostic: str | None = None  # the driver's last word on why it cannot reach target
-    min_origin: str | None = None  # where min comes from, when a refusal should say so
-    min_hint: str | None = None  # how the host administrator can lower that min
-    floor_hint: str | None = None  # how the host administrator can go below floor_kib
-    host_min_kib: int | None = None  # min without the guest's published floor (None: no guest floor)
-    hypervisor_max_kib: int | None = None  # the hypervisor's maximum (max_pages * 4), when read
-    max_mismatch: str | None = None  # how static-max and the hypervisor's maximum disagree
-    videoram_kib: int = 0  # memory/videoram: an absolute target write subtracts it, as xl mem-set
-    warnings: tuple[str, ...] = ()  # guest-published values that were ignored, and why
+    # (field, default); fields without a default come first, in this order, as arguments.
+    _DEFAULTS = (
+        ("current_kib", None),
+        ("target_kib", None),
+        ("min_kib", None),  # effective floor: the larger of the configured and the driver's minimum
+        ("xen_max_kib", None),
+        ("driver_max_kib", None),  # the most the driver can handle (boot-time size); None if unknown
+        ("floor_kib", None),  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
+        ("has_driver", True),  # a driver acts on target; None: unknown (nothing says either way)
+        ("current_source", "driver"),
+        ("diagnostic", None),  # the driver's last word on why it cannot reach target
+        ("min_origin", None),  # where min comes from, when a refusal should say so
+        ("min_hint", None),  # how the host administrator can lower that min
+        ("floor_hint", None),  # how the host administrator can go below floor_kib
+        ("host_min_kib", None),  # min without the guest's published floor (None: no guest floor)
+        ("hypervisor_max_kib", None),  # the hypervisor's maximum (max_pages * 4), when read
+        ("max_mismatch", None),  # how static-max and the hypervisor's maximum disagree
+        ("videoram_kib", 0),  # memory/videoram: an absolute target write subtracts it, as xl mem-set
+        ("warnings", ()),  # guest-published values that were ignored, and why
+        # The malformed-value error of a target that is no number (then target_kib is 0):
+        # only policy's planning sees such a balloon; reads raise the error instead.
+        ("target_malformed", None),
+    )
+    _REQUIRED = 6
+    __slots__ = tuple(name for name, _ in _DEFAULTS)
+
+    def __init__(self, *args, **kwargs) -> None:
+        names = [name for name, _ in self._DEFAULTS]
+        if len(args) > len(names):
+            raise TypeError("too many arguments")
+        values = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names or name in values:
+                raise TypeError(f"bad argument {name!r}")
+            values[name] = value
+        for index, (name, default) in enumerate(self._DEFAULTS):
+            if name not in values:
+                if index < self._REQUIRED:
+                    raise TypeError(f"missing {name!r}")
+                values[name] = default
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Balloon is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Balloon) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "Balloon(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def max_kib(self) -> int:
@@ -47,9 +87,17 @@ class Balloon:
         """The value of node KEY."""
         return getattr(self, _FIELDS[key])
 
+    def with_fields(self, **changes: object) -> "Balloon":
+        """A copy with CHANGES applied."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Balloon(**values)
+
     def with_value(self, key: str, kib: int) -> "Balloon":
-        """A copy with writable node KEY set to KIB."""
-        return replace(self, **{_FIELDS[key]: kib})
+        """A copy with writable node KEY set to KIB (a target set is no longer malformed)."""
+        if key == "target":
+            return self.with_fields(target_kib=kib, target_malformed=None)
+        return self.with_fields(**{_FIELDS[key]: kib})
 
 
 _FIELDS = {
@@ -60,7 +108,7 @@ _FIELDS = {
     "xen-max": "xen_max_kib",
 }
 
-Rule = Callable[[str, int, Balloon, bool], None]
+# A rule: (sysctl name, new KiB, balloon, writer_is_host) -> None, or raise the refusal.
 
 
 def _read_only(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
@@ -105,15 +153,19 @@ def _check_xen_max(name: str, new_kib: int, balloon: Balloon, writer_is_host: bo
         )
 
 
-@dataclass(frozen=True)
 class Node:
     """One balloon node: its short name, access and meaning, and the rule for writes."""
 
-    key: str
-    writable: bool
-    summary: str
-    rule: Rule
-    host_only: bool = False
+    __slots__ = ("key", "writable", "summary", "rule", "host_only")
+
+    def __init__(
+        self, key: str, writable: bool, summary: str, rule: "Callable[[str, int, Balloon, bool], None]",
+        host_only: bool = False,
+    ) -> None:
+        self.key, self.writable, self.summary, self.rule, self.host_only = key, writable, summary, rule, host_only
+
+    def __repr__(self) -> str:
+        return f"Node({self.key!r})"
 
     @property
     def sysctl_name(self) -> str:

@@ -6,58 +6,67 @@ Functions here return results and raise XbctlError; they never print.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from .assignments import Assignment
-from .errors import ExitStatus, XbctlError, refused
-from .nodes import Balloon, Node, find_node
-from .transports import Domain, Transport
-from .units import Size, parse_size, round_up_to_page
+from .errors import ExitStatus, XbctlError
+from .nodes import find_node
+
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .policy import Change, WriteRequest
+
+    from .assignments import Assignment
+    from .nodes import Balloon, Node
+    from .transports import Domain, Transport
+
+
+
+def __getattr__(name: str):
+    # policy (and units) load only for writes; these names stay importable from here.
+    if name in ("Change", "WriteRequest"):
+        from . import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Change", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult", "list_balloons",
+    "read_balloon", "request_for", "requests_from_assignments", "require_sim", "wait_for_target", "write_nodes",
+]
 
 
 # --wait following the hypervisor ends when its figure has not changed for this long.
 DEFAULT_STALL_S = 10.0
 
 
-@dataclass(frozen=True)
-class WriteRequest:
-    """Set NODE to SIZE; an OPTIONAL request that is refused is skipped, not fatal."""
-
-    node: Node
-    size: Size
-    optional: bool = False
-    origin: str | None = None
-
-
-@dataclass(frozen=True)
-class Change:
-    """One node's value before and after a write."""
-
-    node: Node
-    old_kib: int
-    new_kib: int
-
-
-@dataclass
 class WriteResult:
     """What a write did (or, in a dry run, would do)."""
 
-    domain: Domain
-    changes: list[Change]
-    after: Balloon
-    dry_run: bool
-    skipped: list[tuple[str, XbctlError]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("domain", "changes", "after", "dry_run", "skipped", "warnings")
+
+    def __init__(
+        self,
+        domain: "Domain",
+        changes: "list[Change]",
+        after: "Balloon",
+        dry_run: bool,
+        skipped: "list[tuple[str, XbctlError]] | None" = None,
+        warnings: "list[str] | None" = None,
+    ) -> None:
+        self.domain, self.changes, self.after, self.dry_run = domain, changes, after, dry_run
+        self.skipped = skipped if skipped is not None else []
+        self.warnings = warnings if warnings is not None else []
 
 
-@dataclass(frozen=True)
 class WaitOutcome:
     """How a --wait ended."""
 
-    reached: bool
-    balloon: Balloon
-    reason: str | None = None
+    __slots__ = ("reached", "balloon", "reason")
+
+    def __init__(self, reached: bool, balloon: "Balloon", reason: str | None = None) -> None:
+        self.reached, self.balloon, self.reason = reached, balloon, reason
 
 
 def requests_from_assignments(
@@ -85,6 +94,9 @@ def request_for(
     node: Node, text: str, *, default_unit: str = "k", optional: bool = False, origin: str | None = None
 ) -> WriteRequest:
     """A request to set NODE to the size TEXT (malformed sizes exit 2)."""
+    from .policy import WriteRequest
+    from .units import parse_size
+
     try:
         size = parse_size(text, default_unit=default_unit, allow_relative=node.key == "target")
     except XbctlError as exc:
@@ -93,70 +105,19 @@ def request_for(
     return WriteRequest(node, size, optional, origin)
 
 
-def resolve_kib(request: WriteRequest, balloon: Balloon) -> int:
-    """The absolute, page-rounded KiB value REQUEST asks for, given BALLOON.
-
-    An absolute target is, as for xl mem-set, the domain's size including its video memory:
-    memory/target gets it less memory/videoram. A relative change moves memory/target itself.
-    """
-    amount = request.size.kib
-    if request.size.relative:
-        amount += balloon.value_kib(request.node.key)
-    if amount.denominator != 1:
-        raise refused(request.node.sysctl_name, f"{request.size.text} is not a whole number of KiB")
-    kib = round_up_to_page(int(amount))
-    if request.node.key == "target" and not request.size.relative and balloon.videoram_kib:
-        kib = max(kib - balloon.videoram_kib, 0)
-    return kib
-
-
-def without_guest_floor(balloon: Balloon) -> Balloon:
-    """BALLOON as the host sees it when it overrides the guest's published floor."""
-    if balloon.host_min_kib is None:
-        return balloon  # no guest floor involved (or a simulated driver's own rule)
-    return replace(balloon, min_kib=balloon.host_min_kib, floor_kib=0, min_origin=None, min_hint=None)
-
-
-def plan_writes(
-    balloon: Balloon, requests: list[WriteRequest], writer_is_host: bool
-) -> tuple[dict[str, int], list[Change], list[tuple[str, XbctlError]]]:
-    """Check REQUESTS in order against the driver's rules, each seeing the ones before it.
-
-    Returns the new node values, the changes, and the optional requests skipped.
-    A refused request that is not optional raises, so nothing is written.
-    """
-    values: dict[str, int] = {}
-    changes: list[Change] = []
-    skipped: list[tuple[str, XbctlError]] = []
-    for request in requests:
-        try:
-            new_kib = resolve_kib(request, balloon)
-            request.node.check_write(new_kib, balloon, writer_is_host)
-        except XbctlError as exc:
-            located = exc.with_prefix(request.origin) if request.origin else exc
-            if request.optional:
-                skipped.append((request.node.sysctl_name, located))
-                continue
-            raise located from None
-        changes.append(Change(request.node, balloon.value_kib(request.node.key), new_kib))
-        balloon = balloon.with_value(request.node.key, new_kib)
-        values[request.node.key] = new_kib
-    return values, changes, skipped
-
-
 def read_balloon(transport: Transport, domain_spec: str | None) -> tuple[Domain, Balloon]:
     """The domain named by DOMAIN_SPEC (or our own) and its balloon."""
     domain = transport.resolve_domain(domain_spec)
     return domain, transport.read_balloon(domain)
 
 
-@dataclass(frozen=True)
 class DomainRow:
     """One line of `xbctl list`: a domain and its balloon, or why it could not be read."""
 
-    domain: Domain
-    balloon: Balloon | None
-    problem: str | None = None
+    __slots__ = ("domain", "balloon", "problem")
+
+    def __init__(self, domain: "Domain", balloon: "Balloon | None", problem: str | None = None) -> None:
+        self.domain, self.balloon, self.problem = domain, balloon, problem
 
 
 def list_balloons(transport: Transport) -> list[DomainRow]:
@@ -190,25 +151,38 @@ def write_nodes(
     IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
     OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes.
     """
+    from .policy import plan_writes
+
     domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
-    outcome: list[tuple[list[Change], list[tuple[str, XbctlError]]]] = []
+    planned = []
 
-    def plan(balloon: Balloon) -> dict[str, int]:
-        if override_guest_floor and writer_is_host:
-            balloon = without_guest_floor(balloon)
-        values, changes, skipped = plan_writes(balloon, requests, writer_is_host)
-        outcome[:] = [(changes, skipped)]  # the transport may retry: keep the last plan only
-        return values
+    def plan(balloon: "Balloon") -> dict[str, int]:
+        # Every rule lives in policy: a dry run and a write (on either transport) run this same plan.
+        write_plan = plan_writes(
+            balloon,
+            requests,
+            domain=domain,
+            writer_is_host=writer_is_host,
+            override_guest_floor=override_guest_floor,
+            locate=lambda key: transport.node_location(domain, key),
+        )
+        planned[:] = [write_plan]  # the transport may retry: keep the last plan only
+        return write_plan.values
 
-    if dry_run or not requests:
-        before = transport.read_balloon(domain)
+    if not requests:
+        before = after = transport.read_balloon(domain)
+        plan(before)
+    elif dry_run:
+        before = transport.snapshot(domain)
+        values = plan(before)
+        transport.check_write(domain, values)
         after = before
-        for key, kib in plan(before).items():
+        for key, kib in values.items():
             after = after.with_value(key, kib)
     else:
         before, after = transport.update_balloon(domain, plan)
-    changes, skipped = outcome[0]
+    changes, skipped = planned[0].changes, planned[0].skipped
     result = WriteResult(domain, changes, after, dry_run, skipped=[*(ignored or []), *skipped])
     result.warnings.extend(before.warnings)
     if before.has_driver is not True and any(c.node.key == "target" for c in changes):

@@ -51,7 +51,7 @@ def run_top(transport: "Transport") -> None:
     interactive = sys.stdout.isatty() and sys.stdin.isatty()
     try:
         if interactive:
-            from .render import live_table
+            from .output_rich import live_table
 
             fd = sys.stdin.fileno()
             with _keys_unbuffered(fd), live_table(rows) as redraw:
@@ -62,7 +62,7 @@ def run_top(transport: "Transport") -> None:
                             rows = new_rows
                             redraw(rows)
             return
-        from .render import print_domain_table
+        from .output_rich import print_domain_table
 
         print_domain_table(rows)
         sys.stdout.flush()

@@ -7,10 +7,6 @@ grammar and converted with exact fractions.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from fractions import Fraction
-
 from .errors import usage_error
 
 PAGE_KIB = 4
@@ -34,20 +30,64 @@ MAX_KIB = 2**54
 MAX_KIB_DIGITS = len(str(MAX_KIB))
 _MAX_TEXT = 64
 
-_SIZE = re.compile(
-    r"(?P<sign>[+-])?"
-    r"(?:(?P<hex>0[xX][0-9a-fA-F]+)"
-    r"|(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[A-Za-z]+)?)"
-)
+DIGITS = frozenset("0123456789")
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-@dataclass(frozen=True)
+def _is_decimal(text: str) -> bool:
+    """TEXT is DIGITS or DIGITS.DIGITS (ASCII only: no sign, blank, underscore or exponent)."""
+    whole, dot, fraction = text.partition(".")
+    return bool(whole) and set(whole) <= DIGITS and (not dot or (bool(fraction) and set(fraction) <= DIGITS))
+
+
+def _split_size(text: str) -> tuple[str, str | None, str | None, str | None] | None:
+    """TEXT as (sign, hex digits, decimal number, unit), or None when it is no size.
+
+    The grammar: [+-] then 0x HEX, or DECIMAL[.DECIMAL] followed by letters (the unit).
+    """
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    body = text[len(sign) :]
+    if body[:2] in ("0x", "0X") and len(body) > 2 and set(body[2:]) <= HEX_DIGITS:
+        return sign, body, None, None
+    end = len(body)
+    while end > 0 and body[end - 1] in LETTERS:
+        end -= 1
+    number, unit = body[:end], body[end:] or None
+    if not _is_decimal(number):
+        return None
+    return sign, None, number, unit
+
+
 class Size:
-    """A parsed size: an exact amount in KiB (maybe fractional), absolute or a signed change."""
+    """A parsed size: an exact amount in KiB (an int, or a Fraction when not whole), absolute
+    or a signed change."""
 
-    kib: Fraction
-    relative: bool
-    text: str
+    __slots__ = ("kib", "relative", "text")
+
+    def __init__(self, kib, relative: bool, text: str) -> None:
+        self.kib, self.relative, self.text = kib, relative, text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Size) and (self.kib, self.relative, self.text) == (
+            other.kib,
+            other.relative,
+            other.text,
+        )
+
+    def __repr__(self) -> str:
+        return f"Size(kib={self.kib!r}, relative={self.relative!r}, text={self.text!r})"
+
+
+def _kib_of(number: str, unit_bytes: int):
+    """NUMBER (decimal text) of units of UNIT_BYTES, in KiB: an int when whole, else a Fraction."""
+    if "." not in number:
+        whole, rest = divmod(int(number) * unit_bytes, KIB)
+        if not rest:
+            return whole
+    from fractions import Fraction  # only sizes that are no whole number of KiB need it
+
+    return Fraction(number) * unit_bytes / KIB
 
 
 def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = False) -> Size:
@@ -57,10 +97,10 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
         raise usage_error("empty size", hint="give a number, e.g. 524288 or 512M")
     if len(text) > _MAX_TEXT:
         raise usage_error(f"size {shown!r} is too long")
-    match = _SIZE.fullmatch(text)
-    if match is None:
+    parts = _split_size(text)
+    if parts is None:
         raise usage_error(f"invalid size {text!r}", hint=_grammar_hint(default_unit))
-    sign, hex_digits, number, unit = match.group("sign", "hex", "number", "unit")
+    sign, hex_digits, number, unit = parts
     if sign and not allow_relative:
         raise usage_error(
             f"invalid size {text!r}: a signed (relative) change is only allowed for target",
@@ -71,7 +111,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
                 f"invalid size {text!r}: hexadecimal is only accepted for KiB values",
                 hint=_grammar_hint(default_unit),
             )
-        amount = Fraction(int(hex_digits, 16))
+        amount = int(hex_digits, 16)
     else:
         unit_key = (unit or default_unit).lower()
         if unit_key not in UNIT_BYTES:
@@ -83,7 +123,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
             raise usage_error(
                 f"invalid size {text!r}: a decimal needs a unit", hint="e.g. 1.5G or 1536M"
             )
-        amount = Fraction(number) * UNIT_BYTES[unit_key] / KIB
+        amount = _kib_of(number, UNIT_BYTES[unit_key])
     if amount > MAX_KIB:
         raise usage_error(f"invalid size {text!r}: out of range (at most {MAX_KIB} KiB)")
     return Size(kib=-amount if sign == "-" else amount, relative=bool(sign), text=text)
@@ -106,12 +146,9 @@ def parse_kib(text: str, *, what: str, default_unit: str = "k") -> int:
     return int(amount)
 
 
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-
-
 def parse_number(text: str, *, what: str, maximum: float, positive: bool = False) -> float:
     """TEXT as a plain decimal number (no sign, exponent, nan, inf or underscores) for WHAT."""
-    if len(text) > _MAX_TEXT or not _DECIMAL.fullmatch(text):
+    if len(text) > _MAX_TEXT or not _is_decimal(text):
         raise usage_error(f"{what}: invalid number {text[:_MAX_TEXT]!r}", hint="a plain decimal number, e.g. 30 or 2.5")
     value = float(text)
     if value > maximum or (positive and value == 0):

@@ -6,32 +6,61 @@ Domain-0); choice picks one.
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from ..errors import ExitStatus, XbctlError, unknown, usage_error
-from ..nodes import Balloon
+from ..errors import unknown, usage_error
+
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from ..nodes import Balloon
 
 # Xen reserves domain ids from DOMID_FIRST_RESERVED (0x7FF0) upwards.
 DOMID_FIRST_RESERVED = 0x7FF0
 TRANSPORT_NAMES = ("sim", "xenstore")
 
-Plan = Callable[[Balloon], dict[str, int]]
+# A plan (policy's, through operations): {node: new KiB} for a balloon snapshot, or a refusal.
+Plan = "Callable[[Balloon], dict[str, int]]"
 
 
-@dataclass(frozen=True)
 class Domain:
     """A domain as the transport knows it."""
 
-    id: int
-    name: str
+    __slots__ = ("id", "name")
+
+    def __init__(self, id: int, name: str) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Domain is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Domain) and (self.id, self.name) == (other.id, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.name))
+
+    def __repr__(self) -> str:
+        return f"Domain(id={self.id!r}, name={self.name!r})"
 
 
-class Transport(ABC):
-    """What operations need from a balloon: find domains, read, change atomically, wait."""
+def abstractmethod(method):
+    """Marks what every transport implements (abc's machinery costs start-up time for nothing)."""
+
+    def missing(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement {method.__name__}")
+
+    missing.__name__, missing.__doc__ = method.__name__, method.__doc__
+    return missing
+
+
+class Transport:
+    """What operations need from a balloon: find domains, read, change atomically, wait.
+
+    Transports only read, write atomically and report: every write rule is policy's
+    (xbctl/policy.py), run on a snapshot inside the transport's lock or transaction.
+    """
 
     name: str
     # Where notes go (the CLI prints them on stderr); until set, they are kept in pending_notes.
@@ -68,9 +97,28 @@ class Transport(ABC):
     def read_balloon(self, domain: Domain) -> Balloon:
         """The balloon of DOMAIN now."""
 
+    def snapshot(self, domain: Domain) -> Balloon:
+        """DOMAIN's balloon as update_balloon hands it to a plan (a dry run plans on this).
+
+        Unlike read_balloon, a target that is no number is not an error here: the balloon
+        carries the error in target_malformed, for policy's rule on replacing it.
+        """
+        return self.read_balloon(domain)
+
+    def check_write(self, domain: Domain, values: dict[str, int]) -> None:
+        """Raise what a write of VALUES would meet beyond policy's rules (a dry run asks this).
+
+        Over Xenstore as Domain-0: a domain the hypervisor does not know. None by default.
+        """
+
+    def node_location(self, domain: Domain, key: str) -> str | None:
+        """Where node KEY of DOMAIN is stored, for messages (None: nowhere a user can look)."""
+        return None
+
     @abstractmethod
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
-        """Atomically read DOMAIN's balloon, let PLAN compute {node: new KiB} (or raise), write it.
+        """Atomically take a snapshot of DOMAIN's balloon, let PLAN compute {node: new KiB}
+        (or raise: then nothing is written), write exactly that.
 
         Returns the balloon before and after.
         """

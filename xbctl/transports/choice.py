@@ -7,34 +7,36 @@ lazily, and completion uses the same choice as the commands.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import ExitStatus, XbctlError
 from . import TRANSPORT_NAMES, Transport
 
 
-def xenstore_socket_path() -> Path:
+def xenstore_socket_path() -> str:
     """The Xenstore socket, found as libxenstore finds it."""
     if os.environ.get("XENSTORED_PATH"):
-        return Path(os.environ["XENSTORED_PATH"])
+        return os.environ["XENSTORED_PATH"]
     rundir = os.environ.get("XENSTORED_RUNDIR") or "/var/run/xenstored"
-    return Path(rundir) / "socket"
+    return os.path.join(rundir, "socket")
 
 
-XENBUS_DEVICES = (Path("/dev/xen/xenbus"), Path("/proc/xen/xenbus"))
+XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
 
 def xenstore_reachable() -> bool:
     """True when a Xenstore socket or xenbus device is there to talk to."""
-    return xenstore_socket_path().exists() or any(dev.exists() for dev in XENBUS_DEVICES)
+    return os.path.exists(xenstore_socket_path()) or any(os.path.exists(dev) for dev in XENBUS_DEVICES)
 
 
 def on_xen() -> bool:
     """True on a Xen host or guest, where a missing Xenstore is a failure, not a cue to simulate."""
     try:
-        return Path("/sys/hypervisor/type").read_text().strip() == "xen" or Path("/proc/xen/capabilities").exists()
+        with open("/sys/hypervisor/type") as kind:
+            if kind.read().strip() == "xen":
+                return True
     except OSError:
-        return False
+        pass  # no /sys/hypervisor (an older kernel, a container): xenfs may still say so
+    return os.path.exists("/proc/xen/capabilities")
 
 
 def fallback_note(name: str | None, transport: Transport) -> str | None:
@@ -47,15 +49,21 @@ def fallback_note(name: str | None, transport: Transport) -> str | None:
     return None
 
 
-def open_transport(name: str | None, sim_state: str | None) -> Transport:
-    """The transport called NAME, or the default: Xenstore when reachable, else the simulator.
+def transport_name(name: str | None) -> str:
+    """NAME, or the default: Xenstore when reachable, else the simulator.
 
     Naming a Xenstore (XENSTORED_PATH, XENSTORED_RUNDIR) means Xenstore: a typo must
     fail, never answer from a simulated host.
     """
-    if name is None:
-        explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
-        name = "xenstore" if explicit or xenstore_reachable() else "sim"
+    if name is not None:
+        return name
+    explicit = bool(os.environ.get("XENSTORED_PATH") or os.environ.get("XENSTORED_RUNDIR"))
+    return "xenstore" if explicit or xenstore_reachable() else "sim"
+
+
+def open_transport(name: str | None, sim_state: str | None) -> Transport:
+    """The transport called NAME, or the default (transport_name)."""
+    name = transport_name(name)
     if name == "sim":
         from .sim import SimTransport
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 
 # Checked releases -> (symbol version node, physinfo free_pages offset, outstanding_pages offset).
 # xc_domaininfo_t is the same in all of them (see DOMAININFO_* below).
@@ -79,16 +78,29 @@ class HypervisorError(Exception):
         super().__init__(f"{call} failed: {os.strerror(errno_value)} ({self.errno_name})")
 
 
-@dataclass(frozen=True)
 class DomainInfo:
-    """What the hypervisor holds for one domain (xc_domaininfo_t), in pages."""
+    """What the hypervisor holds for one domain (xc_domaininfo_t), in pages (immutable)."""
 
-    domid: int
-    flags: int
-    tot_pages: int
-    max_pages: int
-    outstanding_pages: int
-    handle: bytes
+    __slots__ = ("domid", "flags", "tot_pages", "max_pages", "outstanding_pages", "handle")
+
+    def __init__(
+        self, *, domid: int, flags: int, tot_pages: int, max_pages: int, outstanding_pages: int, handle: bytes
+    ) -> None:
+        for name, value in zip(self.__slots__, (domid, flags, tot_pages, max_pages, outstanding_pages, handle)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("DomainInfo is immutable")
+
+    def with_fields(self, **changes) -> "DomainInfo":
+        """A copy with CHANGES applied."""
+        return DomainInfo(**{**{name: getattr(self, name) for name in self.__slots__}, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DomainInfo) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "DomainInfo(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def current_kib(self) -> int:

@@ -1,258 +1,32 @@
-"""The simulated balloon driver: a deterministic model of NetBSD's driver on a small host.
+"""The simulator as a transport: the simulated host (simmodel.py) kept in a state file.
 
-The balloon thread moves each domain's reservation toward its target in steps of at
-most BALLOON_DELTA pages, `steps_per_second` steps per simulated second. Simulated
-time follows the wall clock (clock "wall") or only `xbctl sim advance` (clock
-"manual", step-exact for tests). The state is a pure function of the stored state and
-the simulated time, so reads compute it without writing; writers persist it.
+Reads compute the host's state from the stored state and the simulated time without
+writing; writers take the lock, advance the model, apply what policy planned, and save.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, usage_error
-from ..nodes import BALLAST_PAGES, Balloon
+from . import Domain, Transport, match_domain, parse_domain_id
+from .simmodel import (  # noqa: F401  (the model's names, for the commands and the agent)
+    DEFAULT_STEPS_PER_SECOND,
+    MAX_STEPS_PER_SECOND,
+    SimDomain,
+    SimHost,
+)
 from .simstore import CorruptState, StateStore, default_state_path
-from . import Domain, Plan, Transport, match_domain, parse_domain_id
-from ..units import MAX_KIB, PAGE_KIB
 
-BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
-STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB
-DEFAULT_STEPS_PER_SECOND = 50.0
-CLOCKS = ("wall", "manual")
-DRIVERS = ("netbsd", "linux", "none")
-LOG_LIMIT = 500
-MAX_STEPS_PER_SECOND = 10**6
-# Bounds a state file must keep: simulated time within about 30,000 years either way, and
-# boot sizes up to 1 TiB, so catching up on time is a bounded number of balloon steps.
-MAX_SIM_SECONDS = 1e12
-MAX_BOOT_KIB = 2**30
-MIB = 1024
-GIB = 1024 * MIB
+if TYPE_CHECKING:
+    from typing import Iterator
 
-
-@dataclass
-class SimDomain:
-    """One simulated domain: what the hypervisor and its balloon driver know."""
-
-    id: int
-    name: str
-    driver: str  # netbsd: publishes current/min/max; linux: publishes nothing; none: no driver
-    boot_kib: int  # the driver cannot hot-plug memory above this
-    xen_max_kib: int
-    target_kib: int
-    current_kib: int
-    dynamic_min_kib: int
-    used_kib: int  # memory the guest's processes and kernel hold; never ballooned out
-    freemin_pages: int  # uvmexp.freemin: the free-page reserve
-    diagnostic: str | None = None  # the driver's last word on the current target
-    short_reported: bool = False
-
-    @property
-    def floor_kib(self) -> int:
-        """NetBSD's safeguard floor for min: freemin + 256 pages."""
-        return (self.freemin_pages + BALLAST_PAGES) * PAGE_KIB
-
-    def balloon(self) -> Balloon:
-        """The five nodes as the host sees them through this domain's driver."""
-        publishes = self.driver == "netbsd"
-        floor_kib = self.floor_kib if publishes else 0
-        return Balloon(
-            current_kib=self.current_kib,
-            target_kib=self.target_kib,
-            min_kib=max(self.dynamic_min_kib, floor_kib),
-            xen_max_kib=self.xen_max_kib,
-            driver_max_kib=self.boot_kib if publishes else None,
-            floor_kib=floor_kib,
-            has_driver=self.driver != "none",
-            current_source="hypervisor",
-            diagnostic=self.diagnostic,
-        )
-
-
-def _require_kib(value: object, what: str) -> None:
-    if type(value) is not int or not 0 <= value <= MAX_KIB:
-        raise ValueError(f"bad {what}")
-
-
-def _require_seconds(value: object, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
-    if type(value) not in (int, float) or not -limit <= value <= limit or (positive and not value > 0):
-        raise ValueError(f"bad {what}")
-
-
-def default_domains() -> list[SimDomain]:
-    """The simulated host: Domain-0 and guests of different sizes, one without a driver."""
-    return [
-        SimDomain(0, "Domain-0", "netbsd", 4 * GIB, 4 * GIB, 4 * GIB, 4 * GIB, 1 * GIB, 1 * GIB, 4096),
-        SimDomain(1, "web", "netbsd", 1 * GIB, 1 * GIB, 768 * MIB, 768 * MIB, 128 * MIB, 384 * MIB, 1024),
-        SimDomain(2, "db", "linux", 2 * GIB, 4 * GIB, 1536 * MIB, 1536 * MIB, 512 * MIB, 1 * GIB, 2048),
-        SimDomain(3, "mail", "none", 512 * MIB, 512 * MIB, 512 * MIB, 512 * MIB, 256 * MIB, 200 * MIB, 512),
-    ]
-
-
-@dataclass
-class SimHost:
-    """The whole simulated host: clock, free memory, domains and the drivers' log."""
-
-    clock: str = "wall"
-    steps_per_second: float = DEFAULT_STEPS_PER_SECOND
-    offset_s: float = 0.0  # added by `sim advance`
-    boot_s: float = 0.0  # simulated time of the last reset
-    last_tick_s: float = 0.0  # simulated time the model was last advanced to
-    position: int = 0  # the domain xbctl runs in
-    host_free_kib: int = 2 * GIB
-    domains: list[SimDomain] = field(default_factory=default_domains)
-    log: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def fresh(cls, **settings: object) -> "SimHost":
-        """A newly booted host; its clock starts now."""
-        host = cls(**settings)  # type: ignore[arg-type]
-        host.boot_s = host.last_tick_s = host.now()
-        return host
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SimHost":
-        """The host stored as DATA; raises ValueError (or KeyError/TypeError) when malformed."""
-        names = {f.name for f in fields(cls)}
-        host = cls(**{k: v for k, v in data.items() if k in names})
-        host.domains = [SimDomain(**d) for d in data["domains"]]
-        host.check()
-        return host
-
-    def check(self) -> None:
-        """Raise ValueError unless every field holds what the model can run on."""
-        if self.clock not in CLOCKS:
-            raise ValueError("bad clock")
-        _require_seconds(self.steps_per_second, "steps_per_second", positive=True, limit=MAX_STEPS_PER_SECOND)
-        for name in ("offset_s", "boot_s", "last_tick_s"):
-            _require_seconds(getattr(self, name), name)
-        _require_kib(self.host_free_kib, "host_free_kib")
-        ids = [domain.id for domain in self.domains]
-        if not ids or len(set(ids)) != len(ids) or self.position not in ids:
-            raise ValueError("bad domain ids or position")
-        for domain in self.domains:
-            if type(domain.id) is not int or not 0 <= domain.id < 0x7FF0:
-                raise ValueError("bad domain id")
-            if not isinstance(domain.name, str) or not domain.name or domain.driver not in DRIVERS:
-                raise ValueError(f"bad domain {domain.id}")
-            for name in ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib"):
-                _require_kib(getattr(domain, name), f"{name} of domain {domain.id}")
-            _require_kib(domain.freemin_pages, f"freemin_pages of domain {domain.id}")
-            if not domain.current_kib <= domain.boot_kib <= MAX_BOOT_KIB:
-                raise ValueError(f"bad boot_kib or current_kib of domain {domain.id}")
-            if not (domain.diagnostic is None or isinstance(domain.diagnostic, str)):
-                raise ValueError(f"bad diagnostic of domain {domain.id}")
-            if type(domain.short_reported) is not bool:
-                raise ValueError(f"bad short_reported of domain {domain.id}")
-        for entry in self.log:
-            if not (isinstance(entry, dict) and set(entry) == {"t", "domain", "message"}):
-                raise ValueError("bad log entry")
-            _require_seconds(entry["t"], "log time")
-            if not (isinstance(entry["domain"], str) and isinstance(entry["message"], str)):
-                raise ValueError("bad log entry")
-
-    def to_dict(self) -> dict:
-        """The host as plain data for the state file."""
-        return asdict(self)
-
-    def now(self) -> float:
-        """Simulated time in seconds."""
-        return (time.time() if self.clock == "wall" else 0.0) + self.offset_s
-
-    def domain(self, domid: int) -> SimDomain:
-        """The domain with id DOMID."""
-        return next(d for d in self.domains if d.id == domid)
-
-    def advance(self) -> None:
-        """Run the balloon threads up to now."""
-        now = self.now()
-        rounds = math.floor((now - self.last_tick_s) * self.steps_per_second + 1e-9)
-        for done in range(rounds):
-            at = self.last_tick_s + (done + 1) / self.steps_per_second
-            if not any([self._step(domain, at) for domain in self.domains]):
-                self.last_tick_s = now  # every driver is idle: nothing to catch up on
-                return
-        self.last_tick_s += max(rounds, 0) / self.steps_per_second
-
-    def step(self, domain: SimDomain) -> bool:
-        """One turn of DOMAIN's balloon thread now, alone (the guest agent drives one domain)."""
-        return self._step(domain, self.now())
-
-    def _step(self, domain: SimDomain, at: float) -> bool:
-        """One turn of DOMAIN's balloon thread; True when it moved."""
-        if domain.driver == "none" or domain.current_kib == domain.target_kib:
-            return False
-        if domain.target_kib < domain.current_kib:
-            return self._inflate(domain, at)
-        return self._deflate(domain, at)
-
-    def _inflate(self, domain: SimDomain, at: float) -> bool:
-        # The guest can give back only free pages above its free-page reserve.
-        givable_kib = domain.current_kib - domain.used_kib - domain.freemin_pages * PAGE_KIB
-        step_kib = min(STEP_KIB, domain.current_kib - domain.target_kib, max(givable_kib, 0))
-        if step_kib <= 0:
-            self._report(
-                domain,
-                at,
-                f"WARNING: balloon could not reach target {domain.target_kib} "
-                f"(current {domain.current_kib})",
-            )
-            domain.target_kib = domain.current_kib  # the driver feeds current back into target
-            return False
-        domain.current_kib -= step_kib
-        self.host_free_kib += step_kib
-        return True
-
-    def _deflate(self, domain: SimDomain, at: float) -> bool:
-        if domain.target_kib > domain.boot_kib and domain.diagnostic is None:
-            self._report(
-                domain,
-                at,
-                f"memory 'hot-plug' unsupported - clipping reservation "
-                f"{domain.target_kib // PAGE_KIB} => {domain.boot_kib // PAGE_KIB} pages.",
-            )
-        want_kib = min(STEP_KIB, domain.target_kib - domain.current_kib, domain.boot_kib - domain.current_kib)
-        if want_kib <= 0:
-            return False
-        got_kib = min(want_kib, self.host_free_kib)
-        if got_kib < want_kib and not domain.short_reported:
-            domain.short_reported = True
-            self._report(
-                domain,
-                at,
-                f"increase reservation incomplete: was {want_kib // PAGE_KIB}, "
-                f"returned {got_kib // PAGE_KIB}",
-            )
-        domain.current_kib += got_kib
-        self.host_free_kib -= got_kib
-        return got_kib > 0
-
-    def _report(self, domain: SimDomain, at: float, message: str) -> None:
-        domain.diagnostic = message
-        self.log.append({"t": round(at - self.boot_s, 3), "domain": domain.name, "message": message})
-        del self.log[:-LOG_LIMIT]
-
-    def set_node(self, domain: SimDomain, key: str, kib: int) -> None:
-        """Write a writable node of DOMAIN, as the host's toolstack would."""
-        if key == "target":
-            if kib != domain.target_kib:  # a new target: the driver tries again
-                domain.diagnostic = None
-                domain.short_reported = False
-            domain.target_kib = kib
-        elif key == "min":
-            domain.dynamic_min_kib = kib
-        elif key == "xen-max":
-            domain.xen_max_kib = kib
-        else:  # the node table's rules refuse read-only nodes before this
-            raise AssertionError(key)
+    from ..nodes import Balloon
+    from . import Plan
 
 
 class SimTransport(Transport):
@@ -352,15 +126,7 @@ class SimTransport(Transport):
         with self.changing() as host:
             sim_domain = host.domain(domain.id)
             before = sim_domain.balloon()
-            values = plan(before)
-            if values and host.position != 0:
-                # As over Xenstore: memory/target and dynamic-min are the toolstack's to write.
-                raise XbctlError(
-                    f"domain {sim_domain.name}: Permission denied: inside a guest, "
-                    f"{', '.join(values)} can only be set from the host",
-                    status=ExitStatus.REFUSED,
-                    errno_name="EACCES",
-                )
+            values = plan(before)  # policy's rules, the guest position among them, raise here
             for key, kib in values.items():
                 host.set_node(sim_domain, key, kib)
             self.save(host)

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import errno
 import os
-import random
-import re
 import select
 import socket
 import struct
 import time
 from enum import IntEnum
-from pathlib import Path
 
 # xs_wire.h: struct xsd_sockmsg { uint32_t type, req_id, tx_id, len; } in the host's byte order.
 HEADER = struct.Struct("=IIII")
@@ -34,11 +31,22 @@ NUL = b"\x00"
 READ_CHUNK = 16384  # bytes asked of the kernel at a time: the inbox never holds much more
 MAX_PENDING_EVENTS = 1024  # distinct changed paths kept between two next_events calls
 # Error replies carry an errno name (xsd_errors[] in xs_wire.h, plus oxenstored's EQUOTA).
-ERROR_NAME = re.compile(rb"E[A-Z0-9]{1,15}")
+ERROR_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # E[A-Z0-9]{1,15}
 # A transaction id is a non-zero uint32 in decimal.
-TRANSACTION_ID = re.compile(rb"[1-9][0-9]{0,9}")
+DECIMAL_BYTES = frozenset(b"0123456789")  # a transaction id: [1-9][0-9]{0,9}
 # Xenstore error names Python's errno lacks, with what they mean.
 XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
+
+
+
+def _is_error_name(name: bytes) -> bool:
+    """NAME is E followed by 1 to 15 capitals or digits, as xsd_errors[] names are."""
+    return 2 <= len(name) <= 16 and name[0] == ord("E") and all(b in ERROR_NAME_BYTES for b in name[1:])
+
+
+def _is_transaction_id(text: bytes) -> bool:
+    """TEXT is a decimal transaction id: 1 to 10 digits, not starting with 0."""
+    return 1 <= len(text) <= 10 and text[0] != ord("0") and all(b in DECIMAL_BYTES for b in text)
 
 
 class Op(IntEnum):
@@ -47,6 +55,7 @@ class Op(IntEnum):
     DIRECTORY = 1
     READ = 2
     WATCH = 4
+    UNWATCH = 5
     TRANSACTION_START = 6
     TRANSACTION_END = 7
     WRITE = 11
@@ -57,7 +66,7 @@ class Op(IntEnum):
 
 KNOWN_TYPES = frozenset(int(op) for op in Op)
 # Requests whose only good answer is "OK".
-ACKNOWLEDGED = {Op.WATCH, Op.TRANSACTION_END, Op.WRITE, Op.RM}
+ACKNOWLEDGED = {Op.WATCH, Op.UNWATCH, Op.TRANSACTION_END, Op.WRITE, Op.RM}
 
 
 class XenstoreLost(Exception):
@@ -86,7 +95,7 @@ def shown(raw: bytes, limit: int = 40) -> str:
 class SocketStream:
     """A Unix socket to xenstored, non-blocking once connected."""
 
-    def __init__(self, path: Path, timeout_s: float) -> None:
+    def __init__(self, path: str, timeout_s: float) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout_s)  # a listener with a full backlog must not hang us
         try:
@@ -113,7 +122,7 @@ class SocketStream:
 class DeviceStream:
     """A xenbus device (/dev/xen/xenbus): the guest kernel relays to xenstored."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         # O_NOCTTY: never become the controlling terminal of whatever opened us.
         self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK)
 
@@ -145,14 +154,14 @@ class WireClient:
     rollback, tx_id), so callers read the same; paths and values are bytes.
     """
 
-    def __init__(self, path: Path, is_socket: bool, timeout_s: float) -> None:
+    def __init__(self, path: str, is_socket: bool, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.stream = SocketStream(path, timeout_s) if is_socket else DeviceStream(path)
         self.tx_id = 0
         self.failure: str | None = None  # why the connection may not be used again
         self._inbox = bytearray()
         # Request ids from a random start: a stray reply to another client must not pass for ours.
-        self._next_id = random.getrandbits(31)
+        self._next_id = int.from_bytes(os.urandom(4), "little") >> 1  # 31 random bits (no random module to load)
         self._tokens: set[bytes] = set()
         self._events: dict[bytes, None] = {}  # changed paths, oldest first, without repeats
         self._poller = select.poll()
@@ -182,13 +191,17 @@ class WireClient:
         self._tokens.add(token)
         self.request(Op.WATCH, path + NUL + token + NUL)
 
+    def unwatch(self, path: bytes, token: bytes) -> None:
+        """Stop reporting changes at or below PATH for TOKEN."""
+        self.request(Op.UNWATCH, path + NUL + token + NUL)
+
     def transaction(self) -> int:
         """Start a transaction; requests run inside it until commit or rollback."""
         if self.tx_id:
             raise XenstoreLost("a transaction is already open")  # a bug of ours, not the peer's
         payload = self.request(Op.TRANSACTION_START, NUL)
         text = payload.rstrip(NUL)
-        if not TRANSACTION_ID.fullmatch(text) or int(text) >= 1 << 32:
+        if not _is_transaction_id(text) or int(text) >= 1 << 32:
             self._break(f"protocol error: transaction id {shown(payload)} is not a number")
         self.tx_id = int(text)
         return self.tx_id
@@ -237,7 +250,7 @@ class WireClient:
             self._break(f"protocol error: reply to request {reply_id}, expected {rq_id}")
         if reply_op == Op.ERROR:
             name = body.rstrip(NUL)
-            if not ERROR_NAME.fullmatch(name):
+            if not _is_error_name(name):
                 self._break(f"protocol error: error reply {shown(body)} is not an error name")
             raise XenstoreReplyError(name.decode("ascii"))
         if reply_op != op:

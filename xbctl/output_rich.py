@@ -1,6 +1,6 @@
-"""Rich rendering for people: the domain table and the --wait progress bar.
+"""Rich rendering for people (xbctl.output calls it): the domain table and the --wait progress bar.
 
-The only module that imports rich; it is imported only by the commands that need it.
+With xbctl.output, the only module that imports rich; imported only when a table or bar is shown.
 """
 
 from __future__ import annotations

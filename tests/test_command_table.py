@@ -1,0 +1,170 @@
+"""Every command x every global option: it works as documented, or exits 2 naming both.
+
+The table (xbctl/cli/table.py) says which global options each command takes; a pair it
+refuses must fail before anything runs (the simulated host unchanged, nothing on stdout).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_clean_failure
+from xbctl.cli.table import ALL_COMMANDS, EVERYWHERE, GLOBAL_OPTIONS, SYSCTL
+
+OPTIONS = sorted({canonical for canonical, _ in GLOBAL_OPTIONS.values()})
+# A valid use of each command on the fresh simulated host (web: target 768M, xen-max 1024M).
+SAMPLES = {
+    "sysctl form": ["machdep.xen.balloon.target=700M"],
+    "current": [],
+    "target": ["700M"],
+    "min": ["200M"],
+    "max": [],
+    "xen-max": ["1G"],
+    "mem-set": ["web", "700"],
+    "mem-max": ["web", "1024"],
+    "list": [],
+    "agent": [],
+    "sim advance": ["1"],
+    "sim reset": ["--clock", "manual"],
+    "sim log": [],
+}
+# Pairs the table accepts whose documented answer is still a usage error (exit 2).
+DOCUMENTED_USAGE_ERRORS = {
+    ("current", "-w"): "-w needs a value for current",
+    ("max", "-w"): "-w needs a value for max",
+}
+PAIRS = [(command, option) for command in ALL_COMMANDS for option in OPTIONS]
+
+
+def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
+    """The options and the command words for COMMAND with OPTION."""
+    args = list(SAMPLES[command.name])
+    words = [] if command is SYSCTL else command.name.split()
+    transport = "xenstore" if command.name == "agent" else "sim"
+    values = {"-d": "web", "--transport": transport, "--sim-state": str(state_path), "--timeout": "0.2"}
+    options = [option] + ([values.get(option, "")] if GLOBAL_OPTIONS[option][1] else [])
+    if option == "--timeout" and option in command.accepts:
+        options = ["--wait", *options]
+    if option == "--wait":
+        options += ["--timeout", "0.2"]
+    if command is SYSCTL and option in ("-a", "-f"):
+        args = []  # -a reads every node; -f carries the assignment
+    if "-d" in command.accepts and option != "-d":
+        options += ["-d", "web"]  # the guest the samples fit
+    return options, words + args
+
+
+def test_every_command_is_sampled():
+    assert {command.name for command in ALL_COMMANDS} == set(SAMPLES)
+
+
+@pytest.mark.parametrize("command, option", PAIRS, ids=[f"{c.name}|{o}" for c, o in PAIRS])
+def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option):
+    options, words = _argv(command, option, xbctl.state_path)
+    if option == "-f":
+        settings = tmp_path / "balloon.conf"
+        settings.write_text("machdep.xen.balloon.target=700M\n")
+        options[1] = str(settings)
+    if option not in command.accepts:
+        before = xbctl.snapshot()
+        outcome = xbctl(*options, *words)
+        if option == "--json":  # asked for JSON: the error comes as a document too
+            assert outcome.json()["error"]["exit_status"] == 2
+            outcome.stdout = ""
+        assert_clean_failure(outcome, 2, option)
+        where = "sysctl form" if command is SYSCTL else f"the {command.name} command"
+        assert where in outcome.stderr, outcome
+        assert xbctl.snapshot() == before  # refused before anything ran
+        return
+    # The agent plays a guest over Xenstore: here one that is not there (exit 3).
+    env = {"XBCTL_TRANSPORT": None, "XENSTORED_PATH": str(tmp_path / "no-socket")} if command.name == "agent" else {}
+    outcome = xbctl(*options, *words, env=env)
+    assert "does not go with" not in outcome.stderr and "Traceback" not in outcome.stderr, outcome
+    if (command.name, option) in DOCUMENTED_USAGE_ERRORS:
+        assert_clean_failure(outcome, 2, DOCUMENTED_USAGE_ERRORS[command.name, option])
+    elif command.name == "agent":
+        assert outcome.status == 3 and "no-socket" in outcome.stderr, outcome
+    else:
+        # --wait on the manual clock: the target is not reached within --timeout (exit 5).
+        waits = option in ("--wait", "--timeout") and command.name in ("sysctl form", "target", "mem-set")
+        assert outcome.status == (5 if waits else 0), outcome
+
+
+def test_transport_and_sim_state_go_with_every_command():
+    assert all(EVERYWHERE <= command.accepts for command in ALL_COMMANDS)
+
+
+def test_dry_run_does_not_reset_the_simulator(xbctl):
+    xbctl("-q", "-d", "web", "target", "600M")
+    assert_clean_failure(xbctl("--dry-run", "sim", "reset"), 2, "--dry-run", "sim reset")
+    assert xbctl.value("target", "web") == 600 * 1024
+
+
+def test_settings_files_apply_in_order_as_one_change(xbctl, tmp_path):
+    first, second = tmp_path / "a.conf", tmp_path / "b.conf"
+    first.write_text("machdep.xen.balloon.target=600M\nmachdep.xen.balloon.min=200M\n")
+    second.write_text("machdep.xen.balloon.target=650M\n")
+    outcome = xbctl("-d", "web", "-f", str(first), "-f", str(second))
+    assert outcome.status == 0, outcome
+    assert xbctl.value("target", "web") == 650 * 1024  # the later file wins
+    assert xbctl.value("min", "web") == 200 * 1024  # the earlier file was not dropped
+    document = xbctl("--json", "-d", "web", "-f", str(first), "-f", str(second)).json()
+    assert document["kind"] == "write"
+
+
+def test_a_bad_line_in_the_second_file_writes_nothing(xbctl, tmp_path):
+    first, second = tmp_path / "a.conf", tmp_path / "b.conf"
+    first.write_text("machdep.xen.balloon.target=600M\n")
+    second.write_text("machdep.xen.balloon.target=lots\n")
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl("-d", "web", "-f", str(first), "-f", str(second)), 2, f"{second}:1:")
+    assert xbctl.snapshot() == before
+
+
+def test_a_value_option_given_twice_is_refused(xbctl):
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl("-d", "web", "-d", "db", "target", "600M"), 2, "-d given twice")
+    assert xbctl.snapshot() == before
+
+
+def test_quiet_silences_the_wait_progress(xbctl):
+    xbctl("sim", "reset", "--clock", "wall", "--rate", "5000")
+    outcome = xbctl("-q", "--wait", "--timeout", "30", "-d", "web", "target", "600M")
+    assert (outcome.status, outcome.stdout, outcome.stderr) == (0, "", "")
+    loud = xbctl("--wait", "--timeout", "30", "-d", "web", "target", "700M")
+    assert loud.status == 0 and "current" in loud.stderr, loud
+
+
+TYPER_LINES = [
+    ["-d", "web", "-n", "target"],
+    ["-d", "web", "target", "-4"],
+    ["-e", "-d", "db", "machdep.xen.balloon"],
+    ["--json", "mem-set", "web", "600", "--dry-run"],
+    ["list"],
+    ["--json", "sim", "log", "-d", "web"],
+    ["sim", "reset", "--clock", "manual", "--host-free", "1G"],
+    ["list", "-d", "web"],
+    ["--dry-run", "sim", "reset"],
+    ["-d", "web", "target", "nope"],
+]
+
+
+@pytest.mark.parametrize("args", TYPER_LINES, ids=" ".join)
+def test_typer_parses_to_the_same_outcome(tmp_path, monkeypatch, args):
+    """Typer (help, completion, usage errors) runs the same table check and commands."""
+    from conftest import Xbctl
+
+    from xbctl.cli import parse
+
+    outcomes = []
+    for name in ("lean", "typer"):
+        tool = Xbctl(tmp_path / name / "sim.json")
+        assert tool("sim", "reset", "--clock", "manual").status == 0
+        if name == "typer":
+            def hand_over(argv):
+                raise parse.HandToTyper()
+
+            monkeypatch.setattr(parse, "parse", hand_over)
+        outcome = tool(*args)
+        outcomes.append((outcome.status, outcome.stdout, outcome.stderr, tool.snapshot()))
+    assert outcomes[0] == outcomes[1]

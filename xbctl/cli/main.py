@@ -1,0 +1,250 @@
+"""main: the one place that turns what happened into an exit status.
+
+Results, XbctlError, usage errors (ours and Typer's), Ctrl-C (130), output failures
+(exit 1, or 6 once written), a reader gone away (0, quietly) and internal errors all end here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from ..errors import ExitStatus, XbctlError, usage_error
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command that Ctrl-C ended
+MAX_SECONDS = 10**7  # about four months: anything longer is a typo
+
+
+class Interrupted(Exception):
+    """Ctrl-C ended a command after it changed something: MESSAGE says what stays behind,
+    DOCUMENT (with --json) prints what was done."""
+
+    def __init__(self, message: str, document=None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.document = document
+
+
+class Options:
+    """The global options of one run, as the commands use them."""
+
+    __slots__ = (
+        "show_all", "write", "settings_files", "domain", "dry_run", "wait", "timeout_s", "stall_s",
+        "transport_name", "sim_state", "override_guest_floor", "output", "_transport",
+    )
+
+    def __init__(self, values: dict, output) -> None:
+        self.show_all = bool(values.get("-a"))
+        self.write = bool(values.get("-w"))
+        self.settings_files = values.get("-f") or []
+        self.domain = values.get("-d")
+        self.dry_run = bool(values.get("--dry-run"))
+        self.wait = bool(values.get("--wait"))
+        self.override_guest_floor = bool(values.get("--override-guest-floor"))
+        self.transport_name = values.get("--transport") or os.environ.get("XBCTL_TRANSPORT") or None
+        self.sim_state = values.get("--sim-state") or os.environ.get("XBCTL_SIM_STATE") or None
+        if values.get("--sim-state") == "":
+            self.sim_state = ""  # refused by the simulator as an empty path
+        self.output = output
+        self._transport = None
+        self.timeout_s = None
+        if values.get("--timeout") is not None:
+            if not self.wait:
+                raise usage_error("--timeout needs --wait")
+            from ..units import parse_number
+
+            self.timeout_s = parse_number(values["--timeout"], what="--timeout", maximum=MAX_SECONDS)
+        self.stall_s = stall_seconds() if self.wait else None  # checked before anything is written
+
+    def transport(self):
+        """The transport, opened on first use."""
+        if self._transport is None:
+            from ..transports.choice import fallback_note, open_transport
+
+            self._transport = open_transport(self.transport_name, self.sim_state)
+            note = fallback_note(self.transport_name, self._transport)
+            if note:
+                self.output.note(note)
+            self._transport.on_note = self.output.note
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def stall_seconds() -> float:
+    """How long --wait lets the hypervisor's figure stand still ($XBCTL_STALL_TIMEOUT, default 10)."""
+    from ..operations import DEFAULT_STALL_S
+
+    text = os.environ.get("XBCTL_STALL_TIMEOUT", "")
+    if text == "":
+        return DEFAULT_STALL_S
+    from ..units import parse_number
+
+    return parse_number(text, what="XBCTL_STALL_TIMEOUT", maximum=MAX_SECONDS, positive=True)
+
+
+def output_for(values: dict):
+    """The Output of this run, chosen once from the options."""
+    from ..output import Output
+
+    return Output(
+        as_json=bool(values.get("--json")),
+        quiet=bool(values.get("-q")),
+        values_only=bool(values.get("-n")),
+        equals=bool(values.get("-e")),
+    )
+
+
+def execute(invocation, state: dict) -> None:
+    """Check INVOCATION's options against the table, then run its command."""
+    from .table import check_options
+
+    check_options(invocation.command, invocation.given)
+    output = state["output"] = output_for(invocation.values)
+    options = Options(invocation.values, output)
+    try:
+        module = __import__(f"xbctl.cli.{invocation.command.module}", fromlist=["_"])
+        getattr(module, invocation.command.function)(invocation, options, output)
+    finally:
+        options.close()
+
+
+def run(argv: list[str], *, console: bool = False) -> int:
+    """Run xbctl with ARGV; the exit status (nothing leaves this function but the status)."""
+    from ..output import DataStream, MessageStream
+
+    real_stdout, real_stderr = sys.stdout, sys.stderr
+    if sys.stderr is None:  # started with 2>&-: messages have nowhere to go
+        real_stderr = open(os.devnull, "w")
+    # Everything printed passes these: no control character reaches the terminal raw.
+    sys.stdout = DataStream(real_stdout)
+    sys.stderr = MessageStream(real_stderr)
+    state: dict = {}
+    try:
+        if console:
+            # Only now, inside the try that reports it, may Ctrl-C become a KeyboardInterrupt
+            # (after a write, --wait says what stays behind); until here it ends xbctl quietly.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        status = _dispatch(argv, state)
+        sys.stdout.flush()  # a full disk shows up here, not at exit
+    except Interrupted as exc:
+        _say(exc.message)
+        if exc.document is not None:
+            try:
+                exc.document()
+                sys.stdout.flush()
+            except (XbctlError, OSError):
+                pass  # the message above went to stderr; Ctrl-C decides the status
+        status = INTERRUPTED
+    except XbctlError as exc:
+        status = _report(exc, argv, state)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        status = INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (xbctl -a | head): not an error worth a message.
+        sys.stderr.close()
+        status = ExitStatus.OK
+    except Exception as exc:  # never a traceback for users
+        typer_status = _typer_outcome(exc, argv, state)
+        if typer_status is not None:
+            status = typer_status
+        elif _caused_by_interrupt(exc):  # Python wraps it, e.g. in an interrupted import
+            _say("interrupted")
+            status = INTERRUPTED
+        elif os.environ.get("XBCTL_DEBUG"):
+            raise
+        else:
+            error = XbctlError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                status=ExitStatus.UNAVAILABLE,
+                hint="set XBCTL_DEBUG=1 to see where",
+            )
+            status = _report(error, argv, state)
+    finally:
+        if console:  # done: a Ctrl-C now could only turn the outcome into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stdout, sys.stderr = real_stdout, real_stderr
+    return int(status)
+
+
+def _dispatch(argv: list[str], state: dict) -> int:
+    from .parse import HandToTyper, parse
+
+    try:
+        invocation = parse(argv)
+    except HandToTyper:
+        from .typer_app import run_typer
+
+        return run_typer(argv, state)
+    execute(invocation, state)
+    return ExitStatus.OK
+
+
+def _typer_outcome(exc: Exception, argv: list[str], state: dict) -> int | None:
+    """The exit status of a Typer (click) exception; None for anything else."""
+    if "typer" not in sys.modules:
+        return None
+    from .typer_app import typer_exception_status
+
+    return typer_exception_status(exc, lambda error: _report(error, argv, state))
+
+
+def _report(error: XbctlError, argv: list[str], state: dict) -> int:
+    output = state.get("output")
+    if output is None:
+        from ..output import Output
+
+        output = Output(as_json=json_requested(argv))
+    return output.error(error, document=not getattr(error, "document_shown", False))
+
+
+def _say(message: str) -> None:
+    from ..output import say
+
+    say(message)
+
+
+def json_requested(argv: list[str]) -> bool:
+    """True when --json was given (errors then also go to stdout as JSON)."""
+    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when a Ctrl-C (KeyboardInterrupt) is somewhere in EXC's chain of causes."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def main() -> None:
+    """Console entry point (xbctl.__main__ has already made an early Ctrl-C quiet)."""
+    # As C tools do: a reader that goes away (xbctl -a | head -1) ends xbctl quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        status = run(sys.argv[1:], console=True)
+    except KeyboardInterrupt:  # landed in run()'s last lines, as Ctrl-C was being ignored again
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            os.write(2, b"xbctl: interrupted\n")
+        except OSError:
+            pass  # started with 2>&-
+        status = INTERRUPTED
+    # Skip the interpreter's shutdown (~15 ms): everything is flushed; the status is final.
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a stdout that fails now was reported by run()
+        pass
+    try:
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    os._exit(status)

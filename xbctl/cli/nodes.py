@@ -1,0 +1,123 @@
+"""The sysctl form (`xbctl -a`, `xbctl NAME`, `xbctl [-w] NAME=VALUE`, `-f FILE`) and the node
+commands (`xbctl target [VALUE]`), and the write (with --wait) that host operations share."""
+
+from __future__ import annotations
+
+from ..errors import ExitStatus, XbctlError, usage_error
+from ..nodes import NODE_BY_KEY, NODES
+
+
+def run_sysctl(invocation, options, output) -> None:
+    """Carry out the sysctl form for the names and assignments given."""
+    from ..assignments import parse_assignment, read_settings_file
+    from ..nodes import select_nodes
+
+    args = invocation.args
+    assignments = []
+    for path in options.settings_files:  # several files apply in order, as one change
+        assignments.extend(read_settings_file(path))
+    assignments.extend(parse_assignment(arg) for arg in args if "=" in arg)
+    names = [arg for arg in args if "=" not in arg]
+    if options.write and names:
+        raise usage_error(f"-w needs name=value, got {names[0]!r}")
+    if assignments and (names or options.show_all):
+        raise usage_error("reads and writes cannot be mixed in one command")
+    if assignments:
+        from ..operations import requests_from_assignments
+
+        requests, ignored = requests_from_assignments(assignments)
+        write_and_show(options, output, requests, ignored=ignored)
+        return
+    if options.show_all:
+        if names:
+            raise usage_error("-a lists every node; give no names with it")
+        show_nodes(options, output, NODES)
+        return
+    if not names:
+        if options.settings_files:
+            return  # an empty settings file: nothing to do
+        raise usage_error("nothing to do", hint="xbctl -a shows every node; xbctl --help")
+    nodes: list = []
+    for name in names:
+        nodes.extend(n for n in select_nodes(name) if n not in nodes)
+    show_nodes(options, output, nodes)
+
+
+def run_node(invocation, options, output) -> None:
+    """`xbctl NODE` reads it; `xbctl NODE VALUE` sets it."""
+    node = NODE_BY_KEY[invocation.command.name]
+    if not invocation.args:
+        if options.write:
+            raise usage_error(f"-w needs a value for {node.key}")
+        show_nodes(options, output, [node])
+        return
+    from ..operations import request_for
+
+    write_and_show(options, output, [request_for(node, invocation.args[0])])
+
+
+def show_nodes(options, output, nodes) -> None:
+    """Read NODES of the selected domain and show them."""
+    from ..operations import read_balloon
+
+    if options.wait:
+        output.note("--wait waits after a target change; nothing to wait for")
+    transport = options.transport()
+    domain, balloon = read_balloon(transport, options.domain)
+    output.read(transport, domain, balloon, nodes)
+
+
+def write_and_show(options, output, requests, domain_spec=None, ignored=None) -> None:
+    """Apply REQUESTS, show the changes sysctl-style, then --wait if asked."""
+    from ..operations import write_nodes
+    from ..output import note_written
+
+    transport = options.transport()
+    result = write_nodes(
+        transport,
+        options.domain if domain_spec is None else domain_spec,
+        requests,
+        dry_run=options.dry_run,
+        ignored=ignored,
+        override_guest_floor=options.override_guest_floor,
+    )
+    if not options.dry_run and result.changes:
+        note_written()
+    output.changes(result)  # the write has happened: say so before any wait
+    target_change = next((c for c in result.changes if c.node.key == "target"), None)
+    if options.wait and target_change is None:
+        output.note("--wait waits after a target change; nothing to wait for")
+    outcome = None
+    if options.wait and target_change is not None and not options.dry_run:
+        outcome = _wait(options, output, transport, result, target_change.new_kib)
+    document_shown = output.written(transport, result, outcome)
+    if outcome is not None and not outcome.reached:
+        error = XbctlError(
+            f"{result.domain.name}: target {target_change.new_kib} KiB not reached "
+            f"(current {outcome.balloon.current_kib} KiB): {outcome.reason}",
+            status=ExitStatus.NOT_REACHED,
+        )
+        error.document_shown = document_shown  # the write document says how the wait ended
+        raise error
+
+
+def _wait(options, output, transport, result, target_kib: int):
+    """Wait for TARGET_KIB with progress; a Ctrl-C becomes Interrupted, saying what stays behind."""
+    from ..operations import wait_for_target
+
+    domain = result.domain
+    try:
+        with output.progress(domain.name, target_kib) as update:
+            return wait_for_target(transport, domain, target_kib, options.timeout_s, update, options.stall_s)
+    except KeyboardInterrupt:
+        from .main import Interrupted
+
+        def document() -> None:  # the write happened: with --json, a script still gets its document
+            from ..operations import WaitOutcome
+
+            output.written(transport, result, WaitOutcome(False, result.after, "interrupted"))
+
+        raise Interrupted(
+            f"interrupted: {domain.name}'s target stays {target_kib} KiB; the balloon goes on moving toward it",
+            document,
+        ) from None

@@ -1,0 +1,268 @@
+"""What xbctl prints: one Output object, chosen once per run (text on a terminal, text in a
+pipe, or JSON), handed to every command. The only module that imports rich (lazily: the
+domain table and the --wait progress bar). Everything printed is escaped: names, values and
+diagnostics come from guests and files.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import ExitStatus, XbctlError, printable
+
+PROGRESS_LINE_S = 1.0  # plain --wait progress: at most one line per second
+
+
+class Output:
+    """The one place that decides how results look; commands hand it what they found."""
+
+    def __init__(self, *, as_json=False, quiet=False, values_only=False, equals=False):
+        self.as_json = as_json
+        self.quiet = quiet  # -q: nothing but errors (as NetBSD's sysctl -q)
+        self.values_only = values_only
+        self.equals = equals
+
+    # ------------------------------------------------------------ messages (stderr)
+
+    def say(self, message: str, prefix: str = "xbctl") -> None:
+        """MESSAGE on stderr as one line `xbctl: MESSAGE`, unless -q."""
+        if not self.quiet:
+            say(message, prefix)
+
+    def note(self, message: str) -> None:
+        self.say(f"note: {message}")
+
+    def warnings(self, warnings) -> None:
+        """Each of WARNINGS once."""
+        for warning in dict.fromkeys(warnings):
+            self.say(f"warning: {warning}")
+
+    def error(self, error: XbctlError, *, document: bool = True) -> int:
+        """ERROR on stderr (and, with --json, as a document on stdout); its exit status."""
+        say(error.message)
+        if error.hint:
+            say(f"hint: {error.hint}")
+        if self.as_json and document:
+            from .json_output import dump, error_document
+
+            try:
+                sys.stdout.write(dump(error_document(error)))
+                sys.stdout.flush()
+            except (XbctlError, OSError):
+                pass  # stdout is what failed; the message above went to stderr
+        return int(error.status)
+
+    # ------------------------------------------------------------ results (stdout)
+
+    def read(self, transport, domain, balloon, nodes) -> None:
+        """NODES of DOMAIN's BALLOON: `name = value`, -n values, -e name=value, or JSON."""
+        self.warnings(balloon.warnings)
+        if self.as_json:
+            from .json_output import dump, read_document
+
+            sys.stdout.write(dump(read_document(transport, domain, balloon, nodes)))
+            return
+        lines = []
+        for node in nodes:
+            value = balloon.value_kib(node.key)
+            if self.values_only:
+                lines.append(f"{value}")
+            elif self.equals:
+                lines.append(f"{node.sysctl_name}={value}")
+            else:
+                lines.append(f"{node.sysctl_name} = {value}")
+        sys.stdout.write("\n".join(lines) + "\n")
+
+    def changes(self, result) -> None:
+        """What a write did, sysctl-style (`name: old -> new`), at once: a wait may follow."""
+        self.warnings(result.warnings)
+        for _name, error in result.skipped:
+            self.say(f"ignored: {error.message}")
+        if self.as_json or self.quiet:
+            return
+        lines = []
+        for change in result.changes:
+            prefix = "" if self.values_only else f"{change.node.sysctl_name}: "
+            lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+        if result.dry_run:
+            self.say("dry run: nothing was written")
+
+    def written(self, transport, result, outcome) -> bool:
+        """The JSON document of a write (text was shown by changes()); True when one was printed."""
+        if self.as_json:
+            from .json_output import dump, write_document
+
+            sys.stdout.write(dump(write_document(transport, result, outcome)))
+        return self.as_json
+
+    def domains(self, transport, rows, host_free_kib) -> None:
+        """Every domain's balloon: a table for people, a document for scripts."""
+        self.warnings([w for row in rows if row.balloon for w in row.balloon.warnings])
+        if self.as_json:
+            from .json_output import dump, list_document
+
+            sys.stdout.write(dump(list_document(transport, rows, host_free_kib)))
+            return
+        from .output_rich import print_domain_table
+
+        print_domain_table(rows, host_free_kib)
+
+    def metrics(self, exposition: str) -> None:
+        """Prometheus metrics in the text exposition format (for node_exporter's textfile collector)."""
+        sys.stdout.write(exposition)
+
+    def log(self, entries) -> None:
+        """The simulated drivers' diagnostics."""
+        if self.as_json:
+            from .json_output import dump, log_document
+
+            sys.stdout.write(dump(log_document(entries)))
+            return
+        for entry in entries:
+            sys.stdout.write(f"[{entry['t']:12.3f}] {printable(entry['domain'])}: {printable(entry['message'])}\n")
+
+    def progress(self, domain_name: str, target_kib: int):
+        """A context yielding the function --wait calls with each balloon reading: a bar on a
+        terminal, a line a second otherwise, nothing with -q."""
+        if self.quiet:
+            return _Silent()
+        if sys.stderr.isatty() and not self.as_json:
+            from .output_rich import progress_bar
+
+            return progress_bar(domain_name, target_kib)
+        return _ProgressLines(domain_name, target_kib)
+
+
+class _Silent:
+    def __enter__(self):
+        return lambda balloon: None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _ProgressLines:
+    """Plain progress lines: the first, one a second at most, and the last."""
+
+    def __init__(self, domain_name: str, target_kib: int) -> None:
+        self.domain_name = domain_name
+        self.target_kib = target_kib
+        self.shown_kib = None
+        self.shown_at = 0.0
+
+    def __enter__(self):
+        return self.report
+
+    def __exit__(self, *exc):
+        return False
+
+    def report(self, balloon) -> None:
+        import time
+
+        current_kib = balloon.current_kib
+        if self.shown_kib == current_kib:
+            return
+        if (
+            self.shown_kib is not None
+            and current_kib != self.target_kib
+            and time.monotonic() - self.shown_at < PROGRESS_LINE_S
+        ):
+            return
+        self.shown_kib, self.shown_at = current_kib, time.monotonic()
+        say(f"{self.domain_name}: current {current_kib} KiB, target {self.target_kib} KiB")
+        sys.stderr.flush()
+
+
+def say(message: str, prefix: str = "xbctl") -> None:
+    """MESSAGE on stderr as one line `xbctl: MESSAGE`, every control character escaped
+    (newlines too: a name or diagnostic from a guest cannot start a line of its own)."""
+    sys.stderr.write(f"{prefix}: {printable(message)}\n")
+
+
+# ---------------------------------------------------------------- the standard streams
+
+
+class MessageStream:
+    """Standard error for xbctl: control characters escaped, newlines and tabs kept."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, keep_layout=True))
+        return len(text)
+
+    def unescaped(self):
+        """The stream itself, for rich's progress bar (which escapes what it shows)."""
+        return self._stream
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class DataStream:
+    """Standard output for xbctl: control characters escaped (newlines and tabs kept), and a write
+    that fails (full disk, closed descriptor) an XbctlError with a plain message, never a
+    traceback; after a write to a balloon, its own exit status ("written, output lost")."""
+
+    def __init__(self, stream, *, escape: bool = True) -> None:
+        self._stream = stream
+        self._escape = escape
+        self.written = False  # a balloon write has happened: a failure now is not "not written"
+
+    def _failed(self, exc: OSError) -> XbctlError:
+        import errno
+
+        if exc.errno == errno.EPIPE:
+            raise BrokenPipeError(exc.errno, exc.strerror) from None  # the quiet path
+        if self.written:
+            return XbctlError(
+                f"the write was made, but its output could not be written: {exc.strerror or exc}",
+                status=ExitStatus.WRITTEN_OUTPUT_FAILED,
+                errno_name=errno.errorcode.get(exc.errno or 0),
+            )
+        return XbctlError(
+            f"cannot write to standard output: {exc.strerror or exc}",
+            status=ExitStatus.REFUSED,
+            errno_name=errno.errorcode.get(exc.errno or 0),
+        )
+
+    def write(self, text: str) -> int:
+        if self._stream is None:  # started with >&-
+            import errno
+
+            raise self._failed(OSError(errno.EBADF, "it is closed"))
+        try:
+            self._stream.write(printable(text, keep_layout=True) if self._escape else text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+        return len(text)
+
+    def unescaped(self) -> "DataStream":
+        """This output without escaping, for rich's table (which escapes what it shows)."""
+        raw = DataStream(self._stream, escape=False)
+        raw.written = self.written
+        return raw
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def note_written() -> None:
+    """Record that a balloon write happened, for the exit status if output fails later."""
+    if isinstance(sys.stdout, DataStream):
+        sys.stdout.written = True

@@ -1,0 +1,234 @@
+"""What xl does to the hypervisor and Xenstore for a write, in xl's order, as Domain-0.
+
+xl mem-max: the hypervisor's maximum (with libxl's 1024 KiB slack), then memory/static-max.
+xl mem-set (enforce): the maximum follows target + videoram + 1024, PoD target for HVM/PVH,
+memory/target and /vm/<uuid>/memory, in one transaction retried on EAGAIN. The rules that
+refuse a write are policy's (xbctl/policy.py), checked before any hypercall: a refused write
+makes none at all (tests/test_xl_parity.py compares the hypercall logs with Debian's xl).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ..errors import ExitStatus, XbctlError, unknown
+from .xenmodel import DIAGNOSTIC, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from
+
+if TYPE_CHECKING:
+    from ..nodes import Balloon
+    from . import Domain, Plan
+    from .xenstore import Txn
+
+# --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
+HYPERVISOR_POLL_S = 0.25
+
+
+class XlWrites:
+    """The hypervisor side of the Xenstore transport (mixed into XenstoreTransport)."""
+
+    # ------------------------------------------------------------ the hypervisor
+
+    def hypervisor(self):
+        """libxenctrl opened as Domain-0, or None (then say once why: Xenstore alone answers)."""
+        if not self._hypervisor_tried:
+            self._hypervisor_tried = True
+            if not self.endpoint.is_socket:
+                return None  # a guest: the hypervisor is not ours to ask
+            if os.environ.get("XBCTL_LIBXENCTRL") == "":  # switched off: not even ctypes is loaded
+                self._drop_hypervisor("XBCTL_LIBXENCTRL is empty (the hypervisor layer is switched off)")
+                return None
+            from .hypervisor import Hypervisor, Unavailable
+
+            try:
+                self._hypervisor = Hypervisor()
+            except Unavailable as exc:
+                self._drop_hypervisor(str(exc))
+        return self._hypervisor
+
+    def _drop_hypervisor(self, why: str) -> None:
+        if self._hypervisor is not None:
+            self._hypervisor.close()
+            self._hypervisor = None
+        self._hypervisor_problem = why
+        self.note(f"hypervisor not used: {why}; answering from Xenstore alone")
+
+    def _domain_info(self, domid: int):
+        """The hypervisor's info for DOMID; None without a hypervisor or such a domain there."""
+        hypervisor = self.hypervisor()
+        if hypervisor is None:
+            return None
+        from .hypervisor import HypervisorError
+
+        try:
+            return hypervisor.domain(domid)
+        except HypervisorError as exc:
+            self._drop_hypervisor(str(exc))
+            return None
+
+    def hypervisor_status(self) -> dict | None:
+        if not self.endpoint.is_socket:
+            return None
+        self.hypervisor()
+        hypervisor = self._hypervisor
+        return {
+            "used": hypervisor is not None,
+            "library": hypervisor.library_name if hypervisor else None,
+            "release": hypervisor.release if hypervisor else None,
+            "reason": self._hypervisor_problem,
+        }
+
+    def host_free_kib(self) -> int | None:
+        hypervisor = self.hypervisor()
+        if hypervisor is None:
+            return None
+        from .hypervisor import HypervisorError
+
+        try:
+            return hypervisor.free_kib()
+        except HypervisorError as exc:
+            self._drop_hypervisor(str(exc))
+            return None
+
+    def hypervisor_poll_s(self) -> float | None:
+        return HYPERVISOR_POLL_S if self._hypervisor is not None else None
+
+
+    def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
+        self.hypervisor()  # opening it is no hypercall; a note says at once if it is not used
+        # The hypervisor's maximum before this command changed it, to put back on failure.
+        original: dict[str, int] = {}
+
+        def body(txn: "Txn") -> tuple[Balloon, Balloon]:
+            # xbctl's own rules need only Xenstore: a refusal makes no hypercall, not even a
+            # read. Only a Domain-0 without target or static-max needs the hypervisor's figures
+            # first (libxl reads them there too).
+            unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
+            info = self._domain_info(domain.id) if unfilled else None
+            # Every rule is policy's, run on this snapshot inside the transaction: a refusal
+            # (the malformed-target rule and the guest position among them) writes nothing.
+            before = balloon_from(txn, domain, info, tolerate_malformed=True)
+            values = plan(before)
+            info = self._hypervisor_domain(domain, values, info)
+            if info is not None:
+                if unfilled and "target" in values:
+                    raise _FillDomain0(info)
+                info = self._apply_to_hypervisor(domain, info, values, before, original)
+            for key, kib in values.items():
+                txn.write(NODE_PATHS[key], str(kib))
+            if values.get("target", before.target_kib) != before.target_kib:
+                # A new target: the driver tries again, its old complaint no longer applies.
+                # The same target again changes nothing for the driver, so its word stands.
+                txn.remove(DIAGNOSTIC)
+            return before, balloon_from(txn, domain, info, tolerate_malformed=True)
+
+        what = f"domain {domain.name}"
+        try:
+            try:
+                return self.transact(domain.id, body, what=what)
+            except _FillDomain0 as fill:
+                self._fill_domain0(fill.info)  # committed on its own first, as libxl does
+                return self.transact(domain.id, body, what=what)
+        except BaseException as exc:
+            if "max_kib" in original:
+                self._put_back_max(domain, original["max_kib"], exc)
+            raise
+
+    def _hypervisor_domain(self, domain: Domain, values: dict[str, int], info=None):
+        """The hypervisor's info for a write of VALUES to DOMAIN, or None when the hypervisor
+        has no part in it (not used, or nothing it holds changes).
+
+        A domain the hypervisor does not know (Xenstore holds a stale entry) cannot have its
+        memory changed: refused, before any hypercall that changes something.
+        """
+        if self._hypervisor is None or not ("target" in values or "xen-max" in values):
+            return None
+        if info is None:
+            info = self._domain_info(domain.id)
+        # self._hypervisor again: a failed read above drops it (with a note): Xenstore alone.
+        if self._hypervisor is None:
+            return None
+        if info is None:
+            raise unknown(
+                f"domain {domain.name}: the hypervisor has no domain {domain.id} (Xenstore holds a stale entry)"
+            )
+        return info
+
+    def check_write(self, domain: Domain, values: dict[str, int]) -> None:
+        # A dry run meets what the write would meet at the hypervisor (its reads only).
+        self.hypervisor()
+        self._hypervisor_domain(domain, values)
+
+    def _apply_to_hypervisor(
+        self, domain: Domain, info, values: dict[str, int], before: Balloon, original: dict[str, int]
+    ):
+        """What xl mem-max / mem-set do to the hypervisor, in the order VALUES were asked for.
+
+        Records in ORIGINAL the maximum before the first change; returns the domain's info after.
+        """
+        from .hypervisor import HypervisorError
+
+        hypervisor = self._hypervisor
+
+        def set_max(max_kib: int) -> None:
+            hypervisor.set_max_kib(domain.id, max_kib)
+            original.setdefault("max_kib", info.max_kib)
+
+        after = info
+        try:
+            for key, kib in values.items():
+                if key == "xen-max":  # xl mem-max: the maximum, with libxl's slack
+                    set_max(kib + MAXMEM_SLACK_KIB)
+                    after = after.with_fields(max_pages=(kib + MAXMEM_SLACK_KIB) // 4)
+                elif key == "target":  # xl mem-set (enforce): the maximum follows the target
+                    set_max(kib + before.videoram_kib + MAXMEM_SLACK_KIB)
+                    if info.is_hvm:
+                        hypervisor.set_pod_target(domain.id, (kib + MAXMEM_SLACK_KIB) // 4)
+                    # As libxl: the domain's uuid read again after the change, for /vm/<uuid>/memory.
+                    after = hypervisor.domain(domain.id)
+                    if after is None:
+                        raise unknown(f"domain {domain.name}: gone from the hypervisor meanwhile")
+                    path = f"/vm/{after.uuid}/memory"
+                    self.call(path, lambda c, p=path, v=str(kib // 1024): c.write(p.encode(), v.encode()))
+        except HypervisorError as exc:
+            status = ExitStatus.REFUSED if exc.errno_name in ("EPERM", "EACCES") else ExitStatus.UNAVAILABLE
+            raise XbctlError(
+                f"domain {domain.name}: {exc}; nothing was written to Xenstore",
+                status=status,
+                errno_name=exc.errno_name,
+            ) from None
+        return after
+
+    def _put_back_max(self, domain: Domain, max_kib: int, failure: BaseException) -> None:
+        """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message."""
+        from .hypervisor import HypervisorError
+
+        try:
+            self._hypervisor.set_max_kib(domain.id, max_kib)
+            said = f"the hypervisor's maximum was put back to {max_kib} KiB"
+        except HypervisorError as exc:
+            said = f"putting the hypervisor's maximum back to {max_kib} KiB failed too: {exc}"
+        if isinstance(failure, XbctlError):
+            failure.message = f"{failure.message} ({said})"
+        else:
+            self.note(said)
+
+    def _fill_domain0(self, info) -> None:
+        """libxl's Domain-0 fill-in: record the hypervisor's figures where Xenstore has none."""
+
+        def body(txn: "Txn") -> None:
+            if txn.read(TARGET) is None:
+                txn.write(TARGET, str(info.tot_pages * 4))
+            if txn.read(STATIC_MAX) is None:
+                txn.write(STATIC_MAX, str(info.max_kib))
+
+        self.transact(0, body, what="Domain-0")
+
+
+class _FillDomain0(Exception):
+    """Domain-0 has no memory/target or static-max: libxl fills them in before a mem-set."""
+
+    def __init__(self, info) -> None:
+        super().__init__("Domain-0 fill-in")
+        self.info = info
+
