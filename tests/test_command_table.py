@@ -6,6 +6,13 @@ refuses must fail before anything runs (the simulated host unchanged, nothing on
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 from conftest import assert_clean_failure
@@ -24,6 +31,8 @@ SAMPLES = {
     "mem-max": ["web", "1024"],
     "list": [],
     "agent": [],
+    "exporter": ["--listen", "LISTEN"],  # a free loopback port, chosen when it runs
+    "top": [],
     "sim advance": ["1"],
     "sim reset": ["--clock", "manual"],
     "sim log": [],
@@ -54,6 +63,47 @@ def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
     return options, words + args
 
 
+# Commands that run until interrupted: each must start with the option, then stop on Ctrl-C.
+LONG_RUNNING = {"exporter": "serving metrics at", "top": "memory in MiB"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_until_interrupted(xbctl, argv: list[str]) -> int:
+    """Run the installed xbctl with ARGV until it shows it is running, then SIGINT it; its status.
+
+    The exporter shows it by accepting a connection (-q silences its line), top by its table.
+    """
+    port = free_port()
+    argv = [f"127.0.0.1:{port}" if arg == "LISTEN" else arg for arg in argv]
+    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    command = os.path.join(os.path.dirname(sys.executable), "xbctl")
+    with subprocess.Popen([command, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        if "--listen" in argv:
+            deadline = time.monotonic() + 20
+            while True:
+                assert process.poll() is None and time.monotonic() < deadline, (argv, process.stdout.read())
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        else:
+            shown = ""
+            while LONG_RUNNING["top"] not in shown:  # bounded by the pipe closing if it ends
+                line = process.stdout.readline()
+                assert line, (argv, shown)
+                shown += line
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+        return process.returncode
+
+
 def test_every_command_is_sampled():
     assert {command.name for command in ALL_COMMANDS} == set(SAMPLES)
 
@@ -75,6 +125,9 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         where = "sysctl form" if command is SYSCTL else f"the {command.name} command"
         assert where in outcome.stderr, outcome
         assert xbctl.snapshot() == before  # refused before anything ran
+        return
+    if command.name in LONG_RUNNING:
+        assert run_until_interrupted(xbctl, [*options, *words]) == 0
         return
     # The agent plays a guest over Xenstore: here one that is not there (exit 3).
     env = {"XBCTL_TRANSPORT": None, "XENSTORED_PATH": str(tmp_path / "no-socket")} if command.name == "agent" else {}

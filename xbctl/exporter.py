@@ -152,7 +152,11 @@ def serve(listen: str, transport: str | None, sim_state: str | None, ready=None)
     if ready is not None:
         ready(host, server.server_port)
     try:
-        threading.Event().wait()
+        # Short waits: a SIGINT that the kernel hands to the server's thread only sets a flag,
+        # which the main thread sees when it wakes; an endless wait would never see it.
+        stopped = threading.Event()
+        while not stopped.wait(0.25):
+            pass
     finally:
         server.shutdown()
         server.server_close()
