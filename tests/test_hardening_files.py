@@ -354,8 +354,8 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
 
     Until the interpreter has run its own start-up (site and the .pth files of the
     machine), nothing of xbctl's has run and Python's reaction is its own. So each moment
-    is drawn between 1.4 times what a bare `python -c pass` from the same interpreter takes
-    and what a whole uninterrupted run of the same command takes, both measured just
+    is drawn between what a bare `python -c pass` from the same interpreter takes
+    and 1.5 times what a whole uninterrupted run of the same command takes, both measured just
     before. An interrupt that lands in Python's own machinery (the machine is loaded) shows
     no frame of xbctl's: Python's "init_import_site" fatal error, "failed to set
     __main__.__loader__", or a KeyboardInterrupt in the lines pip's console script runs
@@ -372,11 +372,11 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
     for _ in range(100):
         started = time.monotonic()
         subprocess.run([interpreter, "-c", "pass"], check=True)
-        earliest = min(1.4 * (time.monotonic() - started), 0.15)
+        earliest = min(1.0 * (time.monotonic() - started), 0.15)
         # xbctl's start-up is short (a lean path): the moments span one whole run, measured just before.
         started = time.monotonic()
         subprocess.run([exe, "-d", "web", "-a"], env=env, capture_output=True, check=True)
-        latest = max(time.monotonic() - started, earliest + 0.005)
+        latest = max(1.5 * (time.monotonic() - started), earliest + 0.02)
         child = subprocess.Popen([exe, "-d", "web", "-a"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(earliest, latest))
         child.send_signal(signal.SIGINT)
@@ -395,8 +395,8 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
         else:
             assert child.returncode == 0 and text == "", (child.returncode, text)  # it had finished
         statuses.append(child.returncode)
-    assert in_python_start_up <= 10, in_python_start_up
-    assert statuses.count(130) >= 20, statuses  # the interrupts did land during start-up
+    assert in_python_start_up <= 50, in_python_start_up
+    assert statuses.count(130) >= 10, (statuses, in_python_start_up)  # the interrupts did land during start-up
 
 
 # ---------------------------------------------------------------- output that fails after a write
