@@ -40,18 +40,24 @@ class NodeValue:
     source: str | None = None
 
 
+class _Document:
+    """A result whose `to_dict()` is its --json document (built by xbctl.json_output)."""
+
+    document: dict
+
+    def to_dict(self) -> dict:
+        """The --json document of this result (a copy)."""
+        return copy.deepcopy(self.document)
+
+
 @dataclass(frozen=True)
-class ReadResult:
+class ReadResult(_Document):
     """A domain's nodes (the `read` document)."""
 
     transport: str
     domain: DomainRef
     nodes: dict[str, NodeValue]
     document: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        """The --json `read` document."""
-        return copy.deepcopy(self.document)
 
 
 @dataclass(frozen=True)
@@ -66,18 +72,13 @@ class ListEntry:
 
 
 @dataclass(frozen=True)
-class ListResult:
+class ListResult(_Document):
     """Every visible domain (the `list` document), plus the host's free memory where known."""
 
     transport: str
     domains: list[ListEntry]
     host_free_kib: int | None = None
-
     document: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        """The --json `list` document."""
-        return copy.deepcopy(self.document)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class WaitResult:
 
 
 @dataclass(frozen=True)
-class WriteResult:
+class WriteResult(_Document):
     """What a write did, or in a dry run would do (the `write` document)."""
 
     transport: str
@@ -121,10 +122,6 @@ class WriteResult:
         prints `x -> x`; those change nothing.
         """
         return any(c.old_kib != c.new_kib for c in self.changes)
-
-    def to_dict(self) -> dict:
-        """The --json `write` document."""
-        return copy.deepcopy(self.document)
 
 
 def _node_values(balloon) -> dict[str, NodeValue]:
