@@ -10,23 +10,35 @@ MAX_LINE_CHARS = 1024  # a name=value line outside its comment; real ones are un
 
 
 class Assignment:
-    """NAME=VALUE; OPTIONAL for `name?=value`; ORIGIN is FILE:LINE for messages."""
+    """NAME=VALUE; OPTIONAL for `name?=value`; ORIGIN is FILE:LINE for messages.
 
-    __slots__ = ("name", "value", "optional", "origin")
+    DOMAIN is the domain (name or id, looked up like -d) of the `[DOMAIN]` section the
+    line stands in, or None outside any section (then -d's domain, or our own).
+    """
 
-    def __init__(self, name: str, value: str, optional: bool = False, origin: str | None = None) -> None:
-        self.name, self.value, self.optional, self.origin = name, value, optional, origin
+    __slots__ = ("name", "value", "optional", "origin", "domain")
+
+    def __init__(
+        self,
+        name: str,
+        value: str,
+        optional: bool = False,
+        origin: str | None = None,
+        domain: str | None = None,
+    ) -> None:
+        self.name, self.value, self.optional, self.origin, self.domain = name, value, optional, origin, domain
+
+    def _fields(self) -> tuple:
+        return (self.name, self.value, self.optional, self.origin, self.domain)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Assignment) and (self.name, self.value, self.optional, self.origin) == (
-            other.name,
-            other.value,
-            other.optional,
-            other.origin,
-        )
+        return isinstance(other, Assignment) and self._fields() == other._fields()
 
     def __repr__(self) -> str:
-        return f"Assignment({self.name!r}, {self.value!r}, optional={self.optional}, origin={self.origin!r})"
+        return (
+            f"Assignment({self.name!r}, {self.value!r}, optional={self.optional}, "
+            f"origin={self.origin!r}, domain={self.domain!r})"
+        )
 
 
 def _shown(text: str) -> str:
@@ -58,7 +70,8 @@ MAX_SETTINGS_BYTES = 1024 * 1024
 def read_settings_file(path: str) -> list[Assignment]:
     """The assignments in settings file PATH: `#` comments and blank lines are skipped.
 
-    Lines end at "\n" only (a "\r" before it, from a CRLF file, is dropped); only
+    A line `[DOMAIN]` starts a section: the assignments after it (to the next section)
+    are DOMAIN's; those before any section have no domain. Lines end at "\n" only (a "\r" before it, from a CRLF file, is dropped); only
     spaces and tabs count as blanks; any other control or non-ASCII character
     outside a comment is an error citing FILE:LINE.
     """
@@ -77,6 +90,7 @@ def read_settings_file(path: str) -> list[Assignment]:
     except UnicodeDecodeError:
         raise usage_error(f"{path}: not a UTF-8 text file") from None
     assignments = []
+    domain: str | None = None
     # split("\n"), not splitlines(): \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029
     # are not line ends here, so one physical line is always one numbered line.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -95,8 +109,31 @@ def read_settings_file(path: str) -> list[Assignment]:
                 f"{origin}: unexpected character U+{ord(odd):04X} in {_shown(content)}",
                 hint="names and values are plain ASCII; only spaces and tabs may surround them",
             )
+        if content.startswith("["):
+            domain = _section_domain(content, origin)
+            continue
         try:
-            assignments.append(parse_assignment(content, origin))
+            assignment = parse_assignment(content, origin)
         except XbctlError as exc:
             raise exc.with_prefix(origin) from None
+        assignment.domain = domain
+        assignments.append(assignment)
     return assignments
+
+
+def _section_domain(content: str, origin: str) -> str:
+    """The domain a `[DOMAIN]` section header at ORIGIN names."""
+    if not content.endswith("]"):
+        raise usage_error(
+            f"{origin}: {_shown(content)} is neither a section nor an assignment",
+            hint="a section is [DOMAIN] alone on its line",
+        )
+    domain = content[1:-1].strip(BLANKS)
+    if not domain:
+        raise usage_error(f"{origin}: empty section name", hint="write [DOMAIN] with a domain name or id")
+    return domain
+
+
+def section_header(domain_name: str) -> str:
+    """The line that starts DOMAIN_NAME's section in a settings file (as -e writes it)."""
+    return f"[{domain_name}]"

@@ -43,6 +43,8 @@ def test_a_settings_file(tmp_path):
         ("target=５\n".encode(), ":1: unexpected character U+FF15"),
         (b"target=\xff\n", "not a UTF-8 text file"),
         (b"target=" + b"1" * 2000 + b"\n", ":1: line too long"),
+        (b"[web\ntarget=1\n", ":1: '[web' is neither a section nor an assignment"),
+        (b"target=1\n[ ]\n", ":2: empty section name"),
     ],
 )
 def test_bad_settings_files_cite_the_line(tmp_path, content, says):
@@ -52,6 +54,26 @@ def test_bad_settings_files_cite_the_line(tmp_path, content, says):
         read_settings_file(str(path))
     assert caught.value.status == ExitStatus.USAGE
     assert says in caught.value.message, caught.value.message
+
+
+def test_sections_name_the_domain_of_the_lines_after_them(tmp_path):
+    path = tmp_path / "host.conf"
+    path.write_text(
+        "target=1G\n"
+        "[ web ]  # the web server\n"
+        "target=2G\n"
+        "\n"
+        "[7]\n"
+        "min ?= 4K\n"
+        "[web]\n"
+        "target=3G\n"
+    )
+    assert read_settings_file(str(path)) == [
+        Assignment("target", "1G", False, f"{path}:1", None),
+        Assignment("target", "2G", False, f"{path}:3", "web"),
+        Assignment("min", "4K", True, f"{path}:6", "7"),
+        Assignment("target", "3G", False, f"{path}:8", "web"),
+    ]
 
 
 def test_too_large_or_missing_files(tmp_path):

@@ -17,6 +17,9 @@ def run_sysctl(invocation, options, output) -> None:
     for path in options.settings_files:  # several files apply in order, as one change
         assignments.extend(read_settings_file(path))
     assignments.extend(parse_assignment(arg) for arg in args if "=" in arg)
+    sectioned = next((a for a in assignments if a.domain is not None), None)
+    if sectioned is not None:  # never apply another domain's lines to this one
+        raise usage_error(f"{sectioned.origin}: sections ([DOMAIN]) are not supported yet")
     names = [arg for arg in args if "=" not in arg]
     if options.write and names:
         raise usage_error(f"-w needs name=value, got {names[0]!r}")
