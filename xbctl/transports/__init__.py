@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import unknown, usage_error
+from ..errors import XbctlError, unknown, usage_error
 
 if TYPE_CHECKING:
     from typing import Callable
@@ -96,6 +96,20 @@ class Transport:
     @abstractmethod
     def read_balloon(self, domain: Domain) -> Balloon:
         """The balloon of DOMAIN now."""
+
+    def read_balloons(self, domains: list[Domain]) -> list[Balloon | XbctlError]:
+        """The balloons of DOMAINS in their order, each a Balloon or the error reading it raised.
+
+        Transports override this to read many domains at once (one state load, pipelined
+        Xenstore requests); an error of the transport itself (not of one domain) is raised.
+        """
+        results: list[Balloon | XbctlError] = []
+        for domain in domains:
+            try:
+                results.append(self.read_balloon(domain))
+            except XbctlError as exc:
+                results.append(exc)
+        return results
 
     def snapshot(self, domain: Domain) -> Balloon:
         """DOMAIN's balloon as update_balloon hands it to a plan (a dry run plans on this).
