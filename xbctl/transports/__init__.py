@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import XbctlError, unknown, usage_error
+from ..errors import ExitStatus, XbctlError, unknown, usage_error
 
 if TYPE_CHECKING:
     from typing import Callable
@@ -108,6 +108,8 @@ class Transport:
             try:
                 results.append(self.read_balloon(domain))
             except XbctlError as exc:
+                if exc.status == ExitStatus.UNAVAILABLE:
+                    raise  # the transport itself failed, not this one domain
                 results.append(exc)
         return results
 
