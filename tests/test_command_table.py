@@ -56,9 +56,9 @@ def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
         options = ["--wait", *options]
     if option == "--wait":
         options += ["--timeout", "0.2"]
-    if command is SYSCTL and option in ("-a", "-f"):
-        args = []  # -a reads every node; -f carries the assignment
-    if "-d" in command.accepts and option != "-d":
+    if command is SYSCTL and option in ("-a", "-A", "-f"):
+        args = []  # -a reads every node, -A every domain; -f carries the assignment
+    if "-d" in command.accepts and option not in ("-d", "-A"):  # -A reads every domain: no -d
         options += ["-d", "web"]  # the guest the samples fit
     return options, words + args
 

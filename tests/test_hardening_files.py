@@ -323,7 +323,7 @@ def test_a_node_value_beyond_the_size_limit_reads_as_malformed_and_the_limit_rou
     assert_clean_failure(xs("-e", "-d", "web", "xen-max"), 3, "not a number of KiB")
     xs.write(f"{web}/memory/static-max", str(MAX_KIB))  # the largest value: read, and accepted back
     saved = xs("-e", "-d", "web", "machdep.xen.balloon.xen-max", "machdep.xen.balloon.target")
-    assert saved.stdout == f"machdep.xen.balloon.xen-max={MAX_KIB}\nmachdep.xen.balloon.target=786432\n", saved
+    assert saved.stdout == f"[web]\nmachdep.xen.balloon.xen-max={MAX_KIB}\nmachdep.xen.balloon.target=786432\n", saved
     path = tmp_path / "web.conf"
     path.write_text(saved.stdout)
     restored = xs("-d", "web", "-f", str(path))

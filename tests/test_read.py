@@ -30,7 +30,9 @@ def test_a_without_state_file_shows_the_default_host(tmp_path):
 
 def test_value_only_and_equals_forms(xbctl):
     assert xbctl("-n", "-d", "web", "target").stdout == "786432\n"
-    assert xbctl("-e", "-d", "web", "machdep.xen.balloon.min").stdout == "machdep.xen.balloon.min=131072\n"
+    # -e with -d records the domain: -f restores web, even without -d.
+    assert xbctl("-e", "-d", "web", "machdep.xen.balloon.min").stdout == "[web]\nmachdep.xen.balloon.min=131072\n"
+    assert xbctl("-e", "machdep.xen.balloon.min").stdout == "machdep.xen.balloon.min=1048576\n"
     assert xbctl("-ne", "-d", "web", "max").stdout == "1048576\n"  # -n wins, as in sysctl
 
 

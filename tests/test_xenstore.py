@@ -72,7 +72,7 @@ def test_c_client_writes_are_what_xbctl_reads(xs):
     xs.write(f"{WEB}/memory/dynamic-min", "65536")
     names = ("machdep.xen.balloon.target", "machdep.xen.balloon.xen-max", "machdep.xen.balloon.min")
     assert xs("-d", "web", "-n", *names).stdout == "655360\n983040\n65536\n"
-    assert xs.process("-d", "1", "-e", "target").stdout == "machdep.xen.balloon.target=655360\n"
+    assert xs.process("-d", "1", "-e", "target").stdout == "[web]\nmachdep.xen.balloon.target=655360\n"
     # And xbctl's reading is what a later write starts from.
     assert xs("-n", "mem-set", "web", "+64").stdout == "655360 -> 720896\n"
 

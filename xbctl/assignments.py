@@ -13,10 +13,11 @@ class Assignment:
     """NAME=VALUE; OPTIONAL for `name?=value`; ORIGIN is FILE:LINE for messages.
 
     DOMAIN is the domain (name or id, looked up like -d) of the `[DOMAIN]` section the
-    line stands in, or None outside any section (then -d's domain, or our own).
+    line stands in, or None outside any section (then -d's domain, or our own);
+    SECTION_ORIGIN is the FILE:LINE of that section's header.
     """
 
-    __slots__ = ("name", "value", "optional", "origin", "domain")
+    __slots__ = ("name", "value", "optional", "origin", "domain", "section_origin")
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class Assignment:
         domain: str | None = None,
     ) -> None:
         self.name, self.value, self.optional, self.origin, self.domain = name, value, optional, origin, domain
+        self.section_origin: str | None = None
 
     def _fields(self) -> tuple:
         return (self.name, self.value, self.optional, self.origin, self.domain)
@@ -91,6 +93,7 @@ def read_settings_file(path: str) -> list[Assignment]:
         raise usage_error(f"{path}: not a UTF-8 text file") from None
     assignments = []
     domain: str | None = None
+    section_origin: str | None = None
     # split("\n"), not splitlines(): \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029
     # are not line ends here, so one physical line is always one numbered line.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -110,13 +113,13 @@ def read_settings_file(path: str) -> list[Assignment]:
                 hint="names and values are plain ASCII; only spaces and tabs may surround them",
             )
         if content.startswith("["):
-            domain = _section_domain(content, origin)
+            domain, section_origin = _section_domain(content, origin), origin
             continue
         try:
             assignment = parse_assignment(content, origin)
         except XbctlError as exc:
             raise exc.with_prefix(origin) from None
-        assignment.domain = domain
+        assignment.domain, assignment.section_origin = domain, section_origin
         assignments.append(assignment)
     return assignments
 
@@ -137,3 +140,15 @@ def _section_domain(content: str, origin: str) -> str:
 def section_header(domain_name: str) -> str:
     """The line that starts DOMAIN_NAME's section in a settings file (as -e writes it)."""
     return f"[{domain_name}]"
+
+
+def section_spec(domain_id: int, domain_name: str) -> str:
+    """What a `[DOMAIN]` header calls a domain so that -f finds it again: its name (names
+    outlive ids, which change when a guest restarts) when the name reads back as itself,
+    else its id (a name that is all digits, or that holds '#', blanks at either end, or
+    characters a settings file refuses)."""
+    name = domain_name
+    plain = all(" " <= c <= "~" for c in name) and "#" not in name
+    if not name or not plain or name != name.strip(BLANKS) or (name.isascii() and name.isdigit()):
+        return str(domain_id)
+    return name

@@ -107,6 +107,31 @@ def write_document(transport: "Transport", result: "WriteResult", outcome: "Wait
     }
 
 
+def reads_document(transport: "Transport", readings: "list[tuple[Domain, Balloon]]", nodes: list[Node]) -> dict:
+    """A read of NODES of every domain (-A): one read entry per domain, by id."""
+    domains = []
+    for domain, balloon in readings:
+        entry = read_document(transport, domain, balloon, nodes)
+        domains.append({key: entry[key] for key in ("domain", "nodes", "driver", "warnings")})
+    return {**_envelope("reads", transport), "domains": domains}
+
+
+def writes_document(transport: "Transport", results: "list[WriteResult]") -> dict:
+    """A write to several domains as one change (a settings file with sections): one write
+    entry per domain, and whether anything changed at all."""
+    domains = []
+    for result in results:
+        entry = write_document(None, result, None)
+        domains.append({key: entry[key] for key in ("domain", "changes", "ignored", "warnings")})
+    changed = any(c.old_kib != c.new_kib for result in results for c in result.changes)
+    return {
+        **_envelope("writes", transport),
+        "dry_run": any(result.dry_run for result in results),
+        "changed": changed,
+        "domains": domains,
+    }
+
+
 def log_document(entries: list[dict]) -> dict:
     """The simulated drivers' diagnostics."""
     return {**_envelope("log", None), "transport": "sim", "entries": entries}

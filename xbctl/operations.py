@@ -32,8 +32,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Change", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult", "list_balloons",
-    "read_balloon", "request_for", "requests_from_assignments", "require_sim", "wait_for_target", "write_nodes",
+    "Change", "DomainRequests", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult",
+    "list_balloons", "read_balloon", "request_for", "requests_by_domain", "requests_from_assignments",
+    "require_sim", "resolve_groups", "wait_for_target", "write_domains", "write_nodes",
 ]
 
 
@@ -111,6 +112,13 @@ def read_balloon(transport: Transport, domain_spec: str | None) -> tuple[Domain,
     return domain, transport.read_balloon(domain)
 
 
+def read_all_balloons(transport: Transport) -> "list[tuple[Domain, Balloon | XbctlError]]":
+    """Every visible domain, by id, with its balloon or the error reading it raised (one
+    domain being built or destroyed must not hide the rest)."""
+    domains = sorted(transport.list_domains(), key=lambda d: d.id)
+    return list(zip(domains, transport.read_balloons(domains)))
+
+
 class DomainRow:
     """One line of `xbctl list`: a domain and its balloon, or why it could not be read."""
 
@@ -151,41 +159,171 @@ def write_nodes(
     IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
     OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes.
     """
+    domain = transport.resolve_domain(domain_spec)
+    return write_domains(
+        transport,
+        [DomainRequests(None, None, requests, ignored or [], domain)],
+        dry_run=dry_run,
+        override_guest_floor=override_guest_floor,
+    )[0]
+
+
+class DomainRequests:
+    """The requests of one domain: SPEC as the file or -d names it (None: -d's or our own),
+    ORIGIN the FILE:LINE that named it, DOMAIN once resolved."""
+
+    __slots__ = ("spec", "origin", "requests", "ignored", "domain")
+
+    def __init__(self, spec, origin, requests, ignored, domain=None) -> None:
+        self.spec, self.origin, self.requests, self.ignored, self.domain = spec, origin, requests, ignored, domain
+
+
+def requests_by_domain(assignments: list[Assignment]) -> list[DomainRequests]:
+    """ASSIGNMENTS as write requests grouped by the domain their section names (None outside any
+    section), in the order the domains first appear; malformed lines raise in file order."""
+    groups: dict[str | None, DomainRequests] = {}
+    for assignment in assignments:
+        requests, ignored = requests_from_assignments([assignment])
+        group = groups.get(assignment.domain)
+        if group is None:
+            origin = getattr(assignment, "section_origin", None) or assignment.origin
+            group = groups[assignment.domain] = DomainRequests(assignment.domain, origin, [], [])
+        group.requests.extend(requests)
+        group.ignored.extend(ignored)
+    return list(groups.values())
+
+
+def resolve_groups(
+    transport: Transport,
+    groups: list[DomainRequests],
+    *,
+    default_spec: str | None = None,
+    pinned: bool = False,
+    skip_unknown: bool = False,
+) -> tuple[list[DomainRequests], list[str]]:
+    """GROUPS with their domains resolved, those naming one domain merged (in order), and notes.
+
+    A group without a spec is DEFAULT_SPEC's (the -d domain, or our own). PINNED (-d given):
+    a section naming another domain is a usage error, never a silent redirection. An unknown
+    domain in a section is an error citing its FILE:LINE, or with SKIP_UNKNOWN a note (the
+    group is left out). Names are matched like -d, against one listing of the domains.
+    """
+    from .errors import usage_error
+    from .transports import match_domain
+
+    needs_default = pinned or any(g.spec is None and g.domain is None for g in groups)
+    default = transport.resolve_domain(default_spec) if needs_default else None
+    listing = None
+    merged: dict[Domain, DomainRequests] = {}
+    notes: list[str] = []
+    for group in groups:
+        domain = group.domain
+        if domain is None and group.spec is None:
+            domain = default
+        elif domain is None:
+            try:
+                if listing is None and len({g.spec for g in groups if g.spec is not None}) > 1:
+                    listing = transport.list_domains()  # one listing for many names, not one each
+                domain = match_domain(group.spec, listing) if listing is not None else transport.resolve_domain(group.spec)
+            except XbctlError as exc:
+                if skip_unknown and exc.status == ExitStatus.UNKNOWN:
+                    notes.append(f"{group.origin}: {exc.message}; its lines are skipped")
+                    continue
+                raise exc.with_prefix(group.origin) if group.origin else exc from None
+            if pinned and domain != default:
+                raise usage_error(
+                    f"{group.origin}: section [{group.spec}] names domain {domain.name} (id {domain.id}), "
+                    f"but -d names {default.name} (id {default.id})",
+                    hint="a file with sections for other domains applies without -d",
+                )
+        target = merged.get(domain)
+        if target is None:
+            merged[domain] = DomainRequests(group.spec, group.origin, list(group.requests), list(group.ignored), domain)
+        else:
+            target.requests.extend(group.requests)
+            target.ignored.extend(group.ignored)
+    return list(merged.values()), notes
+
+
+def write_domains(
+    transport: Transport,
+    groups: list[DomainRequests],
+    *,
+    dry_run: bool,
+    override_guest_floor: bool = False,
+    rewrite_unchanged: bool = True,
+) -> list[WriteResult]:
+    """Apply each resolved group's requests to its domain, all domains as one change.
+
+    Every domain's requests are planned (each seeing the ones before it in its domain) before
+    anything is written; one refusal writes nothing anywhere. Without REWRITE_UNCHANGED (a
+    settings file describes a state), a node that already holds its value is not written.
+    """
     from .policy import plan_writes
 
-    domain = transport.resolve_domain(domain_spec)
     writer_is_host = transport.writer_is_host()
-    planned = []
+    planned: dict[Domain, object] = {}
 
-    def plan(balloon: "Balloon") -> dict[str, int]:
-        # Every rule lives in policy: a dry run and a write (on either transport) run this same plan.
-        write_plan = plan_writes(
-            balloon,
-            requests,
-            domain=domain,
-            writer_is_host=writer_is_host,
-            override_guest_floor=override_guest_floor,
-            locate=lambda key: transport.node_location(domain, key),
-        )
-        planned[:] = [write_plan]  # the transport may retry: keep the last plan only
-        return write_plan.values
+    def plan_for(group: DomainRequests):
+        domain = group.domain
 
-    if not requests:
-        before = after = transport.read_balloon(domain)
-        plan(before)
-    elif dry_run:
-        before = transport.snapshot(domain)
-        values = plan(before)
-        transport.check_write(domain, values)
-        after = before
-        for key, kib in values.items():
-            after = after.with_value(key, kib)
-    else:
-        before, after = transport.update_balloon(domain, plan)
-    changes, skipped = planned[0].changes, planned[0].skipped
-    result = WriteResult(domain, changes, after, dry_run, skipped=[*(ignored or []), *skipped])
+        def plan(balloon: "Balloon") -> dict[str, int]:
+            # Every rule lives in policy: a dry run and a write (on either transport) run this same plan.
+            write_plan = plan_writes(
+                balloon,
+                group.requests,
+                domain=domain,
+                writer_is_host=writer_is_host,
+                override_guest_floor=override_guest_floor,
+                locate=lambda key: transport.node_location(domain, key),
+            )
+            planned[domain] = write_plan  # the transport may retry: keep the last plan only
+            if rewrite_unchanged:
+                return write_plan.values
+            return {key: kib for key, kib in write_plan.values.items() if kib != balloon.value_kib(key)}
+
+        return plan
+
+    written = [g for g in groups if g.requests]
+    outcomes: dict[Domain, tuple] = {}
+    for group in groups:
+        if not group.requests:
+            balloon = transport.read_balloon(group.domain)
+            plan_for(group)(balloon)
+            outcomes[group.domain] = (balloon, balloon)
+    if dry_run:
+        staged = []
+        for group in written:  # every domain planned before any hypervisor question
+            before = transport.snapshot(group.domain)
+            staged.append((group, before, plan_for(group)(before)))
+        for group, before, values in staged:
+            transport.check_write(group.domain, values)
+            after = before
+            for key, kib in values.items():
+                after = after.with_value(key, kib)
+            outcomes[group.domain] = (before, after)
+    elif len(written) == 1:
+        outcomes[written[0].domain] = transport.update_balloon(written[0].domain, plan_for(written[0]))
+    elif written:
+        pairs = transport.update_balloons([(g.domain, plan_for(g)) for g in written])
+        for group, pair in zip(written, pairs):
+            outcomes[group.domain] = pair
+    return [
+        _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged)
+        for group in groups
+    ]
+
+
+def _write_result(
+    group: DomainRequests, before: "Balloon", after: "Balloon", plan, dry_run: bool, rewrite_unchanged: bool
+) -> WriteResult:
+    domain = group.domain
+    result = WriteResult(domain, plan.changes, after, dry_run, skipped=[*group.ignored, *plan.skipped])
     result.warnings.extend(before.warnings)
-    if before.has_driver is not True and any(c.node.key == "target" for c in changes):
+    target_written = any(
+        c.node.key == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes
+    )
+    if before.has_driver is not True and target_written:
         consequence = (
             "nothing in it will act on target"
             if before.has_driver is False

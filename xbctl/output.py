@@ -54,40 +54,83 @@ class Output:
 
     # ------------------------------------------------------------ results (stdout)
 
-    def read(self, transport, domain, balloon, nodes) -> None:
-        """NODES of DOMAIN's BALLOON: `name = value`, -n values, -e name=value, or JSON."""
+    def read(self, transport, domain, balloon, nodes, *, header: bool = False) -> None:
+        """NODES of DOMAIN's BALLOON: `name = value`, -n values, -e name=value, or JSON.
+
+        HEADER: with -e, a `[DOMAIN]` section header first, so -f restores this domain only.
+        """
         self.warnings(balloon.warnings)
         if self.as_json:
             from .json_output import dump, read_document
 
             sys.stdout.write(dump(read_document(transport, domain, balloon, nodes)))
             return
+        lines = self._node_lines(domain, balloon, nodes, header=header, name_domain=False)
+        sys.stdout.write("\n".join(lines) + "\n")
+
+    def read_many(self, transport, readings, nodes) -> None:
+        """NODES of every domain in READINGS ((domain, balloon or error) pairs): each line names
+        its domain (`web: name = value`), -e writes one `[DOMAIN]` section each, -n values only.
+
+        A domain that cannot be read gets a warning on stderr and no lines.
+        """
+        for domain, balloon in readings:
+            if isinstance(balloon, XbctlError):
+                self.say(f"warning: domain {domain.name} (id {domain.id}) skipped: {balloon.message}")
+            else:
+                self.warnings(balloon.warnings)
+        readable = [(domain, balloon) for domain, balloon in readings if not isinstance(balloon, XbctlError)]
+        if self.as_json:
+            from .json_output import dump, reads_document
+
+            sys.stdout.write(dump(reads_document(transport, readable, nodes)))
+            return
         lines = []
+        for domain, balloon in readable:
+            lines.extend(self._node_lines(domain, balloon, nodes, header=True, name_domain=True))
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+
+    def _node_lines(self, domain, balloon, nodes, *, header: bool, name_domain: bool) -> list[str]:
+        lines = []
+        if self.equals and not self.values_only and header:
+            from .assignments import section_header, section_spec
+
+            lines.append(section_header(section_spec(domain.id, domain.name)))
+        prefix = f"{domain.name}: " if name_domain and not self.equals and not self.values_only else ""
         for node in nodes:
             value = balloon.value_kib(node.key)
             if self.values_only:
                 lines.append(f"{value}")
             elif self.equals:
+                if node.key == "target":
+                    # What -f reads back: an absolute target is the domain's size with its
+                    # video memory (as xl mem-set takes it), and -f subtracts memory/videoram.
+                    value += balloon.videoram_kib
                 lines.append(f"{node.sysctl_name}={value}")
             else:
-                lines.append(f"{node.sysctl_name} = {value}")
-        sys.stdout.write("\n".join(lines) + "\n")
+                lines.append(f"{prefix}{node.sysctl_name} = {value}")
+        return lines
 
-    def changes(self, result) -> None:
-        """What a write did, sysctl-style (`name: old -> new`), at once: a wait may follow."""
-        self.warnings(result.warnings)
-        for _name, error in result.skipped:
-            self.say(f"ignored: {error.message}")
+    def changes(self, results, *, name_domains: bool = False) -> None:
+        """What writes did, sysctl-style (`name: old -> new`; `web: name: old -> new` with
+        NAME_DOMAINS), at once: a wait may follow."""
+        for result in results:
+            self.warnings(result.warnings)
+            for _name, error in result.skipped:
+                self.say(f"ignored: {error.message}")
         if self.as_json or self.quiet:
             return
         lines = []
-        for change in result.changes:
-            prefix = "" if self.values_only else f"{change.node.sysctl_name}: "
-            lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+        for result in results:
+            domain = f"{result.domain.name}: " if name_domains else ""
+            for change in result.changes:
+                prefix = "" if self.values_only else f"{domain}{change.node.sysctl_name}: "
+                lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
-        if result.dry_run:
+        if any(result.dry_run for result in results):
             self.say("dry run: nothing was written")
 
     def written(self, transport, result, outcome) -> bool:
@@ -97,6 +140,13 @@ class Output:
 
             sys.stdout.write(dump(write_document(transport, result, outcome)))
         return self.as_json
+
+    def written_many(self, transport, results) -> None:
+        """The JSON document of a write to several domains (text was shown by changes())."""
+        if self.as_json:
+            from .json_output import dump, writes_document
+
+            sys.stdout.write(dump(writes_document(transport, results)))
 
     def domains(self, transport, rows, host_free_kib) -> None:
         """Every domain's balloon: a table for people, a document for scripts."""

@@ -17,24 +17,22 @@ def run_sysctl(invocation, options, output) -> None:
     for path in options.settings_files:  # several files apply in order, as one change
         assignments.extend(read_settings_file(path))
     assignments.extend(parse_assignment(arg) for arg in args if "=" in arg)
-    sectioned = next((a for a in assignments if a.domain is not None), None)
-    if sectioned is not None:  # never apply another domain's lines to this one
-        raise usage_error(f"{sectioned.origin}: sections ([DOMAIN]) are not supported yet")
     names = [arg for arg in args if "=" not in arg]
     if options.write and names:
         raise usage_error(f"-w needs name=value, got {names[0]!r}")
-    if assignments and (names or options.show_all):
+    if assignments and (names or options.show_all or options.all_domains):
         raise usage_error("reads and writes cannot be mixed in one command")
     if assignments:
-        from ..operations import requests_from_assignments
-
-        requests, ignored = requests_from_assignments(assignments)
-        write_and_show(options, output, requests, ignored=ignored)
+        apply_assignments(options, output, assignments)
         return
-    if options.show_all:
+    if options.all_domains and options.domain is not None:
+        raise usage_error("-A reads every domain; -d names one", hint="give one of them")
+    if options.show_all or (options.all_domains and not names):
         if names:
             raise usage_error("-a lists every node; give no names with it")
-        show_nodes(options, output, NODES)
+        # What -e prints, -f reads back: with -e, every node means every node -f can set.
+        nodes = [node for node in NODES if node.writable] if output.equals else list(NODES)
+        show_nodes(options, output, nodes)
         return
     if not names:
         if options.settings_files:
@@ -44,6 +42,50 @@ def run_sysctl(invocation, options, output) -> None:
     for name in names:
         nodes.extend(n for n in select_nodes(name) if n not in nodes)
     show_nodes(options, output, nodes)
+
+
+def apply_assignments(options, output, assignments) -> None:
+    """Apply ASSIGNMENTS (settings files and NAME=VALUE arguments), every domain as one change.
+
+    Lines outside any section are the -d domain's (our own without -d); with -d, a section
+    may name only that domain. The output names the domain on every line unless -d named
+    the only domain involved.
+    """
+    from ..operations import requests_by_domain, resolve_groups, write_domains
+
+    transport = options.transport()
+    groups, notes = resolve_groups(
+        transport,
+        requests_by_domain(assignments),
+        default_spec=options.domain,
+        pinned=options.domain is not None,
+    )
+    for note in notes:
+        output.note(note)
+    if len(groups) > 1 and options.wait:
+        raise usage_error(
+            f"--wait follows one domain; these settings change {len(groups)}",
+            hint="apply the file without --wait, then xbctl -d DOMAIN --wait target",
+        )
+    results = write_domains(
+        transport,
+        groups,
+        dry_run=options.dry_run,
+        override_guest_floor=options.override_guest_floor,
+        rewrite_unchanged=not options.settings_files,
+    )
+    if options.settings_files and all(c.old_kib == c.new_kib for r in results for c in r.changes):
+        output.note("nothing changed: every node already holds its value")
+    name_domains = len(results) > 1 or options.domain is None
+    if len(results) == 1:
+        show_write(options, output, transport, results[0], name_domains)
+        return
+    from ..output import note_written
+
+    if not options.dry_run and any(result.changes for result in results):
+        note_written()
+    output.changes(results, name_domains=True)
+    output.written_many(transport, results)
 
 
 def run_node(invocation, options, output) -> None:
@@ -60,20 +102,25 @@ def run_node(invocation, options, output) -> None:
 
 
 def show_nodes(options, output, nodes) -> None:
-    """Read NODES of the selected domain and show them."""
+    """Read NODES of the selected domain (of every domain with -A) and show them."""
     from ..operations import read_balloon
 
     if options.wait:
         output.note("--wait waits after a target change; nothing to wait for")
     transport = options.transport()
+    if options.all_domains:
+        from ..operations import read_all_balloons
+
+        output.read_many(transport, read_all_balloons(transport), nodes)
+        return
     domain, balloon = read_balloon(transport, options.domain)
-    output.read(transport, domain, balloon, nodes)
+    # -e with -d records the domain: the file then restores that domain and no other.
+    output.read(transport, domain, balloon, nodes, header=options.domain is not None)
 
 
 def write_and_show(options, output, requests, domain_spec=None, ignored=None) -> None:
     """Apply REQUESTS, show the changes sysctl-style, then --wait if asked."""
     from ..operations import write_nodes
-    from ..output import note_written
 
     transport = options.transport()
     result = write_nodes(
@@ -84,9 +131,17 @@ def write_and_show(options, output, requests, domain_spec=None, ignored=None) ->
         ignored=ignored,
         override_guest_floor=options.override_guest_floor,
     )
+    # A domain named on the command line (-d, or mem-set's argument) need not be repeated.
+    show_write(options, output, transport, result, options.domain is None and domain_spec is None)
+
+
+def show_write(options, output, transport, result, name_domains: bool) -> None:
+    """Show one domain's write RESULT (its domain on each line when NAME_DOMAINS), then --wait."""
+    from ..output import note_written
+
     if not options.dry_run and result.changes:
         note_written()
-    output.changes(result)  # the write has happened: say so before any wait
+    output.changes([result], name_domains=name_domains)  # the write has happened: say so before any wait
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
     if options.wait and target_change is None:
         output.note("--wait waits after a target change; nothing to wait for")

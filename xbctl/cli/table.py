@@ -10,6 +10,7 @@ from __future__ import annotations
 # Global options: every spelling -> (canonical name, takes a value).
 GLOBAL_OPTIONS = {
     "-a": ("-a", False), "--all": ("-a", False),
+    "-A": ("-A", False), "--all-domains": ("-A", False),
     "-w": ("-w", False), "--write": ("-w", False),
     "-n": ("-n", False),
     "-e": ("-e", False),
@@ -52,7 +53,7 @@ class Command:
 
 
 SYSCTL = Command(
-    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-w", "-f"}, max_args=None, names=True
+    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f"}, max_args=None, names=True
 )
 _NODE_KEYS = ("current", "target", "min", "max", "xen-max")
 COMMANDS = {

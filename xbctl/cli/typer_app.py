@@ -30,7 +30,7 @@ _ARITY = {
 }
 # Typer's parameter name -> the table's canonical option.
 _PARAMS = {
-    "show_all": "-a", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
+    "show_all": "-a", "all_domains": "-A", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
     "settings_files": "-f", "domain": "-d", "as_json": "--json", "dry_run": "--dry-run", "wait": "--wait",
     "timeout_text": "--timeout", "transport_name": "--transport", "sim_state": "--sim-state",
     "override_guest_floor": "--override-guest-floor",
@@ -163,6 +163,13 @@ TransportName = __import__("enum").Enum("TransportName", {name: name for name in
 def main_callback(
     ctx: typer.Context,
     show_all: Annotated[bool, typer.Option("-a", "--all", help="Show every node of the domain.")] = False,
+    all_domains: Annotated[
+        bool,
+        typer.Option(
+            "-A", "--all-domains",
+            help="Read every domain (each line names its domain; with -e, one [DOMAIN] section each).",
+        ),
+    ] = False,
     write: Annotated[
         bool, typer.Option("-w", "--write", help="Write NAME=VALUE assignments (implied by '=').")
     ] = False,

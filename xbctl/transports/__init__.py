@@ -139,6 +139,16 @@ class Transport:
         Returns the balloon before and after.
         """
 
+    def update_balloons(self, plans: "list[tuple[Domain, Plan]]") -> "list[tuple[Balloon, Balloon]]":
+        """update_balloon for several domains as one change: every PLAN runs on its domain's
+        snapshot before anything is written; one refusal writes nothing anywhere.
+
+        Returns each domain's balloon before and after, in PLANS' order.
+        """
+        if len(plans) == 1:
+            return [self.update_balloon(*plans[0])]
+        raise NotImplementedError(f"{type(self).__name__} does not implement update_balloons")
+
     @abstractmethod
     def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
         """Block until DOMAIN's balloon may have changed, or TIMEOUT_S passed."""

@@ -132,6 +132,21 @@ class SimTransport(Transport):
             self.save(host)
             return before, sim_domain.balloon()
 
+    def update_balloons(self, plans: "list[tuple[Domain, Plan]]") -> "list[tuple[Balloon, Balloon]]":
+        # One lock, one load, one save: every plan runs before any node is set.
+        with self.changing() as host:
+            staged = []
+            by_id = {sim_domain.id: sim_domain for sim_domain in host.domains}
+            for domain, plan in plans:
+                sim_domain = by_id[domain.id]
+                before = sim_domain.balloon()
+                staged.append((sim_domain, before, plan(before)))
+            for sim_domain, _before, values in staged:
+                for key, kib in values.items():
+                    host.set_node(sim_domain, key, kib)
+            self.save(host)
+            return [(before, sim_domain.balloon()) for sim_domain, before, _values in staged]
+
     def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
         time.sleep(max(0.0, min(timeout_s, 0.05)))
 

@@ -219,16 +219,33 @@ class XenstoreTransport(XlWrites, Transport):
         A conflict (EAGAIN) reruns BODY from the start, a bounded number of times with
         backoff; BODY may raise XbctlError to abandon the transaction.
         """
-        backoff_s = FIRST_BACKOFF_S
         txn = Txn(self, domid)
+
+        def checked() -> T:
+            # A WRITE creates missing parents: a domain that is gone must not reappear.
+            if self.list_path(txn.base) is None:
+                raise unknown(f"domain {domid}: no such domain (it is gone)")
+            return body(txn)
+
+        return self._retried(checked, what=what, path=txn.base)
+
+    def transact_domains(self, domids: list[int], body: Callable[[list[Txn]], T], *, what: str) -> T:
+        """Run BODY with one Txn per domain of DOMIDS, all in one transaction, retried as transact().
+
+        BODY must read each domain's memory/target before writing anything of it (balloon_from
+        does, and raises when the domain is gone): that read, checked again at commit, is what
+        keeps a write from recreating a domain destroyed meanwhile.
+        """
+        txns = [Txn(self, domid) for domid in domids]
+        return self._retried(lambda: body(txns), what=what, path="/local/domain")
+
+    def _retried(self, attempt_body: Callable[[], T], *, what: str, path: str) -> T:
+        backoff_s = FIRST_BACKOFF_S
         for attempt in range(MAX_ATTEMPTS):
-            self.call(txn.base, lambda c: c.transaction())
+            self.call(path, lambda c: c.transaction())
             try:
-                # A WRITE creates missing parents: a domain that is gone must not reappear.
-                if self.list_path(txn.base) is None:
-                    raise unknown(f"domain {domid}: no such domain (it is gone)")
-                result = body(txn)
-                committed = self.call(txn.base, lambda c: c.commit())
+                result = attempt_body()
+                committed = self.call(path, lambda c: c.commit())
             except BaseException:
                 self._abandon()
                 raise

@@ -134,6 +134,81 @@ class XlWrites:
                 self._put_back_max(domain, original["max_kib"], exc)
             raise
 
+    def update_balloons(self, plans: "list[tuple[Domain, Plan]]") -> "list[tuple[Balloon, Balloon]]":
+        """Several domains in ONE transaction, in three phases per attempt: every domain's
+        snapshot and plan (a refusal anywhere: no hypercall, nothing written); then, as
+        Domain-0, what the hypervisor must hold (a domain it does not know: the same); then
+        domain by domain, xl's order: its hypercalls, then its Xenstore writes.
+
+        A failure after hypercalls (one that fails, too many conflicts, a lost connection)
+        abandons the transaction (nothing reaches Xenstore) and puts back every maximum
+        changed, saying so; a PoD target already set for an earlier domain is the one
+        thing the hypervisor cannot be asked to undo, and the message names those domains.
+        """
+        if len(plans) == 1:
+            return [self.update_balloon(*plans[0])]
+        self.hypervisor()
+        originals: dict[Domain, dict[str, int]] = {}
+        pod_set: list[Domain] = []
+
+        def body(txns: "list[Txn]") -> "list[tuple[Balloon, Balloon]]":
+            pod_set.clear()
+            prefetch = getattr(txns[0], "prefetch_balloons", None)
+            if prefetch is not None:  # one pipelined batch of every read balloon_from makes
+                prefetch([domain for domain, _plan in plans])
+            staged = []
+            for (domain, plan), txn in zip(plans, txns):
+                unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
+                info = self._domain_info(domain.id) if unfilled else None
+                before = balloon_from(txn, domain, info, tolerate_malformed=True)
+                staged.append([domain, txn, before, plan(before), info, unfilled])
+            for entry in staged:  # the hypervisor's reads only: nothing changed yet
+                domain, _txn, _before, values, info, unfilled = entry
+                entry[4] = info = self._hypervisor_domain(domain, values, info)
+                if info is not None and unfilled and "target" in values:
+                    raise _FillDomain0(info)
+            results = []
+            for domain, txn, before, values, info, _unfilled in staged:
+                if info is not None:
+                    info = self._apply_to_hypervisor(domain, info, values, before, originals.setdefault(domain, {}))
+                    if "target" in values and info.is_hvm:
+                        pod_set.append(domain)
+                for key, kib in values.items():
+                    txn.write(NODE_PATHS[key], str(kib))
+                after = before
+                for key, kib in values.items():
+                    after = after.with_value(key, kib)
+                if values.get("target", before.target_kib) != before.target_kib:
+                    if before.diagnostic is not None:
+                        txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
+                    after = after.with_fields(diagnostic=None)
+                if info is not None:
+                    after = after.with_fields(
+                        current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
+                    )
+                results.append((before, after))
+            return results
+
+        what = f"{len(plans)} domains"
+        domids = [domain.id for domain, _plan in plans]
+        try:
+            try:
+                return self.transact_domains(domids, body, what=what)
+            except _FillDomain0 as fill:
+                self._fill_domain0(fill.info)  # committed on its own first, as libxl does
+                return self.transact_domains(domids, body, what=what)
+        except BaseException as exc:
+            changed = [(domain, kept["max_kib"]) for domain, kept in originals.items() if "max_kib" in kept]
+            for domain, max_kib in reversed(changed):
+                self._put_back_max(domain, max_kib, exc, named=True)
+            failed_pod = [d.name for d in pod_set]
+            if changed and failed_pod and isinstance(exc, XbctlError):
+                exc.message = (
+                    f"{exc.message} (the PoD target of {', '.join(failed_pod)} stays as set: "
+                    "the hypervisor keeps no earlier value to put back)"
+                )
+            raise
+
     def _hypervisor_domain(self, domain: Domain, values: dict[str, int], info=None):
         """The hypervisor's info for a write of VALUES to DOMAIN, or None when the hypervisor
         has no part in it (not used, or nothing it holds changes).
@@ -199,15 +274,17 @@ class XlWrites:
             ) from None
         return after
 
-    def _put_back_max(self, domain: Domain, max_kib: int, failure: BaseException) -> None:
-        """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message."""
+    def _put_back_max(self, domain: Domain, max_kib: int, failure: BaseException, named: bool = False) -> None:
+        """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message
+        (NAMED: which domain's, when several were changed)."""
         from .hypervisor import HypervisorError
 
+        whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
             self._hypervisor.set_max_kib(domain.id, max_kib)
-            said = f"the hypervisor's maximum was put back to {max_kib} KiB"
+            said = f"{whose} was put back to {max_kib} KiB"
         except HypervisorError as exc:
-            said = f"putting the hypervisor's maximum back to {max_kib} KiB failed too: {exc}"
+            said = f"putting {whose} back to {max_kib} KiB failed too: {exc}"
         if isinstance(failure, XbctlError):
             failure.message = f"{failure.message} ({said})"
         else:
