@@ -209,7 +209,6 @@ def resolve_groups(
     group is left out). Names are matched like -d, against one listing of the domains.
     """
     from .errors import usage_error
-    from .transports import match_domain
 
     needs_default = pinned or any(g.spec is None and g.domain is None for g in groups)
     default = transport.resolve_domain(default_spec) if needs_default else None
@@ -223,8 +222,8 @@ def resolve_groups(
         elif domain is None:
             try:
                 if listing is None and len({g.spec for g in groups if g.spec is not None}) > 1:
-                    listing = transport.list_domains()  # one listing for many names, not one each
-                domain = match_domain(group.spec, listing) if listing is not None else transport.resolve_domain(group.spec)
+                    listing = _DomainIndex(transport.list_domains())  # one listing for many names
+                domain = listing.match(group.spec) if listing is not None else transport.resolve_domain(group.spec)
             except XbctlError as exc:
                 if skip_unknown and exc.status == ExitStatus.UNKNOWN:
                     notes.append(f"{group.origin}: {exc.message}; its lines are skipped")
@@ -243,6 +242,25 @@ def resolve_groups(
             target.requests.extend(group.requests)
             target.ignored.extend(group.ignored)
     return list(merged.values()), notes
+
+
+class _DomainIndex:
+    """A listing of domains by id and by name: a thousand sections resolve in linear time,
+    each exactly as -d would (transports.match_domain: the same errors, namesakes refused)."""
+
+    def __init__(self, domains: "list[Domain]") -> None:
+        self.by_id: dict[int, list[Domain]] = {}
+        self.by_name: dict[str, list[Domain]] = {}
+        for domain in domains:
+            self.by_id.setdefault(domain.id, []).append(domain)
+            self.by_name.setdefault(domain.name, []).append(domain)
+
+    def match(self, spec: str) -> "Domain":
+        from .transports import match_domain, parse_domain_id
+
+        domid = parse_domain_id(spec) if spec else None
+        candidates = self.by_id.get(domid, []) if domid is not None else self.by_name.get(spec, [])
+        return match_domain(spec, candidates)
 
 
 def write_domains(

@@ -140,6 +140,20 @@ class Txn:
             self.store.call(self.path(rel), lambda c: c.delete(self.path(rel).encode()))
 
 
+class RecordingTxn(Txn):
+    """A domain's reads that remember the raw values found (a snapshot taken outside a
+    transaction, to be checked again inside one)."""
+
+    def __init__(self, store: "XenstoreTransport", domid: int) -> None:
+        super().__init__(store, domid)
+        self.seen: dict[str, str | None] = {}
+
+    def read(self, rel: str) -> str | None:
+        value = super().read(rel)
+        self.seen[rel] = value
+        return value
+
+
 # ---------------------------------------------------------------- the transport
 
 

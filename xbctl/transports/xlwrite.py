@@ -10,9 +10,10 @@ makes none at all (tests/test_xl_parity.py compares the hypercall logs with Debi
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
-from ..errors import ExitStatus, XbctlError, unknown
+from ..errors import ExitStatus, XbctlError, unavailable, unknown
 from .xenmodel import DIAGNOSTIC, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from
 
 if TYPE_CHECKING:
@@ -135,10 +136,18 @@ class XlWrites:
             raise
 
     def update_balloons(self, plans: "list[tuple[Domain, Plan]]") -> "list[tuple[Balloon, Balloon]]":
-        """Several domains in ONE transaction, in three phases per attempt: every domain's
-        snapshot and plan (a refusal anywhere: no hypercall, nothing written); then, as
-        Domain-0, what the hypervisor must hold (a domain it does not know: the same); then
-        domain by domain, xl's order: its hypercalls, then its Xenstore writes.
+        """Several domains as ONE transaction.
+
+        C xenstored (4.17) keeps the nodes a transaction touched in a list it walks on every
+        request, so a transaction's cost grows with the square of the nodes it reads: 1,000
+        domains read whole inside one took 4 s. So each attempt reads every balloon first,
+        outside the transaction (as xl mem-max reads memory/target), and plans every domain
+        (a refusal anywhere: no hypercall, nothing written); as Domain-0 it then checks that
+        the hypervisor holds each domain. Only then the transaction: it reads again just
+        memory/target and the nodes about to be written (one or two per domain) and starts
+        over if any differs from what was planned on; then, domain by domain in xl's order,
+        the hypercalls and the writes; one commit. A conflict (EAGAIN) or a changed node
+        starts over, at most MAX_ATTEMPTS times.
 
         A failure after hypercalls (one that fails, too many conflicts, a lost connection)
         abandons the transaction (nothing reaches Xenstore) and puts back every maximum
@@ -147,67 +156,100 @@ class XlWrites:
         """
         if len(plans) == 1:
             return [self.update_balloon(*plans[0])]
+        from .xenstore import FIRST_BACKOFF_S, MAX_ATTEMPTS
+
         self.hypervisor()
         originals: dict[Domain, dict[str, int]] = {}
         pod_set: list[Domain] = []
-
-        def body(txns: "list[Txn]") -> "list[tuple[Balloon, Balloon]]":
-            pod_set.clear()
-            prefetch = getattr(txns[0], "prefetch_balloons", None)
-            if prefetch is not None:  # one pipelined batch of every read balloon_from makes
-                prefetch([domain for domain, _plan in plans])
-            staged = []
-            for (domain, plan), txn in zip(plans, txns):
-                unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
-                info = self._domain_info(domain.id) if unfilled else None
-                before = balloon_from(txn, domain, info, tolerate_malformed=True)
-                staged.append([domain, txn, before, plan(before), info, unfilled])
-            for entry in staged:  # the hypervisor's reads only: nothing changed yet
-                domain, _txn, _before, values, info, unfilled = entry
-                entry[4] = info = self._hypervisor_domain(domain, values, info)
-                if info is not None and unfilled and "target" in values:
-                    raise _FillDomain0(info)
-            results = []
-            for domain, txn, before, values, info, _unfilled in staged:
-                if info is not None:
-                    info = self._apply_to_hypervisor(domain, info, values, before, originals.setdefault(domain, {}))
-                    if "target" in values and info.is_hvm:
-                        pod_set.append(domain)
-                for key, kib in values.items():
-                    txn.write(NODE_PATHS[key], str(kib))
-                after = before
-                for key, kib in values.items():
-                    after = after.with_value(key, kib)
-                if values.get("target", before.target_kib) != before.target_kib:
-                    if before.diagnostic is not None:
-                        txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
-                    after = after.with_fields(diagnostic=None)
-                if info is not None:
-                    after = after.with_fields(
-                        current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
-                    )
-                results.append((before, after))
-            return results
-
         what = f"{len(plans)} domains"
         domids = [domain.id for domain, _plan in plans]
+        backoff_s = FIRST_BACKOFF_S
         try:
-            try:
-                return self.transact_domains(domids, body, what=what)
-            except _FillDomain0 as fill:
-                self._fill_domain0(fill.info)  # committed on its own first, as libxl does
-                return self.transact_domains(domids, body, what=what)
+            for _attempt in range(MAX_ATTEMPTS):
+                try:
+                    staged = self._plan_domains(plans)
+                except _FillDomain0 as fill:
+                    self._fill_domain0(fill.info)  # committed on its own first, as libxl does
+                    staged = self._plan_domains(plans)
+                try:
+                    return self.transact_domains(
+                        domids, lambda txns: self._write_domains(staged, txns, originals, pod_set), what=what
+                    )
+                except _Stale:
+                    time.sleep(backoff_s * (0.5 + os.urandom(1)[0] / 256))
+                    backoff_s *= 2
+            raise unavailable(
+                f"{self.where()}: {what}: gave up after {MAX_ATTEMPTS} attempts: their nodes kept changing",
+                errno_name="EAGAIN",
+                hint="another client keeps changing these nodes; try again",
+            )
         except BaseException as exc:
             changed = [(domain, kept["max_kib"]) for domain, kept in originals.items() if "max_kib" in kept]
             for domain, max_kib in reversed(changed):
                 self._put_back_max(domain, max_kib, exc, named=True)
-            failed_pod = [d.name for d in pod_set]
-            if changed and failed_pod and isinstance(exc, XbctlError):
+            if changed and pod_set and isinstance(exc, XbctlError):
                 exc.message = (
-                    f"{exc.message} (the PoD target of {', '.join(failed_pod)} stays as set: "
+                    f"{exc.message} (the PoD target of {', '.join(d.name for d in pod_set)} stays as set: "
                     "the hypervisor keeps no earlier value to put back)"
                 )
             raise
+
+    def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
+        """Every domain's snapshot (read outside any transaction, recording the raw values) and
+        plan; then what the hypervisor must hold for each. Changes nothing."""
+        from .xenstore import RecordingTxn
+
+        readers = [RecordingTxn(self, domain.id) for domain, _plan in plans]
+        prefetch = getattr(readers[0], "prefetch_balloons", None)
+        if prefetch is not None:  # one pipelined batch of every read balloon_from makes
+            prefetch([domain for domain, _plan in plans])
+        staged = []
+        for (domain, plan), reader in zip(plans, readers):
+            unfilled = domain.id == 0 and (reader.read(TARGET) is None or reader.read(STATIC_MAX) is None)
+            info = self._domain_info(domain.id) if unfilled else None
+            before = balloon_from(reader, domain, info, tolerate_malformed=True)
+            staged.append([domain, reader.seen, before, plan(before), info, unfilled])
+        for entry in staged:  # the hypervisor's reads only: nothing changed yet
+            domain, _seen, _before, values, info, unfilled = entry
+            entry[4] = info = self._hypervisor_domain(domain, values, info)
+            if info is not None and unfilled and "target" in values:
+                raise _FillDomain0(info)
+        return staged
+
+    def _write_domains(self, staged: list, txns: "list[Txn]", originals: dict, pod_set: list) -> list:
+        """Inside the transaction: check that what each plan rests on still holds, then each
+        domain's hypercalls and writes, in xl's order."""
+        pod_set.clear()
+        for (domain, seen, _before, values, _info, _unfilled), txn in zip(staged, txns):
+            # memory/target read here also proves the domain exists until commit: a write must
+            # never recreate a domain destroyed meanwhile.
+            for rel in dict.fromkeys([TARGET, *(NODE_PATHS[key] for key in values)]):
+                if txn.read(rel) != seen.get(rel):
+                    if rel == TARGET and seen.get(rel) is not None and self.list_path(txn.base) is None:
+                        raise unknown(f"domain {domain.id}: no such domain (it is gone)")
+                    raise _Stale()
+        results = []
+        for domain, _seen, before, values, info, _unfilled in staged:
+            if info is not None:
+                info = self._apply_to_hypervisor(domain, info, values, before, originals.setdefault(domain, {}))
+                if "target" in values and info.is_hvm:
+                    pod_set.append(domain)
+            txn = txns[len(results)]
+            for key, kib in values.items():
+                txn.write(NODE_PATHS[key], str(kib))
+            after = before
+            for key, kib in values.items():
+                after = after.with_value(key, kib)
+            if values.get("target", before.target_kib) != before.target_kib:
+                if before.diagnostic is not None:
+                    txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
+                after = after.with_fields(diagnostic=None)
+            if info is not None:
+                after = after.with_fields(
+                    current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
+                )
+            results.append((before, after))
+        return results
 
     def _hypervisor_domain(self, domain: Domain, values: dict[str, int], info=None):
         """The hypervisor's info for a write of VALUES to DOMAIN, or None when the hypervisor
@@ -300,6 +342,10 @@ class XlWrites:
                 txn.write(STATIC_MAX, str(info.max_kib))
 
         self.transact(0, body, what="Domain-0")
+
+
+class _Stale(Exception):
+    """A node a plan rests on changed between the snapshot and the transaction: plan again."""
 
 
 class _FillDomain0(Exception):
