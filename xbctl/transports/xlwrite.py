@@ -179,7 +179,7 @@ class XlWrites:
                     time.sleep(backoff_s * (0.5 + os.urandom(1)[0] / 256))
                     backoff_s *= 2
             raise unavailable(
-                f"{self.where()}: {what}: gave up after {MAX_ATTEMPTS} attempts: their nodes kept changing",
+                f"{self.where()}: {what}: gave up after {MAX_ATTEMPTS} attempts: their nodes kept changing (EAGAIN)",
                 errno_name="EAGAIN",
                 hint="another client keeps changing these nodes; try again",
             )
