@@ -140,6 +140,15 @@ class Txn:
             self.store.call(self.path(rel), lambda c: c.delete(self.path(rel).encode()))
 
 
+def domain_views(store: "XenstoreTransport", domids: list[int]) -> list[Txn]:
+    """One Txn per domain of DOMIDS, sharing one cache and one write queue where Txn has them."""
+    first = Txn(store, domids[0])
+    for_domain = getattr(first, "for_domain", None)
+    if for_domain is None:
+        return [first, *(Txn(store, domid) for domid in domids[1:])]
+    return [for_domain(domid) for domid in domids]
+
+
 class RecordingTxn(Txn):
     """A domain's reads that remember the raw values found (a snapshot taken outside a
     transaction, to be checked again inside one)."""
@@ -250,15 +259,29 @@ class XenstoreTransport(XlWrites, Transport):
         does, and raises when the domain is gone): that read, checked again at commit, is what
         keeps a write from recreating a domain destroyed meanwhile.
         """
-        txns = [Txn(self, domid) for domid in domids]
-        return self._retried(lambda: body(txns), what=what, path="/local/domain")
+        views: list[Txn] = []
 
-    def _retried(self, attempt_body: Callable[[], T], *, what: str, path: str) -> T:
+        def attempt() -> T:
+            views[:] = domain_views(self, domids)  # each attempt reads afresh
+            return body(views)
+
+        def flush() -> None:
+            flush_queued = getattr(views[0], "flush", None) if views else None
+            if flush_queued is not None:  # writes queued by the Txn go out, pipelined, before the commit
+                flush_queued()
+
+        return self._retried(attempt, what=what, path="/local/domain", before_commit=flush)
+
+    def _retried(
+        self, attempt_body: Callable[[], T], *, what: str, path: str, before_commit: Callable[[], None] | None = None
+    ) -> T:
         backoff_s = FIRST_BACKOFF_S
         for attempt in range(MAX_ATTEMPTS):
             self.call(path, lambda c: c.transaction())
             try:
                 result = attempt_body()
+                if before_commit is not None:
+                    before_commit()
                 committed = self.call(path, lambda c: c.commit())
             except BaseException:
                 self._abandon()

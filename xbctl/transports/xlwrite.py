@@ -197,18 +197,25 @@ class XlWrites:
     def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
         """Every domain's snapshot (read outside any transaction, recording the raw values) and
         plan; then what the hypervisor must hold for each. Changes nothing."""
-        from .xenstore import RecordingTxn
+        from .xenstore import RecordingTxn, domain_views
 
-        readers = [RecordingTxn(self, domain.id) for domain, _plan in plans]
+        domains = [domain for domain, _plan in plans]
+        readers = domain_views(self, [domain.id for domain in domains])
         prefetch = getattr(readers[0], "prefetch_balloons", None)
-        if prefetch is not None:  # one pipelined batch of every read balloon_from makes
-            prefetch([domain for domain, _plan in plans])
+        if prefetch is not None:  # one pipelined batch of every read balloon_from makes, cached
+            prefetch(domains)
+        else:
+            readers = [RecordingTxn(self, domain.id) for domain in domains]
         staged = []
         for (domain, plan), reader in zip(plans, readers):
             unfilled = domain.id == 0 and (reader.read(TARGET) is None or reader.read(STATIC_MAX) is None)
             info = self._domain_info(domain.id) if unfilled else None
             before = balloon_from(reader, domain, info, tolerate_malformed=True)
-            staged.append([domain, reader.seen, before, plan(before), info, unfilled])
+            # What the plan rests on, as read (a cached Txn answers again without a request).
+            seen = getattr(reader, "seen", None)
+            if seen is None:
+                seen = {rel: reader.read(rel) for rel in (TARGET, *NODE_PATHS.values())}
+            staged.append([domain, seen, before, plan(before), info, unfilled])
         for entry in staged:  # the hypervisor's reads only: nothing changed yet
             domain, _seen, _before, values, info, unfilled = entry
             entry[4] = info = self._hypervisor_domain(domain, values, info)
