@@ -155,6 +155,106 @@ def main() -> None:
         "the Xenstore-only run (goal: under 5 ms)"
     )
 
+    batch_rows(tools, xbctl, max(3, runs // 4))
+
+
+BATCH_DOMAINS = 1000  # a host of this many guests, one target each, applied by one `xbctl -f`
+
+
+def batch_rows(tools, xbctl: str, runs: int) -> None:
+    """A 1,000-domain plan applied by one `xbctl -f` (one transaction), against 1,000
+    `xenstore-write` processes and a raw pyxs loop of the same 1,000 writes over one
+    connection, each a whole process, each run writing new values; the simulator too.
+
+    Goals (issue: fast batches): 1,000 xenstore-write / xbctl -f >= 20x; xbctl -f / pyxs loop <= 1x.
+    """
+    py = sys.executable
+    domids = range(1, BATCH_DOMAINS + 1)
+    with tempfile.TemporaryDirectory(prefix="xbctl-batch-") as tmp, Xenstored(tools, Path(tmp) / "run", trace=False) as daemon:
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            for domid in (0, *domids):
+                base = f"/local/domain/{domid}"
+                name = "Domain-0" if domid == 0 else f"guest{domid}"
+                for rel, value in (
+                    ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
+                    ("memory/target", "786432"), ("memory/videoram", "-1"),
+                ):
+                    client.write(f"{base}/{rel}".encode(), value.encode())
+        env = tools.env(daemon.socket_path)
+        env.update(XBCTL_TRANSPORT="xenstore", NO_COLOR="1", XBCTL_LIBXENCTRL="")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        plans = []
+        for round_kib in (0, 4):  # alternate, so every run changes all 1,000 targets
+            plan = Path(tmp) / f"plan{round_kib}.conf"
+            plan.write_text("".join(f"[guest{d}]\nmachdep.xen.balloon.target={524288 + 4 * d + round_kib}\n" for d in domids))
+            plans.append(plan)
+        pyxs_loops = [
+            f"from pyxs import Client\nwith Client(unix_socket_path={str(daemon.socket_path)!r}) as c:\n"
+            f"    for d in range(1, {BATCH_DOMAINS + 1}):\n"
+            f"        c.write(b'/local/domain/%d/memory/target' % d, b'%d' % ({524288 + round_kib} + 4 * d))\n"
+            for round_kib in (0, 4)
+        ]
+
+        def c_writes() -> None:
+            for round_kib in (0, 4):
+                for d in domids:
+                    done = subprocess.run(
+                        [str(tools.xenstore_write), f"/local/domain/{d}/memory/target", str(524288 + 4 * d + round_kib)],
+                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    )
+                    if done.returncode != 0:
+                        raise SystemExit(f"xenstore-write failed: {done.stderr}")
+
+        started = time.perf_counter()
+        c_writes()
+        c_total_s = (time.perf_counter() - started) / 2  # one round of 1,000 processes
+        loop_s = median_s([], env, runs, vary=[[py, "-c", script] for script in pyxs_loops])
+        apply_s = median_s([], env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in plans])
+        dry_s = median_s([xbctl, "-q", "--dry-run", "-f", str(plans[0])], env, runs)
+    sim_s = None
+    sim_env = {**os.environ, "XBCTL_TRANSPORT": "sim", "NO_COLOR": "1"}
+    with tempfile.TemporaryDirectory(prefix="xbctl-batch-sim-") as tmp:
+        sim_env["XBCTL_SIM_STATE"] = str(Path(tmp) / "sim.json")
+        reset = subprocess.run(
+            [xbctl, "sim", "reset", "--clock", "manual", "--guests", str(BATCH_DOMAINS)],
+            env=sim_env, capture_output=True, text=True,
+        )
+        if reset.returncode == 0:
+            listing = subprocess.run([xbctl, "-A", "-n", "machdep.xen.balloon.min"], env=sim_env,
+                                     capture_output=True, text=True, check=True)
+            names = subprocess.run([xbctl, "--json", "-A", "machdep.xen.balloon.min"], env=sim_env,
+                                   capture_output=True, text=True, check=True)
+            import json
+
+            entries = json.loads(names.stdout)["domains"]
+            sim_plans = []
+            for bump in (0, 4096):
+                plan = Path(tmp) / f"sim{bump}.conf"
+                plan.write_text("".join(
+                    f"[{e['domain']['id']}]\nmachdep.xen.balloon.target={e['nodes']['min']['value_kib'] + 4096 + bump}\n"
+                    for e in entries
+                ))
+                sim_plans.append(plan)
+            del listing
+            sim_s = median_s([], sim_env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in sim_plans])
+        else:
+            sim_note = reset.stderr.strip().splitlines()[-1] if reset.stderr.strip() else "failed"
+    print(f"fast batches: {BATCH_DOMAINS} domains, one target each (medians of {runs} runs, whole processes)")
+    print(f"  {BATCH_DOMAINS} xenstore-write processes (C)  {c_total_s * 1000:8.1f} ms")
+    print(f"  pyxs loop, one connection             {loop_s * 1000:8.1f} ms")
+    print(f"  xbctl -f (one transaction, Xenstore)  {apply_s * 1000:8.1f} ms")
+    print(f"  xbctl --dry-run -f (Xenstore)         {dry_s * 1000:8.1f} ms")
+    if sim_s is not None:
+        print(f"  xbctl -f (simulator, {BATCH_DOMAINS} guests)      {sim_s * 1000:8.1f} ms")
+    else:
+        print(f"  xbctl -f (simulator): not measured: sim reset --guests: {sim_note}")
+    speedup = c_total_s / apply_s
+    print(f"  goal: {BATCH_DOMAINS} xenstore-write / xbctl -f = {speedup:.1f}x "
+          f"(goal >= 20x: {'met' if speedup >= 20 else 'NOT met'})")
+    versus = apply_s / loop_s
+    print(f"  goal: xbctl -f / pyxs loop = {versus:.2f}x (goal <= 1x: {'met' if versus <= 1 else 'NOT met'})")
+
 
 if __name__ == "__main__":
     main()
