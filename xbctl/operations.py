@@ -311,8 +311,9 @@ def write_domains(
             outcomes[group.domain] = (balloon, balloon)
     if dry_run:
         staged = []
-        for group in written:  # every domain planned before any hypervisor question
-            before = transport.snapshot(group.domain)
+        snapshots = transport.snapshots([group.domain for group in written]) if len(written) > 1 else None
+        for index, group in enumerate(written):  # every domain planned before any hypervisor question
+            before = snapshots[index] if snapshots is not None else transport.snapshot(group.domain)
             staged.append((group, before, plan_for(group)(before)))
         for group, before, values in staged:
             transport.check_write(group.domain, values)

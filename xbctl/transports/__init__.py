@@ -121,6 +121,10 @@ class Transport:
         """
         return self.read_balloon(domain)
 
+    def snapshots(self, domains: list[Domain]) -> list[Balloon]:
+        """snapshot() of each of DOMAINS, in order (transports override it to read them at once)."""
+        return [self.snapshot(domain) for domain in domains]
+
     def check_write(self, domain: Domain, values: dict[str, int]) -> None:
         """Raise what a write of VALUES would meet beyond policy's rules (a dry run asks this).
 

@@ -383,6 +383,19 @@ class XenstoreTransport(XlWrites, Transport):
         info = self._domain_info(domain.id) if unfilled else None
         return balloon_from(txn, domain, info, tolerate_malformed=True)
 
+    def snapshots(self, domains: list[Domain]) -> list[Balloon]:
+        views = domain_views(self, [domain.id for domain in domains]) if domains else []
+        prefetch = getattr(views[0], "prefetch_balloons", None) if views else None
+        if prefetch is None:
+            return [self.snapshot(domain) for domain in domains]
+        prefetch(domains)  # one pipelined batch for every domain
+        balloons = []
+        for domain, txn in zip(domains, views):
+            unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
+            info = self._domain_info(domain.id) if unfilled else None
+            balloons.append(balloon_from(txn, domain, info, tolerate_malformed=True))
+        return balloons
+
     def node_location(self, domain: Domain, key: str) -> str | None:
         rel = NODE_PATHS.get(key)
         return None if rel is None else f"/local/domain/{domain.id}/{rel}"
