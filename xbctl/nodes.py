@@ -89,9 +89,19 @@ class Balloon:
 
     def with_fields(self, **changes: object) -> "Balloon":
         """A copy with CHANGES applied."""
-        values = {name: getattr(self, name) for name in self.__slots__}
-        values.update(changes)
-        return Balloon(**values)
+        copy = object.__new__(Balloon)  # field by field: a plan over 1,000 domains makes thousands
+        for name in self.__slots__:
+            object.__setattr__(copy, name, changes.pop(name) if name in changes else getattr(self, name))
+        if changes:
+            raise TypeError(f"bad argument {next(iter(changes))!r}")
+        return copy
+
+    def with_values(self, values: "dict[str, int]") -> "Balloon":
+        """A copy with each writable node in VALUES ({key: KiB}) set, in one copy."""
+        fields: dict[str, object] = {_FIELDS[key]: kib for key, kib in values.items()}
+        if "target" in values:
+            fields["target_malformed"] = None
+        return self.with_fields(**fields)
 
     def with_value(self, key: str, kib: int) -> "Balloon":
         """A copy with writable node KEY set to KIB (a target set is no longer malformed)."""

@@ -140,6 +140,13 @@ class Txn:
             self.store.call(self.path(rel), lambda c: c.delete(self.path(rel).encode()))
 
 
+def _flush(views: "list[Txn]") -> None:
+    """Send the writes VIEWS queued (pipelined, before the commit), where Txn queues them."""
+    flush_queued = getattr(views[0], "flush", None) if views else None
+    if flush_queued is not None:
+        flush_queued()
+
+
 def domain_views(store: "XenstoreTransport", domids: list[int]) -> list[Txn]:
     """One Txn per domain of DOMIDS, sharing one cache and one write queue where Txn has them."""
     first = Txn(store, domids[0])
@@ -242,15 +249,17 @@ class XenstoreTransport(XlWrites, Transport):
         A conflict (EAGAIN) reruns BODY from the start, a bounded number of times with
         backoff; BODY may raise XbctlError to abandon the transaction.
         """
-        txn = Txn(self, domid)
+        base = f"/local/domain/{domid}"
+        views: list[Txn] = []
 
         def checked() -> T:
+            views[:] = [Txn(self, domid)]  # each attempt reads afresh: nothing cached outlives a conflict
             # A WRITE creates missing parents: a domain that is gone must not reappear.
-            if self.list_path(txn.base) is None:
+            if self.list_path(base) is None:
                 raise unknown(f"domain {domid}: no such domain (it is gone)")
-            return body(txn)
+            return body(views[0])
 
-        return self._retried(checked, what=what, path=txn.base)
+        return self._retried(checked, what=what, path=base, before_commit=lambda: _flush(views))
 
     def transact_domains(self, domids: list[int], body: Callable[[list[Txn]], T], *, what: str) -> T:
         """Run BODY with one Txn per domain of DOMIDS, all in one transaction, retried as transact().
@@ -265,12 +274,7 @@ class XenstoreTransport(XlWrites, Transport):
             views[:] = domain_views(self, domids)  # each attempt reads afresh
             return body(views)
 
-        def flush() -> None:
-            flush_queued = getattr(views[0], "flush", None) if views else None
-            if flush_queued is not None:  # writes queued by the Txn go out, pipelined, before the commit
-                flush_queued()
-
-        return self._retried(attempt, what=what, path="/local/domain", before_commit=flush)
+        return self._retried(attempt, what=what, path="/local/domain", before_commit=lambda: _flush(views))
 
     def _retried(
         self, attempt_body: Callable[[], T], *, what: str, path: str, before_commit: Callable[[], None] | None = None

@@ -256,12 +256,9 @@ class XlWrites:
             txn = txns[len(results)]
             for key, kib in values.items():
                 txn.write(NODE_PATHS[key], str(kib))
-            after = before
-            for key, kib in values.items():
-                after = after.with_value(key, kib)
-            if values.get("target", before.target_kib) != before.target_kib:
-                if before.diagnostic is not None:
-                    txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
+            after = before.with_values(values) if values else before
+            if values.get("target", before.target_kib) != before.target_kib and before.diagnostic is not None:
+                txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
                 after = after.with_fields(diagnostic=None)
             if info is not None:
                 after = after.with_fields(
