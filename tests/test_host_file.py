@@ -302,6 +302,29 @@ def test_a_node_changed_between_snapshot_and_transaction_is_planned_again(xs, mo
     assert xs.dom(2, "memory/target") == str(1024 * MIB)
 
 
+def test_a_conflict_at_commit_is_retried_and_planned_again_on_fresh_values(xs, monkeypatch, tmp_path):
+    from xbctl.transports.xlwrite import XlWrites
+
+    original = XlWrites._write_domains
+    attempts = []
+
+    def write_then_interfere(self, staged, txns, originals, pod_set):
+        results = original(self, staged, txns, originals, pod_set)
+        attempts.append([entry[2].target_kib for entry in staged])
+        if len(attempts) == 1:  # another client, outside the transaction, before its commit: EAGAIN
+            xs.write("/local/domain/1/memory/target", str(600 * MIB))
+        return results
+
+    monkeypatch.setattr(XlWrites, "_write_domains", write_then_interfere)
+    outcome = xs("-f", settings(tmp_path, f"[web]\n{TARGET}=+64M\n[db]\n{TARGET}=1G\n"))
+    assert outcome.status == 0, outcome
+    # The commit conflicted; the retry found web moved, so the whole file was planned again.
+    assert attempts == [[786432, 1572864], [600 * MIB, 1572864]]
+    assert outcome.stdout.splitlines()[0] == f"web: {TARGET}: {600 * MIB} -> {664 * MIB}"
+    assert xs.dom(1, "memory/target") == str(664 * MIB)
+    assert xs.dom(2, "memory/target") == str(1024 * MIB)
+
+
 def test_a_domain_destroyed_before_the_transaction_is_not_recreated(xs, monkeypatch, tmp_path):
     import xbctl.policy as policy
 
