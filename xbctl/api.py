@@ -69,6 +69,7 @@ class ListEntry:
     diagnostic: str | None
     nodes: dict[str, NodeValue] | None
     error: str | None = None
+    error_kind: str | None = None  # one of xbctl.errors.ERROR_KINDS: missing, malformed, permission...
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class Xbctl:
                     b.diagnostic if b else None,
                     _node_values(b) if b else None,
                     row.problem,
+                    row.problem_kind,
                 )
             )
         document = list_document(self._transport, rows, host_free_kib)

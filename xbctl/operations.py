@@ -114,10 +114,16 @@ def read_balloon(transport: Transport, domain_spec: str | None) -> tuple[Domain,
 class DomainRow:
     """One line of `xbctl list`: a domain and its balloon, or why it could not be read."""
 
-    __slots__ = ("domain", "balloon", "problem")
+    __slots__ = ("domain", "balloon", "problem", "problem_kind")
 
-    def __init__(self, domain: "Domain", balloon: "Balloon | None", problem: str | None = None) -> None:
-        self.domain, self.balloon, self.problem = domain, balloon, problem
+    def __init__(
+        self,
+        domain: "Domain",
+        balloon: "Balloon | None",
+        problem: str | None = None,
+        problem_kind: str | None = None,
+    ) -> None:
+        self.domain, self.balloon, self.problem, self.problem_kind = domain, balloon, problem, problem_kind
 
 
 def list_balloons(transport: Transport) -> list[DomainRow]:
@@ -133,7 +139,9 @@ def list_balloons(transport: Transport) -> list[DomainRow]:
         except XbctlError as exc:
             if exc.status != ExitStatus.UNKNOWN and exc.errno_name not in ("EINVAL", "EACCES"):
                 raise  # the transport itself failed: no list is better than a wrong one
-            rows.append(DomainRow(domain, None, exc.message))
+            from .errors import error_kind
+
+            rows.append(DomainRow(domain, None, exc.message, error_kind(exc)))
     return rows
 
 

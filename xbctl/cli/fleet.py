@@ -18,7 +18,7 @@ def run_exporter(invocation, options, output) -> None:
         output.say(f"serving metrics at http://{host}:{port}/metrics")
 
     try:
-        serve(listen, options.transport_name, options.sim_state, ready)
+        serve(listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]))
     except KeyboardInterrupt:
         return  # Ctrl-C or SIGINT is how an exporter stops: not an error
 
