@@ -125,6 +125,15 @@ class DomainRow:
     ) -> None:
         self.domain, self.balloon, self.problem, self.problem_kind = domain, balloon, problem, problem_kind
 
+    def __eq__(self, other: object) -> bool:
+        # By value: `top` redraws only when a row really changed, not at every watch event.
+        return isinstance(other, DomainRow) and (self.domain, self.balloon, self.problem, self.problem_kind) == (
+            other.domain,
+            other.balloon,
+            other.problem,
+            other.problem_kind,
+        )
+
 
 def list_balloons(transport: Transport) -> list[DomainRow]:
     """Every visible domain with its balloon, by id.
