@@ -12,7 +12,7 @@ def run_exporter(invocation, options, output) -> None:
     listen = invocation.local.get("--listen")
     if listen is None:
         raise usage_error("exporter needs --listen HOST:PORT", hint="see 'xbctl exporter --help'")
-    options.transport()  # a bad --transport or sim state fails at start, not at each scrape
+    options.api()  # a bad --transport or sim state fails at start, not at each scrape
 
     def ready(host: str, port: int) -> None:
         output.say(f"serving metrics at http://{host}:{port}/metrics")
@@ -27,4 +27,4 @@ def run_top(invocation, options, output) -> None:
     """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
     from ..top import run_top as follow
 
-    follow(options.transport())
+    follow(options.api())
