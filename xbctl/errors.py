@@ -56,6 +56,28 @@ class XbctlError(Exception):
         )
 
 
+# What went wrong, as a word from a fixed set: monitoring labels and scripts match on these,
+# while messages (free text, with guests' values in them) are for people.
+ERROR_KINDS = ("missing", "malformed", "permission", "refused", "unavailable", "usage", "other")
+
+
+def error_kind(error: XbctlError) -> str:
+    """ERROR as one of ERROR_KINDS."""
+    if error.errno_name == "EINVAL":  # a node holding garbage (exit 3 as a read, yet the domain's fault)
+        return "malformed"
+    if error.errno_name == "EACCES":
+        return "permission"
+    if error.status == ExitStatus.UNAVAILABLE:
+        return "unavailable"
+    if error.status == ExitStatus.UNKNOWN:
+        return "missing"
+    if error.status == ExitStatus.REFUSED:
+        return "refused"
+    if error.status == ExitStatus.USAGE:
+        return "usage"
+    return "other"
+
+
 def usage_error(message: str, hint: str | None = None) -> XbctlError:
     """A malformed command line or value (exit 2)."""
     return XbctlError(message, status=ExitStatus.USAGE, hint=hint)

@@ -2,14 +2,16 @@
 
 One list walk per scrape (a custom collector), values in bytes, labels domain and domid.
 A domain that cannot be read, or a transport that cannot be reached, shows as an error
-metric: a scrape never fails because of what it scrapes.
+metric: a scrape never fails because of what it scrapes. Error labels are words from a
+fixed set (xbctl.errors.ERROR_KINDS), never messages: a guest's garbage must not mint
+label values; the message goes to the exporter's log instead.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from .errors import ExitStatus, XbctlError, usage_error
+from .errors import ExitStatus, XbctlError, error_kind, usage_error
 
 KIB = 1024
 GAUGES = (
@@ -35,9 +37,10 @@ def driver_state(entry) -> str:
 class BalloonCollector:
     """A prometheus_client collector that walks the domains once per collect()."""
 
-    def __init__(self, transport: str | None, sim_state: str | None) -> None:
+    def __init__(self, transport: str | None, sim_state: str | None, log=None) -> None:
         self.transport = transport
         self.sim_state = sim_state
+        self.log = log  # LOG(message): where a scrape says what it could not read
 
     def describe(self) -> list:
         """Nothing up front: registering must not walk Xenstore."""
@@ -56,11 +59,13 @@ class BalloonCollector:
         )
         read_error = GaugeMetricFamily(
             "xen_balloon_domain_read_error",
-            "1 when the domain's balloon nodes could not be read (missing or garbage), else 0.",
+            "1 when the domain's balloon nodes could not be read, else 0; error: missing, malformed, permission.",
             labels=[*labels, "error"],
         )
         scrape_error = GaugeMetricFamily(
-            "xen_balloon_scrape_error", "1 when the transport could not be read at all, else 0.", labels=["error"]
+            "xen_balloon_scrape_error",
+            "1 when the transport could not be read at all, else 0; error: unavailable, usage, ...",
+            labels=["error"],
         )
         free = None
         failure = None
@@ -68,12 +73,14 @@ class BalloonCollector:
             with Xbctl(self.transport, self.sim_state) as xb:
                 listing = xb.list()
         except XbctlError as exc:
-            failure = exc.message
+            failure = error_kind(exc)
+            self._log(f"scrape failed ({failure}): {exc.message}")
         else:
             for entry in listing.domains:
                 values = [entry.domain.name, str(entry.domain.id)]
                 if entry.nodes is None:
-                    read_error.add_metric([*values, entry.error or "unreadable"], 1)
+                    read_error.add_metric([*values, entry.error_kind or "other"], 1)
+                    self._log(f"domain {entry.domain.name} ({entry.domain.id}) unreadable: {entry.error}")
                     continue
                 read_error.add_metric([*values, ""], 0)
                 for key, _name, _doc in GAUGES:
@@ -93,6 +100,10 @@ class BalloonCollector:
             yield free
         yield scrape_error
 
+    def _log(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
 
 def _require_prometheus_client() -> None:
     """A clear error, not a traceback, when the optional dependency is missing."""
@@ -106,22 +117,22 @@ def _require_prometheus_client() -> None:
         ) from None
 
 
-def registry_for(transport: str | None, sim_state: str | None):
+def registry_for(transport: str | None, sim_state: str | None, log=None):
     """A registry holding only the balloon collector (no process or Python metrics)."""
     _require_prometheus_client()
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BalloonCollector(transport, sim_state))
+    registry.register(BalloonCollector(transport, sim_state, log))
     return registry
 
 
-def exposition(transport: str | None, sim_state: str | None) -> str:
+def exposition(transport: str | None, sim_state: str | None, log=None) -> str:
     """The metrics as Prometheus text, for node_exporter's textfile collector."""
     _require_prometheus_client()
     from prometheus_client import generate_latest
 
-    return generate_latest(registry_for(transport, sim_state)).decode("utf-8")
+    return generate_latest(registry_for(transport, sim_state, log)).decode("utf-8")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -134,15 +145,17 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def serve(listen: str, transport: str | None, sim_state: str | None, ready=None) -> None:
-    """Serve /metrics on LISTEN until interrupted; READY(host, port) is called once listening."""
+def serve(listen: str, transport: str | None, sim_state: str | None, ready=None, log=None) -> None:
+    """Serve /metrics on LISTEN until interrupted; READY(host, port) is called once listening.
+
+    LOG(message) hears what a scrape could not read."""
     import threading
 
     host, port = parse_listen(listen)
     _require_prometheus_client()
     from prometheus_client import start_http_server
 
-    registry = registry_for(transport, sim_state)
+    registry = registry_for(transport, sim_state, log)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -80,6 +80,7 @@ def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib
         }
         if row.problem is not None:
             entry["error"] = row.problem
+            entry["error_kind"] = row.problem_kind
         domains.append(entry)
     return {**_envelope("list", transport), "host_free_kib": host_free_kib, "domains": domains}
 

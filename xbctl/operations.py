@@ -122,10 +122,25 @@ def read_all_balloons(transport: Transport) -> "list[tuple[Domain, Balloon | Xbc
 class DomainRow:
     """One line of `xbctl list`: a domain and its balloon, or why it could not be read."""
 
-    __slots__ = ("domain", "balloon", "problem")
+    __slots__ = ("domain", "balloon", "problem", "problem_kind")
 
-    def __init__(self, domain: "Domain", balloon: "Balloon | None", problem: str | None = None) -> None:
-        self.domain, self.balloon, self.problem = domain, balloon, problem
+    def __init__(
+        self,
+        domain: "Domain",
+        balloon: "Balloon | None",
+        problem: str | None = None,
+        problem_kind: str | None = None,
+    ) -> None:
+        self.domain, self.balloon, self.problem, self.problem_kind = domain, balloon, problem, problem_kind
+
+    def __eq__(self, other: object) -> bool:
+        # By value: `top` redraws only when a row really changed, not at every watch event.
+        return isinstance(other, DomainRow) and (self.domain, self.balloon, self.problem, self.problem_kind) == (
+            other.domain,
+            other.balloon,
+            other.problem,
+            other.problem_kind,
+        )
 
 
 def list_balloons(transport: Transport) -> list[DomainRow]:
@@ -141,7 +156,9 @@ def list_balloons(transport: Transport) -> list[DomainRow]:
         except XbctlError as exc:
             if exc.status != ExitStatus.UNKNOWN and exc.errno_name not in ("EINVAL", "EACCES"):
                 raise  # the transport itself failed: no list is better than a wrong one
-            rows.append(DomainRow(domain, None, exc.message))
+            from .errors import error_kind
+
+            rows.append(DomainRow(domain, None, exc.message, error_kind(exc)))
     return rows
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from .transports import Transport
+    from .api import Xbctl
 
 KEY_POLL_S = 0.2  # how long one watch wait lasts before looking at the keyboard again
 QUIT_KEYS = (b"q", b"Q")
@@ -43,11 +43,9 @@ def _quit_pressed(fd: int) -> bool:
     return False
 
 
-def run_top(transport: "Transport") -> None:
+def run_top(xb: "Xbctl") -> None:
     """Show every domain's balloon until q or Ctrl-C (a terminal) or until interrupted (a pipe)."""
-    from .operations import list_balloons, wait_for_any_change
-
-    rows = list_balloons(transport)
+    rows = xb.list_rows()
     interactive = sys.stdout.isatty() and sys.stdin.isatty()
     try:
         if interactive:
@@ -56,8 +54,8 @@ def run_top(transport: "Transport") -> None:
             fd = sys.stdin.fileno()
             with _keys_unbuffered(fd), live_table(rows) as redraw:
                 while not _quit_pressed(fd):
-                    if wait_for_any_change(transport, KEY_POLL_S):
-                        new_rows = list_balloons(transport)
+                    if xb.wait_for_any_change(KEY_POLL_S):
+                        new_rows = xb.list_rows()
                         if new_rows != rows:
                             rows = new_rows
                             redraw(rows)
@@ -67,8 +65,8 @@ def run_top(transport: "Transport") -> None:
         print_domain_table(rows)
         sys.stdout.flush()
         while True:
-            if wait_for_any_change(transport, 1.0):
-                new_rows = list_balloons(transport)
+            if xb.wait_for_any_change(1.0):
+                new_rows = xb.list_rows()
                 if new_rows != rows:
                     rows = new_rows
                     print_domain_table(rows)

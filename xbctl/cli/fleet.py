@@ -12,13 +12,13 @@ def run_exporter(invocation, options, output) -> None:
     listen = invocation.local.get("--listen")
     if listen is None:
         raise usage_error("exporter needs --listen HOST:PORT", hint="see 'xbctl exporter --help'")
-    options.transport()  # a bad --transport or sim state fails at start, not at each scrape
+    options.api()  # a bad --transport or sim state fails at start, not at each scrape
 
     def ready(host: str, port: int) -> None:
         output.say(f"serving metrics at http://{host}:{port}/metrics")
 
     try:
-        serve(listen, options.transport_name, options.sim_state, ready)
+        serve(listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]))
     except KeyboardInterrupt:
         return  # Ctrl-C or SIGINT is how an exporter stops: not an error
 
@@ -27,4 +27,4 @@ def run_top(invocation, options, output) -> None:
     """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
     from ..top import run_top as follow
 
-    follow(options.transport())
+    follow(options.api())

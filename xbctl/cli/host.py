@@ -16,13 +16,11 @@ def mem_max(invocation, options, output) -> None:
 
 
 def _host_operation(invocation, options, output, key: str) -> None:
-    from ..nodes import NODE_BY_KEY
-    from ..operations import request_for
     from .nodes import write_and_show
 
     domain, size = invocation.args
+    xb = options.api()
     if options.domain is not None and options.domain != domain:
-        transport = options.transport()
-        if transport.resolve_domain(options.domain) != transport.resolve_domain(domain):
+        if xb.find_domain(options.domain) != xb.find_domain(domain):
             raise usage_error(f"-d {options.domain} conflicts with domain {domain!r}")
-    write_and_show(options, output, [request_for(NODE_BY_KEY[key], size, default_unit="m")], domain)
+    write_and_show(options, output, xb.requests_for({key: size}, default_unit="m"), domain)

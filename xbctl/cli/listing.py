@@ -15,7 +15,7 @@ def list_domains(invocation, options, output) -> None:
         from ..exporter import exposition
 
         options.transport()  # a bad --transport or sim state fails here, not as a metric
-        output.metrics(exposition(options.transport_name, options.sim_state))
+        output.metrics(exposition(options.transport_name, options.sim_state, log=lambda m: output.warnings([m])))
         return
     transport = options.transport()
     rows = list_balloons(transport)

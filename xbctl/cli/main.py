@@ -31,7 +31,7 @@ class Options:
 
     __slots__ = (
         "show_all", "all_domains", "write", "settings_files", "domain", "dry_run", "wait", "timeout_s", "stall_s",
-        "transport_name", "sim_state", "override_guest_floor", "output", "_transport",
+        "transport_name", "sim_state", "override_guest_floor", "output", "_api",
     )
 
     def __init__(self, values: dict, output) -> None:
@@ -48,7 +48,7 @@ class Options:
         if values.get("--sim-state") == "":
             self.sim_state = ""  # refused by the simulator as an empty path
         self.output = output
-        self._transport = None
+        self._api = None
         self.timeout_s = None
         if values.get("--timeout") is not None:
             if not self.wait:
@@ -58,21 +58,21 @@ class Options:
             self.timeout_s = parse_number(values["--timeout"], what="--timeout", maximum=MAX_SECONDS)
         self.stall_s = stall_seconds() if self.wait else None  # checked before anything is written
 
-    def transport(self):
-        """The transport, opened on first use."""
-        if self._transport is None:
-            from ..transports.choice import fallback_note, open_transport
+    def api(self):
+        """The API's engine (xbctl.api.Xbctl) on the chosen transport, opened on first use."""
+        if self._api is None:
+            from ..api import Xbctl
 
-            self._transport = open_transport(self.transport_name, self.sim_state)
-            note = fallback_note(self.transport_name, self._transport)
-            if note:
-                self.output.note(note)
-            self._transport.on_note = self.output.note
-        return self._transport
+            self._api = Xbctl(self.transport_name, self.sim_state, on_note=self.output.note)
+        return self._api
+
+    def transport(self):
+        """The transport under the API, for what renders it (names, where nodes live)."""
+        return self.api().transport
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._api is not None:
+            self._api.close()
 
 
 def stall_seconds() -> float:

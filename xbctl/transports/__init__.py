@@ -108,8 +108,8 @@ class Transport:
             try:
                 results.append(self.read_balloon(domain))
             except XbctlError as exc:
-                if exc.status == ExitStatus.UNAVAILABLE:
-                    raise  # the transport itself failed, not this one domain
+                if exc.status == ExitStatus.UNAVAILABLE and exc.errno_name not in ("EINVAL", "EACCES"):
+                    raise  # the transport itself failed, not this one domain (garbage or a refusal is the domain's)
                 results.append(exc)
         return results
 

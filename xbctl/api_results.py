@@ -1,0 +1,174 @@
+"""The typed results of the Python API (xbctl.api): dataclasses that mirror the --json documents.
+
+Loaded only when a result is built, so the command line (which renders xbctl's own
+results) never pays for dataclasses at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+@dataclass(frozen=True)
+class DomainRef:
+    """A domain: its id and name."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class NodeValue:
+    """One node's value in KiB; `source` says who answered for current (None for the others)."""
+
+    name: str
+    value_kib: int
+    source: str | None = None
+
+
+class _Document:
+    """A result whose `to_dict()` is its --json document (built by xbctl.json_output)."""
+
+    document: dict
+
+    def to_dict(self) -> dict:
+        """The --json document of this result (a copy)."""
+        return copy.deepcopy(self.document)
+
+
+@dataclass(frozen=True)
+class ReadResult(_Document):
+    """A domain's nodes (the `read` document)."""
+
+    transport: str
+    domain: DomainRef
+    nodes: dict[str, NodeValue]
+    document: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One domain of a list; `nodes` is None and `error` says why when it could not be read."""
+
+    domain: DomainRef
+    has_driver: bool
+    diagnostic: str | None
+    nodes: dict[str, NodeValue] | None
+    error: str | None = None
+    error_kind: str | None = None  # one of xbctl.errors.ERROR_KINDS: missing, malformed, permission...
+
+
+@dataclass(frozen=True)
+class ListResult(_Document):
+    """Every visible domain (the `list` document), plus the host's free memory where known."""
+
+    transport: str
+    domains: list[ListEntry]
+    host_free_kib: int | None = None
+    document: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """One node's value before and after a write."""
+
+    node: str
+    name: str
+    old_kib: int
+    new_kib: int
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """How a wait for the target ended."""
+
+    reached: bool
+    current_kib: int
+    target_kib: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult(_Document):
+    """What a write did, or in a dry run would do (the `write` document)."""
+
+    transport: str
+    domain: DomainRef
+    dry_run: bool
+    changes: list[ChangeEntry]
+    ignored: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    wait: WaitResult | None = None
+    document: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        """True when the write changes (or in a dry run would change) a node's value.
+
+        `changes` also lists nodes written with the value they already held, as sysctl
+        prints `x -> x`; those change nothing.
+        """
+        return any(c.old_kib != c.new_kib for c in self.changes)
+
+
+def _node_values(balloon) -> dict[str, NodeValue]:
+    from .nodes import NODES
+
+    return {
+        node.key: NodeValue(
+            node.sysctl_name,
+            balloon.value_kib(node.key),
+            balloon.current_source if node.key == "current" else None,
+        )
+        for node in NODES
+    }
+
+
+def read_result(transport, domain, balloon) -> ReadResult:
+    """The ReadResult of DOMAIN's BALLOON, read through TRANSPORT."""
+    from .json_output import read_document
+    from .nodes import NODES
+
+    document = read_document(transport, domain, balloon, NODES)
+    return ReadResult(transport.name, DomainRef(domain.id, domain.name), _node_values(balloon), document)
+
+
+def list_result(transport, rows, host_free_kib: int | None) -> ListResult:
+    """The ListResult of ROWS (operations.DomainRow)."""
+    from .json_output import list_document
+
+    entries = []
+    for row in rows:
+        b = row.balloon
+        entries.append(
+            ListEntry(
+                DomainRef(row.domain.id, row.domain.name),
+                bool(b and b.has_driver),
+                b.diagnostic if b else None,
+                _node_values(b) if b else None,
+                row.problem,
+                row.problem_kind,
+            )
+        )
+    return ListResult(transport.name, entries, host_free_kib, list_document(transport, rows, host_free_kib))
+
+
+def write_result(transport, result, outcome) -> WriteResult:
+    """The WriteResult of an operations.WriteResult and how its wait ended (OUTCOME, or None)."""
+    from .json_output import write_document
+
+    return WriteResult(
+        transport.name,
+        DomainRef(result.domain.id, result.domain.name),
+        result.dry_run,
+        [ChangeEntry(c.node.key, c.node.sysctl_name, c.old_kib, c.new_kib) for c in result.changes],
+        [{"name": name, "reason": error.message} for name, error in result.skipped],
+        list(result.warnings),
+        None if outcome is None else wait_result(outcome),
+        write_document(transport, result, outcome),
+    )
+
+
+def wait_result(outcome) -> WaitResult:
+    """The WaitResult of an operations.WaitOutcome."""
+    return WaitResult(outcome.reached, outcome.balloon.current_kib, outcome.balloon.target_kib, outcome.reason)
