@@ -283,7 +283,7 @@ def test_sighup_rereads_the_configuration(private_xs, service):
 def test_xenstored_restart_does_not_end_the_service(private_xs, service):
     seen = len(service.lines)
     private_xs.daemon.kill()
-    seen = service.wait_for_line("reconnecting", after=seen)
+    seen = service.wait_for_line("connection lost; trying again in 0.1 s", after=seen)
     time.sleep(0.5)  # a while without a daemon: the service keeps trying
     assert service.process.poll() is None
     private_xs.daemon.start()

@@ -171,9 +171,9 @@ class Applier:
             if not any(message.startswith(f"{request.origin}:") for message in skipped)
         ]
 
-    def apply_all(self, *, following: bool) -> tuple[int, set[int]]:
-        """Apply every domain's settings; the first failure's status (0: none) and the domains
-        still being built (no name or no balloon nodes yet)."""
+    def apply_all(self, *, following: bool) -> tuple[int, set[int], set[int]]:
+        """Apply every domain's settings; the first failure's status (0: none), the domains
+        seen and those still being built (no name or no balloon nodes yet)."""
         domains = self.transport.list_domains()
         first_failure = 0
         unfinished: set[int] = set()
@@ -187,7 +187,7 @@ class Applier:
                 unfinished.add(domain.id)
             elif status:
                 first_failure = first_failure or status
-        return first_failure, unfinished
+        return first_failure, {domain.id for domain in domains}, unfinished
 
     def note_absent(self, domains: list[Domain], following: bool) -> None:
         """Say which sections name no domain that exists now."""
@@ -209,7 +209,7 @@ def apply_once(transport: Transport, configuration: Configuration, log: ServiceL
     """`xbctl policy`: every domain's settings once; a failure is raised after the others applied."""
     applier = Applier(transport, configuration, log)
     log(INFO, f"applying {len(configuration.files)} configuration file(s): {', '.join(configuration.files) or 'none'}")
-    status, unfinished = applier.apply_all(following=False)
+    status, _seen, unfinished = applier.apply_all(following=False)
     for domid in sorted(unfinished):
         log(INFO, f"domain {domid}: skipped: it has no name or balloon nodes yet")
     if status:
@@ -271,40 +271,46 @@ class Follower:
 
     def _pause(self, seconds: float) -> None:
         """Sleep SECONDS; a signal ends it early."""
-        self.idle = True
         try:
+            self.idle = True
             if not self.signals:
                 time.sleep(seconds)
-        except _Wake:
-            pass
         finally:
             self.idle = False
 
     def _loop(self) -> None:
-        backoff_s = FIRST_BACKOFF_S
+        self.backoff_s = FIRST_BACKOFF_S
         while True:
-            if not self._take_signals():
-                return
             try:
-                transport = self.open_transport()
-            except XbctlError as exc:
-                if exc.status != ExitStatus.UNAVAILABLE:
-                    raise
-                self.log(WARNING, f"{exc.message}; trying again in {backoff_s:g} s")
-                self._pause(backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                continue
-            try:
-                self._follow(transport)  # returns when a signal came, raises when the connection is lost
-                backoff_s = FIRST_BACKOFF_S
-            except XbctlError as exc:
-                if not connection_lost(transport, exc) and exc.status != ExitStatus.UNAVAILABLE:
-                    raise
-                self.log(WARNING, f"{exc.message}; reconnecting in {backoff_s:g} s")
-                self._pause(backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-            finally:
-                transport.close()
+                if not self._take_signals():
+                    return
+                self._connect_and_follow()
+            except _Wake:
+                continue  # a signal ended a wait (or landed as it ended): act on it above
+
+    def _backoff(self, message: str) -> None:
+        self.log(WARNING, f"{message}; trying again in {self.backoff_s:g} s")
+        pause_s, self.backoff_s = self.backoff_s, min(self.backoff_s * 2, MAX_BACKOFF_S)
+        self._pause(pause_s)
+
+    def _connect_and_follow(self) -> None:
+        """One connection: open it (or back off), apply, follow until a signal or its loss."""
+        try:
+            transport = self.open_transport()
+        except XbctlError as exc:
+            if exc.status != ExitStatus.UNAVAILABLE:
+                raise
+            self._backoff(exc.message)
+            return
+        try:
+            self._follow(transport)  # returns when a signal came, raises when the connection is lost
+            self.backoff_s = FIRST_BACKOFF_S
+        except XbctlError as exc:
+            if not connection_lost(transport, exc) and exc.status != ExitStatus.UNAVAILABLE:
+                raise
+            self._backoff(exc.message)
+        finally:
+            transport.close()
 
     def _follow(self, transport: Transport) -> None:
         """Apply everything, then each new domain, on one connection until a signal arrives."""
@@ -313,17 +319,15 @@ class Follower:
         transport.watch(INTRODUCE)
         transport.watch(RELEASE)
         self.log(INFO, f"applying {', '.join(self.configuration.files) or 'no configuration files'} to every domain")
-        _status, unfinished = applier.apply_all(following=True)
-        known = {domain.id for domain in transport.list_domains()}
+        # KNOWN is what apply_all saw: a domain introduced since is new at the next event.
+        _status, known, unfinished = applier.apply_all(following=True)
         pending: set[int] = set()
         for domid in unfinished:
             self._watch_pending(transport, domid, pending)
         self.log(INFO, "following @introduceDomain and @releaseDomain")
         while True:
-            if self.signals:
-                return
-            self.idle = True
             try:
+                self.idle = True
                 if self.signals:
                     return
                 events = transport.next_events(IDLE_WAIT_S)
