@@ -31,6 +31,7 @@ SAMPLES = {
     "mem-max": ["web", "1024"],
     "list": [],
     "agent": [],
+    "policy": [],  # applies CONF_ROOT/etc/xbctl.conf (below)
     "exporter": ["--listen", "LISTEN"],  # a free loopback port, chosen when it runs
     "top": [],
     "sim advance": ["1"],
@@ -131,12 +132,20 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         return
     # The agent plays a guest over Xenstore: here one that is not there (exit 3).
     env = {"XBCTL_TRANSPORT": None, "XENSTORED_PATH": str(tmp_path / "no-socket")} if command.name == "agent" else {}
+    if command.name == "policy":  # a configuration of the test's own, never the machine's /etc
+        (tmp_path / "etc").mkdir()
+        (tmp_path / "etc" / "xbctl.conf").write_text("[web]\nmachdep.xen.balloon.target = 700M\n")
+        env = {"XBCTL_CONF_ROOT": str(tmp_path)}
     outcome = xbctl(*options, *words, env=env)
     assert "does not go with" not in outcome.stderr and "Traceback" not in outcome.stderr, outcome
     if (command.name, option) in DOCUMENTED_USAGE_ERRORS:
         assert_clean_failure(outcome, 2, DOCUMENTED_USAGE_ERRORS[command.name, option])
     elif command.name == "agent":
         assert outcome.status == 3 and "no-socket" in outcome.stderr, outcome
+    elif command.name == "policy":
+        assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
+        assert ("" if option == "-q" else "web (1): machdep.xen.balloon.target: 786432 -> 716800") in outcome.stderr
+        assert option != "-q" or outcome.stderr == "", outcome
     else:
         # --wait on the manual clock: the target is not reached within --timeout (exit 5).
         waits = option in ("--wait", "--timeout") and command.name in ("sysctl form", "target", "mem-set")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .table import COMMANDS, GLOBAL_OPTIONS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
+from .table import COMMANDS, GLOBAL_OPTIONS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
 
 TRANSPORT_NAMES = ("sim", "xenstore")  # as xbctl.transports.TRANSPORT_NAMES (checked by a test)
 
@@ -66,7 +66,7 @@ def parse(argv: list[str]) -> Invocation:
                 raise HandToTyper()
             if name not in GLOBAL_OPTIONS:
                 local_tokens.append(token)
-                if not has_value and index < len(argv) and not argv[index].startswith("--"):
+                if name not in LOCAL_FLAGS and not has_value and index < len(argv) and not argv[index].startswith("--"):
                     local_tokens.append(argv[index])  # its value (a local option takes one)
                     index += 1
                 continue
@@ -144,6 +144,11 @@ def _invocation(given: list[str], values: dict, positional: list[str], local_tok
         name, has_value, value = token.partition("=")
         if name not in command.local_options:
             raise HandToTyper()  # no such option
+        if name in LOCAL_FLAGS:
+            if has_value:
+                raise HandToTyper()  # "option does not take a value"
+            local[name] = True
+            continue
         if not has_value:
             if index >= len(local_tokens):
                 raise HandToTyper()

@@ -29,6 +29,9 @@ GLOBAL_OPTIONS = {
 EVERYWHERE = frozenset({"--transport", "--sim-state"})
 # Options only Typer handles (help, version, completion): the lean parser hands these over.
 TYPER_ONLY = frozenset({"-h", "--help", "--version", "--install-completion", "--show-completion"})
+# Commands' own options that take no value (the others take one): the parser must know
+# before it knows the command, or `policy --follow -q` would read -q as --follow's value.
+LOCAL_FLAGS = frozenset({"--follow"})
 
 _READ = frozenset({"-n", "-e", "-d", "--json"})
 _WRITE = frozenset({"-q", "-n", "-d", "--json", "--dry-run", "--override-guest-floor"})
@@ -64,6 +67,7 @@ COMMANDS = {
     "list": Command("list", "listing", "list_domains", {"--json"}, local_options={"--format": ("prometheus",)}),
     "exporter": Command("exporter", "fleet", "run_exporter", {"-q"}, local_options={"--listen": None}),
     "top": Command("top", "fleet", "run_top", set()),
+    "policy": Command("policy", "service", "run_policy", {"-q"}, local_options={"--follow": None}),
     "agent": Command(
         "agent", "agent", "run_agent_command", {"-d", "-q"},
         local_options={"--rate": None, "--boot-size": None, "--used": None, "--host-free": None},

@@ -416,3 +416,19 @@ def agent_command(
 ) -> None:
     """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
     _execute(ctx, COMMANDS["agent"], [], _local(rate=rate, boot_size=boot_size, used=used, host_free=host_free))
+
+
+@app.command("policy")
+def policy_command(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Then watch Xenstore (@introduceDomain) and apply each new domain's settings as it appears, "
+            "until SIGTERM; SIGHUP re-reads the configuration.",
+        ),
+    ] = False,
+) -> None:
+    """Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to every domain, each on its own."""
+    _execute(ctx, COMMANDS["policy"], [], {"--follow": True} if follow else {})

@@ -1,0 +1,388 @@
+"""The policy service: the configuration files applied to every domain, and to each new one as it appears.
+
+`xbctl policy` applies the configuration (xbctl.conf) once, domain by domain; `--follow`
+then watches Xenstore's @introduceDomain and @releaseDomain and applies a new domain's
+settings the moment it has a name (a domain may be introduced before libxl or another
+toolstack has written its name and memory nodes: such a domain is watched until they are
+there). Each domain's settings are one change of its own: a refusal for one domain is
+logged and never stops the others. SIGHUP re-reads the configuration and applies it again;
+a lost Xenstore connection is re-opened with backoff and everything applied again;
+SIGTERM and SIGINT end the service (exit 0).
+
+Log lines go to stderr, one event per line: under systemd (stderr is the journal, as
+$JOURNAL_STREAM says) with sd-daemon(3)'s `<N>` priority prefix, else as `xbctl policy: ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Callable
+
+from .errors import ExitStatus, XbctlError, printable
+
+if TYPE_CHECKING:
+    from .assignments import Assignment
+    from .transports import Domain, Transport
+
+# sd-daemon(3) priorities (syslog's).
+ERR, WARNING, NOTICE, INFO, DEBUG = 3, 4, 5, 6, 7
+INTRODUCE, RELEASE = "@introduceDomain", "@releaseDomain"
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 5.0  # a restarted xenstored is found again within this long
+IDLE_WAIT_S = 3600.0  # a watch wait has no end of its own; signals and events end it
+PENDING_TOKEN = b"xbctl-policy-pending"
+
+
+class ServiceLog:
+    """One event per line on stderr: `<N>message` for the journal, `xbctl policy: message` elsewhere."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.journal = stderr_is_journal()
+        self.quiet = quiet  # -q: warnings and errors only
+
+    def __call__(self, priority: int, message: str) -> None:
+        if self.quiet and priority > WARNING:
+            return
+        text = printable(message)  # names come from guests: never a line of their own
+        sys.stderr.write(f"<{priority}>{text}\n" if self.journal else f"xbctl policy: {text}\n")
+        sys.stderr.flush()
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is systemd's journal stream ($JOURNAL_STREAM names its device and inode)."""
+    device_inode = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = device_inode.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        status = os.fstat(2)
+    except OSError:
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
+
+# ---------------------------------------------------------------- the configuration
+
+
+class Configuration:
+    """The configuration files' assignments, each with its FILE:LINE and [DOMAIN] section."""
+
+    __slots__ = ("files", "assignments")
+
+    def __init__(self, files: list[str], assignments: list[Assignment]) -> None:
+        self.files, self.assignments = files, assignments
+
+    def for_domain(self, domain: Domain, named: bool, own_id: int) -> list[Assignment]:
+        """The lines for DOMAIN in order: sections naming its id or (when NAMED) its exact name,
+        and, for our own domain, the lines before any section."""
+        return [a for a in self.assignments if section_matches(a.domain, domain, named, own_id)]
+
+    def sections(self) -> dict[str | None, str]:
+        """Each section's domain spec (None: our own domain) and where it first appears."""
+        found: dict[str | None, str] = {}
+        for assignment in self.assignments:
+            found.setdefault(assignment.domain, assignment.origin or "?")
+        return found
+
+
+def section_matches(spec: str | None, domain: Domain, named: bool, own_id: int) -> bool:
+    """True when a section for SPEC is DOMAIN's: its id, or its exact name (-d's rule)."""
+    if spec is None:
+        return domain.id == own_id
+    if spec.isascii() and spec.isdigit():
+        return int(spec) == domain.id
+    return named and spec == domain.name
+
+
+def load_configuration(root: str | None = None) -> Configuration:
+    """Read and check the configuration files: a malformed line is an error (exit 2) before anything applies."""
+    from .conf import configuration_files, read_configuration
+    from .operations import requests_from_assignments
+
+    files = configuration_files(root)
+    assignments = read_configuration(files)
+    requests_from_assignments(assignments)  # unknown names and malformed values, with FILE:LINE
+    return Configuration(files, assignments)
+
+
+# ---------------------------------------------------------------- applying
+
+
+class Applier:
+    """Applies the configuration to domains of one transport, logging what it did."""
+
+    def __init__(self, transport: Transport, configuration: Configuration, log: ServiceLog) -> None:
+        self.transport, self.configuration, self.log = transport, configuration, log
+        self.own_id = transport.own_domain().id
+        transport.on_note = lambda message: log(NOTICE, f"note: {message}")
+
+    def domain_named(self, domain: Domain) -> bool:
+        """True when DOMAIN has a name of its own (not a stand-in such as domain-7)."""
+        read_path = getattr(self.transport, "read_path", None)
+        if read_path is None:
+            return True  # the simulator's domains always have their names
+        return read_path(f"/local/domain/{domain.id}/name") is not None
+
+    def apply(self, domain: Domain) -> int | None:
+        """Apply DOMAIN's settings; None when it has none, else the status (0 done).
+
+        Exit status 4 (no such domain or no balloon nodes yet) is returned, not logged, so
+        the caller can wait for the domain to be built; a lost connection is raised.
+        """
+        from .operations import requests_from_assignments, write_nodes
+
+        named = self.domain_named(domain)
+        settings = self.configuration.for_domain(domain, named, self.own_id)
+        if not settings:
+            return None
+        requests, ignored = requests_from_assignments(settings)
+        label = f"{domain.name} ({domain.id})" if named else f"domain {domain.id}"
+        try:
+            result = write_nodes(self.transport, str(domain.id), requests, dry_run=False, ignored=ignored)
+        except XbctlError as exc:
+            if connection_lost(self.transport, exc):
+                raise
+            if exc.status == ExitStatus.UNKNOWN:
+                return int(exc.status)
+            self.log(ERR, f"{label}: not applied: {exc.message}")
+            return int(exc.status)
+        changed = [c for c in result.changes if c.old_kib != c.new_kib]
+        for change, origin in zip(result.changes, self._origins(requests, result)):
+            if change.old_kib != change.new_kib:
+                self.log(NOTICE, f"{label}: {change.node.sysctl_name}: {change.old_kib} -> {change.new_kib} ({origin})")
+        for name, error in result.skipped:
+            self.log(INFO, f"{label}: ignored: {error.message}")
+        for warning in dict.fromkeys(result.warnings):
+            self.log(WARNING, f"{label}: warning: {warning}")
+        if not changed:
+            self.log(DEBUG, f"{label}: settings already hold")
+        return 0
+
+    @staticmethod
+    def _origins(requests, result) -> list[str]:
+        """FILE:LINE of each change of RESULT: its requests in order, less those skipped (name?=value)."""
+        skipped = [error.message for _name, error in result.skipped]
+        return [
+            request.origin or "?"
+            for request in requests
+            if not any(message.startswith(f"{request.origin}:") for message in skipped)
+        ]
+
+    def apply_all(self, *, following: bool) -> tuple[int, set[int], set[int]]:
+        """Apply every domain's settings; the first failure's status (0: none), the domains
+        seen and those still being built (no name or no balloon nodes yet)."""
+        domains = self.transport.list_domains()
+        first_failure = 0
+        unfinished: set[int] = set()
+        self.note_absent(domains, following)
+        for domain in domains:
+            if not self.domain_named(domain) and domain.id != self.own_id:
+                unfinished.add(domain.id)
+                continue
+            status = self.apply(domain)
+            if status == ExitStatus.UNKNOWN:
+                unfinished.add(domain.id)
+            elif status:
+                first_failure = first_failure or status
+        return first_failure, {domain.id for domain in domains}, unfinished
+
+    def note_absent(self, domains: list[Domain], following: bool) -> None:
+        """Say which sections name no domain that exists now."""
+        then = "its settings apply when it appears" if following else "skipped"
+        for spec, origin in self.configuration.sections().items():
+            if spec is None:
+                continue
+            if not any(section_matches(spec, d, True, self.own_id) for d in domains):
+                self.log(INFO, f"[{spec}] ({origin}): no such domain now; {then}")
+
+
+def connection_lost(transport: Transport, exc: XbctlError) -> bool:
+    """True when EXC is the Xenstore connection failing (not one domain's problem)."""
+    client = getattr(transport, "client", None)
+    return exc.status == ExitStatus.UNAVAILABLE and client is not None and client.failure is not None
+
+
+def apply_once(transport: Transport, configuration: Configuration, log: ServiceLog) -> None:
+    """`xbctl policy`: every domain's settings once; a failure is raised after the others applied."""
+    applier = Applier(transport, configuration, log)
+    log(INFO, f"applying {len(configuration.files)} configuration file(s): {', '.join(configuration.files) or 'none'}")
+    status, _seen, unfinished = applier.apply_all(following=False)
+    for domid in sorted(unfinished):
+        log(INFO, f"domain {domid}: skipped: it has no name or balloon nodes yet")
+    if status:
+        raise XbctlError("some domains' settings were not applied (see above)", status=ExitStatus(status))
+
+
+# ---------------------------------------------------------------- following
+
+
+class _Wake(Exception):
+    """A signal arrived while the service was waiting."""
+
+
+class Follower:
+    """`xbctl policy --follow`: apply, then apply again whenever a domain appears."""
+
+    def __init__(
+        self,
+        configuration: Configuration,
+        log: ServiceLog,
+        open_transport: Callable[[], Transport],
+        load: Callable[[], Configuration],
+    ) -> None:
+        self.configuration, self.log, self.open_transport, self.load = configuration, log, open_transport, load
+        self.signals: list[int] = []
+        self.idle = False  # a signal may end the wait only while nothing is half done
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self.signals.append(signum)
+        if self.idle:
+            self.idle = False
+            raise _Wake()
+
+    def run(self) -> None:
+        """Follow until SIGTERM or SIGINT."""
+        previous = {
+            signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _take_signals(self) -> bool:
+        """Act on the signals that arrived; False when the service is to stop."""
+        pending, self.signals[:] = list(self.signals), []
+        if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in pending):
+            self.log(INFO, f"stopping ({signal.Signals(pending[-1]).name})")
+            return False
+        if signal.SIGHUP in pending:
+            try:
+                self.configuration = self.load()
+            except XbctlError as exc:
+                self.log(ERR, f"configuration not re-read, the previous one stays: {exc.message}")
+            else:
+                self.log(NOTICE, f"configuration re-read: {', '.join(self.configuration.files) or 'no files'}")
+        return True
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep SECONDS; a signal ends it early."""
+        try:
+            self.idle = True
+            if not self.signals:
+                time.sleep(seconds)
+        finally:
+            self.idle = False
+
+    def _loop(self) -> None:
+        self.backoff_s = FIRST_BACKOFF_S
+        while True:
+            try:
+                if not self._take_signals():
+                    return
+                self._connect_and_follow()
+            except _Wake:
+                continue  # a signal ended a wait (or landed as it ended): act on it above
+
+    def _backoff(self, message: str) -> None:
+        self.log(WARNING, f"{message}; trying again in {self.backoff_s:g} s")
+        pause_s, self.backoff_s = self.backoff_s, min(self.backoff_s * 2, MAX_BACKOFF_S)
+        self._pause(pause_s)
+
+    def _connect_and_follow(self) -> None:
+        """One connection: open it (or back off), apply, follow until a signal or its loss."""
+        try:
+            transport = self.open_transport()
+        except XbctlError as exc:
+            if exc.status != ExitStatus.UNAVAILABLE:
+                raise
+            self._backoff(exc.message)
+            return
+        try:
+            self._follow(transport)  # returns when a signal came, raises when the connection is lost
+            self.backoff_s = FIRST_BACKOFF_S
+        except XbctlError as exc:
+            if not connection_lost(transport, exc) and exc.status != ExitStatus.UNAVAILABLE:
+                raise
+            self._backoff(exc.message)
+        finally:
+            transport.close()
+
+    def _follow(self, transport: Transport) -> None:
+        """Apply everything, then each new domain, on one connection until a signal arrives."""
+        applier = Applier(transport, self.configuration, self.log)
+        # Watches first: a domain introduced while we apply is then not missed.
+        transport.watch(INTRODUCE)
+        transport.watch(RELEASE)
+        self.log(INFO, f"applying {', '.join(self.configuration.files) or 'no configuration files'} to every domain")
+        # KNOWN is what apply_all saw: a domain introduced since is new at the next event.
+        _status, known, unfinished = applier.apply_all(following=True)
+        pending: set[int] = set()
+        for domid in unfinished:
+            self._watch_pending(transport, domid, pending)
+        self.log(INFO, "following @introduceDomain and @releaseDomain")
+        while True:
+            try:
+                self.idle = True
+                if self.signals:
+                    return
+                events = transport.next_events(IDLE_WAIT_S)
+            except _Wake:
+                return
+            finally:
+                self.idle = False
+            retry = {domid for domid in pending if any(_under(path, domid) for path in events)}
+            if INTRODUCE in events or RELEASE in events:
+                domains = {domain.id: domain for domain in transport.list_domains()}
+                for domid in known - domains.keys():
+                    self.log(INFO, f"domain {domid} is gone")
+                    if domid in pending:
+                        self._unwatch_pending(transport, domid, pending)
+                retry |= domains.keys() - known
+                known = set(domains)
+                retry &= known
+            for domid in sorted(retry):
+                self._settle(applier, transport, domid, pending)
+
+    def _settle(self, applier: Applier, transport: Transport, domid: int, pending: set[int]) -> None:
+        """Apply DOMID's settings once it has a name and balloon nodes; until then, watch it."""
+        from .transports import Domain
+
+        name = transport.read_path(f"/local/domain/{domid}/name")
+        if name is None:
+            self._watch_pending(transport, domid, pending)
+            return
+        status = applier.apply(Domain(domid, name))
+        if status == ExitStatus.UNKNOWN:
+            self._watch_pending(transport, domid, pending)
+            return
+        if domid in pending:
+            self._unwatch_pending(transport, domid, pending)
+        if status is None:
+            self.log(DEBUG, f"{name} ({domid}): no settings for it")
+
+    def _watch_pending(self, transport: Transport, domid: int, pending: set[int]) -> None:
+        # The whole subtree: its name and memory nodes may come in any order.
+        if domid in pending:
+            return
+        path = f"/local/domain/{domid}".encode()
+        transport.call(path.decode(), lambda client: client.watch(path, PENDING_TOKEN))
+        pending.add(domid)
+
+    def _unwatch_pending(self, transport: Transport, domid: int, pending: set[int]) -> None:
+        path = f"/local/domain/{domid}".encode()
+        pending.discard(domid)
+        try:
+            transport.call(path.decode(), lambda client: client.unwatch(path, PENDING_TOKEN))
+        except XbctlError as exc:
+            if connection_lost(transport, exc):
+                raise  # else the watch went with the domain (xenstored drops it): nothing to undo
+
+
+def _under(path: str, domid: int) -> bool:
+    base = f"/local/domain/{domid}"
+    return path == base or path.startswith(base + "/")
