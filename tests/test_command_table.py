@@ -57,9 +57,9 @@ def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
         options = ["--wait", *options]
     if option == "--wait":
         options += ["--timeout", "0.2"]
-    if command is SYSCTL and option in ("-a", "-A", "-f"):
-        args = []  # -a reads every node, -A every domain; -f carries the assignment
-    if "-d" in command.accepts and option not in ("-d", "-A"):  # -A reads every domain: no -d
+    if command is SYSCTL and option in ("-a", "-A", "-f", "--system"):
+        args = []  # -a reads every node, -A every domain; -f and --system's files carry the assignment
+    if "-d" in command.accepts and option not in ("-d", "-A", "--system"):  # -A and --system: every domain
         options += ["-d", "web"]  # the guest the samples fit
     return options, words + args
 
@@ -132,7 +132,7 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         return
     # The agent plays a guest over Xenstore: here one that is not there (exit 3).
     env = {"XBCTL_TRANSPORT": None, "XENSTORED_PATH": str(tmp_path / "no-socket")} if command.name == "agent" else {}
-    if command.name == "policy":  # a configuration of the test's own, never the machine's /etc
+    if command.name == "policy" or option == "--system":  # a configuration of the test's own, never /etc
         (tmp_path / "etc").mkdir()
         (tmp_path / "etc" / "xbctl.conf").write_text("[web]\nmachdep.xen.balloon.target = 700M\n")
         env = {"XBCTL_CONF_ROOT": str(tmp_path)}
@@ -142,6 +142,9 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         assert_clean_failure(outcome, 2, DOCUMENTED_USAGE_ERRORS[command.name, option])
     elif command.name == "agent":
         assert outcome.status == 3 and "no-socket" in outcome.stderr, outcome
+    elif option == "--system":
+        assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
+        assert f"* Applying {tmp_path}/etc/xbctl.conf ...\nweb: machdep.xen.balloon.target: 786432 -> 716800\n" == outcome.stdout
     elif command.name == "policy":
         assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
         assert ("" if option == "-q" else "web (1): machdep.xen.balloon.target: 786432 -> 716800") in outcome.stderr

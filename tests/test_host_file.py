@@ -177,7 +177,7 @@ def test_several_domains_in_json_dry_run_and_quiet(xbctl, tmp_path):
     document = xbctl("--json", "--dry-run", "-f", path).json()
     assert (document["kind"], document["dry_run"], document["changed"]) == ("writes", True, True)
     assert document["domains"][1]["changes"] == [
-        {"node": "target", "name": TARGET, "old_kib": 1572864, "new_kib": 1048576}
+        {"node": "target", "name": TARGET, "old_kib": 1572864, "new_kib": 1048576, "origin": f"{path}:4"}
     ]
     assert xbctl.snapshot() == before
     quiet = xbctl("-q", "-f", path)

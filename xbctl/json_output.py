@@ -92,7 +92,10 @@ def write_document(transport: "Transport", result: "WriteResult", outcome: "Wait
         "domain": _domain(result.domain),
         "dry_run": result.dry_run,
         "changes": [
-            {"node": c.node.key, "name": c.node.sysctl_name, "old_kib": c.old_kib, "new_kib": c.new_kib}
+            {
+                "node": c.node.key, "name": c.node.sysctl_name, "old_kib": c.old_kib, "new_kib": c.new_kib,
+                **({"origin": c.origin} if c.origin else {}),
+            }
             for c in result.changes
         ],
         "ignored": [{"name": name, "reason": error.message} for name, error in result.skipped],

@@ -350,6 +350,20 @@ def write_domains(
     ]
 
 
+def net_changes(changes: "list[Change]") -> "list[Change]":
+    """What CHANGES (in request order) amount to: per node, from its first old value to its last
+    new one, credited to the last line that set it; nodes left as they were are dropped."""
+    from .policy import Change
+
+    first: dict[str, Change] = {}
+    last: dict[str, Change] = {}
+    for change in changes:
+        first.setdefault(change.node.key, change)
+        last[change.node.key] = change
+    net = [Change(c.node, first[key].old_kib, c.new_kib, c.origin) for key, c in last.items()]
+    return [c for c in net if c.old_kib != c.new_kib]
+
+
 def _write_result(
     group: DomainRequests, before: "Balloon", after: "Balloon", plan, dry_run: bool, rewrite_unchanged: bool
 ) -> WriteResult:

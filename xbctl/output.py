@@ -133,6 +133,30 @@ class Output:
         if any(result.dry_run for result in results):
             self.say("dry run: nothing was written")
 
+    def system_changes(self, files, results) -> None:
+        """`--system`'s text: `* Applying FILE ...` for each file, then the changes its lines made."""
+        for result in results:
+            self.warnings(result.warnings)
+            for _name, error in result.skipped:
+                self.say(f"ignored: {error.message}")
+        if self.as_json or self.quiet:
+            return
+        by_file: dict[str, list[str]] = {path: [] for path in files}
+        for result in results:
+            for change in result.changes:
+                path = (change.origin or "").rpartition(":")[0]
+                prefix = "" if self.values_only else f"{result.domain.name}: {change.node.sysctl_name}: "
+                by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+        lines = []
+        for path, changes in by_file.items():
+            lines.append(f"* Applying {path} ...")
+            lines.extend(changes)
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+        if any(result.dry_run for result in results):
+            self.say("dry run: nothing was written")
+
     def written(self, transport, result, outcome) -> bool:
         """The JSON document of a write (text was shown by changes()); True when one was printed."""
         if self.as_json:

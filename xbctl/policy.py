@@ -51,10 +51,11 @@ class WriteRequest:
 class Change:
     """One node's value before and after a write."""
 
-    __slots__ = ("node", "old_kib", "new_kib")
+    __slots__ = ("node", "old_kib", "new_kib", "origin")
 
-    def __init__(self, node: "Node", old_kib: int, new_kib: int) -> None:
+    def __init__(self, node: "Node", old_kib: int, new_kib: int, origin: str | None = None) -> None:
         self.node, self.old_kib, self.new_kib = node, old_kib, new_kib
+        self.origin = origin  # FILE:LINE of the settings line that asked for it, if any
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Change) and (self.node, self.old_kib, self.new_kib) == (
@@ -190,7 +191,7 @@ def plan_writes(
                 plan.skipped.append((request.node.sysctl_name, located))
                 continue
             raise located from None
-        plan.changes.append(Change(request.node, balloon.value_kib(request.node.key), new_kib))
+        plan.changes.append(Change(request.node, balloon.value_kib(request.node.key), new_kib, request.origin))
         balloon = balloon.with_value(request.node.key, new_kib)
         plan.values[request.node.key] = new_kib
     if plan.values and not writer_is_host:

@@ -30,13 +30,14 @@ class Options:
     """The global options of one run, as the commands use them."""
 
     __slots__ = (
-        "show_all", "all_domains", "write", "settings_files", "domain", "dry_run", "wait", "timeout_s", "stall_s",
+        "show_all", "all_domains", "system", "write", "settings_files", "domain", "dry_run", "wait", "timeout_s", "stall_s",
         "transport_name", "sim_state", "override_guest_floor", "output", "_api",
     )
 
     def __init__(self, values: dict, output) -> None:
         self.show_all = bool(values.get("-a"))
         self.all_domains = bool(values.get("-A"))
+        self.system = bool(values.get("--system"))
         self.write = bool(values.get("-w"))
         self.settings_files = values.get("-f") or []
         self.domain = values.get("-d")

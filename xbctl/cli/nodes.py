@@ -13,6 +13,22 @@ def run_sysctl(invocation, options, output) -> None:
     from ..nodes import select_nodes
 
     args = invocation.args
+    if options.system:
+        conflicting = [
+            option
+            for option, given in (
+                ("names or assignments", bool(args)), ("-f", bool(options.settings_files)), ("-d", options.domain),
+                ("-a", options.show_all), ("-A", options.all_domains), ("-w", options.write), ("--wait", options.wait),
+            )
+            if given
+        ]
+        if conflicting:
+            raise usage_error(
+                f"--system applies the configuration files; it takes no {conflicting[0]}",
+                hint="xbctl -f FILE applies one file",
+            )
+        apply_system(options, output)
+        return
     assignments = []
     for path in options.settings_files:  # several files apply in order, as one change
         assignments.extend(read_settings_file(path))
@@ -86,6 +102,41 @@ def apply_assignments(options, output, assignments) -> None:
         note_written()
     output.changes(results, name_domains=True)
     output.written_many(transport, results)
+
+
+def apply_system(options, output) -> None:
+    """`xbctl --system`: every configuration file in sysctl's order, as one validated change.
+
+    A section naming a domain that does not exist now is skipped with a note; lines outside
+    any section are our own domain's. Like `sysctl --system`, each file is announced
+    (`* Applying FILE ...`) with what it set under it; only nodes whose value changes are
+    shown and written, so a second run prints the announcements alone (nothing with -q).
+    """
+    from ..conf import configuration_files, configuration_root, read_configuration
+    from ..operations import WriteResult, net_changes, requests_by_domain, resolve_groups, write_domains
+
+    files = configuration_files()
+    if not files:
+        output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
+    assignments = read_configuration(files)  # every file checked before anything is read or written
+    transport = options.transport()
+    groups, notes = resolve_groups(transport, requests_by_domain(assignments), skip_unknown=True)
+    for note in notes:
+        output.note(note)
+    results = write_domains(
+        transport,
+        groups,
+        dry_run=options.dry_run,
+        override_guest_floor=options.override_guest_floor,
+        rewrite_unchanged=False,
+    )
+    changed = [WriteResult(r.domain, net_changes(r.changes), r.after, r.dry_run, r.skipped, r.warnings) for r in results]
+    if not options.dry_run and any(r.changes for r in changed):
+        from ..output import note_written
+
+        note_written()
+    output.system_changes(files, changed)
+    output.written_many(transport, changed)
 
 
 def run_node(invocation, options, output) -> None:

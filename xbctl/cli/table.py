@@ -11,6 +11,7 @@ from __future__ import annotations
 GLOBAL_OPTIONS = {
     "-a": ("-a", False), "--all": ("-a", False),
     "-A": ("-A", False), "--all-domains": ("-A", False),
+    "--system": ("--system", False),
     "-w": ("-w", False), "--write": ("-w", False),
     "-n": ("-n", False),
     "-e": ("-e", False),
@@ -56,7 +57,8 @@ class Command:
 
 
 SYSCTL = Command(
-    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f"}, max_args=None, names=True
+    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f", "--system"},
+    max_args=None, names=True
 )
 _NODE_KEYS = ("current", "target", "min", "max", "xen-max")
 COMMANDS = {

@@ -30,7 +30,7 @@ _ARITY = {
 }
 # Typer's parameter name -> the table's canonical option.
 _PARAMS = {
-    "show_all": "-a", "all_domains": "-A", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
+    "show_all": "-a", "all_domains": "-A", "system": "--system", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
     "settings_files": "-f", "domain": "-d", "as_json": "--json", "dry_run": "--dry-run", "wait": "--wait",
     "timeout_text": "--timeout", "transport_name": "--transport", "sim_state": "--sim-state",
     "override_guest_floor": "--override-guest-floor",
@@ -168,6 +168,13 @@ def main_callback(
         typer.Option(
             "-A", "--all-domains",
             help="Read every domain (each line names its domain; with -e, one [DOMAIN] section each).",
+        ),
+    ] = False,
+    system: Annotated[
+        bool,
+        typer.Option(
+            "--system",
+            help="Apply /etc/xbctl.conf, /etc/xbctl.d and /usr/lib/xbctl.d (sysctl's order) as one change.",
         ),
     ] = False,
     write: Annotated[
