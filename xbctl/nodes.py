@@ -46,20 +46,20 @@ class Balloon:
     __slots__ = tuple(name for name, _ in _DEFAULTS)
 
     def __init__(self, *args, **kwargs) -> None:
-        names = [name for name, _ in self._DEFAULTS]
+        names = self.__slots__
         if len(args) > len(names):
             raise TypeError("too many arguments")
         values = dict(zip(names, args))
         for name, value in kwargs.items():
-            if name not in names or name in values:
+            if name in values or name not in _BALLOON_DEFAULTS:
                 raise TypeError(f"bad argument {name!r}")
             values[name] = value
-        for index, (name, default) in enumerate(self._DEFAULTS):
+        for name in names[: self._REQUIRED]:
             if name not in values:
-                if index < self._REQUIRED:
-                    raise TypeError(f"missing {name!r}")
-                values[name] = default
-            object.__setattr__(self, name, values[name])
+                raise TypeError(f"missing {name!r}")
+        setter = object.__setattr__
+        for name, default in _BALLOON_DEFAULTS.items():  # a list of many domains makes many
+            setter(self, name, values.get(name, default))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Balloon is immutable")
@@ -100,6 +100,7 @@ class Balloon:
         return self.with_fields(**{_FIELDS[key]: kib})
 
 
+_BALLOON_DEFAULTS = dict(Balloon._DEFAULTS)
 _FIELDS = {
     "current": "current_kib",
     "target": "target_kib",

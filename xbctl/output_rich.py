@@ -94,15 +94,14 @@ def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]]
 
 
 def _state(balloon: Balloon) -> Text:
-    if balloon.has_driver is False:
-        return Text("no driver", style="dim")
+    from .output import balloon_state
+
+    state = balloon_state(balloon)
+    if balloon.has_driver is False or state == "unknown":
+        return Text(state, style="dim")
     if balloon.diagnostic:
         return Text(f"driver: {printable(balloon.diagnostic)}", style="red")
-    if balloon.has_driver is None:
-        return Text("unknown", style="dim")  # no driver advertised: Linux never does
-    if balloon.current_kib != balloon.target_kib:
-        return Text("moving", style="yellow")
-    return Text("steady", style="green")
+    return Text(state, style="yellow" if state == "moving" else "green")
 
 
 @contextlib.contextmanager

@@ -24,6 +24,11 @@ GLOBAL_OPTIONS = {
     "--transport": ("--transport", True),
     "--sim-state": ("--sim-state", True),
 }
+# A command's own option that takes no value (local_options spelling -> FLAG).
+FLAG = "flag"
+# Every such flag of any command, by spelling: the parser must not take the word after one
+# as its value.
+LOCAL_FLAGS = {"--long": "--long", "-l": "--long"}
 # Options every command takes: where the balloon is (not what to do with it).
 EVERYWHERE = frozenset({"--transport", "--sim-state"})
 # Options only Typer handles (help, version, completion): the lean parser hands these over.
@@ -60,7 +65,10 @@ COMMANDS = {
     **{key: Command(key, "nodes", "run_node", _READ | _WRITE | _WAIT | {"-w"}, max_args=1) for key in _NODE_KEYS},
     "mem-set": Command("mem-set", "host", "mem_set", _WRITE | _WAIT, min_args=2, max_args=2),
     "mem-max": Command("mem-max", "host", "mem_max", _WRITE | _WAIT, min_args=2, max_args=2),
-    "list": Command("list", "listing", "list_domains", {"--json"}, local_options={"--format": ("prometheus",)}),
+    "list": Command(
+        "list", "listing", "list_domains", {"--json", "-n"}, max_args=None,
+        local_options={"--format": ("prometheus",), "--long": FLAG},
+    ),
     "exporter": Command("exporter", "fleet", "run_exporter", {"-q"}, local_options={"--listen": None}),
     "top": Command("top", "fleet", "run_top", set()),
     "agent": Command(
@@ -72,7 +80,9 @@ SIM_COMMANDS = {
     "advance": Command("sim advance", "sim", "advance", {"-q"}, min_args=1, max_args=1),
     "reset": Command(
         "sim reset", "sim", "reset", {"-q"},
-        local_options={"--clock": ("wall", "manual"), "--rate": None, "--host-free": None, "--position": None},
+        local_options={
+            "--clock": ("wall", "manual"), "--rate": None, "--host-free": None, "--position": None, "--guests": None,
+        },
     ),
     "log": Command("sim log", "sim", "show_log", {"-d", "--json"}),
 }
