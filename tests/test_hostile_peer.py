@@ -216,6 +216,16 @@ def relay_requests(client: socket.socket, upstream: socket.socket, end: float) -
         upstream.sendall(got[1])
 
 
+def swapping(client, request, upstream, raw, lock, muted, stopping):
+    """A lie that hands xenstored the request after REQUEST first: the daemon's own, true
+    answers reach the client out of order (xbctl pipelines its reads: the next is in flight)."""
+    following = read_packet(client)
+    if following is not None:
+        upstream.sendall(following[1])
+    upstream.sendall(raw)
+    relay_requests(client, upstream, time.monotonic() + 30)
+
+
 def huge(size: int):
     return answering(lambda r: packet(r.op, r.rq_id, r.tx_id, b"0" * 64, size=size))
 
@@ -304,6 +314,20 @@ LIES = {
         answering(lambda r: packet(ERROR, r.rq_id, r.tx_id, TERMINAL_ATTACK)),
         ("read", "write", "list"),
         "protocol error",
+    ),
+    # xbctl pipelines its reads (a list's whole batch is in flight): lies in the middle of one.
+    "answers out of order mid-batch": Case(
+        lambda: nth_read(5), swapping, ("read", "list"), "protocol error: reply to request"
+    ),
+    "wrong request id mid-batch": Case(
+        lambda: nth_read(5),
+        answering(lambda r: packet(r.op, r.rq_id ^ 0x5A5A, r.tx_id, b"786432")),
+        ("read", "list"),
+        "protocol error: reply to request",
+    ),
+    "silent mid-batch": Case(lambda: nth_read(5), answering(lambda r: b""), ("read", "list"), "no reply within 1 s"),
+    "hanging up mid-batch": Case(
+        lambda: nth_read(5), answering(lambda r: b"", then_hold=False), ("read", "list"), "connection lost"
     ),
     "closing mid-reply": Case(
         lambda: any_request,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, unknown
 from ..units import parse_number
-from . import DOMID_FIRST_RESERVED, Domain, Transport, match_domain, parse_domain_id
+from . import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
 from .choice import XENBUS_DEVICES, xenstore_socket_path
 from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
 from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
@@ -435,8 +435,8 @@ class XenstoreTransport(XlWrites, Transport):
             try:
                 results.append(self._balloon(txn.for_domain(domain.id), domain))
             except XbctlError as exc:
-                if exc.status == ExitStatus.UNAVAILABLE and exc.errno_name is None:
-                    raise  # the connection, not this domain
+                if is_transport_failure(exc):
+                    raise  # the connection or the daemon, not this domain
                 results.append(exc)
         return results
 
