@@ -74,6 +74,13 @@ def test_list_is_a_table_on_a_terminal_and_fixed_columns_elsewhere(xbctl):
     assert status == 0 and screen.splitlines()[1].split()[:3] == ["web", "1", "786432"], screen
     piped = xbctl.process("list")
     assert piped.stdout.startswith("Name ") and "┃" not in piped.stdout and "host free" not in piped.stdout
+    # A driver's long complaint wraps inside the balloon column; the table fits the terminal.
+    xbctl("-q", "-d", "web", "target", "256M")
+    xbctl("sim", "advance", "60")
+    status, screen = _on_terminal(xbctl, "list", extra_env={"NO_COLOR": "1", "COLUMNS": "80"})
+    lines = screen.replace("\r", "").splitlines()
+    assert status == 0 and max(len(line) for line in lines) <= 80, screen
+    assert "│ driver: WARNING:" in screen and "│ reach target" in screen, screen
 
 
 def test_wait_shows_a_progress_bar_on_a_terminal(xbctl):
