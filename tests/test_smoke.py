@@ -78,7 +78,7 @@ def test_list_is_a_table_on_a_terminal_and_fixed_columns_elsewhere(xbctl):
     xbctl("-q", "-d", "web", "target", "256M")
     xbctl("sim", "advance", "60")
     status, screen = _on_terminal(xbctl, "list", extra_env={"NO_COLOR": "1", "COLUMNS": "80"})
-    lines = screen.replace("\r", "").splitlines()
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", screen.replace("\r", "")).splitlines()
     assert status == 0 and max(len(line) for line in lines) <= 80, screen
     assert "│ driver: WARNING:" in screen and "│ reach target" in screen, screen
 
