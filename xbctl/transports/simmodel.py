@@ -128,6 +128,10 @@ def _require_kib(value: object, what: str) -> None:
         raise ValueError(f"bad {what}")
 
 
+# The fields of a SimDomain that hold KiB (freemin_pages is held to the same bounds).
+_KIB_FIELDS = ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib", "freemin_pages")
+
+
 def _require_seconds(value: object, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
     if type(value) not in (int, float) or not -limit <= value <= limit or (positive and not value > 0):
         raise ValueError(f"bad {what}")
@@ -219,9 +223,10 @@ class SimHost(_Record):
                 raise ValueError("bad domain id")
             if not isinstance(domain.name, str) or not domain.name or domain.driver not in DRIVERS:
                 raise ValueError(f"bad domain {domain.id}")
-            for name in ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib"):
-                _require_kib(getattr(domain, name), f"{name} of domain {domain.id}")
-            _require_kib(domain.freemin_pages, f"freemin_pages of domain {domain.id}")
+            for name in _KIB_FIELDS:  # inline, not _require_kib: a large host has thousands
+                value = getattr(domain, name)
+                if type(value) is not int or not 0 <= value <= MAX_KIB:
+                    raise ValueError(f"bad {name} of domain {domain.id}")
             if not domain.current_kib <= domain.boot_kib <= MAX_BOOT_KIB:
                 raise ValueError(f"bad boot_kib or current_kib of domain {domain.id}")
             if not (domain.diagnostic is None or isinstance(domain.diagnostic, str)):
