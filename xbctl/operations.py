@@ -119,6 +119,14 @@ class DomainRow:
     def __init__(self, domain: "Domain", balloon: "Balloon | None", problem: str | None = None) -> None:
         self.domain, self.balloon, self.problem = domain, balloon, problem
 
+    def __eq__(self, other: object) -> bool:
+        # top redraws only when a row changed: a watch event is a hint, not a change.
+        return isinstance(other, DomainRow) and (self.domain, self.balloon, self.problem) == (
+            other.domain, other.balloon, other.problem
+        )
+
+    __hash__ = None  # mutable: not a key
+
 
 def list_balloons(transport: Transport, domain_specs: "list[str] | None" = None) -> list[DomainRow]:
     """Every visible domain with its balloon, by id; or the domains DOMAIN_SPECS name, in that
