@@ -8,6 +8,12 @@ reading and writing a node over Xenstore; also `xbctl -n target` on the simulato
 `xbctl -n current` as Domain-0 twice: with the hypervisor layer (Debian's libxenctrl over
 the test rig's libxencall, tests/xenharness/hypervisor.py) and with it switched off
 (XBCTL_LIBXENCTRL=''), to show what the layer adds (goal: under 5 ms).
+List at scale: `xbctl --json list`, the list in a pipe (fixed columns) and the table on a
+terminal (a pseudo-terminal) with 1,000 domains against the small host, interleaved, on the
+simulator (`sim reset --guests 999` against the default 4 domains) and over Xenstore (a
+second xenstored with 1,000 domains laid out as the tests lay them out, against the test
+layout's 6); goals: JSON <= 1.5x on the simulator and <= 3x over Xenstore, the table and
+the pipe <= 2.5x; and the peak RSS of each 1,000-domain run (wait4), goal <= 40 MB.
 Python runs from bytecode cached in a temporary PYTHONPYCACHEPREFIX, as an installed package
 does (the tree stays clean). The xbctl timed is the console script installed beside this
 Python (sys.executable), never one found on PATH; the benchmark prints which. Prints medians,
@@ -19,6 +25,7 @@ Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import os
+import pty
 import statistics
 import subprocess
 import sys
@@ -28,7 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pyxs import Client  # noqa: E402
-from xen_fixtures import GUEST_ID, OTHER_DOMAINS, lay_out_host, lay_out_hypervisor_host  # noqa: E402
+from xen_fixtures import (  # noqa: E402
+    GUEST_ID,
+    OTHER_DOMAINS,
+    lay_out_host,
+    lay_out_hypervisor_host,
+    lay_out_many_domains,
+)
 from xenharness import Xenstored, ensure_tools  # noqa: E402
 from xenharness.hypervisor import FakeHypervisor  # noqa: E402
 
@@ -63,6 +76,102 @@ def paired_times_s(commands: list[tuple[list[str], dict]], runs: int) -> list[li
             if index:  # the first round only warms caches
                 samples[position].append(elapsed)
     return samples
+
+
+GNU_TIME = "/usr/bin/time"  # Debian's `time`: reports the peak RSS of its own small child
+
+
+def peak_rss_kib(argv: list[str], env: dict) -> int | None:
+    """The peak RSS of one run of ARGV in KiB, measured by GNU time (None without it).
+
+    Not from our own wait4: a child forked from this benchmark (tens of MB, with pyxs)
+    counts the pages it shares with us until it execs, so its peak is never below ours.
+    """
+    if not os.access(GNU_TIME, os.X_OK):
+        return None
+    with tempfile.NamedTemporaryFile("r") as report:
+        subprocess.run([GNU_TIME, "-f", "%M", "-o", report.name, *argv], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        return int(report.read().split()[-1])
+
+
+def run_once_s(argv: list[str], env: dict, terminal: bool = False) -> float:
+    """Wall time of one run of ARGV; on a pseudo-terminal (its output read and dropped)
+    when TERMINAL, else into a pipe read to the end."""
+    started = time.perf_counter()
+    if terminal:
+        master, slave = pty.openpty()
+        child = subprocess.Popen(argv, env=env, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        while True:  # drain: a full pty would stop the child
+            try:
+                if not os.read(master, 65536):
+                    break
+            except OSError:  # EIO: the child closed its side
+                break
+        os.close(master)
+    else:
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        child.stdout.read()
+    stderr = child.stderr.read()
+    child.wait()
+    elapsed = time.perf_counter() - started
+    child.stderr.close()
+    if child.stdout:
+        child.stdout.close()
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({child.returncode}): {stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def raw_pipelined_reads_s(socket_path, domains: int) -> float:
+    """Time for xenstored to answer the reads a list of DOMAINS domains makes (its name and
+    nine nodes each), all sent at once on a bare socket: the daemon's own share of a list."""
+    import socket
+    import struct
+    import threading
+
+    header = struct.Struct("=IIII")
+    rels = ["name", "memory/target", "memory/static-max", "memory/dynamic-min", "memory/videoram",
+            "data/balloon/current", "data/balloon/max", "data/balloon/min", "data/balloon/diagnostic",
+            "control/feature-balloon"]
+    paths = [f"/local/domain/{domid}/{rel}".encode() + b"\0" for domid in range(domains) for rel in rels]
+    message = b"".join(header.pack(2, index, 0, len(path)) + path for index, path in enumerate(paths))
+    best_s = float("inf")
+    for _ in range(5):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(socket_path))
+            started = time.perf_counter()
+            sender = threading.Thread(target=sock.sendall, args=(message,))
+            sender.start()
+            answered, inbox = 0, b""
+            while answered < len(paths):
+                inbox += sock.recv(1 << 20)
+                while len(inbox) >= header.size:
+                    size = header.unpack_from(inbox)[3]
+                    if len(inbox) < header.size + size:
+                        break
+                    inbox = inbox[header.size + size :]
+                    answered += 1
+            best_s = min(best_s, time.perf_counter() - started)
+            sender.join()
+    return best_s
+
+
+def list_at_scale(xbctl: str, runs: int, pairs: dict[str, tuple[list[str], dict, dict, bool]]) -> dict:
+    """For each named PAIR (argv, small env, large env, on a terminal): the median times of the
+    small and the large run, interleaved, and the large run's peak RSS (in a pipe)."""
+    results = {}
+    for name, (argv, small_env, large_env, terminal) in pairs.items():
+        small, large = [], []
+        for index in range(runs + 1):
+            small_s = run_once_s([xbctl, *argv], small_env, terminal)
+            large_s = run_once_s([xbctl, *argv], large_env, terminal)
+            if index:  # the first round only warms caches
+                small.append(small_s)
+                large.append(large_s)
+        results[name] = (statistics.median(small), statistics.median(large), peak_rss_kib([xbctl, *argv], large_env))
+    return results
 
 
 def main() -> None:
@@ -122,6 +231,29 @@ def main() -> None:
         off_times, with_times = paired_times_s([(current, off_env), (current, hv_env)], runs * 3)
         results["xbctl -n current (Xenstore only)"] = statistics.median(off_times)
         results["xbctl -n current (hypervisor)"] = statistics.median(with_times)
+
+        # List at scale: the simulator with 4 and 1,000 domains, Xenstore with 6 and 1,000.
+        sim_small = {**sim_env, "XBCTL_SIM_STATE": str(Path(tmp) / "sim-small.json")}
+        sim_large = {**sim_env, "XBCTL_SIM_STATE": str(Path(tmp) / "sim-large.json")}
+        subprocess.run([xbctl, "sim", "reset"], env=sim_small, check=True)
+        subprocess.run([xbctl, "sim", "reset", "--guests", "999"], env=sim_large, check=True)
+        with Xenstored(tools, Path(tmp) / "run-large", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)) as large:
+            with Client(unix_socket_path=str(large.socket_path)) as client:
+                lay_out_host(client)
+                lay_out_many_domains(client, 1000 - 6)
+            xs_large = {**env, "XENSTORED_PATH": str(large.socket_path)}
+            xs_small = {**env, "XENSTORED_PATH": str(daemon.socket_path)}
+            # xenstored's own share: the same 10,000 or so reads from a bare client that sends
+            # them all at once and only counts the answers (no Python per answer to speak of).
+            floor_s = raw_pipelined_reads_s(large.socket_path, 1000)
+            scale = list_at_scale(xbctl, runs, {
+                "--json list (simulator)": (["--json", "list"], sim_small, sim_large, False),
+                "list in a pipe (simulator)": (["list"], sim_small, sim_large, False),
+                "list table on a terminal (simulator)": (["list"], sim_small, sim_large, True),
+                "--json list (Xenstore)": (["--json", "list"], xs_small, xs_large, False),
+                "list in a pipe (Xenstore)": (["list"], xs_small, xs_large, False),
+                "list table on a terminal (Xenstore)": (["list"], xs_small, xs_large, True),
+            })
     floor = results["python -c pass"]
     print(f"medians of {runs} runs; ratio to `python -c pass`")
     for name, seconds in results.items():
@@ -145,6 +277,20 @@ def main() -> None:
         ratio = results[ours] / results[floor_name]
         verdict = "met" if ratio <= goal else "NOT met"
         print(f"  {ours} / {floor_name}: {ratio:.2f}x (goal <= {goal}x: {verdict})")
+    print("list at scale (medians; 1,000 domains against 4 on the simulator, 6 over Xenstore):")
+    for name, (small_s, large_s, peak_kib) in scale.items():
+        goal = 1.5 if name == "--json list (simulator)" else 3.0 if name == "--json list (Xenstore)" else 2.5
+        ratio = large_s / small_s
+        verdict = "met" if ratio <= goal else "NOT met"
+        if peak_kib is None:
+            peak = "peak RSS not measured (no GNU time)"
+        else:
+            peak = f"peak RSS {peak_kib / 1024:.1f} MB (goal <= 40 MB: {'met' if peak_kib <= 40 * 1024 else 'NOT met'})"
+        print(f"  {name:38} {small_s * 1000:7.1f} -> {large_s * 1000:7.1f} ms: {ratio:.2f}x (goal <= {goal}x: {verdict}); {peak}")
+    print(
+        f"  xenstored alone answering the 10,000 reads of a 1,000-domain list, pipelined by a bare client: "
+        f"{floor_s * 1000:.1f} ms (so over Xenstore at best (6-domain time + {floor_s * 1000:.0f} ms) / 6-domain time)"
+    )
     added_s = results["xbctl -n current (hypervisor)"] - results["xbctl -n current (Xenstore only)"]
     # The fastest runs are the least disturbed by other load on the machine.
     added_best_s = min(with_times) - min(off_times)

@@ -209,6 +209,10 @@ TYPER_LINES = [
     ["--json", "sim", "log", "-d", "web"],
     ["sim", "reset", "--clock", "manual", "--host-free", "1G"],
     ["list", "-d", "web"],
+    ["list", "-l", "db", "web"],
+    ["-n", "list", "--long", "mail", "0"],
+    ["list", "web", "nosuch"],
+    ["sim", "reset", "--clock", "manual", "--guests", "7"],
     ["--dry-run", "sim", "reset"],
     ["-d", "web", "target", "nope"],
 ]

@@ -212,7 +212,7 @@ def test_install_completion_for_the_calling_shell(shell, installed, rc_file, env
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("line", ["xbctl mem-set ", "xbctl mem-max ", "xbctl -d "])
+@pytest.mark.parametrize("line", ["xbctl mem-set ", "xbctl mem-max ", "xbctl -d ", "xbctl list ", "xbctl list web "])
 def test_domains_are_offered(shell, line, env):
     offered, _ = SHELL_COMPLETERS[shell](line, env)
     assert sorted(offered) == sorted(SIM_DOMAINS)

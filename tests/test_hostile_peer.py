@@ -216,6 +216,16 @@ def relay_requests(client: socket.socket, upstream: socket.socket, end: float) -
         upstream.sendall(got[1])
 
 
+def swapping(client, request, upstream, raw, lock, muted, stopping):
+    """A lie that hands xenstored the request after REQUEST first: the daemon's own, true
+    answers reach the client out of order (xbctl pipelines its reads: the next is in flight)."""
+    following = read_packet(client)
+    if following is not None:
+        upstream.sendall(following[1])
+    upstream.sendall(raw)
+    relay_requests(client, upstream, time.monotonic() + 30)
+
+
 def huge(size: int):
     return answering(lambda r: packet(r.op, r.rq_id, r.tx_id, b"0" * 64, size=size))
 
@@ -304,6 +314,20 @@ LIES = {
         answering(lambda r: packet(ERROR, r.rq_id, r.tx_id, TERMINAL_ATTACK)),
         ("read", "write", "list"),
         "protocol error",
+    ),
+    # xbctl pipelines its reads (a list's whole batch is in flight): lies in the middle of one.
+    "answers out of order mid-batch": Case(
+        lambda: nth_read(5), swapping, ("read", "list"), "protocol error: reply to request"
+    ),
+    "wrong request id mid-batch": Case(
+        lambda: nth_read(5),
+        answering(lambda r: packet(r.op, r.rq_id ^ 0x5A5A, r.tx_id, b"786432")),
+        ("read", "list"),
+        "protocol error: reply to request",
+    ),
+    "silent mid-batch": Case(lambda: nth_read(5), answering(lambda r: b""), ("read", "list"), "no reply within 1 s"),
+    "hanging up mid-batch": Case(
+        lambda: nth_read(5), answering(lambda r: b"", then_hold=False), ("read", "list"), "connection lost"
     ),
     "closing mid-reply": Case(
         lambda: any_request,
@@ -439,14 +463,15 @@ def test_xenstored_killed_during_list_is_connection_lost_never_internal_error(pr
             daemon.start()
             with Client(unix_socket_path=str(daemon.socket_path)) as client:
                 lay_out_host(client)
-                for domid in range(10, 110):  # enough domains for list to take a while
+                # Enough domains for list to take a while, though it pipelines its reads.
+                for domid in range(10, 410):
                     client.write(f"/local/domain/{domid}/name".encode(), f"guest{domid}".encode())
                     client.write(f"/local/domain/{domid}/memory/target".encode(), b"524288")
         seen = daemon.trace_path.stat().st_size
         listing = private_xs.popen("list")
         # Kill it once xbctl is listing, somewhere in the middle of its reads.
         private_xs.wait_for(lambda: b"DIRECTORY (/local/domain )" in trace_since(daemon.trace_path, seen), "list")
-        time.sleep(rng.uniform(0, 0.12))
+        time.sleep(rng.uniform(0, 0.05))
         daemon.kill()
         stdout, stderr = listing.communicate(timeout=30)
         assert "internal error" not in stderr and "Traceback" not in stderr, (attempt, stderr)

@@ -40,10 +40,16 @@ def test_list_shows_the_hypervisors_maximum_a_mismatch_and_host_free_memory(hv_h
     db_max = domains[2]["nodes"]["xen-max"]
     assert db_max["hypervisor_kib"] == GIB + 1024
     assert "below target + videoram" in db_max["mismatch"]
+    # In a pipe, fixed columns: hv-max beside xen-max, a mismatch marked by `!` (no blank: one field).
     table = hv_host.process("list")
     assert table.status == 0, table
-    assert "hv-max" in table.stdout and "1025 !" in table.stdout
-    assert "host free memory 2048 MiB" in table.stdout.replace("\n", " ").replace("  ", " ")
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[6:8] == ["xen-max", "hv-max"]
+    assert [row.split()[:8] for row in rows][1:3] == [
+        ["web", "1", "768", "768", "256", "1024", "1024", "1025"],
+        ["db", "2", "1536", "1536", "512", "2048", "2048", "1025!"],
+    ]
+    assert hv_host.process("list", "-l", "-n", "db").stdout.split()[7] == f"{GIB + 1024}!"
 
 
 def test_xbctls_own_refusals_make_no_hypercall_that_changes_anything(hv_host):

@@ -63,6 +63,26 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(xbctl):
     assert "\x1b[" not in xbctl.process("list").stdout
 
 
+def test_list_is_a_table_on_a_terminal_and_fixed_columns_elsewhere(xbctl):
+    status, screen = _on_terminal(xbctl, "list", extra_env={"NO_COLOR": "1"})
+    assert status == 0 and "┏" in screen and "│  1 │ web      │" in screen, screen
+    assert "host free memory 2048 MiB" in screen
+    # -n (values only) and --long are for scripts: fixed columns even on a terminal.
+    status, screen = _on_terminal(xbctl, "list", "-n", "web")
+    assert status == 0 and screen.split()[:3] == ["web", "1", "768"], screen
+    status, screen = _on_terminal(xbctl, "list", "--long", "web")
+    assert status == 0 and screen.splitlines()[1].split()[:3] == ["web", "1", "786432"], screen
+    piped = xbctl.process("list")
+    assert piped.stdout.startswith("Name ") and "┃" not in piped.stdout and "host free" not in piped.stdout
+    # A driver's long complaint wraps inside the balloon column; the table fits the terminal.
+    xbctl("-q", "-d", "web", "target", "256M")
+    xbctl("sim", "advance", "60")
+    status, screen = _on_terminal(xbctl, "list", extra_env={"NO_COLOR": "1", "COLUMNS": "80"})
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", screen.replace("\r", "")).splitlines()
+    assert status == 0 and max(len(line) for line in lines) <= 80, screen
+    assert "│ driver: WARNING:" in screen and "│ reach target" in screen, screen
+
+
 def test_wait_shows_a_progress_bar_on_a_terminal(xbctl):
     xbctl("sim", "reset", "--rate", "2000")
     status, screen = _on_terminal(xbctl, "--wait", "--timeout", "60", "-d", "web", "target", "512M")

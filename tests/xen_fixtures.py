@@ -212,6 +212,33 @@ def lay_out_host(client: Client) -> None:
                 client.set_perms(f"{base}/{rel}".encode(), [f"n{domid}".encode(), b"r0"])
 
 
+MANY_FIRST_ID = 10  # the many domains of lay_out_many_domains start here, after LAYOUT's
+MANY_SIZES_MIB = (256, 512, 768, 1024, 2048)
+
+
+def many_domain(domid: int) -> tuple[str, int, int]:
+    """(name, static-max KiB, target KiB) of domain DOMID of a large host: from its id alone."""
+    static_max_kib = MANY_SIZES_MIB[domid % len(MANY_SIZES_MIB)] * MIB
+    return f"guest{domid}", static_max_kib, static_max_kib * 3 // 4 if domid % 2 else static_max_kib
+
+
+def lay_out_many_domains(client: Client, count: int) -> list[int]:
+    """COUNT more domains beside LAYOUT's, from MANY_FIRST_ID on, as libxl lays them out
+    (every third also publishes a NetBSD-style driver's data/balloon); their ids."""
+    domids = list(range(MANY_FIRST_ID, MANY_FIRST_ID + count))
+    for domid in domids:
+        name, static_max_kib, target_kib = many_domain(domid)
+        base = f"/local/domain/{domid}"
+        nodes = [("name", name), ("domid", str(domid)), ("memory/static-max", str(static_max_kib)),
+                 ("memory/target", str(target_kib)), ("memory/videoram", "-1")]
+        if domid % 3 == 0:
+            nodes += [("control/feature-balloon", "1"), ("data/balloon/current", str(target_kib)),
+                      ("data/balloon/max", str(static_max_kib))]
+        for rel, value in nodes:
+            client.write(f"{base}/{rel}".encode(), value.encode())
+    return domids
+
+
 @pytest.fixture(scope="session")
 def xs_tools():
     """Debian's xenstored and C clients, fetched and unpacked once."""

@@ -326,7 +326,7 @@ def _values(ctx: Any, param: Any, incomplete: str) -> Answer:
     command = ctx.command.name or ""
     if name in ("settings_files", "sim_state"):
         return Answer([], files=True)
-    if name in ("domain", "position"):
+    if name in ("domain", "position", "domains"):
         return Answer(_domains(ctx.find_root(), incomplete))
     if name == "names":  # the sysctl form's second and later names
         return Answer(_sysctl_names(incomplete))

@@ -27,6 +27,8 @@ def printable(text: str, *, keep_layout: bool = False) -> str:
     """
     if text.isprintable():
         return text
+    if keep_layout and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # the common case of whole output: no character-by-character pass
     return "".join(
         c if c.isprintable() or (keep_layout and c in "\n\t") else repr(c)[1:-1] for c in text
     )

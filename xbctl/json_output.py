@@ -21,7 +21,8 @@ SCHEMA_VERSION = 1
 
 def dump(document: dict) -> str:
     """DOCUMENT as one line of JSON."""
-    return json.dumps(document, sort_keys=False) + "\n"
+    # Our documents are trees built here: no cycle to look for (a list is thousands of dicts).
+    return json.dumps(document, sort_keys=False, check_circular=False) + "\n"
 
 
 def _envelope(kind: str, transport: "Transport | None") -> dict:
@@ -45,14 +46,21 @@ def _domain(domain: "Domain") -> dict:
 def _nodes(balloon: Balloon, nodes: Iterable[Node]) -> dict:
     result = {}
     for node in nodes:
-        entry: dict = {"name": node.sysctl_name, "value_kib": balloon.value_kib(node.key)}
-        if node.key == "current":
+        key = node.key
+        if key in _SYSCTL_NAMES:  # a list makes 5 of these per domain: names computed once
+            entry: dict = {"name": _SYSCTL_NAMES[key], "value_kib": balloon.value_kib(key)}
+        else:
+            entry = {"name": node.sysctl_name, "value_kib": balloon.value_kib(key)}
+        if key == "current":
             entry["source"] = balloon.current_source
-        if node.key == "xen-max" and balloon.hypervisor_max_kib is not None:
+        if key == "xen-max" and balloon.hypervisor_max_kib is not None:
             entry["hypervisor_kib"] = balloon.hypervisor_max_kib
             entry["mismatch"] = balloon.max_mismatch
-        result[node.key] = entry
+        result[key] = entry
     return result
+
+
+_SYSCTL_NAMES = {node.key: node.sysctl_name for node in NODES}
 
 
 def read_document(transport: "Transport", domain: "Domain", balloon: Balloon, nodes: Iterable[Node]) -> dict:

@@ -46,20 +46,26 @@ class Balloon:
     __slots__ = tuple(name for name, _ in _DEFAULTS)
 
     def __init__(self, *args, **kwargs) -> None:
-        names = [name for name, _ in self._DEFAULTS]
+        setter = object.__setattr__
+        if not args and kwargs.keys() <= _BALLOON_DEFAULTS.keys() and kwargs.keys() >= _BALLOON_REQUIRED:
+            # By name, as transports build them: the checks below as set operations in C.
+            values = {**_BALLOON_DEFAULTS, **kwargs}
+            for name, value in values.items():
+                setter(self, name, value)
+            return
+        names = self.__slots__
         if len(args) > len(names):
             raise TypeError("too many arguments")
         values = dict(zip(names, args))
         for name, value in kwargs.items():
-            if name not in names or name in values:
+            if name in values or name not in _BALLOON_DEFAULTS:
                 raise TypeError(f"bad argument {name!r}")
             values[name] = value
-        for index, (name, default) in enumerate(self._DEFAULTS):
+        for name in names[: self._REQUIRED]:
             if name not in values:
-                if index < self._REQUIRED:
-                    raise TypeError(f"missing {name!r}")
-                values[name] = default
-            object.__setattr__(self, name, values[name])
+                raise TypeError(f"missing {name!r}")
+        for name, default in _BALLOON_DEFAULTS.items():  # a list of many domains makes many
+            setter(self, name, values.get(name, default))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Balloon is immutable")
@@ -110,6 +116,8 @@ class Balloon:
         return self.with_fields(**{_FIELDS[key]: kib})
 
 
+_BALLOON_DEFAULTS = dict(Balloon._DEFAULTS)
+_BALLOON_REQUIRED = frozenset(Balloon.__slots__[: Balloon._REQUIRED])
 _FIELDS = {
     "current": "current_kib",
     "target": "target_kib",

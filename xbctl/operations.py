@@ -142,24 +142,47 @@ class DomainRow:
             other.problem_kind,
         )
 
+    __hash__ = None  # mutable: not a key
 
-def list_balloons(transport: Transport) -> list[DomainRow]:
-    """Every visible domain with its balloon, by id.
+
+def list_balloons(transport: Transport, domain_specs: "list[str] | None" = None) -> list[DomainRow]:
+    """Every visible domain with its balloon, by id; or the domains DOMAIN_SPECS name, in that
+    order (each once). Every spec is resolved before anything is read: one unknown name fails
+    the whole list.
 
     A domain being built or destroyed (no balloon nodes yet or any more), or one whose
     nodes hold nonsense, gets a row that says so: one odd domain must not hide the rest.
     """
+    visible = sorted(transport.list_domains(), key=lambda d: d.id)
+    if domain_specs:
+        domains = list(dict.fromkeys(_resolve_listed(transport, spec, visible) for spec in domain_specs))
+    else:
+        domains = visible
     rows = []
-    for domain in sorted(transport.list_domains(), key=lambda d: d.id):
-        try:
-            rows.append(DomainRow(domain, transport.read_balloon(domain)))
-        except XbctlError as exc:
-            if exc.status != ExitStatus.UNKNOWN and exc.errno_name not in ("EINVAL", "EACCES"):
-                raise  # the transport itself failed: no list is better than a wrong one
+    # All at once: the simulator loads its state once, Xenstore answers pipelined requests.
+    for domain, balloon in zip(domains, transport.read_balloons(domains)):
+        if isinstance(balloon, XbctlError):
+            if balloon.status != ExitStatus.UNKNOWN and balloon.errno_name not in ("EINVAL", "EACCES"):
+                raise balloon  # the transport itself failed: no list is better than a wrong one
             from .errors import error_kind
 
-            rows.append(DomainRow(domain, None, exc.message, error_kind(exc)))
+            rows.append(DomainRow(domain, None, balloon.message, error_kind(balloon)))
+        else:
+            rows.append(DomainRow(domain, balloon))
     return rows
+
+
+def _resolve_listed(transport: Transport, spec: str, visible: "list[Domain]") -> "Domain":
+    """The domain SPEC names among VISIBLE (one lookup for many specs); the transport's own
+    answer for anything else (a guest asking for another domain is refused as by any read)."""
+    from .transports import match_domain
+
+    try:
+        return match_domain(spec, visible)
+    except XbctlError as exc:
+        if exc.status != ExitStatus.UNKNOWN:
+            raise  # ambiguous, empty: the same answer the transport would give
+    return transport.resolve_domain(spec)
 
 
 def write_nodes(

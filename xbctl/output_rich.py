@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import textwrap
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from .errors import printable as escaped
@@ -40,44 +40,84 @@ def printable(text: str) -> str:
 
 def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> None:
     """Print every domain's balloon as a table, memory in MiB as xl list does."""
-    _console().print(domain_table(rows, host_free_kib))
+    console = _console()
+    console.print(domain_table(rows, host_free_kib, width=console.width), overflow="ignore", crop=False)
 
 
-def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> Table:
-    """Every domain's balloon as a rich table, memory in MiB as xl list does.
+# rich's HEAVY_HEAD box: a heavy frame around the header, light lines below.
+_TOP, _HEAD, _RULE, _ROW, _BOTTOM = ("┏━┳┓", "┃┃┃", "┡━╇┩", "│││", "└─┴┘")
+_STATE_STYLES = {"steady": "green", "moving": "yellow", "no driver": "dim", "unknown": "dim"}
+
+
+def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80) -> Text:
+    """Every domain's balloon as a table WIDTH columns wide at most, memory in MiB as xl list does.
 
     With the hypervisor, its maximum stands beside xen-max (static-max), marked `!` where
-    the two disagree; the caption gives the host's free memory as `xl info` does.
+    the two disagree; the caption gives the host's free memory as `xl info` does. Names
+    are never cut; the balloon column wraps instead. Drawn line by line into one Text
+    (rich's Table measures and renders every cell on its own: seconds for 1,000 domains).
     """
+    from .output import balloon_state
+
     with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
     caption = "memory in MiB; exact KiB with --json"
     if host_free_kib is not None:
         caption = f"host free memory {format_mib(host_free_kib)} MiB; " + caption
     if any(row.balloon and row.balloon.max_mismatch for row in rows):
         caption += "; ! the hypervisor's maximum disagrees with xen-max and target"
-    table = Table(title=None, caption=caption)
-    table.add_column("ID", justify="right")
-    # Names are identities: never cut short; the balloon column wraps instead.
-    table.add_column("Name", min_width=max((len(printable(row.domain.name)) for row in rows), default=4))
-    for node in NODES:
-        table.add_column(node.key, justify="right")
-        if node.key == "xen-max" and with_hypervisor:
-            table.add_column("hv-max", justify="right")
-    table.add_column("balloon")
+    headers = ["ID", "Name", *(node.key for node in NODES), *(["hv-max"] if with_hypervisor else []), "balloon"]
+    cells: list[list[str]] = []
+    states: list[tuple[str, str]] = []
     for row in rows:
         balloon = row.balloon
         if balloon is None:
             values = ["-"] * (len(NODES) + with_hypervisor)
-            state = Text(f"unreadable: {printable(row.problem or '')}", style="red")
+            state, style = f"unreadable: {escaped(row.problem or '')}", "red"
         else:
             values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
             if with_hypervisor:
                 hv_max = balloon.hypervisor_max_kib
-                shown = "-" if hv_max is None else format_mib(hv_max) + (" !" if balloon.max_mismatch else "")
-                values.append(shown)
-            state = _state(balloon)
-        table.add_row(str(row.domain.id), printable(row.domain.name), *values, state)
-    return table
+                values.append("-" if hv_max is None else format_mib(hv_max) + (" !" if balloon.max_mismatch else ""))
+            state = escaped(balloon_state(balloon))
+            style = "red" if balloon.diagnostic else _STATE_STYLES.get(state, "")
+        cells.append([str(row.domain.id), printable(row.domain.name), *values])
+        states.append((state, style))
+    fixed = len(headers) - 1
+    widths = [max([len(headers[i]), *(len(line[i]) for line in cells)]) for i in range(fixed)]
+    # What is left of WIDTH for the balloon column (each column costs a blank either side and a rule).
+    room = max(width - sum(widths) - 3 * len(headers) - 1, len("balloon"))
+    state_width = min(room, max([len("balloon"), *(len(state) for state, _ in states)]))
+    widths.append(state_width)
+
+    text = Text()
+
+    def rule(chars: str) -> None:
+        left, line, cross, right = chars
+        text.append(left + cross.join(line * (w + 2) for w in widths) + right + "\n")
+
+    def cells_line(values: list[str], frame: str, style: str = "", last_style: str = "") -> None:
+        left, middle, right = frame[0], frame[1], frame[2]
+        text.append(left)
+        for index, value in enumerate(values):
+            right_aligned = index == 0 or 1 < index < fixed
+            shown = value.rjust(widths[index]) if right_aligned else value.ljust(widths[index])
+            text.append(" ")
+            text.append(shown, style=last_style if index == fixed else style)
+            text.append(" " + (middle if index < fixed else right))
+        text.append("\n")
+
+    rule(_TOP)
+    cells_line(headers, _HEAD, style="bold", last_style="bold")
+    rule(_RULE)
+    for values, (state, style) in zip(cells, states):
+        pieces = [state] if len(state) <= state_width else textwrap.wrap(state, state_width) or [""]
+        cells_line([*values, pieces[0]], _ROW, last_style=style)
+        for piece in pieces[1:]:  # the balloon column wraps; the others stay on the first line
+            cells_line([""] * fixed + [piece], _ROW, last_style=style)
+    rule(_BOTTOM)
+    total = sum(widths) + 3 * len(widths) + 1
+    text.append(caption.center(total).rstrip(), style="dim italic")
+    return text
 
 
 @contextlib.contextmanager
@@ -85,24 +125,13 @@ def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]]
     """The domain table redrawn in place on the terminal; yields the function that redraws it."""
     from rich.live import Live
 
-    with Live(domain_table(rows), console=_console(), auto_refresh=False, screen=False) as live:
+    console = _console()
+    with Live(domain_table(rows, width=console.width), console=console, auto_refresh=False, screen=False) as live:
 
         def update(new_rows: list["DomainRow"]) -> None:
-            live.update(domain_table(new_rows), refresh=True)
+            live.update(domain_table(new_rows, width=console.width), refresh=True)
 
         yield update
-
-
-def _state(balloon: Balloon) -> Text:
-    if balloon.has_driver is False:
-        return Text("no driver", style="dim")
-    if balloon.diagnostic:
-        return Text(f"driver: {printable(balloon.diagnostic)}", style="red")
-    if balloon.has_driver is None:
-        return Text("unknown", style="dim")  # no driver advertised: Linux never does
-    if balloon.current_kib != balloon.target_kib:
-        return Text("moving", style="yellow")
-    return Text("steady", style="green")
 
 
 @contextlib.contextmanager

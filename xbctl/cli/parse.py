@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .table import COMMANDS, GLOBAL_OPTIONS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
+from .table import COMMANDS, FLAG, GLOBAL_OPTIONS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
 
 TRANSPORT_NAMES = ("sim", "xenstore")  # as xbctl.transports.TRANSPORT_NAMES (checked by a test)
 
@@ -64,6 +64,11 @@ def parse(argv: list[str]) -> Invocation:
             name, has_value, inline = token.partition("=")
             if name in TYPER_ONLY:
                 raise HandToTyper()
+            if name in LOCAL_FLAGS:
+                if has_value:
+                    raise HandToTyper()  # "option does not take a value"
+                local_tokens.append(LOCAL_FLAGS[name])
+                continue
             if name not in GLOBAL_OPTIONS:
                 local_tokens.append(token)
                 if name not in LOCAL_FLAGS and not has_value and index < len(argv) and not argv[index].startswith("--"):
@@ -87,6 +92,10 @@ def parse(argv: list[str]) -> Invocation:
         position = 1
         while position < len(token):
             spelling = "-" + token[position]
+            if spelling in LOCAL_FLAGS:  # a command's own flag, such as list's -l
+                local_tokens.append(LOCAL_FLAGS[spelling])
+                position += 1
+                continue
             if spelling in TYPER_ONLY or spelling not in GLOBAL_OPTIONS:
                 raise HandToTyper()
             canonical, takes_value = GLOBAL_OPTIONS[spelling]
@@ -144,7 +153,8 @@ def _invocation(given: list[str], values: dict, positional: list[str], local_tok
         name, has_value, value = token.partition("=")
         if name not in command.local_options:
             raise HandToTyper()  # no such option
-        if name in LOCAL_FLAGS:
+        choices = command.local_options[name]
+        if choices == FLAG:
             if has_value:
                 raise HandToTyper()  # "option does not take a value"
             local[name] = True
@@ -154,7 +164,6 @@ def _invocation(given: list[str], values: dict, positional: list[str], local_tok
                 raise HandToTyper()
             value = local_tokens[index]
             index += 1
-        choices = command.local_options[name]
         if choices is not None and value not in choices:
             raise HandToTyper()
         local[name] = value

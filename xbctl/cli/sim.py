@@ -20,8 +20,9 @@ def advance(invocation, options, output) -> None:
 
 
 def reset(invocation, options, output) -> None:
-    """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
-    from ..transports.sim import DEFAULT_STEPS_PER_SECOND, MAX_STEPS_PER_SECOND
+    """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver),
+    or Domain-0 and --guests N guests."""
+    from ..transports.sim import DEFAULT_GUESTS, DEFAULT_STEPS_PER_SECOND, MAX_STEPS_PER_SECOND
     from ..units import parse_kib
 
     local = invocation.local
@@ -32,15 +33,35 @@ def reset(invocation, options, output) -> None:
         if clock == "wall":
             raise usage_error("--rate 0 stops the clock; it cannot go with --clock wall")
         clock, steps_per_second = "manual", DEFAULT_STEPS_PER_SECOND
+    guests = guest_count(local.get("--guests"), DEFAULT_GUESTS)
     sim = _sim(options)
     sim.reset(
         clock=clock or "wall",
         steps_per_second=steps_per_second,
         host_free_kib=host_free_kib,
         position=local.get("--position"),
+        guests=guests,
     )
     if sim.kept_aside is not None:
         output.note(f"the damaged simulator state was kept aside as {sim.kept_aside}")
+
+
+def guest_count(text: str | None, default: int) -> int:
+    """--guests TEXT as a number of guests: a whole decimal number up to MAX_GUESTS."""
+    from ..transports.sim import MAX_GUESTS
+
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise usage_error(f"--guests {shown!r}: not a whole number of guests", hint=f"0 to {MAX_GUESTS}")
+    guests = int(text)
+    if guests > MAX_GUESTS:
+        raise usage_error(
+            f"--guests {guests}: the simulated host holds at most {MAX_GUESTS} guests",
+            hint="its whole state lives in one state file of at most 1 MiB",
+        )
+    return guests
 
 
 def show_log(invocation, options, output) -> None:

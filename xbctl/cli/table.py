@@ -26,13 +26,15 @@ GLOBAL_OPTIONS = {
     "--transport": ("--transport", True),
     "--sim-state": ("--sim-state", True),
 }
+# A command's own option that takes no value (local_options spelling -> FLAG).
+FLAG = "flag"
+# Every such flag of any command, by spelling: the parser must not take the word after one
+# as its value (or `policy --follow -q` would read -q as --follow's value).
+LOCAL_FLAGS = {"--long": "--long", "-l": "--long", "--follow": "--follow"}
 # Options every command takes: where the balloon is (not what to do with it).
 EVERYWHERE = frozenset({"--transport", "--sim-state"})
 # Options only Typer handles (help, version, completion): the lean parser hands these over.
 TYPER_ONLY = frozenset({"-h", "--help", "--version", "--install-completion", "--show-completion"})
-# Commands' own options that take no value (the others take one): the parser must know
-# before it knows the command, or `policy --follow -q` would read -q as --follow's value.
-LOCAL_FLAGS = frozenset({"--follow"})
 
 _READ = frozenset({"-n", "-e", "-d", "--json"})
 _WRITE = frozenset({"-q", "-n", "-d", "--json", "--dry-run", "--override-guest-floor"})
@@ -66,10 +68,13 @@ COMMANDS = {
     **{key: Command(key, "nodes", "run_node", _READ | _WRITE | _WAIT | {"-w"}, max_args=1) for key in _NODE_KEYS},
     "mem-set": Command("mem-set", "host", "mem_set", _WRITE | _WAIT, min_args=2, max_args=2),
     "mem-max": Command("mem-max", "host", "mem_max", _WRITE | _WAIT, min_args=2, max_args=2),
-    "list": Command("list", "listing", "list_domains", {"--json"}, local_options={"--format": ("prometheus",)}),
+    "list": Command(
+        "list", "listing", "list_domains", {"--json", "-n"}, max_args=None,
+        local_options={"--format": ("prometheus",), "--long": FLAG},
+    ),
     "exporter": Command("exporter", "fleet", "run_exporter", {"-q"}, local_options={"--listen": None}),
     "top": Command("top", "fleet", "run_top", set()),
-    "policy": Command("policy", "service", "run_policy", {"-q"}, local_options={"--follow": None}),
+    "policy": Command("policy", "service", "run_policy", {"-q"}, local_options={"--follow": FLAG}),
     "agent": Command(
         "agent", "agent", "run_agent_command", {"-d", "-q"},
         local_options={"--rate": None, "--boot-size": None, "--used": None, "--host-free": None},
@@ -79,7 +84,9 @@ SIM_COMMANDS = {
     "advance": Command("sim advance", "sim", "advance", {"-q"}, min_args=1, max_args=1),
     "reset": Command(
         "sim reset", "sim", "reset", {"-q"},
-        local_options={"--clock": ("wall", "manual"), "--rate": None, "--host-free": None, "--position": None},
+        local_options={
+            "--clock": ("wall", "manual"), "--rate": None, "--host-free": None, "--position": None, "--guests": None,
+        },
     ),
     "log": Command("sim log", "sim", "show_log", {"-d", "--json"}),
 }

@@ -311,6 +311,14 @@ def mem_max(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> N
 @app.command("list")
 def list_command(
     ctx: typer.Context,
+    domains: Annotated[
+        Optional[list[str]],
+        typer.Argument(metavar="[DOMAIN]...", help="Only these domains (names or ids), in this order."),
+    ] = None,
+    long: Annotated[
+        bool,
+        typer.Option("--long", "-l", help="Every node in KiB and the driver, in fixed columns (also on a terminal)."),
+    ] = False,
     output_format: Annotated[
         Optional[str],
         typer.Option(
@@ -320,10 +328,14 @@ def list_command(
         ),
     ] = None,
 ) -> None:
-    """Show every domain's current, target, min, max and xen-max."""
+    """Show every domain's current, target, min, max and xen-max: a table on a terminal,
+    fixed columns for scripts (xl list's layout; -n drops the header line)."""
     if output_format is not None and output_format != "prometheus":
         raise usage_error(f"--format {output_format!r}: unknown format", hint="formats: prometheus")
-    _execute(ctx, COMMANDS["list"], [], {"--format": output_format} if output_format else None)
+    local = {"--format": output_format} if output_format else {}
+    if long:
+        local["--long"] = True
+    _execute(ctx, COMMANDS["list"], list(domains or []), local or None)
 
 
 @app.command("exporter")
@@ -391,9 +403,21 @@ def sim_reset(
         Optional[str],
         typer.Option(metavar="DOMAIN", help="The domain xbctl runs in (default Domain-0, the host)."),
     ] = None,
+    guests: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="N",
+            help="Boot N guests (0 to 2000; default 3): web, db, mail, then guest4... of varied sizes and drivers.",
+        ),
+    ] = None,
 ) -> None:
     """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
-    _execute(ctx, SIM_COMMANDS["reset"], [], _local(clock=clock, rate=rate, host_free=host_free, position=position))
+    _execute(
+        ctx,
+        SIM_COMMANDS["reset"],
+        [],
+        _local(clock=clock, rate=rate, host_free=host_free, position=position, guests=guests),
+    )
 
 
 @sim_app.command("log")

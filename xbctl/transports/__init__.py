@@ -108,8 +108,8 @@ class Transport:
             try:
                 results.append(self.read_balloon(domain))
             except XbctlError as exc:
-                if exc.status == ExitStatus.UNAVAILABLE and exc.errno_name not in ("EINVAL", "EACCES"):
-                    raise  # the transport itself failed, not this one domain (garbage or a refusal is the domain's)
+                if is_transport_failure(exc):
+                    raise  # the transport itself failed, not this one domain
                 results.append(exc)
         return results
 
@@ -167,6 +167,11 @@ class Transport:
 
     def close(self) -> None:
         """Release connections."""
+
+
+def is_transport_failure(error: XbctlError) -> bool:
+    """ERROR is the transport failing (exit 3), not one domain's nodes holding nonsense."""
+    return error.status == ExitStatus.UNAVAILABLE and error.errno_name != "EINVAL"
 
 
 def parse_domain_id(spec: str) -> int | None:

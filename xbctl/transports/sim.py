@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ExitStatus, XbctlError, unavailable, usage_error
+from ..errors import ExitStatus, XbctlError, unavailable, unknown, usage_error
 from . import Domain, Transport, match_domain, parse_domain_id
 from .simmodel import (  # noqa: F401  (the model's names, for the commands and the agent)
+    DEFAULT_GUESTS,
     DEFAULT_STEPS_PER_SECOND,
+    MAX_GUESTS,
     MAX_STEPS_PER_SECOND,
     SimDomain,
     SimHost,
+    default_domains,
 )
 from .simstore import CorruptState, StateStore, default_state_path
 
@@ -40,6 +43,7 @@ class SimTransport(Transport):
         path = state_path or os.environ.get("XBCTL_SIM_STATE")  # empty in the environment: unset
         self.store = StateStore(Path(path) if path else default_state_path())
         self._layout: SimHost | None = None
+        self._last_read: tuple[bytes, SimHost] | None = None  # the stored bytes and the host load() made of them
         self.kept_aside: Path | None = None  # where `sim reset` moved a damaged state file
 
     def layout(self) -> SimHost:
@@ -50,8 +54,23 @@ class SimTransport(Transport):
         return self._layout
 
     def load(self) -> SimHost:
-        """The host advanced to now (not saved); a damaged state file is reported, never moved."""
+        """The host advanced to now, to read (never to change: see changing()); a damaged
+        state file is reported, never moved.
+
+        A command that reads several times (list: its domains, their balloons, the host's
+        free memory) decodes and checks the state once: while the stored bytes stay the same
+        and nothing in the host can move by itself, the host loaded last is the answer.
+        """
         raw = self.store.read_raw()
+        last = self._last_read
+        if raw is not None and last is not None and last[0] == raw and last[1].at_rest():
+            return last[1]
+        host = self._load_fresh(raw)
+        self._last_read = (raw, host) if raw is not None else None
+        return host
+
+    def _load_fresh(self, raw: bytes | None) -> SimHost:
+        """The host stored as RAW (None: a fresh host), advanced to now: a new object to change."""
         if raw is None:
             host = SimHost.fresh()
             host.advance()
@@ -111,6 +130,15 @@ class SimTransport(Transport):
     def read_balloon(self, domain: Domain) -> Balloon:
         return self.load().domain(domain.id).balloon()
 
+    def read_balloons(self, domains: list[Domain]) -> list[Balloon | XbctlError]:
+        # One load (and one validation) of the state for the whole list, not one per domain.
+        host = self.load()
+        by_id = {sim_domain.id: sim_domain for sim_domain in host.domains}
+        return [
+            by_id[domain.id].balloon() if domain.id in by_id else unknown(f"domain {domain.id}: no such domain (it is gone)")
+            for domain in domains
+        ]
+
     def host_free_kib(self) -> int | None:
         host = self.load()
         return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
@@ -120,7 +148,7 @@ class SimTransport(Transport):
         """The host, loaded under the writer lock, to change and save."""
         self.layout()  # refuse a foreign or damaged file before creating a lock file beside it
         with self.store.locked():
-            yield self.load()
+            yield self._load_fresh(self.store.read_raw())
 
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
         with self.changing() as host:
@@ -160,13 +188,26 @@ class SimTransport(Transport):
             self.save(host)
             return host
 
-    def reset(self, *, clock: str, steps_per_second: float, host_free_kib: int, position: str | None) -> SimHost:
-        """Boot a fresh simulated host with these settings, whatever state ours held.
+    def reset(
+        self,
+        *,
+        clock: str,
+        steps_per_second: float,
+        host_free_kib: int,
+        position: str | None,
+        guests: int = DEFAULT_GUESTS,
+    ) -> SimHost:
+        """Boot a fresh simulated host with these settings and GUESTS guests, whatever state ours held.
 
         The old state is not needed, only checked to be ours: a damaged one is kept aside
         (its name is returned in `kept_aside`), anything else refused and left alone.
         """
-        host = SimHost.fresh(clock=clock, steps_per_second=steps_per_second, host_free_kib=host_free_kib)
+        host = SimHost.fresh(
+            clock=clock,
+            steps_per_second=steps_per_second,
+            host_free_kib=host_free_kib,
+            domains=default_domains(guests),
+        )
         if position is not None:
             host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id
         self.kept_aside = None

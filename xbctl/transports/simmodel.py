@@ -41,6 +41,10 @@ class _Record:
     FIELDS: tuple = ()
 
     def __init__(self, *args, **kwargs) -> None:
+        if not args and len(kwargs) == len(self.FIELDS) and kwargs.keys() == self.field_names():
+            for name, value in kwargs.items():  # every field given by name: a state file's record
+                setattr(self, name, value)
+            return
         if len(args) > len(self.FIELDS):
             raise TypeError(f"{type(self).__name__}: too many arguments")
         for index, (name, default) in enumerate(self.FIELDS):
@@ -59,9 +63,13 @@ class _Record:
             raise TypeError(f"{type(self).__name__}: unexpected {', '.join(sorted(kwargs))}")
 
     @classmethod
-    def field_names(cls) -> set[str]:
+    def field_names(cls) -> frozenset[str]:
         """The names of the fields."""
-        return {name for name, _ in cls.FIELDS}
+        names = cls.__dict__.get("_field_names")
+        if names is None:
+            names = frozenset(name for name, _ in cls.FIELDS)
+            type.__setattr__(cls, "_field_names", names)
+        return names
 
     def to_dict(self) -> dict:
         """The record as plain data."""
@@ -120,19 +128,51 @@ def _require_kib(value: object, what: str) -> None:
         raise ValueError(f"bad {what}")
 
 
+# The fields of a SimDomain that hold KiB (freemin_pages is held to the same bounds).
+_KIB_FIELDS = ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib", "freemin_pages")
+
+
 def _require_seconds(value: object, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
     if type(value) not in (int, float) or not -limit <= value <= limit or (positive and not value > 0):
         raise ValueError(f"bad {what}")
 
 
-def default_domains() -> list[SimDomain]:
-    """The simulated host: Domain-0 and guests of different sizes, one without a driver."""
-    return [
+DEFAULT_GUESTS = 3  # web, db and mail
+# The most guests `sim reset --guests` boots: the state of 2,001 domains, each with a driver's
+# message, and a full log stays well within the state file's 1 MiB (simstore.MAX_STATE_BYTES).
+MAX_GUESTS = 2000
+# Guests beyond mail cycle through these boot sizes (MiB) and drivers, so a large host is
+# varied yet the same on every reset (tests and benchmarks repeat).
+EXTRA_GUEST_MIB = (256, 512, 1024, 2048, 768, 4096, 384)
+EXTRA_GUEST_DRIVERS = ("netbsd", "linux", "netbsd", "none", "netbsd")
+
+
+def default_domains(guests: int = DEFAULT_GUESTS) -> list[SimDomain]:
+    """The simulated host: Domain-0 and GUESTS guests of different sizes, one without a driver.
+
+    The first three guests are web, db and mail; guests from id 4 on are named guestID.
+    """
+    domains = [
         SimDomain(0, "Domain-0", "netbsd", 4 * GIB, 4 * GIB, 4 * GIB, 4 * GIB, 1 * GIB, 1 * GIB, 4096),
         SimDomain(1, "web", "netbsd", 1 * GIB, 1 * GIB, 768 * MIB, 768 * MIB, 128 * MIB, 384 * MIB, 1024),
         SimDomain(2, "db", "linux", 2 * GIB, 4 * GIB, 1536 * MIB, 1536 * MIB, 512 * MIB, 1 * GIB, 2048),
         SimDomain(3, "mail", "none", 512 * MIB, 512 * MIB, 512 * MIB, 512 * MIB, 256 * MIB, 200 * MIB, 512),
-    ]
+    ][: guests + 1]
+    domains.extend(_extra_guest(domid) for domid in range(len(domains), guests + 1))
+    return domains
+
+
+def _extra_guest(domid: int) -> SimDomain:
+    """Guest DOMID of a large simulated host: its size and driver follow from its id alone."""
+    boot_kib = EXTRA_GUEST_MIB[domid % len(EXTRA_GUEST_MIB)] * MIB
+    driver = EXTRA_GUEST_DRIVERS[domid % len(EXTRA_GUEST_DRIVERS)]
+    # Some guests run below their boot size, some Linux ones may grow past it (xen-max above).
+    target_kib = boot_kib * 3 // 4 if domid % 2 else boot_kib
+    xen_max_kib = boot_kib * 2 if driver == "linux" else boot_kib
+    return SimDomain(
+        domid, f"guest{domid}", driver, boot_kib, xen_max_kib, target_kib, target_kib,
+        boot_kib // 8, boot_kib // 4, boot_kib // 1024,
+    )
 
 
 class SimHost(_Record):
@@ -183,9 +223,10 @@ class SimHost(_Record):
                 raise ValueError("bad domain id")
             if not isinstance(domain.name, str) or not domain.name or domain.driver not in DRIVERS:
                 raise ValueError(f"bad domain {domain.id}")
-            for name in ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib"):
-                _require_kib(getattr(domain, name), f"{name} of domain {domain.id}")
-            _require_kib(domain.freemin_pages, f"freemin_pages of domain {domain.id}")
+            for name in _KIB_FIELDS:  # inline, not _require_kib: a large host has thousands
+                value = getattr(domain, name)
+                if type(value) is not int or not 0 <= value <= MAX_KIB:
+                    raise ValueError(f"bad {name} of domain {domain.id}")
             if not domain.current_kib <= domain.boot_kib <= MAX_BOOT_KIB:
                 raise ValueError(f"bad boot_kib or current_kib of domain {domain.id}")
             if not (domain.diagnostic is None or isinstance(domain.diagnostic, str)):
@@ -209,6 +250,13 @@ class SimHost(_Record):
     def now(self) -> float:
         """Simulated time in seconds."""
         return (time.time() if self.clock == "wall" else 0.0) + self.offset_s
+
+    def at_rest(self) -> bool:
+        """True when nothing moves as time passes: the clock is manual, or every balloon is
+        where its driver (or the lack of one) leaves it."""
+        return self.clock == "manual" or all(
+            domain.driver == "none" or domain.current_kib == domain.target_kib for domain in self.domains
+        )
 
     def domain(self, domid: int) -> SimDomain:
         """The domain with id DOMID."""

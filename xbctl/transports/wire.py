@@ -30,23 +30,32 @@ XENSTORE_PAYLOAD_MAX = 4096  # xs_wire.h: no message body is longer
 NUL = b"\x00"
 READ_CHUNK = 16384  # bytes asked of the kernel at a time: the inbox never holds much more
 MAX_PENDING_EVENTS = 1024  # distinct changed paths kept between two next_events calls
+# Requests sent ahead of their answers (pipeline()): enough to hide the round trips, few
+# enough that their bytes (at most this many small requests) fit any socket buffer.
+MAX_IN_FLIGHT = 64
+MAX_BATCH_BYTES = 16384  # and their bytes in one write
 # Error replies carry an errno name (xsd_errors[] in xs_wire.h, plus oxenstored's EQUOTA).
 ERROR_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # E[A-Z0-9]{1,15}
 # A transaction id is a non-zero uint32 in decimal.
 DECIMAL_BYTES = frozenset(b"0123456789")  # a transaction id: [1-9][0-9]{0,9}
 # Xenstore error names Python's errno lacks, with what they mean.
 XENSTORE_ERROR_TEXT = {"EQUOTA": "Xenstore quota exceeded"}
+_ERROR_NAME_DELETE = bytes(sorted(ERROR_NAME_BYTES))
+_DECIMAL_DELETE = bytes(sorted(DECIMAL_BYTES))
+_OK = (b"OK\x00", b"OK")
+_ERROR_TEXTS: dict[str, tuple[int, str]] = {}  # error name -> (errno, text): a list meets thousands of ENOENT
 
 
 
 def _is_error_name(name: bytes) -> bool:
     """NAME is E followed by 1 to 15 capitals or digits, as xsd_errors[] names are."""
-    return 2 <= len(name) <= 16 and name[0] == ord("E") and all(b in ERROR_NAME_BYTES for b in name[1:])
+    # translate() deletes the allowed bytes in C: nothing left means nothing else was there.
+    return 2 <= len(name) <= 16 and name[0] == ord("E") and not name[1:].translate(None, _ERROR_NAME_DELETE)
 
 
 def _is_transaction_id(text: bytes) -> bool:
     """TEXT is a decimal transaction id: 1 to 10 digits, not starting with 0."""
-    return 1 <= len(text) <= 10 and text[0] != ord("0") and all(b in DECIMAL_BYTES for b in text)
+    return 1 <= len(text) <= 10 and text[0] != ord("0") and not text.translate(None, _DECIMAL_DELETE)
 
 
 class Op(IntEnum):
@@ -77,8 +86,11 @@ class XenstoreReplyError(Exception):
     """An ERROR reply from Xenstore, keeping the daemon's own error name (EQUOTA, ENOSPC...)."""
 
     def __init__(self, name: str) -> None:
-        code = getattr(errno, name, 0)
-        text = os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error")
+        known = _ERROR_TEXTS.get(name)
+        if known is None:
+            code = getattr(errno, name, 0)
+            known = _ERROR_TEXTS[name] = (code, os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error"))
+        code, text = known
         super().__init__(code, text)
         self.name = name
         self.text = text
@@ -227,37 +239,70 @@ class WireClient:
 
     def request(self, op: Op, payload: bytes) -> bytes:
         """Send one request and return its reply's payload, all within one deadline."""
+        answer = self.pipeline([(op, payload)])[0]
+        if isinstance(answer, XenstoreReplyError):
+            raise answer
+        return answer
+
+    def pipeline(self, requests: list[tuple[Op, bytes]]) -> list[bytes | XenstoreReplyError]:
+        """Send REQUESTS (op, payload) without waiting for each answer; their answers in order:
+        each reply's payload, or the XenstoreReplyError Xenstore answered it with.
+
+        Xenstore answers a connection's requests in the order it sent them, so answer i must
+        carry request i's id, type and transaction: anything else is a protocol error. At
+        most MAX_IN_FLIGHT requests (about MAX_BATCH_BYTES) are unanswered at a time (a peer
+        that stops reading blocks nothing but a few KiB), and each answer has its own deadline from the moment
+        the one before it came (however its bytes arrive); watch events in between are kept.
+        """
         if self.failure:
             raise XenstoreLost(self.failure)
-        if len(payload) > XENSTORE_PAYLOAD_MAX:
-            raise XenstoreLost(f"request of {len(payload)} bytes, more than Xenstore's {XENSTORE_PAYLOAD_MAX}")
-        deadline = time.monotonic() + self.timeout_s
-        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        rq_id = self._next_id
+        for _op, payload in requests:
+            if len(payload) > XENSTORE_PAYLOAD_MAX:
+                raise XenstoreLost(f"request of {len(payload)} bytes, more than Xenstore's {XENSTORE_PAYLOAD_MAX}")
+        first_id = (self._next_id + 1) & 0xFFFFFFFF
+        self._next_id = (self._next_id + len(requests)) & 0xFFFFFFFF
+        tx_id = self.tx_id
+        answers: list[bytes | XenstoreReplyError] = []
+        sent = 0
         try:
-            self._send(HEADER.pack(op, rq_id, self.tx_id, len(payload)) + payload, deadline)
-            while True:
-                reply_op, reply_id, reply_tx, body = self._receive(deadline)
-                if reply_op == Op.WATCH_EVENT:
-                    self._note_event(body)
-                    continue
-                break
+            while len(answers) < len(requests):
+                deadline = time.monotonic() + self.timeout_s
+                if sent - len(answers) <= MAX_IN_FLIGHT // 2 and sent < len(requests):
+                    # Top the window up in one write: one system call for many requests.
+                    batch = bytearray()
+                    while sent < min(len(requests), len(answers) + MAX_IN_FLIGHT) and len(batch) < MAX_BATCH_BYTES:
+                        op, payload = requests[sent]
+                        batch += HEADER.pack(op, (first_id + sent) & 0xFFFFFFFF, tx_id, len(payload)) + payload
+                        sent += 1
+                    self._send(bytes(batch), deadline)
+                # Every answer already here at once (at least one): one poll for many.
+                for packet in self._receive_many(deadline, sent - len(answers)):
+                    if packet[0] == Op.WATCH_EVENT:
+                        self._note_event(packet[3])
+                        continue
+                    index = len(answers)
+                    answers.append(self._answer(packet, requests[index][0], (first_id + index) & 0xFFFFFFFF, tx_id))
         except BaseException as exc:  # lost, too late, lied, or interrupted: never reused
             if not self.failure:
                 self.failure = str(exc) if isinstance(exc, XenstoreLost) else "connection abandoned"
             raise
+        return answers
+
+    def _answer(self, packet: tuple[int, int, int, bytes], op: Op, rq_id: int, tx_id: int) -> bytes | XenstoreReplyError:
+        """PACKET checked as the answer to request RQ_ID of type OP in transaction TX_ID."""
+        reply_op, reply_id, reply_tx, body = packet
         if reply_id != rq_id:
             self._break(f"protocol error: reply to request {reply_id}, expected {rq_id}")
         if reply_op == Op.ERROR:
             name = body.rstrip(NUL)
             if not _is_error_name(name):
                 self._break(f"protocol error: error reply {shown(body)} is not an error name")
-            raise XenstoreReplyError(name.decode("ascii"))
+            return XenstoreReplyError(name.decode("ascii"))
         if reply_op != op:
             self._break(f"protocol error: reply of type {reply_op} to a request of type {int(op)}")
-        if reply_tx != self.tx_id:
-            self._break(f"protocol error: reply in transaction {reply_tx}, expected {self.tx_id}")
-        if op in ACKNOWLEDGED and body != b"OK\x00" and body != b"OK":
+        if reply_tx != tx_id:
+            self._break(f"protocol error: reply in transaction {reply_tx}, expected {tx_id}")
+        if op in ACKNOWLEDGED and body not in _OK:
             self._break(f"protocol error: {op.name} answered {shown(body)} instead of OK")
         return body
 
@@ -360,6 +405,28 @@ class WireClient:
             if not data:
                 raise XenstoreLost("connection lost" + (" in the middle of a reply" if self._inbox else ""))
             self._inbox += data
+
+    def _receive_many(self, deadline: float, replies: int) -> list[tuple[int, int, int, bytes]]:
+        """The whole messages already here, with at most REPLIES that are not watch events
+        (what follows them stays for the next request); when none is, the next one, waited
+        for by the DEADLINE."""
+        inbox = self._inbox
+        packets = []
+        offset, available = 0, len(inbox)
+        while replies and available - offset >= HEADER.size:
+            op, rq_id, tx_id, size = HEADER.unpack_from(inbox, offset)
+            if size > XENSTORE_PAYLOAD_MAX or op not in KNOWN_TYPES:
+                break  # _receive says what is wrong with it, once it is first
+            end = offset + HEADER.size + size
+            if end > available:
+                break
+            packets.append((op, rq_id, tx_id, bytes(inbox[offset + HEADER.size : end])))
+            if op != Op.WATCH_EVENT:
+                replies -= 1
+            offset = end
+        if offset:
+            del inbox[:offset]
+        return packets or [self._receive(deadline)]
 
     def _wait(self, events: int, deadline: float, *, quietly: bool = False) -> bool:
         """Wait until the stream is ready for EVENTS; False (QUIETLY) or XenstoreLost at DEADLINE."""

@@ -43,6 +43,10 @@ DIAGNOSTIC = "data/balloon/diagnostic"
 FEATURE_BALLOON = "control/feature-balloon"
 VIDEORAM = "memory/videoram"
 NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
+# Every node balloon_from reads (Txn.prefetch_balloons asks for them all in one batch).
+BALLOON_READS = (
+    TARGET, STATIC_MAX, DYNAMIC_MIN, VIDEORAM, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, FEATURE_BALLOON, DIAGNOSTIC,
+)
 # x86 LIBXL_MAXMEM_CONSTANT: libxl gives the hypervisor's maximum this much slack over the target.
 MAXMEM_SLACK_KIB = 1024
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, unknown
 from ..units import parse_number
-from . import DOMID_FIRST_RESERVED, Domain, Transport, match_domain, parse_domain_id
+from . import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
 from .choice import XENBUS_DEVICES, xenstore_socket_path
-from .wire import WireClient, XenstoreLost, XenstoreReplyError
+from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
 from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
+    BALLOON_READS,
     DIAGNOSTIC,
     DYNAMIC_MIN,
     FEATURE_BALLOON,
@@ -116,11 +117,24 @@ def _no_daemon(path: str, why: str) -> XbctlError:
 
 
 class Txn:
-    """Reads and writes of one domain's nodes, inside one Xenstore transaction."""
+    """Reads and writes of domains' nodes, inside one Xenstore transaction (or none, to read).
 
-    def __init__(self, store: "XenstoreTransport", domid: int) -> None:
+    One Txn is one domain's view (relative paths resolve under its /local/domain/N);
+    for_domain() gives the view of another domain that shares this one's cache and queue,
+    so a transaction can span many domains. Reads are cached (prefetch_balloons fills the
+    cache with one pipelined batch); writes are queued, seen by later reads, and sent
+    pipelined by flush() (transact flushes before it commits).
+    """
+
+    def __init__(self, store: "XenstoreTransport", domid: int, _shared: "_TxnState | None" = None) -> None:
         self.store = store
+        self.domid = domid
         self.base = f"/local/domain/{domid}"
+        self._state = _shared if _shared is not None else _TxnState()
+
+    def for_domain(self, domid: int) -> "Txn":
+        """DOMID's view of this same transaction (same cache, same queued writes)."""
+        return self if domid == self.domid else Txn(self.store, domid, self._state)
 
     def path(self, rel: str) -> str:
         """The absolute path of node REL of this domain."""
@@ -128,46 +142,87 @@ class Txn:
 
     def read(self, rel: str) -> str | None:
         """The value of REL, or None when it does not exist."""
-        return self.store.read_path(self.path(rel))
+        path = self.path(rel)
+        state = self._state
+        if state.removed and _under_any(path, state.removed):
+            return None  # removed with a parent in this transaction
+        if path not in state.values:
+            state.values[path] = self.store.read_path(path)
+        value = state.values[path]
+        if isinstance(value, XbctlError):
+            raise value  # what Xenstore answered when the batch asked
+        return value
+
+    def prefetch_balloons(self, domains) -> None:
+        """Read, in one pipelined batch, every node balloon_from reads for DOMAINS (Domains
+        or ids) that this transaction has not read or written yet."""
+        cache = self._state.values
+        paths = [
+            path
+            for domain in domains
+            for path in (f"/local/domain/{getattr(domain, 'id', domain)}/{rel}" for rel in BALLOON_READS)
+            if path not in cache
+        ]
+        cache.update(zip(paths, self.store.read_paths(paths)))
 
     def write(self, rel: str, value: str) -> None:
-        """Set REL to VALUE."""
-        self.store.call(self.path(rel), lambda c: c.write(self.path(rel).encode(), value.encode()))
+        """Set REL to VALUE (sent by flush)."""
+        path = self.path(rel)
+        self._state.values[path] = value
+        self._state.removed.discard(path)  # written again after its removal: it exists
+        self._state.queued.append((Op.WRITE, path, value))
 
     def remove(self, rel: str) -> None:
-        """Delete REL if it exists."""
+        """Delete REL if it exists (sent by flush)."""
         if self.read(rel) is not None:
-            self.store.call(self.path(rel), lambda c: c.delete(self.path(rel).encode()))
+            path = self.path(rel)
+            self._state.values[path] = None
+            self._state.removed.add(path)  # and whatever was below it
+            self._state.queued.append((Op.RM, path, None))
+
+    def flush(self) -> None:
+        """Send the queued writes, pipelined; the first that Xenstore refused is raised.
+
+        Inside a transaction nothing is visible before the commit, so a refusal leaves
+        nothing behind once transact abandons it; outside one, the writes before it stay.
+        """
+        queued, self._state.queued = self._state.queued, []
+        if queued:
+            self.store.send_writes(queued)
+
+
+class _TxnState:
+    """What the domain views of one Txn share: values read or written, and queued writes."""
+
+    __slots__ = ("values", "queued", "removed")
+
+    def __init__(self) -> None:
+        # path -> value (None: absent), or the XbctlError reading it met.
+        self.values: dict[str, str | None | XbctlError] = {}
+        self.queued: list[tuple[Op, str, str | None]] = []
+        self.removed: set[str] = set()  # paths removed here: what was below them is gone too
+
+
+def _under_any(path: str, removed: set[str]) -> bool:
+    """True when PATH lies strictly below one of REMOVED."""
+    cut = path.rfind("/")
+    while cut > 0:
+        if path[:cut] in removed:
+            return True
+        cut = path.rfind("/", 0, cut)
+    return False
 
 
 def _flush(views: "list[Txn]") -> None:
-    """Send the writes VIEWS queued (pipelined, before the commit), where Txn queues them."""
-    flush_queued = getattr(views[0], "flush", None) if views else None
-    if flush_queued is not None:
-        flush_queued()
+    """Send the writes VIEWS queued (one queue for them all, pipelined) before the commit."""
+    if views:
+        views[0].flush()
 
 
 def domain_views(store: "XenstoreTransport", domids: list[int]) -> list[Txn]:
-    """One Txn per domain of DOMIDS, sharing one cache and one write queue where Txn has them."""
+    """One Txn per domain of DOMIDS, sharing one cache and one write queue."""
     first = Txn(store, domids[0])
-    for_domain = getattr(first, "for_domain", None)
-    if for_domain is None:
-        return [first, *(Txn(store, domid) for domid in domids[1:])]
-    return [for_domain(domid) for domid in domids]
-
-
-class RecordingTxn(Txn):
-    """A domain's reads that remember the raw values found (a snapshot taken outside a
-    transaction, to be checked again inside one)."""
-
-    def __init__(self, store: "XenstoreTransport", domid: int) -> None:
-        super().__init__(store, domid)
-        self.seen: dict[str, str | None] = {}
-
-    def read(self, rel: str) -> str | None:
-        value = super().read(rel)
-        self.seen[rel] = value
-        return value
+    return [first.for_domain(domid) for domid in domids]
 
 
 # ---------------------------------------------------------------- the transport
@@ -232,6 +287,36 @@ class XenstoreTransport(XlWrites, Transport):
         except XenstoreLost as exc:
             raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
         return decode_value(value)
+
+    def read_paths(self, paths: list[str]) -> list[str | None | XbctlError]:
+        """The values at PATHS, read in one pipelined batch: each a value, None when it does
+        not exist, or the XbctlError Xenstore answered for it; a lost connection is raised."""
+        try:
+            answers = self.client.pipeline([(Op.READ, path.encode() + NUL) for path in paths])
+        except XenstoreLost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        values: list[str | None | XbctlError] = []
+        for path, answer in zip(paths, answers):
+            if isinstance(answer, XenstoreReplyError):
+                values.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
+            else:
+                values.append(decode_value(answer.rstrip(NUL)))
+        return values
+
+    def send_writes(self, writes: list[tuple[Op, str, str | None]]) -> None:
+        """Send WRITES ((Op.WRITE, path, value) or (Op.RM, path, None)) in one pipelined batch,
+        in order; the first refusal is raised as an XbctlError naming its path."""
+        requests = [
+            (op, path.encode() + NUL + value.encode()) if op == Op.WRITE else (op, path.encode() + NUL)
+            for op, path, value in writes
+        ]
+        try:
+            answers = self.client.pipeline(requests)
+        except XenstoreLost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        for (_op, path, _value), answer in zip(writes, answers):
+            if isinstance(answer, XenstoreReplyError):
+                raise self.error_for(answer, path)
 
     def list_path(self, path: str) -> list[str] | None:
         """The children of PATH, or None when it does not exist."""
@@ -338,17 +423,20 @@ class XenstoreTransport(XlWrites, Transport):
                 raise
             own = self.own_domain()  # a guest may not list the others
             return [(own.id, self.read_path(f"/local/domain/{own.id}/name"))]
+        domids = [
+            int(child)
+            for child in children
+            if child.isascii() and child.isdigit() and int(child) < DOMID_FIRST_RESERVED
+        ]
+        # Every name in one pipelined batch: a host of 1,000 domains costs one round trip.
+        names = self.read_paths([f"/local/domain/{domid}/name" for domid in domids])
         found = []
-        for child in children:
-            if not (child.isascii() and child.isdigit()) or int(child) >= DOMID_FIRST_RESERVED:
-                continue
-            try:
-                name = self.read_path(f"/local/domain/{int(child)}/name")
-            except XbctlError as exc:
-                if exc.errno_name == "EACCES":
+        for domid, name in zip(domids, names):
+            if isinstance(name, XbctlError):
+                if name.errno_name == "EACCES":
                     continue  # not ours to see
-                raise
-            found.append((int(child), name))
+                raise name
+            found.append((domid, name))
         return sorted(found)
 
     def resolve_domain(self, spec: str | None) -> Domain:
@@ -372,8 +460,29 @@ class XenstoreTransport(XlWrites, Transport):
     # ------------------------------------------------------------ balloons
 
     def read_balloon(self, domain: Domain) -> Balloon:
+        txn = Txn(self, domain.id)
+        txn.prefetch_balloons([domain])  # one round trip for every node, not one per node
+        return self._balloon(txn, domain)
+
+    def read_balloons(self, domains: list[Domain]) -> list[Balloon | XbctlError]:
+        # Every node of every domain in one pipelined batch: a list costs one round trip's
+        # latency (and a lost connection, raised, ends it), however many domains there are.
+        txn = Txn(self, domains[0].id if domains else 0)
+        txn.prefetch_balloons(domains)
+        results: list[Balloon | XbctlError] = []
+        for domain in domains:
+            try:
+                results.append(self._balloon(txn.for_domain(domain.id), domain))
+            except XbctlError as exc:
+                if is_transport_failure(exc):
+                    raise  # the connection or the daemon, not this domain
+                results.append(exc)
+        return results
+
+    def _balloon(self, txn: Txn, domain: Domain) -> Balloon:
+        """DOMAIN's balloon read through TXN, with the hypervisor's figures when it answers."""
         info = self._domain_info(domain.id)
-        balloon = balloon_from(Txn(self, domain.id), domain, info)
+        balloon = balloon_from(txn, domain, info)
         if info is None and self._hypervisor is not None:
             stale = f"domain {domain.name}: the hypervisor has no domain {domain.id}; Xenstore's figures only"
             balloon = balloon.with_fields(warnings=(*balloon.warnings, stale))
@@ -383,16 +492,16 @@ class XenstoreTransport(XlWrites, Transport):
         # What update_balloon's transaction reads first: no hypercall unless Domain-0 has
         # no target or static-max yet (then libxl's stand-ins from the hypervisor's figures).
         txn = Txn(self, domain.id)
+        txn.prefetch_balloons([domain])
         unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
         info = self._domain_info(domain.id) if unfilled else None
         return balloon_from(txn, domain, info, tolerate_malformed=True)
 
     def snapshots(self, domains: list[Domain]) -> list[Balloon]:
-        views = domain_views(self, [domain.id for domain in domains]) if domains else []
-        prefetch = getattr(views[0], "prefetch_balloons", None) if views else None
-        if prefetch is None:
-            return [self.snapshot(domain) for domain in domains]
-        prefetch(domains)  # one pipelined batch for every domain
+        if not domains:
+            return []
+        views = domain_views(self, [domain.id for domain in domains])
+        views[0].prefetch_balloons(domains)  # one pipelined batch for every domain
         balloons = []
         for domain, txn in zip(domains, views):
             unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)

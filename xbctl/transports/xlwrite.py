@@ -197,24 +197,18 @@ class XlWrites:
     def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
         """Every domain's snapshot (read outside any transaction, recording the raw values) and
         plan; then what the hypervisor must hold for each. Changes nothing."""
-        from .xenstore import RecordingTxn, domain_views
+        from .xenstore import domain_views
 
         domains = [domain for domain, _plan in plans]
         readers = domain_views(self, [domain.id for domain in domains])
-        prefetch = getattr(readers[0], "prefetch_balloons", None)
-        if prefetch is not None:  # one pipelined batch of every read balloon_from makes, cached
-            prefetch(domains)
-        else:
-            readers = [RecordingTxn(self, domain.id) for domain in domains]
+        readers[0].prefetch_balloons(domains)  # one pipelined batch of every read balloon_from makes, cached
         staged = []
         for (domain, plan), reader in zip(plans, readers):
             unfilled = domain.id == 0 and (reader.read(TARGET) is None or reader.read(STATIC_MAX) is None)
             info = self._domain_info(domain.id) if unfilled else None
             before = balloon_from(reader, domain, info, tolerate_malformed=True)
-            # What the plan rests on, as read (a cached Txn answers again without a request).
-            seen = getattr(reader, "seen", None)
-            if seen is None:
-                seen = {rel: reader.read(rel) for rel in (TARGET, *NODE_PATHS.values())}
+            # What the plan rests on, as read (the cache answers again without a request).
+            seen = {rel: reader.read(rel) for rel in (TARGET, *NODE_PATHS.values())}
             staged.append([domain, seen, before, plan(before), info, unfilled])
         for entry in staged:  # the hypervisor's reads only: nothing changed yet
             domain, _seen, _before, values, info, unfilled = entry
@@ -235,11 +229,7 @@ class XlWrites:
             for (domain, seen, _before, values, _info, _unfilled), txn in zip(staged, txns)
             for rel in dict.fromkeys([TARGET, *(NODE_PATHS[key] for key in values)])
         ]
-        read_paths = getattr(self, "read_paths", None)
-        if read_paths is not None:  # one pipelined batch
-            found = read_paths([txn.path(rel) for _domain, txn, rel, _seen in checks])
-        else:
-            found = [txn.read(rel) for _domain, txn, rel, _seen in checks]
+        found = self.read_paths([txn.path(rel) for _domain, txn, rel, _seen in checks])  # one pipelined batch
         for (domain, txn, rel, seen), now in zip(checks, found):
             if isinstance(now, XbctlError):
                 raise now
