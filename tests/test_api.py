@@ -92,3 +92,53 @@ def test_unknown_transport_is_a_usage_error():
     with pytest.raises(XbctlError) as raised:
         Xbctl("carrier-pigeon")
     assert raised.value.status == ExitStatus.USAGE
+
+
+def test_apply_file_changes_every_domain_at_once_as_f_does(api, xbctl, tmp_path):
+    path = tmp_path / "host.conf"
+    path.write_text("[web]\nmachdep.xen.balloon.target = 512M\n[db]\nmachdep.xen.balloon.target = 1G\n")
+    plan = api.apply_file(str(path), dry_run=True)
+    assert plan.dry_run and plan.changed and xbctl.value("target", "web") == 786432
+    done = api.apply_file(str(path))
+    validator().validate(done.to_dict())
+    assert done.to_dict()["kind"] == "writes"
+    assert [(w.domain.name, [(c.node, c.new_kib) for c in w.changes]) for w in done.writes] == [
+        ("web", [("target", 524288)]),
+        ("db", [("target", 1048576)]),
+    ]
+    assert (xbctl.value("target", "web"), xbctl.value("target", "db")) == (524288, 1048576)
+    assert not api.apply_file(str(path)).changed  # applied again: a no-op
+
+
+def test_apply_file_refused_anywhere_writes_nothing(api, xbctl, tmp_path):
+    path = tmp_path / "host.conf"
+    path.write_text("[web]\nmachdep.xen.balloon.target = 512M\n[mail]\nmachdep.xen.balloon.target = 4G\n")
+    before = xbctl.snapshot()
+    with pytest.raises(XbctlError) as refused:
+        api.apply_file(str(path))
+    assert refused.value.status == ExitStatus.REFUSED and f"{path}:4:" in refused.value.message
+    assert xbctl.snapshot() == before
+
+
+def test_the_command_line_is_a_layer_over_the_api():
+    """The command families call the API's engine (xbctl.api.Xbctl), never operations or a
+    transport (their constants, such as the simulator's limits, are fine): one path for the
+    CLI, the Ansible modules and the exporter."""
+    import ast
+    from pathlib import Path
+
+    import xbctl.cli
+
+    # main (the --wait stall default), the guest agent and the policy service run loops of their own.
+    allowed = {"main.py", "agent.py", "service.py"}
+    offenders = []
+    for source in sorted(Path(xbctl.cli.__file__).parent.glob("*.py")):
+        if source.name in allowed:
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            constants_only = isinstance(node, ast.ImportFrom) and all(alias.name.isupper() for alias in node.names)
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                node.module.startswith("operations") or (node.module.startswith("transports") and not constants_only)
+            ):
+                offenders.append(f"{source.name}:{node.lineno}: from {'.' * node.level}{node.module}")
+    assert offenders == []

@@ -24,20 +24,23 @@ from .errors import ExitStatus, XbctlError, usage_error
 
 if TYPE_CHECKING:
     from .api_results import (
-        ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult,
+        ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult, WritesResult,
     )
     from .nodes import Balloon
-    from .operations import DomainRow, WaitOutcome
+    from .operations import DomainRequests, DomainRow, WaitOutcome
     from .operations import WriteResult as Written
     from .policy import WriteRequest
     from .transports import Domain, Transport
 
 __all__ = [
     "Xbctl", "XbctlError", "ExitStatus", "DomainRef", "NodeValue", "ReadResult",
-    "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult",
+    "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult", "WritesResult",
 ]
 
-_RESULT_TYPES = ("DomainRef", "NodeValue", "ReadResult", "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult")
+_RESULT_TYPES = (
+    "DomainRef", "NodeValue", "ReadResult", "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult",
+    "WritesResult",
+)
 
 
 def __getattr__(name: str):
@@ -99,11 +102,18 @@ class Xbctl:
 
         return read_balloon(self.transport, _spec(domain))
 
-    def list_rows(self) -> "list[DomainRow]":
-        """Every visible domain with its balloon, or why it could not be read, by id."""
+    def read_all(self) -> "list[tuple[Domain, Balloon | XbctlError]]":
+        """Every visible domain by id with its balloon, or the error reading it raised."""
+        from .operations import read_all_balloons
+
+        return read_all_balloons(self.transport)
+
+    def list_rows(self, domains: "list[str] | None" = None) -> "list[DomainRow]":
+        """Every visible domain (or those DOMAINS name, in that order) with its balloon, or why
+        it could not be read."""
         from .operations import list_balloons
 
-        return list_balloons(self.transport)
+        return list_balloons(self.transport, domains)
 
     def requests_for(self, values: Mapping[str, str | int], *, default_unit: str = "k") -> "list[WriteRequest]":
         """Write requests for VALUES ({node: size text or KiB}); a malformed size exits 2."""
@@ -138,6 +148,89 @@ class Xbctl:
             override_guest_floor=override_guest_floor,
         )
 
+    def write_settings(
+        self,
+        assignments: list,
+        *,
+        domain: str | int | None = None,
+        dry_run: bool = False,
+        override_guest_floor: bool = False,
+        rewrite_unchanged: bool = False,
+        skip_unknown: bool = False,
+    ) -> "tuple[list[Written], list[str]]":
+        """Apply settings ASSIGNMENTS (xbctl.assignments: `[DOMAIN]` sections) as one change.
+
+        Lines outside a section are DOMAIN's (None: our own); with DOMAIN given, a section
+        naming another domain is a usage error. Every domain is planned before anything is
+        written. SKIP_UNKNOWN: a section naming no domain is a note, not an error. Without
+        REWRITE_UNCHANGED a node already holding its value is not written. Returns one result
+        per domain, in the order the settings name them, and the notes.
+        """
+        groups, notes = self.resolve_settings(assignments, domain=domain, skip_unknown=skip_unknown)
+        results = self.write_groups(
+            groups, dry_run=dry_run, override_guest_floor=override_guest_floor, rewrite_unchanged=rewrite_unchanged
+        )
+        return results, notes
+
+    def resolve_settings(
+        self, assignments: list, *, domain: str | int | None = None, skip_unknown: bool = False
+    ) -> "tuple[list[DomainRequests], list[str]]":
+        """ASSIGNMENTS as write requests grouped by resolved domain (see write_settings), and notes.
+        Malformed values and unknown names or domains raise here, before anything is read."""
+        from .operations import requests_by_domain, resolve_groups
+
+        return resolve_groups(
+            self.transport,
+            requests_by_domain(assignments),
+            default_spec=_spec(domain),
+            pinned=domain is not None,
+            skip_unknown=skip_unknown,
+        )
+
+    def write_groups(
+        self,
+        groups: "list[DomainRequests]",
+        *,
+        dry_run: bool = False,
+        override_guest_floor: bool = False,
+        rewrite_unchanged: bool = False,
+    ) -> "list[Written]":
+        """Write resolved GROUPS (from resolve_settings), every domain planned first, as one change."""
+        from .operations import write_domains
+
+        return write_domains(
+            self.transport,
+            groups,
+            dry_run=dry_run,
+            override_guest_floor=override_guest_floor,
+            rewrite_unchanged=rewrite_unchanged,
+        )
+
+    def apply_configuration(
+        self, *, dry_run: bool = False, override_guest_floor: bool = False
+    ) -> "tuple[list[str], list[Written], list[str]]":
+        """`xbctl --system`: the configuration files (xbctl.conf) as one change, unknown domains
+        skipped. Returns the files in order, per domain what changed (net, each change
+        credited to the line that set it last), and the notes."""
+        from .conf import configuration_files, read_configuration
+        from .operations import WriteResult, net_changes
+
+        files = configuration_files()
+        assignments = read_configuration(files)  # every file checked before anything is read or written
+        results, notes = self.write_settings(
+            assignments, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True
+        )
+        changed = [
+            WriteResult(r.domain, net_changes(r.changes), r.after, r.dry_run, r.skipped, r.warnings) for r in results
+        ]
+        return files, changed, notes
+
+    def simulator(self):
+        """The simulated host itself (for `sim advance|reset|log`); a usage error elsewhere."""
+        from .operations import require_sim
+
+        return require_sim(self.transport)
+
     def wait_for_target(
         self,
         domain: "Domain",
@@ -157,6 +250,13 @@ class Xbctl:
             on_progress or (lambda balloon: None),
             DEFAULT_STALL_S if stall_s is None else stall_s,
         )
+
+    @staticmethod
+    def unfinished_wait(result: "Written", reason: str) -> "WaitOutcome":
+        """How a wait after RESULT ended without reaching its target, for REASON (e.g. interrupted)."""
+        from .operations import WaitOutcome
+
+        return WaitOutcome(False, result.after, reason)
 
     def wait_for_any_change(self, timeout_s: float) -> bool:
         """Block until some domain's balloon may have changed (a Xenstore watch), or TIMEOUT_S."""
@@ -211,6 +311,17 @@ class Xbctl:
         if wait and target is not None and not dry_run:
             outcome = self.wait_for_target(result.domain, target.new_kib, timeout_s, _progress(on_progress))
         return write_result(self.transport, result, outcome)
+
+    def apply_file(self, *paths: str, dry_run: bool = False) -> "WritesResult":
+        """Apply settings files PATHS (with `[DOMAIN]` sections; lines outside one are our own
+        domain's) as `xbctl -f` does: every line checked, then every domain in one change.
+        A node already holding its value is not written."""
+        from .api_results import writes_result
+        from .assignments import read_settings_file
+
+        assignments = [assignment for path in paths for assignment in read_settings_file(path)]
+        results, _notes = self.write_settings(assignments, dry_run=dry_run)
+        return writes_result(self.transport, results)
 
     def wait(
         self,

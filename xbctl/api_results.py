@@ -111,6 +111,21 @@ class WriteResult(_Document):
         return any(c.old_kib != c.new_kib for c in self.changes)
 
 
+@dataclass(frozen=True)
+class WritesResult(_Document):
+    """A change to several domains at once (the `writes` document): one WriteResult each."""
+
+    transport: str
+    dry_run: bool
+    writes: list[WriteResult]
+    document: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        """True when any node of any domain changes (or in a dry run would change)."""
+        return any(write.changed for write in self.writes)
+
+
 def _node_values(balloon) -> dict[str, NodeValue]:
     from .nodes import NODES
 
@@ -172,3 +187,15 @@ def write_result(transport, result, outcome) -> WriteResult:
 def wait_result(outcome) -> WaitResult:
     """The WaitResult of an operations.WaitOutcome."""
     return WaitResult(outcome.reached, outcome.balloon.current_kib, outcome.balloon.target_kib, outcome.reason)
+
+
+def writes_result(transport, results) -> WritesResult:
+    """The WritesResult of operations.WriteResults for several domains."""
+    from .json_output import writes_document
+
+    return WritesResult(
+        transport.name,
+        any(result.dry_run for result in results),
+        [write_result(transport, result, None) for result in results],
+        writes_document(transport, results),
+    )

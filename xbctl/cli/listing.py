@@ -7,8 +7,6 @@ from ..errors import usage_error
 
 def list_domains(invocation, options, output) -> None:
     """Show every domain's (or each named DOMAIN's) current, target, min, max and xen-max."""
-    from ..operations import list_balloons
-
     long = bool(invocation.local.get("--long"))
     if invocation.local.get("--format") == "prometheus":
         if output.as_json:
@@ -19,11 +17,11 @@ def list_domains(invocation, options, output) -> None:
             raise usage_error("--format prometheus shows every domain; it takes no DOMAIN")
         from ..exporter import exposition
 
-        options.transport()  # a bad --transport or sim state fails here, not as a metric
+        options.api()  # a bad --transport or sim state fails here, not as a metric
         output.metrics(exposition(options.transport_name, options.sim_state, log=lambda m: output.warnings([m])))
         return
     if long and output.as_json:
         raise usage_error("--long and --json are two outputs; give one", hint="--json has every node in KiB")
-    transport = options.transport()
-    rows = list_balloons(transport, invocation.args)
-    output.domains(transport, rows, transport.host_free_kib(), long=long)
+    xb = options.api()
+    rows = xb.list_rows(invocation.args)
+    output.domains(xb.transport, rows, xb.host_free_kib(), long=long)

@@ -67,15 +67,9 @@ def apply_assignments(options, output, assignments) -> None:
     may name only that domain. The output names the domain on every line unless -d named
     the only domain involved.
     """
-    from ..operations import requests_by_domain, resolve_groups, write_domains
-
-    transport = options.transport()
-    groups, notes = resolve_groups(
-        transport,
-        requests_by_domain(assignments),
-        default_spec=options.domain,
-        pinned=options.domain is not None,
-    )
+    xb = options.api()
+    transport = xb.transport
+    groups, notes = xb.resolve_settings(assignments, domain=options.domain)
     for note in notes:
         output.note(note)
     if len(groups) > 1 and options.wait:
@@ -83,8 +77,7 @@ def apply_assignments(options, output, assignments) -> None:
             f"--wait follows one domain; these settings change {len(groups)}",
             hint="apply the file without --wait, then xbctl -d DOMAIN --wait target",
         )
-    results = write_domains(
-        transport,
+    results = xb.write_groups(
         groups,
         dry_run=options.dry_run,
         override_guest_floor=options.override_guest_floor,
@@ -112,31 +105,22 @@ def apply_system(options, output) -> None:
     (`* Applying FILE ...`) with what it set under it; only nodes whose value changes are
     shown and written, so a second run prints the announcements alone (nothing with -q).
     """
-    from ..conf import configuration_files, configuration_root, read_configuration
-    from ..operations import WriteResult, net_changes, requests_by_domain, resolve_groups, write_domains
+    from ..conf import configuration_root
 
-    files = configuration_files()
+    xb = options.api()
+    files, changed, notes = xb.apply_configuration(
+        dry_run=options.dry_run, override_guest_floor=options.override_guest_floor
+    )
     if not files:
         output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
-    assignments = read_configuration(files)  # every file checked before anything is read or written
-    transport = options.transport()
-    groups, notes = resolve_groups(transport, requests_by_domain(assignments), skip_unknown=True)
     for note in notes:
         output.note(note)
-    results = write_domains(
-        transport,
-        groups,
-        dry_run=options.dry_run,
-        override_guest_floor=options.override_guest_floor,
-        rewrite_unchanged=False,
-    )
-    changed = [WriteResult(r.domain, net_changes(r.changes), r.after, r.dry_run, r.skipped, r.warnings) for r in results]
     if not options.dry_run and any(r.changes for r in changed):
         from ..output import note_written
 
         note_written()
     output.system_changes(files, changed)
-    output.written_many(transport, changed)
+    output.written_many(xb.transport, changed)
 
 
 def run_node(invocation, options, output) -> None:
@@ -147,35 +131,28 @@ def run_node(invocation, options, output) -> None:
             raise usage_error(f"-w needs a value for {node.key}")
         show_nodes(options, output, [node])
         return
-    from ..operations import request_for
-
-    write_and_show(options, output, [request_for(node, invocation.args[0])])
+    write_and_show(options, output, options.api().requests_for({node.key: invocation.args[0]}))
 
 
 def show_nodes(options, output, nodes) -> None:
     """Read NODES of the selected domain (of every domain with -A) and show them."""
-    from ..operations import read_balloon
-
     if options.wait:
         output.note("--wait waits after a target change; nothing to wait for")
-    transport = options.transport()
+    xb = options.api()
+    transport = xb.transport
     if options.all_domains:
-        from ..operations import read_all_balloons
-
-        output.read_many(transport, read_all_balloons(transport), nodes)
+        output.read_many(transport, xb.read_all(), nodes)
         return
-    domain, balloon = read_balloon(transport, options.domain)
+    domain, balloon = xb.read_balloon(options.domain)
     # -e with -d records the domain: the file then restores that domain and no other.
     output.read(transport, domain, balloon, nodes, header=options.domain is not None)
 
 
 def write_and_show(options, output, requests, domain_spec=None, ignored=None) -> None:
     """Apply REQUESTS, show the changes sysctl-style, then --wait if asked."""
-    from ..operations import write_nodes
-
-    transport = options.transport()
-    result = write_nodes(
-        transport,
+    xb = options.api()
+    transport = xb.transport
+    result = xb.write(
         options.domain if domain_spec is None else domain_spec,
         requests,
         dry_run=options.dry_run,
@@ -212,19 +189,16 @@ def show_write(options, output, transport, result, name_domains: bool) -> None:
 
 def _wait(options, output, transport, result, target_kib: int):
     """Wait for TARGET_KIB with progress; a Ctrl-C becomes Interrupted, saying what stays behind."""
-    from ..operations import wait_for_target
-
+    xb = options.api()
     domain = result.domain
     try:
         with output.progress(domain.name, target_kib) as update:
-            return wait_for_target(transport, domain, target_kib, options.timeout_s, update, options.stall_s)
+            return xb.wait_for_target(domain, target_kib, options.timeout_s, update, options.stall_s)
     except KeyboardInterrupt:
         from .main import Interrupted
 
         def document() -> None:  # the write happened: with --json, a script still gets its document
-            from ..operations import WaitOutcome
-
-            output.written(transport, result, WaitOutcome(False, result.after, "interrupted"))
+            output.written(transport, result, xb.unfinished_wait(result, "interrupted"))
 
         raise Interrupted(
             f"interrupted: {domain.name}'s target stays {target_kib} KiB; the balloon goes on moving toward it",

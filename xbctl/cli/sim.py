@@ -8,9 +8,7 @@ from .main import MAX_SECONDS
 
 
 def _sim(options):
-    from ..operations import require_sim
-
-    return require_sim(options.transport())
+    return options.api().simulator()
 
 
 def advance(invocation, options, output) -> None:
