@@ -151,3 +151,29 @@ def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
     assert document["kind"] == "write" and document["changes"][0]["new_kib"] == 614400
     assert document["wait"] == {"reached": False, "current_kib": 786432, "target_kib": 614400,
                                 "reason": "interrupted"}
+
+
+def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
+    """From a checkout with nothing installed (`python3 -S`: no site-packages, so no Typer
+    and no rich), reads and writes work and help says what it needs instead of a traceback."""
+    from pathlib import Path
+
+    tree = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XBCTL_")}
+    env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": ""})
+
+    def run(*args: str) -> Outcome:
+        done = subprocess.run(
+            [sys.executable, "-S", "-m", "xbctl", *args], cwd=tree, env=env, capture_output=True, text=True, timeout=60
+        )
+        return Outcome(done.returncode, done.stdout, done.stderr)
+
+    read = run("-n", "target")
+    assert (read.status, read.stdout, read.stderr) == (0, "4194304\n", ""), read
+    written = run("-d", "web", "target", "600M")
+    assert (written.status, written.stdout) == (0, "machdep.xen.balloon.target: 786432 -> 614400\n"), written
+    helped = run("--help")
+    assert_clean_failure(
+        helped, 3, "xbctl: this needs the Python package typer, which is not installed\n",
+        "apt-get install python3-typer); reads and writes work without it",
+    )

@@ -159,6 +159,16 @@ def run(argv: list[str], *, console: bool = False) -> int:
             status = INTERRUPTED
         elif os.environ.get("XBCTL_DEBUG"):
             raise
+        elif isinstance(exc, ModuleNotFoundError) and exc.name in OPTIONAL_AT_START:
+            # Reads and writes need neither; help, completion, usage messages and the terminal's
+            # table do (run from a source tree with no dependency installed, say).
+            error = XbctlError(
+                f"this needs the Python package {exc.name}, which is not installed",
+                status=ExitStatus.UNAVAILABLE,
+                hint=f"pip install {exc.name} (Debian: apt-get install python3-{exc.name}); "
+                "reads and writes work without it",
+            )
+            status = _report(error, argv, state)
         else:
             error = XbctlError(
                 f"internal error: {type(exc).__name__}: {exc}",
@@ -171,6 +181,10 @@ def run(argv: list[str], *, console: bool = False) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.stdout, sys.stderr = real_stdout, real_stderr
     return int(status)
+
+
+# The dependencies only some paths import (Typer for help and usage messages, rich for a terminal).
+OPTIONAL_AT_START = ("typer", "click", "rich")
 
 
 def _dispatch(argv: list[str], state: dict) -> int:
