@@ -226,7 +226,7 @@ def requests_by_domain(assignments: list[Assignment]) -> list[DomainRequests]:
         requests, ignored = requests_from_assignments([assignment])
         group = groups.get(assignment.domain)
         if group is None:
-            origin = getattr(assignment, "section_origin", None) or assignment.origin
+            origin = assignment.section_origin or assignment.origin
             group = groups[assignment.domain] = DomainRequests(assignment.domain, origin, [], [])
         group.requests.extend(requests)
         group.ignored.extend(ignored)
