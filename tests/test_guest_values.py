@@ -143,3 +143,21 @@ def test_without_a_usable_libxenctrl_every_command_works_and_says_once_why(xs, l
     # A guest never asks the hypervisor: no note there.
     inside = xs.guest("-a")
     assert inside.status == 0 and "hypervisor" not in inside.stderr, inside
+
+
+
+def test_a_data_balloon_the_reader_may_not_list_is_read_node_by_node(xs):
+    """data/balloon is listed in one request instead of reading its four nodes; one the
+    reader may not list (here the host's, inside guest mail) is read node by node, so each
+    node answers for itself as before: xenstored refuses the absent ones (EACCES, not
+    ENOENT, under a parent the reader may not read) and that refusal is what the guest is told."""
+    with Client(unix_socket_path=str(xs.daemon.socket_path)) as host:
+        host.write(f"{MAIL}/data/balloon/min".encode(), str(300 * MIB).encode())
+        host.set_perms(f"{MAIL}/data/balloon".encode(), [b"n0"])
+        host.set_perms(f"{MAIL}/data/balloon/min".encode(), [b"n0", f"r{GUEST_ID}".encode()])
+    before = xs.listing()
+    inside = xs.guest("-n", "min")
+    assert_clean_failure(inside, 1, f"{MAIL}/data/balloon/current: Permission denied (EACCES)")
+    assert xs.listing() == before
+    # The host lists it: the guest's floor counts.
+    assert xs("-n", "-d", "mail", "min", env=NO_LIBRARY).stdout == f"{300 * MIB}\n"

@@ -47,6 +47,12 @@ NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
 BALLOON_READS = (
     TARGET, STATIC_MAX, DYNAMIC_MIN, VIDEORAM, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, FEATURE_BALLOON, DIAGNOSTIC,
 )
+# The guest's own nodes, all under GUEST_DIR: usually none exist, so one XS_DIRECTORY of
+# GUEST_DIR answers for the four (prefetch_balloons then reads only those that exist).
+GUEST_DIR = "data/balloon"
+GUEST_READS = (GUEST_CURRENT, GUEST_MAX, GUEST_MIN, DIAGNOSTIC)
+# The toolstack's nodes, read one by one (they exist on every domain a toolstack built).
+HOST_READS = tuple(rel for rel in BALLOON_READS if rel not in GUEST_READS)
 # x86 LIBXL_MAXMEM_CONSTANT: libxl gives the hypervisor's maximum this much slack over the target.
 MAXMEM_SLACK_KIB = 1024
 

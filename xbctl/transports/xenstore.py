@@ -28,8 +28,11 @@ from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
     DYNAMIC_MIN,
     FEATURE_BALLOON,
     GUEST_CURRENT,
+    GUEST_DIR,
     GUEST_MAX,
     GUEST_MIN,
+    GUEST_READS,
+    HOST_READS,
     NODE_PATHS,
     STATIC_MAX,
     TARGET,
@@ -155,15 +158,40 @@ class Txn:
 
     def prefetch_balloons(self, domains) -> None:
         """Read, in one pipelined batch, every node balloon_from reads for DOMAINS (Domains
-        or ids) that this transaction has not read or written yet."""
+        or ids) that this transaction has not read or written yet.
+
+        The four guest nodes under data/balloon are usually absent: one XS_DIRECTORY of
+        data/balloon stands for them (six requests a domain, not nine), and only the ones it
+        lists are then read, in a second batch. A directory Xenstore will not list (EACCES)
+        is read node by node, as before, so each node keeps its own answer.
+        """
         cache = self._state.values
-        paths = [
-            path
-            for domain in domains
-            for path in (f"/local/domain/{getattr(domain, 'id', domain)}/{rel}" for rel in BALLOON_READS)
-            if path not in cache
-        ]
-        cache.update(zip(paths, self.store.read_paths(paths)))
+        reads: list[str] = []
+        listed: list[tuple[str, list[str]]] = []  # (data/balloon path, its guest nodes not yet known)
+        for domain in domains:
+            base = f"/local/domain/{getattr(domain, 'id', domain)}/"
+            reads.extend(path for path in (base + rel for rel in HOST_READS) if path not in cache)
+            unknown_guest = [path for path in (base + rel for rel in GUEST_READS) if path not in cache]
+            if unknown_guest:
+                listed.append((base + GUEST_DIR, unknown_guest))
+        values, children = self.store.read_and_list(reads, [directory for directory, _paths in listed])
+        cache.update(zip(reads, values))
+        again: list[str] = []
+        for (directory, paths), names in zip(listed, children):
+            if names is None:  # no data/balloon: none of its nodes exists
+                cache.update(dict.fromkeys(paths))
+                continue
+            if isinstance(names, XbctlError):
+                again.extend(paths)  # not listable: each node answers for itself
+                continue
+            present = set(names)
+            for path in paths:
+                if path.rpartition("/")[2] in present:
+                    again.append(path)
+                else:
+                    cache[path] = None
+        if again:
+            cache.update(zip(again, self.store.read_paths(again)))
 
     def write(self, rel: str, value: str) -> None:
         """Set REL to VALUE (sent by flush)."""
@@ -302,6 +330,32 @@ class XenstoreTransport(XlWrites, Transport):
             else:
                 values.append(decode_value(answer.rstrip(NUL)))
         return values
+
+    def read_and_list(
+        self, read: list[str], listed: list[str]
+    ) -> tuple[list[str | None | XbctlError], list[list[str] | None | XbctlError]]:
+        """The values at READ and the children of LISTED, in one pipelined batch: each a
+        value (or list of names), None when it does not exist, or the XbctlError Xenstore
+        answered for it; a lost connection is raised."""
+        requests = [(Op.READ, path.encode() + NUL) for path in read]
+        requests += [(Op.DIRECTORY, path.encode() + NUL) for path in listed]
+        try:
+            answers = self.client.pipeline(requests) if requests else []
+        except XenstoreLost as exc:
+            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
+        values: list[str | None | XbctlError] = []
+        for path, answer in zip(read, answers):
+            if isinstance(answer, XenstoreReplyError):
+                values.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
+            else:
+                values.append(decode_value(answer.rstrip(NUL)))
+        children: list[list[str] | None | XbctlError] = []
+        for path, answer in zip(listed, answers[len(read):]):
+            if isinstance(answer, XenstoreReplyError):
+                children.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
+            else:
+                children.append([decode_value(name) for name in answer.split(NUL) if name])
+        return values, children
 
     def send_writes(self, writes: list[tuple[Op, str, str | None]]) -> None:
         """Send WRITES ((Op.WRITE, path, value) or (Op.RM, path, None)) in one pipelined batch,
