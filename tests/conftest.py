@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +21,26 @@ from typer.testing import CliRunner
 from xbctl.cli import app
 
 pytest_plugins = ["xen_fixtures"]
+
+
+class _SeparateStderrRunner(CliRunner):
+    """click 8.1's runner (under Debian 12's Typer 0.7): stderr apart, and flushed before it is read."""
+
+    def __init__(self) -> None:
+        super().__init__(mix_stderr=False)
+
+    @contextlib.contextmanager
+    def isolation(self, *args, **kwargs):
+        with super().isolation(*args, **kwargs) as streams:
+            sys.stderr.reconfigure(write_through=True)  # click 8.1 reads its stderr buffer unflushed
+            yield streams
+
+
+def cli_runner() -> CliRunner:
+    """Typer's runner with stdout and stderr apart, whichever click is underneath."""
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return _SeparateStderrRunner()
+    return CliRunner()  # click 8.2 and Typer's own click keep them apart
 
 
 @dataclass
@@ -67,7 +90,7 @@ class Xbctl:
 
     def __call__(self, *args: str, env: dict | None = None) -> Outcome:
         """Run xbctl ARGS in-process through Typer's runner."""
-        runner = CliRunner()
+        runner = cli_runner()
         result = runner.invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
         return Outcome(result.exit_code, result.stdout, result.stderr)
 

@@ -1,6 +1,8 @@
 """The Debian package: built with dpkg-buildpackage (debhelper, dh-python/pybuild) from a copy of
-the tree, checked with lintian, unpacked into a throwaway root (dpkg -x), and run from there:
-xbctl -a, man -l on its page, a bash completion, and systemd-analyze verify on its unit."""
+the tree, checked with lintian, resolved by apt against this Debian's archive (apt-get install
+--simulate), unpacked into a throwaway root (dpkg -x), and run from there on Debian's own Python
+and its own python3-typer (0.7 on Debian 12): xbctl -a, --help, a usage error, man -l on its page,
+a bash completion, and systemd-analyze verify on its unit."""
 
 from __future__ import annotations
 
@@ -18,10 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_python3", "lintian", "systemd-analyze", "man")
 UNIT = "lib/systemd/system/xbctl-policy.service"
+DEBIAN_PYTHON = "/usr/bin/python3"
+DEBIAN_SITE = "/usr/lib/python3/dist-packages"
 
 
 def debian_env(**extra: str) -> dict[str, str]:
-    return {"HOME": os.environ.get("HOME", "/root"), "PATH": DEBIAN_PATH, "LANG": "C.UTF-8", **extra}
+    # PYTHONNOUSERSITE: Debian's Python sees Debian's packages only, never a Typer under ~/.local.
+    return {"HOME": os.environ.get("HOME", "/root"), "PATH": DEBIAN_PATH, "LANG": "C.UTF-8",
+            "PYTHONNOUSERSITE": "1", **extra}
+
+
+def installed_env(installed: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment to run the unpacked package with Debian's Python, on the simulator."""
+    return debian_env(PYTHONPATH=str(installed / DEBIAN_SITE.lstrip("/")), XBCTL_TRANSPORT="sim",
+                      XBCTL_SIM_STATE=str(tmp_path / "sim.json"), COLUMNS="100", **extra)
 
 
 def run(argv: list[str], *, env: dict, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -85,7 +97,10 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
         assert f" {path}\n" in listing, (path, listing)
     assert "tests/" not in listing and ".pyc" not in listing
     control = run(["dpkg-deb", "-f", str(deb), "Depends"], env=debian_env()).stdout
-    assert "python3-rich" in control and "python3-typer (>= 0.26)" in control, control
+    # What Debian 12 has: python3-typer 0.7, python3-click 8.1, python3-rich 13.3.
+    depends = [item.strip() for item in control.split(",")]
+    for needed in ("python3-typer (>= 0.7)", "python3-click (>= 8.0)", "python3-rich", "python3-shellingham"):
+        assert needed in depends, (needed, control)
     conffiles = run(["dpkg-deb", "-I", str(deb), "conffiles"], env=debian_env()).stdout
     assert conffiles.split() == ["/etc/xbctl.conf"], conffiles
 
@@ -97,6 +112,42 @@ def test_lintian_is_clean(built):
     done = run(["lintian", "--fail-on", "error,warning", "--display-info", str(changes[0])], env=debian_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert not [line for line in done.stdout.splitlines() if line.startswith(("E:", "W:"))], done.stdout
+
+
+def test_apt_installs_the_package_on_this_debian(deb, tmp_path):
+    # apt resolves every Depends against this Debian's archive and what is installed (Debian 12:
+    # python3-typer 0.7, python3-click 8.1, python3-rich 13.3); --simulate needs no root.
+    done = run(["apt-get", "install", "--simulate", "--no-install-recommends", str(deb)], env=debian_env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("Inst xbctl ") for line in lines), done.stdout[-3000:]
+    assert not [line for line in lines if line.startswith("Remv ")], done.stdout[-3000:]
+    # The check can fail: the same package asking for a Typer newer than Debian's is refused.
+    newer = installed_typer_version().split(".")
+    demanding = rebuilt_with_depends(deb, tmp_path, f"python3-typer (>= {int(newer[0])}.{int(newer[1]) + 1})")
+    refused = run(["apt-get", "install", "--simulate", "--no-install-recommends", str(demanding)], env=debian_env())
+    assert refused.returncode != 0 and "python3-typer (>=" in refused.stdout + refused.stderr, refused
+
+
+def installed_typer_version() -> str:
+    """The upstream version of Debian's python3-typer on this machine (0.7.0 on Debian 12)."""
+    done = run(["dpkg-query", "-W", "-f", "${Version}", "python3-typer"], env=debian_env())
+    assert done.returncode == 0, f"python3-typer is not installed (tests/run installs it): {done.stderr}"
+    return done.stdout.split(":")[-1].split("-")[0]
+
+
+def rebuilt_with_depends(deb: Path, tmp_path: Path, typer_depends: str) -> Path:
+    """A copy of DEB whose python3-typer dependency is TYPER_DEPENDS."""
+    tree = tmp_path / "tree"
+    assert run(["dpkg-deb", "-R", str(deb), str(tree)], env=debian_env()).returncode == 0
+    control = tree / "DEBIAN" / "control"
+    text = control.read_text()
+    assert "python3-typer (>= 0.7)" in text, text
+    control.write_text(text.replace("python3-typer (>= 0.7)", typer_depends))
+    rebuilt = tmp_path / deb.name
+    done = run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(rebuilt)], env=debian_env())
+    assert done.returncode == 0, done
+    return rebuilt
 
 
 def test_installed_xbctl_runs_on_debians_python(installed, tmp_path):
@@ -124,6 +175,42 @@ def test_installed_xbctl_runs_on_debians_python(installed, tmp_path):
     assert "->" not in policy.stderr
 
 
+# Help and usage errors: Typer's work. Each comes out of the unpacked package on Debian's own
+# Typer exactly as out of this tree on the pinned Typer the tests run with.
+TYPER_LINES = [
+    ["--help"], ["mem-set", "--help"], ["list", "--help"], ["sim", "reset", "--help"],
+    ["-Z"], ["mem-set", "web"], ["list", "--bogus"], ["--transport", "bogus", "-a"], ["sim", "reset", "--clock", "x"],
+]
+
+
+def test_installed_help_and_usage_errors_on_debians_typer(installed, tmp_path):
+    env = installed_env(installed, tmp_path)
+    probe = "import click, typer; print(typer.__version__, typer.__file__, click.__version__)"
+    typer_version, typer_file, click_version = run([DEBIAN_PYTHON, "-c", probe], env=env, cwd=tmp_path).stdout.split()
+    assert typer_file.startswith(DEBIAN_SITE + "/") and typer_version == installed_typer_version(), typer_file
+    script = str(installed / "usr/bin/xbctl")
+    help_text = run([script, "--help"], env=env)
+    assert help_text.returncode == 0 and help_text.stderr == "", help_text
+    assert help_text.stdout.startswith("Usage: xbctl [OPTIONS] COMMAND [ARGS]...\n"), help_text.stdout[:500]
+    assert "\nCommands:\n  current " in help_text.stdout and "╭" not in help_text.stdout, help_text.stdout
+    mem_set = run([script, "mem-set", "--help"], env=env)
+    assert mem_set.returncode == 0 and mem_set.stdout.startswith("Usage: xbctl mem-set [OPTIONS] DOMAIN SIZE\n"), mem_set
+    unknown = run([script, "-Z"], env=env)
+    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
+        2, "", "xbctl: no such option: -Z\nxbctl: hint: see 'xbctl --help'\n"), unknown
+    # The same words as the pinned Typer's, from this tree (the test run's Python).
+    pinned = run([sys.executable, "-c", probe], env={**os.environ}, cwd=tmp_path).stdout.split()[0]
+    tree_env = {**os.environ, "PYTHONPATH": str(ROOT), "XBCTL_TRANSPORT": "sim",
+                "XBCTL_SIM_STATE": str(tmp_path / "tree-sim.json"), "COLUMNS": "100"}
+    for args in TYPER_LINES:
+        debian = run([script, *args], env=env)
+        tree = run([sys.executable, "-m", "xbctl", *args], env=tree_env, cwd=tmp_path)
+        assert debian.returncode in (0, 2) and (debian.stdout or debian.stderr), (args, debian)
+        versions = f"Debian's Typer {typer_version} (click {click_version}), pinned Typer {pinned}"
+        assert (debian.returncode, debian.stdout, debian.stderr) == (tree.returncode, tree.stdout, tree.stderr), (
+            args, versions, debian, tree)
+
+
 def test_installed_man_page_renders(installed):
     page = installed / "usr/share/man/man8/xbctl.8.gz"
     done = run(["man", "-l", str(page)], env=debian_env(MANPAGER="cat", MANWIDTH="80", MAN_KEEP_FORMATTING=""))
@@ -134,13 +221,11 @@ def test_installed_man_page_renders(installed):
 
 
 def test_installed_bash_completion_completes(installed, tmp_path):
-    # The installed completion file, calling the installed xbctl (with this test run's Python,
-    # which has the Typer the package depends on: Debian 12's python3-typer is 0.7).
+    # The installed completion file, calling the installed xbctl (its #! is Debian's Python, with
+    # Debian's own Typer: 0.7 on Debian 12), first on PATH as after apt install.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    wrapper = bin_dir / "xbctl"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {installed}/usr/bin/xbctl "$@"\n')
-    wrapper.chmod(0o755)
+    (bin_dir / "xbctl").symlink_to(installed / "usr/bin/xbctl")
     completion = installed / "usr/share/bash-completion/completions/xbctl"
     script = "\n".join([
         f"source {completion}",
@@ -152,12 +237,15 @@ def test_installed_bash_completion_completes(installed, tmp_path):
         "COMP_WORDS=(xbctl pol); COMP_CWORD=1",
         'COMPREPLY=(); _xbctl_completion xbctl pol xbctl',
         'printf "%s\\n" "${COMPREPLY[@]}"',
+        "COMP_LINE='xbctl -d w'; COMP_POINT=${#COMP_LINE}",  # a domain: click resolves the option
+        "COMP_WORDS=(xbctl -d w); COMP_CWORD=2",
+        'COMPREPLY=(); _xbctl_completion xbctl w -d',
+        'printf "%s\\n" "${COMPREPLY[@]}"',
     ])
-    env = debian_env(PATH=f"{bin_dir}:{DEBIAN_PATH}", PYTHONPATH=str(installed / "usr/lib/python3/dist-packages"),
-                     XBCTL_SIM_STATE=str(tmp_path / "sim.json"), XBCTL_TRANSPORT="sim", HOME=str(tmp_path))
+    env = installed_env(installed, tmp_path, PATH=f"{bin_dir}:{DEBIAN_PATH}", HOME=str(tmp_path))
     done = run(["bash", "--norc", "--noprofile", "-c", script], env=env, timeout=60)
     assert done.returncode == 0, done
-    assert done.stdout.split() == ["mem-set", "mem-max", "policy"], done
+    assert done.stdout.split() == ["mem-set", "mem-max", "policy", "web"], done
 
 
 def test_unit_passes_systemd_analyze_verify(installed, tmp_path):

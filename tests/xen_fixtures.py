@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 from pyxs import Client
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import Outcome  # noqa: E402
+from conftest import Outcome, cli_runner  # noqa: E402
 from xenharness import Xenstored, ensure_tools  # noqa: E402
 from xenharness.hypervisor import Domain, FakeHypervisor, preload_client_libs, run_xl  # noqa: E402
 
@@ -114,7 +113,7 @@ class XenHost:
     # xbctl runs
     def __call__(self, *args: str, env: dict | None = None) -> Outcome:
         """xbctl ARGS in-process (Typer's runner), from the host."""
-        result = CliRunner().invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
+        result = cli_runner().invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
     def process_env(self, env: dict | None = None) -> dict:

@@ -246,10 +246,18 @@ def serve(group: Any, instruction: str) -> NoReturn:
     sys.exit(0)
 
 
+def _shell_completion() -> Any:
+    """click's shell_completion module: Typer's own copy (0.2x) or the system's click (Typer 0.7)."""
+    try:
+        from typer._click import shell_completion
+    except ImportError:
+        from click import shell_completion
+    return shell_completion
+
+
 def _respond(group: Any, shell: str, argv: list[str]) -> str:
     if shell == "bash":
-        from typer._click.shell_completion import split_arg_string
-
+        split_arg_string = _shell_completion().split_arg_string
         line, bash_word = (list(argv) + ["", ""])[:2]
         words = split_arg_string(line)
         incomplete = words.pop() if words and line and not line[-1].isspace() else ""
@@ -277,8 +285,10 @@ def _respond(group: Any, shell: str, argv: list[str]) -> str:
 
 def complete_words(group: Any, args: list[str], incomplete: str) -> Answer:
     """What may replace INCOMPLETE after ARGS (the words after the program name)."""
-    from typer._click.shell_completion import _resolve_context, _resolve_incomplete
     from typer.core import TyperOption
+
+    shell_completion = _shell_completion()
+    _resolve_context, _resolve_incomplete = shell_completion._resolve_context, shell_completion._resolve_incomplete
 
     prefix = ""
     if incomplete.startswith("--") and "=" in incomplete:  # --domain=we

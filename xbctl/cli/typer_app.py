@@ -3,16 +3,26 @@
 Only loaded when the lean parser (xbctl.cli.parse) hands a command line over; Typer's
 runner (the tests) enters through XbctlGroup.main, which runs the same xbctl.cli.main.run.
 A command line Typer parses runs through the same table check and commands (execute).
+
+Written for every Typer from Debian 12's 0.7 (on the system's click 8.1) to the pinned
+0.28 (which carries its own click): parameters are declared as `param: T =
+typer.Option(default, ...)` (Typer 0.7 has no Annotated), and help is click's plain
+layout with both (Typer 0.7 draws rich panels whenever rich is importable).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+try:  # Typer 0.2x and later carry their own click
+    from typer import _click as click
+except ImportError:  # earlier Typers (Debian 12's 0.7) run on the system's click
+    import click
 
 from .. import __version__
 from ..errors import ExitStatus, XbctlError, usage_error
@@ -37,7 +47,36 @@ _PARAMS = {
 }
 
 
-class XbctlGroup(TyperGroup):
+class PlainCommand(TyperCommand):
+    """A command whose help is click's plain layout, whichever Typer draws it."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        click.Command.format_help(self, ctx, formatter)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        # An argument's metavar as written (mem-set DOMAIN SIZE, as the man page and xl
+        # say it), where Typer 0.2x would print {DOMAIN} {SIZE} and Typer 0.7 DOMAIN SIZE.
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and param.metavar:
+                pieces.append(param.metavar)
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+class PlainGroup(TyperGroup):
+    """A group whose help is click's plain layout, whichever Typer draws it."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        click.Command.format_help(self, ctx, formatter)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        # In the order they are declared (click 8.1 under Typer 0.7 would sort them).
+        return list(self.commands)
+
+
+class XbctlGroup(PlainGroup):
     """Routes sysctl names to the sysctl form and lets options follow commands."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -92,16 +131,35 @@ def typer_exception_status(exc: Exception, report) -> int | None:
 
         say("interrupted")
         return 130
-    if isinstance(exc, typer.TyperException):  # Typer's usage errors: exit 2
-        message = exc.format_message()  # type: ignore[attr-defined]
+    if isinstance(exc, click.ClickException):  # Typer's usage errors: exit 2
+        message, hint = _usage_words(exc)
         return report(
             XbctlError(
                 message[:1].lower() + message[1:],
                 status=ExitStatus(getattr(exc, "exit_code", 2)),
-                hint="see 'xbctl --help'",
+                hint=hint,
             )
         )
     return None
+
+
+def _usage_words(exc: Any) -> tuple[str, str]:
+    """The message and hint of click's usage error EXC, in the same words with every Typer."""
+    # click 8.1 (Typer 0.7) and Typer 0.28's click word these two differently: say them our way.
+    errors = click.exceptions
+    if isinstance(exc, errors.NoSuchOption) and exc.possibilities:
+        return f"no such option: {exc.option_name}", f"did you mean {' or '.join(sorted(exc.possibilities))}?"
+    if (
+        isinstance(exc, errors.BadParameter)
+        and not isinstance(exc, errors.MissingParameter)
+        and exc.param_hint is None
+        and exc.param is not None
+    ):
+        where = " / ".join(f"'{spelling}'" for spelling in exc.param.opts)
+        if getattr(exc.param, "envvar", None) and getattr(exc.param, "show_envvar", False):
+            where += f" (env var: '{exc.param.envvar}')"  # the bad value may have come from there
+        return f"invalid value for {where}: {exc.message}", "see 'xbctl --help'"
+    return exc.format_message(), "see 'xbctl --help'"
 
 
 def _execute(ctx: typer.Context, command, args: list[str], local: dict | None = None) -> None:
@@ -162,92 +220,63 @@ TransportName = __import__("enum").Enum("TransportName", {name: name for name in
 @app.callback()
 def main_callback(
     ctx: typer.Context,
-    show_all: Annotated[bool, typer.Option("-a", "--all", help="Show every node of the domain.")] = False,
-    all_domains: Annotated[
-        bool,
-        typer.Option(
-            "-A", "--all-domains",
-            help="Read every domain (each line names its domain; with -e, one [DOMAIN] section each).",
-        ),
-    ] = False,
-    system: Annotated[
-        bool,
-        typer.Option(
-            "--system",
-            help="Apply /etc/xbctl.conf, /etc/xbctl.d and /usr/lib/xbctl.d (sysctl's order) as one change.",
-        ),
-    ] = False,
-    write: Annotated[
-        bool, typer.Option("-w", "--write", help="Write NAME=VALUE assignments (implied by '=').")
-    ] = False,
-    values_only: Annotated[bool, typer.Option("-n", help="Print values only, without names.")] = False,
-    equals: Annotated[bool, typer.Option("-e", help="Print name=value, for reuse with -f.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
-    settings_files: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "-f", "--file", metavar="FILE",
-            help="Apply a file of name=value lines (name?=value: optional); several apply in order, as one change.",
-        ),
-    ] = None,
-    domain: Annotated[
-        Optional[str],
-        typer.Option("-d", "--domain", metavar="NAME|ID", help="Act on this domain (default: our own)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check and show a write without writing.")
-    ] = False,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="After a target change, wait until current reaches it.")
-    ] = False,
-    timeout_text: Annotated[
-        Optional[str],
-        typer.Option("--timeout", metavar="SECONDS", help="Give up --wait after SECONDS."),
-    ] = None,
-    transport_name: Annotated[
-        Optional[TransportName],
-        typer.Option(
-            "--transport",
-            envvar="XBCTL_TRANSPORT",
-            help="sim or xenstore (default: xenstore when reachable, else sim).",
-        ),
-    ] = None,
-    sim_state: Annotated[
-        Optional[str],
-        typer.Option("--sim-state", metavar="PATH", envvar="XBCTL_SIM_STATE", help="Simulator state file."),
-    ] = None,
-    override_guest_floor: Annotated[
-        bool,
-        typer.Option(
-            "--override-guest-floor",
-            help="Let the host write target or min below the floor the guest publishes (data/balloon/min).",
-        ),
-    ] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
-    ] = False,
-    install_completion: Annotated[
-        bool,
-        typer.Option(
-            "--install-completion",
-            callback=_install_completion_callback,
-            is_eager=True,
-            expose_value=False,
-            help="Install tab completion for the current shell (bash, zsh or fish).",
-        ),
-    ] = False,
-    show_completion: Annotated[
-        Optional[str],
-        typer.Option(
-            "--show-completion",
-            metavar="SHELL",
-            callback=_show_completion_callback,
-            is_eager=True,
-            expose_value=False,
-            help="Print the completion script for SHELL (bash, zsh or fish).",
-        ),
-    ] = None,
+    show_all: bool = typer.Option(False, "-a", "--all", help="Show every node of the domain."),
+    all_domains: bool = typer.Option(
+        False, "-A", "--all-domains",
+        help="Read every domain (each line names its domain; with -e, one [DOMAIN] section each).",
+    ),
+    system: bool = typer.Option(
+        False, "--system",
+        help="Apply /etc/xbctl.conf, /etc/xbctl.d and /usr/lib/xbctl.d (sysctl's order) as one change.",
+    ),
+    write: bool = typer.Option(False, "-w", "--write", help="Write NAME=VALUE assignments (implied by '=')."),
+    values_only: bool = typer.Option(False, "-n", help="Print values only, without names."),
+    equals: bool = typer.Option(False, "-e", help="Print name=value, for reuse with -f."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+    settings_files: Optional[list[str]] = typer.Option(
+        None, "-f", "--file", metavar="FILE",
+        help="Apply a file of name=value lines (name?=value: optional); several apply in order, as one change.",
+    ),
+    domain: Optional[str] = typer.Option(
+        None, "-d", "--domain", metavar="NAME|ID", help="Act on this domain (default: our own)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check and show a write without writing."),
+    wait: bool = typer.Option(False, "--wait", help="After a target change, wait until current reaches it."),
+    timeout_text: Optional[str] = typer.Option(
+        None, "--timeout", metavar="SECONDS", help="Give up --wait after SECONDS."
+    ),
+    transport_name: Optional[TransportName] = typer.Option(
+        None, "--transport",
+        metavar=f"<{'|'.join(TRANSPORT_NAMES)}>",  # click 8.1 would say [sim|xenstore], as if optional
+        envvar="XBCTL_TRANSPORT",
+        help="sim or xenstore (default: xenstore when reachable, else sim).",
+    ),
+    sim_state: Optional[str] = typer.Option(
+        None, "--sim-state", metavar="PATH", envvar="XBCTL_SIM_STATE", help="Simulator state file."
+    ),
+    override_guest_floor: bool = typer.Option(
+        False, "--override-guest-floor",
+        help="Let the host write target or min below the floor the guest publishes (data/balloon/min).",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+    install_completion: bool = typer.Option(
+        False, "--install-completion",
+        callback=_install_completion_callback,
+        is_eager=True,
+        expose_value=False,
+        help="Install tab completion for the current shell (bash, zsh or fish).",
+    ),
+    show_completion: Optional[str] = typer.Option(
+        None, "--show-completion",
+        metavar="SHELL",
+        callback=_show_completion_callback,
+        is_eager=True,
+        expose_value=False,
+        help="Print the completion script for SHELL (bash, zsh or fish).",
+    ),
 ) -> None:
     """Inspect and steer the Xen memory balloon of domains, sysctl-style."""
     given = dict(locals())
@@ -267,8 +296,8 @@ def main_callback(
         _execute(ctx, SYSCTL, [])
 
 
-@app.command(SYSCTL_COMMAND, hidden=True)
-def sysctl_command(ctx: typer.Context, names: Annotated[Optional[list[str]], typer.Argument()] = None) -> None:
+@app.command(SYSCTL_COMMAND, hidden=True, cls=PlainCommand)
+def sysctl_command(ctx: typer.Context, names: Optional[list[str]] = typer.Argument(None)) -> None:
     """The sysctl form: NAME reads, NAME=VALUE writes."""
     _execute(ctx, SYSCTL, names or [])
 
@@ -276,10 +305,9 @@ def sysctl_command(ctx: typer.Context, names: Annotated[Optional[list[str]], typ
 def _node_command(node):
     def command(
         ctx: typer.Context,
-        value: Annotated[
-            Optional[str],
-            typer.Argument(metavar="[VALUE]", help="New value in KiB unless a unit is given."),
-        ] = None,
+        value: Optional[str] = typer.Argument(
+            None, metavar="[VALUE]", help="New value in KiB unless a unit is given."
+        ),
     ) -> None:
         _execute(ctx, COMMANDS[node.key], [] if value is None else [value])
 
@@ -290,43 +318,45 @@ def _node_command(node):
 
 for _node in NODES:
     _command = _node_command(_node)
-    app.command(_node.key, help=_command.__doc__, short_help=f"{_node.summary} ({_node.access})")(_command)
+    app.command(_node.key, help=_command.__doc__, short_help=f"{_node.summary} ({_node.access})", cls=PlainCommand)(
+        _command
+    )
 
-DomainArgument = Annotated[str, typer.Argument(metavar="DOMAIN", help="Domain name or id.")]
-SizeArgument = Annotated[str, typer.Argument(metavar="SIZE", help="MiB unless a unit is given (as xl).")]
+
+def _domain_argument() -> Any:
+    return typer.Argument(..., metavar="DOMAIN", help="Domain name or id.")
 
 
-@app.command("mem-set")
-def mem_set(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
+def _size_argument() -> Any:
+    return typer.Argument(..., metavar="SIZE", help="MiB unless a unit is given (as xl).")
+
+
+@app.command("mem-set", cls=PlainCommand)
+def mem_set(ctx: typer.Context, domain: str = _domain_argument(), size: str = _size_argument()) -> None:
     """Set DOMAIN's target, as xl mem-set (MiB without a unit)."""
     _execute(ctx, COMMANDS["mem-set"], [domain, size])
 
 
-@app.command("mem-max")
-def mem_max(ctx: typer.Context, domain: DomainArgument, size: SizeArgument) -> None:
+@app.command("mem-max", cls=PlainCommand)
+def mem_max(ctx: typer.Context, domain: str = _domain_argument(), size: str = _size_argument()) -> None:
     """Set DOMAIN's xen-max, as xl mem-max (MiB without a unit)."""
     _execute(ctx, COMMANDS["mem-max"], [domain, size])
 
 
-@app.command("list")
+@app.command("list", cls=PlainCommand)
 def list_command(
     ctx: typer.Context,
-    domains: Annotated[
-        Optional[list[str]],
-        typer.Argument(metavar="[DOMAIN]...", help="Only these domains (names or ids), in this order."),
-    ] = None,
-    long: Annotated[
-        bool,
-        typer.Option("--long", "-l", help="Every node in KiB and the driver, in fixed columns (also on a terminal)."),
-    ] = False,
-    output_format: Annotated[
-        Optional[str],
-        typer.Option(
-            "--format",
-            metavar="FORMAT",
-            help="prometheus: the exporter's metrics, for node_exporter's textfile collector.",
-        ),
-    ] = None,
+    domains: Optional[list[str]] = typer.Argument(
+        None, metavar="[DOMAIN]...", help="Only these domains (names or ids), in this order."
+    ),
+    long: bool = typer.Option(
+        False, "--long", "-l", help="Every node in KiB and the driver, in fixed columns (also on a terminal)."
+    ),
+    output_format: Optional[str] = typer.Option(
+        None, "--format",
+        metavar="FORMAT",
+        help="prometheus: the exporter's metrics, for node_exporter's textfile collector.",
+    ),
 ) -> None:
     """Show every domain's current, target, min, max and xen-max: a table on a terminal,
     fixed columns for scripts (xl list's layout; -n drops the header line)."""
@@ -338,25 +368,24 @@ def list_command(
     _execute(ctx, COMMANDS["list"], list(domains or []), local or None)
 
 
-@app.command("exporter")
+@app.command("exporter", cls=PlainCommand)
 def exporter_command(
     ctx: typer.Context,
-    listen: Annotated[
-        str,
-        typer.Option("--listen", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics."),
-    ],
+    listen: str = typer.Option(
+        ..., "--listen", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics."
+    ),
 ) -> None:
     """Serve every domain's balloon as Prometheus metrics until interrupted."""
     _execute(ctx, COMMANDS["exporter"], [], {"--listen": listen})
 
 
-@app.command("top")
+@app.command("top", cls=PlainCommand)
 def top_command(ctx: typer.Context) -> None:
     """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
     _execute(ctx, COMMANDS["top"], [])
 
 
-sim_app = typer.Typer(help="Control the simulated host (the embedded default).")
+sim_app = typer.Typer(cls=PlainGroup, help="Control the simulated host (the embedded default).")
 app.add_typer(sim_app, name="sim")
 
 
@@ -374,42 +403,37 @@ def _local(**options: Any) -> dict:
     }
 
 
-@sim_app.command("advance")
+@sim_app.command("advance", cls=PlainCommand)
 def sim_advance(
     ctx: typer.Context,
-    seconds: Annotated[str, typer.Argument(metavar="SECONDS", help="Simulated seconds to let pass.")],
+    seconds: str = typer.Argument(..., metavar="SECONDS", help="Simulated seconds to let pass."),
 ) -> None:
     """Let SECONDS of simulated time pass (the balloon threads move meanwhile)."""
     _execute(ctx, SIM_COMMANDS["advance"], [seconds])
 
 
-@sim_app.command("reset")
+@sim_app.command("reset", cls=PlainCommand)
 def sim_reset(
     ctx: typer.Context,
-    clock: Annotated[
-        Optional[Clock], typer.Option(help="wall (default): time passes by itself; manual: only `sim advance`.")
-    ] = None,
-    rate: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="STEPS",
-            help="Balloon steps (512 pages each) per simulated second (default 50); 0: the same as --clock manual.",
-        ),
-    ] = None,
-    host_free: Annotated[
-        Optional[str], typer.Option(metavar="SIZE", help="Host free memory (KiB unless a unit; default 2G).")
-    ] = None,
-    position: Annotated[
-        Optional[str],
-        typer.Option(metavar="DOMAIN", help="The domain xbctl runs in (default Domain-0, the host)."),
-    ] = None,
-    guests: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="N",
-            help="Boot N guests (0 to 2000; default 3): web, db, mail, then guest4... of varied sizes and drivers.",
-        ),
-    ] = None,
+    clock: Optional[Clock] = typer.Option(
+        None, metavar="<wall|manual>", help="wall (default): time passes by itself; manual: only `sim advance`."
+    ),
+    rate: Optional[str] = typer.Option(
+        None,
+        metavar="STEPS",
+        help="Balloon steps (512 pages each) per simulated second (default 50); 0: the same as --clock manual.",
+    ),
+    host_free: Optional[str] = typer.Option(
+        None, metavar="SIZE", help="Host free memory (KiB unless a unit; default 2G)."
+    ),
+    position: Optional[str] = typer.Option(
+        None, metavar="DOMAIN", help="The domain xbctl runs in (default Domain-0, the host)."
+    ),
+    guests: Optional[str] = typer.Option(
+        None,
+        metavar="N",
+        help="Boot N guests (0 to 2000; default 3): web, db, mail, then guest4... of varied sizes and drivers.",
+    ),
 ) -> None:
     """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
     _execute(
@@ -420,46 +444,40 @@ def sim_reset(
     )
 
 
-@sim_app.command("log")
+@sim_app.command("log", cls=PlainCommand)
 def sim_log(ctx: typer.Context) -> None:
     """Show the balloon drivers' diagnostics (like dmesg in each guest)."""
     _execute(ctx, SIM_COMMANDS["log"], [])
 
 
-@app.command("agent")
+@app.command("agent", cls=PlainCommand)
 def agent_command(
     ctx: typer.Context,
-    rate: Annotated[
-        Optional[str], typer.Option(metavar="STEPS", help="Balloon steps (512 pages each) per second (default 50).")
-    ] = None,
-    boot_size: Annotated[
-        Optional[str],
-        typer.Option(metavar="SIZE", help="The guest's boot-time size (default: memory/static-max)."),
-    ] = None,
-    used: Annotated[
-        Optional[str],
-        typer.Option(metavar="SIZE", help="Memory the guest holds and never gives back (default: a quarter)."),
-    ] = None,
-    host_free: Annotated[
-        Optional[str],
-        typer.Option(metavar="SIZE", help="Free memory the hypervisor can hand out (default: plenty)."),
-    ] = None,
+    rate: Optional[str] = typer.Option(
+        None, metavar="STEPS", help="Balloon steps (512 pages each) per second (default 50)."
+    ),
+    boot_size: Optional[str] = typer.Option(
+        None, metavar="SIZE", help="The guest's boot-time size (default: memory/static-max)."
+    ),
+    used: Optional[str] = typer.Option(
+        None, metavar="SIZE", help="Memory the guest holds and never gives back (default: a quarter)."
+    ),
+    host_free: Optional[str] = typer.Option(
+        None, metavar="SIZE", help="Free memory the hypervisor can hand out (default: plenty)."
+    ),
 ) -> None:
     """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
     _execute(ctx, COMMANDS["agent"], [], _local(rate=rate, boot_size=boot_size, used=used, host_free=host_free))
 
 
-@app.command("policy")
+@app.command("policy", cls=PlainCommand)
 def policy_command(
     ctx: typer.Context,
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow",
-            help="Then watch Xenstore (@introduceDomain) and apply each new domain's settings as it appears, "
-            "until SIGTERM; SIGHUP re-reads the configuration.",
-        ),
-    ] = False,
+    follow: bool = typer.Option(
+        False, "--follow",
+        help="Then watch Xenstore (@introduceDomain) and apply each new domain's settings as it appears, "
+        "until SIGTERM; SIGHUP re-reads the configuration.",
+    ),
 ) -> None:
     """Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to every domain, each on its own."""
     _execute(ctx, COMMANDS["policy"], [], {"--follow": True} if follow else {})
