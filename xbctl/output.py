@@ -112,45 +112,28 @@ class Output:
                 lines.append(f"{prefix}{node.sysctl_name} = {value}")
         return lines
 
-    def changes(self, results, *, name_domains: bool = False) -> None:
+    def changes(self, results, *, name_domains: bool = False, files=None) -> None:
         """What writes did, sysctl-style (`name: old -> new`; `web: name: old -> new` with
-        NAME_DOMAINS), at once: a wait may follow."""
+        NAME_DOMAINS), at once: a wait may follow. With FILES (`--system`), each file is
+        announced (`* Applying FILE ...`) with the changes its lines made under it."""
         for result in results:
             self.warnings(result.warnings)
             for _name, error in result.skipped:
                 self.say(f"ignored: {error.message}")
         if self.as_json or self.quiet:
             return
-        lines = []
+        by_file: dict[str, list[str]] = {path: [] for path in files or ()}
         for result in results:
-            domain = f"{result.domain.name}: " if name_domains else ""
+            domain = f"{result.domain.name}: " if name_domains or files is not None else ""
             for change in result.changes:
                 prefix = "" if self.values_only else f"{domain}{change.node.sysctl_name}: "
-                lines.append(f"{prefix}{change.old_kib} -> {change.new_kib}")
-        if lines:
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
-        if any(result.dry_run for result in results):
-            self.say("dry run: nothing was written")
-
-    def system_changes(self, files, results) -> None:
-        """`--system`'s text: `* Applying FILE ...` for each file, then the changes its lines made."""
-        for result in results:
-            self.warnings(result.warnings)
-            for _name, error in result.skipped:
-                self.say(f"ignored: {error.message}")
-        if self.as_json or self.quiet:
-            return
-        by_file: dict[str, list[str]] = {path: [] for path in files}
-        for result in results:
-            for change in result.changes:
-                path = (change.origin or "").rpartition(":")[0]
-                prefix = "" if self.values_only else f"{result.domain.name}: {change.node.sysctl_name}: "
+                path = (change.origin or "").rpartition(":")[0] if files is not None else ""
                 by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}")
         lines = []
-        for path, changes in by_file.items():
-            lines.append(f"* Applying {path} ...")
-            lines.extend(changes)
+        for path, changed in by_file.items():
+            if files is not None:
+                lines.append(f"* Applying {path} ...")
+            lines.extend(changed)
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()

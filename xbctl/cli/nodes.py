@@ -119,7 +119,7 @@ def apply_system(options, output) -> None:
         from ..output import note_written
 
         note_written()
-    output.system_changes(files, changed)
+    output.changes(changed, files=files)
     output.written_many(xb.transport, changed)
 
 
