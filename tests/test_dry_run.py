@@ -16,7 +16,8 @@ GUEST_REQUESTS = [
     (("target", "400M"), 1, "Permission denied"),  # the toolstack's node
     (("target", "-64M"), 1, "Permission denied"),
     (("target", "-4"), 1, "Permission denied"),
-    (("min", "256M"), 1, "Permission denied"),
+    (("min", "4G"), 1, "above max"),  # a guest's root sets its own min, within the driver's rules
+    (("min", "1K"), 1, "safeguard floor"),
     (("-w", "target=400M", "min=256M"), 1, "Permission denied"),
     (("mem-set", "OWN", "400"), 1, "Permission denied"),
     (("xen-max", "1G"), 1, "only the host administrator sets xen-max"),

@@ -58,13 +58,13 @@ def test_writes(xbctl, validator, tmp_path):
     valid(validator, xbctl("--json", "--dry-run", "-w", "machdep.xen.balloon.min=256M"), "write")
     valid(validator, xbctl("--json", "mem-set", "db", "1024"), "write")
     valid(validator, xbctl("--json", "mem-max", "web", "1G"), "write")
-    # mail has no balloon driver: the write lands, and the document says nothing will act on it
+    # mail says it has no balloon driver: the write lands, and the document says nothing will act on it
     document = valid(validator, xbctl("--json", "-d", "mail", "target", "256M"), "write")
     assert document["changes"] == [
         {"node": "target", "name": "machdep.xen.balloon.target", "old_kib": 524288, "new_kib": 262144}
     ]
     assert document["warnings"] == [
-        "domain mail does not advertise a balloon driver (control/feature-balloon): nothing in it will act on target"
+        "domain mail says it has no balloon driver (control/feature-balloon = 0): nothing in it will act on target"
     ]
     settings = tmp_path / "balloon.conf"
     settings.write_text("# comment\nmachdep.xen.balloon.target = 3G\nmachdep.xen.balloon.min ?= 4K\n")

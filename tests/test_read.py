@@ -88,8 +88,12 @@ def test_list_json(xbctl):
     assert document["schema_version"] == 1 and document["kind"] == "list"
     assert [d["name"] for d in document["domains"]] == ["Domain-0", "web", "db", "mail"]
     web = document["domains"][1]
-    assert web["nodes"]["target"] == {"name": "machdep.xen.balloon.target", "value_kib": 786432}
-    assert document["domains"][3]["has_driver"] is False
+    assert web["nodes"]["target"] == {
+        "name": "machdep.xen.balloon.target", "value_kib": 786432, "memory_target_kib": 786432, "videoram_kib": 0
+    }
+    # three states: the driverless guest says so; Linux's (db) says nothing; NetBSD's publishes
+    assert [d["has_driver"] for d in document["domains"]] == [True, True, None, False]
+    assert [d["driver"] for d in document["domains"]] == ["yes", "yes", "unknown", "no"]
 
 
 def test_read_json(xbctl):

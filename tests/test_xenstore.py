@@ -109,8 +109,8 @@ def _traced_requests(trace: str) -> list[str]:
 
 REFUSALS = [
     (("-d", "web", "target", "16M"), "below min"),  # below the guest's floor once published
-    (("-d", "web", "target", "2G"), "above max 1048576 KiB"),
-    (("-d", "web", "xen-max", "512M"), "below target 786432 KiB"),
+    (("-d", "web", "target", "2G"), "above max 1 GiB (1048576 KiB)"),
+    (("-d", "web", "xen-max", "512M"), "below target 768 MiB (786432 KiB)"),
     (("-d", "web", "min", "4K"), "safeguard floor"),
     (("-d", "web", "min", "900M"), "above target"),
     (("-d", "web", "current", "512M"), "read-only node"),
@@ -133,7 +133,7 @@ def test_refused_file_writes_nothing_even_when_its_first_line_is_fine(xs, tmp_pa
     settings = tmp_path / "bad.conf"
     settings.write_text("machdep.xen.balloon.target=600M\nmachdep.xen.balloon.xen-max=100M\n")
     before = xs.listing()
-    assert_clean_failure(xs("-d", "web", "-f", str(settings)), 1, "xen-max", "below target 614400 KiB")
+    assert_clean_failure(xs("-d", "web", "-f", str(settings)), 1, "xen-max", "below target 600 MiB (614400 KiB)")
     assert xs.listing() == before
 
 
@@ -190,14 +190,21 @@ def test_domain_gone_between_lookup_and_write_is_not_recreated(xs, monkeypatch):
     assert f"{WEB}/" not in xs.listing()
 
 
-def test_write_without_feature_balloon_warns_but_writes(xs):
+def test_write_warns_only_when_the_domain_says_it_has_no_driver(xs):
+    # No control/feature-balloon (every Linux guest): unknown, the normal case, no warning.
     outcome = xs("-d", "db", "target", "1G")
     assert outcome.status == 0, outcome
-    assert "warning: domain db does not advertise a balloon driver (control/feature-balloon)" in outcome.stderr
+    assert "warning" not in outcome.stderr and "balloon driver" not in outcome.stderr, outcome
     assert xs.read("/local/domain/2/memory/target") == "1048576"
     xs.write("/local/domain/2/control/feature-balloon", "1")
     quiet = xs("-d", "db", "target", "1200M")
     assert quiet.status == 0 and "warning" not in quiet.stderr, quiet
+    # feature-balloon = 0: the domain says nothing in it acts on target; that is worth a warning.
+    xs.write("/local/domain/2/control/feature-balloon", "0")
+    warned = xs("-d", "db", "target", "1G")
+    assert warned.status == 0, warned
+    assert "xbctl: warning: domain db says it has no balloon driver (control/feature-balloon = 0)" in warned.stderr
+    assert xs.read("/local/domain/2/memory/target") == "1048576"
 
 
 def test_new_target_clears_the_drivers_old_complaint(xs):
@@ -272,7 +279,7 @@ def test_conflict_on_another_node_of_a_multi_node_change(xs, monkeypatch, tmp_pa
 def test_conflict_that_makes_the_change_illegal_is_refused(xs, monkeypatch):
     _interfere(monkeypatch, xs, f"{WEB}/memory/static-max", ["786432"])
     outcome = xs("-d", "web", "target", "900M")
-    assert_clean_failure(outcome, 1, "above max 786432 KiB")
+    assert_clean_failure(outcome, 1, "above max 768 MiB (786432 KiB)")
     assert xs.read(f"{WEB}/memory/target") == "786432"
 
 
@@ -302,7 +309,7 @@ def test_domain_0_target_below_libxl_minimum_is_refused(xs):
     """libxl refuses a dom0 target below LIBXL_MIN_DOM0_MEM (128 MiB); so does xbctl."""
     before = xs.listing()
     for args in (("mem-set", "0", "0", "--dry-run"), ("mem-set", "0", "0"), ("-d", "Domain-0", "target", "127M")):
-        assert_clean_failure(xs(*args), 1, "below min 131072 KiB")
+        assert_clean_failure(xs(*args), 1, "below min 128 MiB (131072 KiB)")
     assert xs.listing() == before
     assert xs("-d", "0", "-n", "min").stdout == "131072\n"
     # dynamic-min above the floor still wins, and 128 MiB itself is allowed.
@@ -373,8 +380,8 @@ def test_malformed_target_still_checks_min_and_max_and_refuses_relative_changes(
     xs.write(f"{WEB}/data/balloon/min", "32768")
     xs.write(f"{WEB}/memory/target", "")
     before = xs.listing()
-    assert_clean_failure(xs("mem-set", "web", "16"), 1, "below min 32768 KiB")
-    assert_clean_failure(xs("mem-set", "web", "2G"), 1, "above max 1048576 KiB")
+    assert_clean_failure(xs("mem-set", "web", "16"), 1, "below min 32 MiB (32768 KiB)")
+    assert_clean_failure(xs("mem-set", "web", "2G"), 1, "above max 1 GiB (1048576 KiB)")
     for args in (("mem-set", "web", "+64"), ("-d", "web", "target", "-64M"), ("-d", "web", "min", "64M"),
                  ("mem-max", "web", "900")):
         assert_clean_failure(xs(*args), 3, f"{WEB}/memory/target", "not a number of KiB")

@@ -108,8 +108,9 @@ def test_agent_stops_cleanly_on_a_signal(xs, sig):
     assert stderr.endswith("xbctl agent: domain web: stopped at current 786432 KiB\n"), stderr
     assert "Traceback" not in stderr
     assert not xs.exists(f"{WEB}/control/feature-balloon")  # nothing acts on target any more
+    # its data/balloon stays, so the host still reads a driver that published its balloon
     warned = xs("-d", "web", "target", "700M")
-    assert "does not advertise a balloon driver" in warned.stderr
+    assert warned.status == 0 and "warning" not in warned.stderr, warned
 
 
 def test_agent_ends_with_exit_3_when_the_daemon_dies(private_xs: XenHost):

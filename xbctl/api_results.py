@@ -51,7 +51,7 @@ class ListEntry:
     """One domain of a list; `nodes` is None and `error` says why when it could not be read."""
 
     domain: DomainRef
-    has_driver: bool
+    has_driver: bool | None  # None: unknown (Linux never says), never "no driver"
     diagnostic: str | None
     nodes: dict[str, NodeValue] | None
     error: str | None = None
@@ -158,7 +158,7 @@ def list_result(transport, rows, host_free_kib: int | None) -> ListResult:
         entries.append(
             ListEntry(
                 DomainRef(row.domain.id, row.domain.name),
-                bool(b and b.has_driver),
+                b.has_driver if b else None,
                 b.diagnostic if b else None,
                 _node_values(b) if b else None,
                 row.problem,

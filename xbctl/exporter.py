@@ -16,20 +16,23 @@ from .errors import ExitStatus, XbctlError, error_kind, usage_error
 KIB = 1024
 GAUGES = (
     ("current", "xen_balloon_current_bytes", "Memory the domain holds now (machdep.xen.balloon.current)."),
-    ("target", "xen_balloon_target_bytes", "Memory the balloon driver is steered to (memory/target)."),
+    ("target", "xen_balloon_target_bytes", "Memory the domain is steered to, video memory included (as xl mem-set)."),
     ("min", "xen_balloon_min_bytes", "Floor of the target (machdep.xen.balloon.min)."),
     ("max", "xen_balloon_max_bytes", "Most the driver can reach: xen-max clipped to its boot size."),
     ("xen-max", "xen_balloon_xen_max_bytes", "The hypervisor's limit for the domain (memory/static-max)."),
 )
-DRIVER_STATES = ("steady", "moving", "stuck", "no_driver")
+DRIVER_STATES = ("steady", "moving", "stuck", "no_driver", "unknown")
 
 
 def driver_state(entry) -> str:
-    """The balloon driver's state of a readable list entry: steady, moving, stuck or no_driver."""
-    if not entry.has_driver:
+    """The balloon driver's state of a readable list entry: steady, moving, stuck, no_driver (the
+    domain says it has none), or unknown (nothing says: every Linux guest), as the list's column."""
+    if entry.has_driver is False:
         return "no_driver"
     if entry.diagnostic:
         return "stuck"
+    if entry.has_driver is None:
+        return "unknown"
     nodes = entry.nodes
     return "steady" if nodes["current"].value_kib == nodes["target"].value_kib else "moving"
 
@@ -55,7 +58,7 @@ class BalloonCollector:
         labels = ["domain", "domid"]
         gauges = {key: GaugeMetricFamily(name, doc, labels=labels) for key, name, doc in GAUGES}
         state = StateSetMetricFamily(
-            "xen_balloon_driver_state", "The balloon driver's state (steady, moving, stuck, no_driver).", labels=labels
+            "xen_balloon_driver_state", "The balloon driver's state (steady, moving, stuck, no_driver, unknown).", labels=labels
         )
         read_error = GaugeMetricFamily(
             "xen_balloon_domain_read_error",

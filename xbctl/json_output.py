@@ -53,8 +53,12 @@ def _nodes(balloon: Balloon, nodes: Iterable[Node]) -> dict:
             entry = {"name": node.sysctl_name, "value_kib": balloon.value_kib(key)}
         if key == "current":
             entry["source"] = balloon.current_source
-        if key == "xen-max" and balloon.hypervisor_max_kib is not None:
+        elif key == "target":
+            entry["memory_target_kib"] = balloon.memory_target_kib
+            entry["videoram_kib"] = balloon.videoram_kib
+        elif key == "xen-max" and balloon.hypervisor_max_kib is not None:
             entry["hypervisor_kib"] = balloon.hypervisor_max_kib
+            entry["hypervisor_unlimited"] = balloon.hypervisor_max_unlimited
             entry["mismatch"] = balloon.max_mismatch
         result[key] = entry
     return result
@@ -80,7 +84,7 @@ def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib
     for row in rows:
         entry = {
             **_domain(row.domain),
-            "has_driver": bool(row.balloon and row.balloon.has_driver),
+            "has_driver": row.balloon.has_driver if row.balloon else None,
             "driver": _driver(row.balloon) if row.balloon else None,
             "diagnostic": row.balloon.diagnostic if row.balloon else None,
             "nodes": _nodes(row.balloon, NODES) if row.balloon else None,

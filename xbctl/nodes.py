@@ -25,6 +25,7 @@ class Balloon:
         ("target_kib", None),
         ("min_kib", None),  # effective floor: the larger of the configured and the driver's minimum
         ("xen_max_kib", None),
+        # Every size is the domain's, as `xl list` counts it: video memory included (see videoram_kib).
         ("driver_max_kib", None),  # the most the driver can handle (boot-time size); None if unknown
         ("floor_kib", None),  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
         ("has_driver", True),  # a driver acts on target; None: unknown (nothing says either way)
@@ -35,8 +36,11 @@ class Balloon:
         ("floor_hint", None),  # how the host administrator can go below floor_kib
         ("host_min_kib", None),  # min without the guest's published floor (None: no guest floor)
         ("hypervisor_max_kib", None),  # the hypervisor's maximum (max_pages * 4), when read
+        ("hypervisor_max_unlimited", False),  # max_pages is 2^32-1: the hypervisor sets no limit
         ("max_mismatch", None),  # how static-max and the hypervisor's maximum disagree
-        ("videoram_kib", 0),  # memory/videoram: an absolute target write subtracts it, as xl mem-set
+        # memory/videoram: target counts it (target is what xl mem-set takes and xl list reaches),
+        # memory/target holds target less it; xl mem-set lets memory/target reach static-max.
+        ("videoram_kib", 0),
         ("warnings", ()),  # guest-published values that were ignored, and why
         # The malformed-value error of a target that is no number (then target_kib is 0):
         # only policy's planning sees such a balloon; reads raise the error instead.
@@ -84,10 +88,17 @@ class Balloon:
 
     @property
     def max_kib(self) -> int:
-        """xen-max clipped to what the driver can handle."""
+        """The highest target accepted: xen-max (plus the video memory, as xl mem-set compares
+        memory/target with static-max), clipped to what the driver can handle."""
+        ceiling_kib = self.xen_max_kib + self.videoram_kib
         if self.driver_max_kib is None:
-            return self.xen_max_kib
-        return min(self.xen_max_kib, self.driver_max_kib)
+            return ceiling_kib
+        return min(ceiling_kib, self.driver_max_kib)
+
+    @property
+    def memory_target_kib(self) -> int:
+        """What Xenstore's memory/target holds: target less the video memory."""
+        return max(self.target_kib - self.videoram_kib, 0)
 
     def value_kib(self, key: str) -> int:
         """The value of node KEY."""
@@ -126,46 +137,75 @@ _FIELDS = {
     "xen-max": "xen_max_kib",
 }
 
-# A rule: (sysctl name, new KiB, balloon, writer_is_host) -> None, or raise the refusal.
+# A rule: (sysctl name, new KiB, balloon, writer_is_host, show) -> None, or raise the refusal.
+# SHOW(kib) renders a size for the message in the unit the user typed, with KiB beside it.
 
 
-def _read_only(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+def show_kib(kib: int) -> str:
+    """KIB for a message, when the user typed KiB."""
+    return f"{kib} KiB"
+
+
+def _read_only(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool, show=show_kib) -> None:
     raise refused(name, "read-only node")
 
 
-def _check_target(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+def _video(balloon: Balloon) -> str:
+    return f" plus its {balloon.videoram_kib} KiB of video memory" if balloon.videoram_kib else ""
+
+
+def _check_target(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool, show=show_kib) -> None:
     if new_kib < balloon.min_kib:
         origin = f" ({balloon.min_origin})" if balloon.min_origin else ""
-        raise refused(name, f"{new_kib} KiB is below min {balloon.min_kib} KiB{origin}", hint=balloon.min_hint)
+        raise refused(name, f"{show(new_kib)} is below min {show(balloon.min_kib)}{origin}", hint=balloon.min_hint)
     if new_kib > balloon.max_kib:
-        raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")
+        ceiling_kib = balloon.xen_max_kib + balloon.videoram_kib
+        if balloon.driver_max_kib is not None and balloon.driver_max_kib < ceiling_kib:
+            raise refused(
+                name,
+                f"{show(new_kib)} is above max {show(balloon.max_kib)}: the guest booted with that much and its "
+                "balloon driver cannot hot-plug memory above its boot-time size",
+                hint="the guest can use more only after it boots with more (raise its memory and maxmem, restart it)",
+            )
+        raise refused(
+            name,
+            f"{show(new_kib)} is above max {show(balloon.max_kib)}: xen-max {show(balloon.xen_max_kib)}"
+            f"{_video(balloon)}, the hypervisor's ceiling for the domain",
+            hint="raise xen-max first (xbctl mem-max DOMAIN SIZE), then the target",
+        )
 
 
-def _check_min(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+def _check_min(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool, show=show_kib) -> None:
     if new_kib < balloon.floor_kib:
         raise refused(
             name,
-            f"{new_kib} KiB is below the driver's safeguard floor {balloon.floor_kib} KiB "
+            f"{show(new_kib)} is below the driver's safeguard floor {show(balloon.floor_kib)} "
             f"(free-page reserve + {BALLAST_PAGES} pages)",
             hint=balloon.floor_hint,
         )
     if new_kib > balloon.max_kib:
-        raise refused(name, f"{new_kib} KiB is above max {balloon.max_kib} KiB")
+        raise refused(name, f"{show(new_kib)} is above max {show(balloon.max_kib)}")
     if new_kib > balloon.target_kib:
         raise refused(
             name,
-            f"{new_kib} KiB is above target {balloon.target_kib} KiB",
+            f"{show(new_kib)} is above target {show(balloon.target_kib)}",
             hint="raise target first",
         )
 
 
-def _check_xen_max(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
+def _check_xen_max(name: str, new_kib: int, balloon: Balloon, writer_is_host: bool, show=show_kib) -> None:
     if not writer_is_host:
         raise refused(name, "only the host administrator sets xen-max (this is a guest)")
-    if new_kib < balloon.target_kib:
+    # As xl mem-max: static-max may not go below memory/target (the target less its video memory).
+    if new_kib < balloon.memory_target_kib:
+        video = (
+            f" less its {balloon.videoram_kib} KiB of video memory ({show(balloon.memory_target_kib)})"
+            if balloon.videoram_kib
+            else ""
+        )
         raise refused(
             name,
-            f"{new_kib} KiB is below target {balloon.target_kib} KiB "
+            f"{show(new_kib)} is below target {show(balloon.target_kib)}{video} "
             "(memory_static_max must be greater than or equal to memory_dynamic_max)",
             hint="lower target first",
         )
@@ -177,7 +217,7 @@ class Node:
     __slots__ = ("key", "writable", "summary", "rule", "host_only")
 
     def __init__(
-        self, key: str, writable: bool, summary: str, rule: "Callable[[str, int, Balloon, bool], None]",
+        self, key: str, writable: bool, summary: str, rule: "Callable[..., None]",
         host_only: bool = False,
     ) -> None:
         self.key, self.writable, self.summary, self.rule, self.host_only = key, writable, summary, rule, host_only
@@ -197,9 +237,10 @@ class Node:
             return "read-only"
         return "read-write, host only" if self.host_only else "read-write"
 
-    def check_write(self, new_kib: int, balloon: Balloon, writer_is_host: bool) -> None:
-        """Raise the driver's refusal (EPERM) if NEW_KIB may not be written to this node."""
-        self.rule(self.sysctl_name, new_kib, balloon, writer_is_host)
+    def check_write(self, new_kib: int, balloon: Balloon, writer_is_host: bool, show=show_kib) -> None:
+        """Raise the driver's refusal (EPERM) if NEW_KIB may not be written to this node
+        (SHOW renders sizes in the message)."""
+        self.rule(self.sysctl_name, new_kib, balloon, writer_is_host, show)
 
 
 NODES: tuple[Node, ...] = (

@@ -396,14 +396,13 @@ def _write_result(
     target_written = any(
         c.node.key == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes
     )
-    if before.has_driver is not True and target_written:
-        consequence = (
-            "nothing in it will act on target"
-            if before.has_driver is False
-            else "whether anything in it acts on target is unknown (Linux and NetBSD never advertise one)"
-        )
+    # Only a domain that says it has no driver (feature-balloon = 0) is worth a warning:
+    # Linux and NetBSD never advertise theirs, and a warning about the normal case teaches
+    # people to ignore warnings.
+    if before.has_driver is False and target_written:
         result.warnings.append(
-            f"domain {domain.name} does not advertise a balloon driver (control/feature-balloon): {consequence}"
+            f"domain {domain.name} says it has no balloon driver (control/feature-balloon = 0): "
+            "nothing in it will act on target"
         )
     return result
 
@@ -419,7 +418,7 @@ def wait_for_target(
     """Block until DOMAIN's current reservation reaches TARGET_KIB, or it cannot.
 
     Following the hypervisor's figure (as libxl_wait_for_memory_target does, in both
-    directions): reached once it gets to target + videoram from the side it started on; a
+    directions): reached once it gets to target (video memory included) from the side it started on; a
     step away from the target, or no change for STALL_S seconds, ends the wait.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -433,7 +432,7 @@ def wait_for_target(
         current_kib = balloon.current_kib
         follows_hypervisor = poll_s is not None and balloon.current_source == "hypervisor"
         if follows_hypervisor:
-            goal_kib = target_kib + balloon.videoram_kib
+            goal_kib = target_kib
             started_kib = current_kib if started_kib is None else started_kib
             reached = current_kib <= goal_kib if started_kib >= goal_kib else current_kib >= goal_kib
         else:

@@ -103,10 +103,6 @@ class Output:
             if self.values_only:
                 lines.append(f"{value}")
             elif self.equals:
-                if node.key == "target":
-                    # What -f reads back: an absolute target is the domain's size with its
-                    # video memory (as xl mem-set takes it), and -f subtracts memory/videoram.
-                    value += balloon.videoram_kib
                 lines.append(f"{node.sysctl_name}={value}")
             else:
                 lines.append(f"{prefix}{node.sysctl_name} = {value}")
@@ -211,6 +207,19 @@ MIB_COLUMN = 8
 KIB_COLUMN = 12
 
 
+UNLIMITED = "unlimited"  # the hypervisor sets no maximum (max_pages 2^32-1)
+
+
+def hypervisor_max_text(balloon, shown, mark: str = "!") -> str:
+    """The hypervisor's maximum in a list column: SHOWN(KiB), `unlimited`, or `-` when not
+    read; MARK after it when it disagrees with xen-max and target."""
+    if balloon.hypervisor_max_kib is None:
+        return "-"
+    if balloon.hypervisor_max_unlimited:
+        return UNLIMITED
+    return shown(balloon.hypervisor_max_kib) + (mark if balloon.max_mismatch else "")
+
+
 def balloon_state(balloon) -> str:
     """What the balloon is doing, in the list's last column: steady, moving, no driver,
     unknown (no driver advertised: Linux never does) or the driver's complaint."""
@@ -239,15 +248,20 @@ def domain_lines(rows, *, long: bool = False, header: bool = True) -> list[str]:
     Every column but the last is one blank-free field; the last (balloon) is free text.
     """
     from .nodes import NODES
-    from .units import format_mib
+    from .units import whole_mib
 
     with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
     keys = [node.key for node in NODES] + (["hv-max"] if with_hypervisor else [])
     width = KIB_COLUMN if long else MIB_COLUMN
-    shown = str if long else format_mib
+    # Whole MiB, rounded down, as xl list prints Mem: a number a script can compare.
+    shown = str if long else whole_mib
+    # hv-max holds `unlimited` (9 characters) on most Domain-0s: its column fits it.
+    widths = [width] * len(NODES) + ([max(width, len(UNLIMITED) + 1)] if with_hypervisor else [])
     lines = []
     if header:
-        columns = [f"{'Name':<{NAME_COLUMN}}", f"{'ID':>{ID_COLUMN}}", *(f"{key:>{width}}" for key in keys)]
+        columns = [
+            f"{'Name':<{NAME_COLUMN}}", f"{'ID':>{ID_COLUMN}}", *(f"{key:>{w}}" for key, w in zip(keys, widths))
+        ]
         lines.append(" ".join([*columns, *(["driver "] if long else []), "balloon"]))
     for row in rows:
         balloon = row.balloon
@@ -257,14 +271,13 @@ def domain_lines(rows, *, long: bool = False, header: bool = True) -> list[str]:
         else:
             values = [shown(balloon.value_kib(node.key)) for node in NODES]
             if with_hypervisor:
-                hv_max = balloon.hypervisor_max_kib
-                values.append("-" if hv_max is None else shown(hv_max) + ("!" if balloon.max_mismatch else ""))
+                values.append(hypervisor_max_text(balloon, shown))
             driver = {True: "yes", False: "no", None: "unknown"}[balloon.has_driver]
             state = balloon_state(balloon)
         columns = [
             f"{plain_field(row.domain.name):<{NAME_COLUMN}}",
             f"{row.domain.id:>{ID_COLUMN}}",
-            *(f"{value:>{width}}" for value in values),
+            *(f"{value:>{w}}" for value, w in zip(values, widths)),
         ]
         if long:
             columns.append(f"{driver:<7}")

@@ -57,7 +57,7 @@ def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, widt
     are never cut; the balloon column wraps instead. Drawn line by line into one Text
     (rich's Table measures and renders every cell on its own: seconds for 1,000 domains).
     """
-    from .output import balloon_state
+    from .output import balloon_state, hypervisor_max_text
 
     with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
     caption = "memory in MiB; exact KiB with --json"
@@ -76,8 +76,7 @@ def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, widt
         else:
             values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
             if with_hypervisor:
-                hv_max = balloon.hypervisor_max_kib
-                values.append("-" if hv_max is None else format_mib(hv_max) + (" !" if balloon.max_mismatch else ""))
+                values.append(hypervisor_max_text(balloon, format_mib, " !"))
             state = escaped(balloon_state(balloon))
             style = "red" if balloon.diagnostic else _STATE_STYLES.get(state, "")
         cells.append([str(row.domain.id), printable(row.domain.name), *values])

@@ -12,8 +12,9 @@ the refusal. The rules, in the order they are checked:
 - the host's own floor for a target: memory/dynamic-min, libxl's Domain-0 minimum
   (128 MiB), or a quarter of static-max for a guest that publishes no minimum
   (host_floor, which the Xenstore model uses to compute min);
-- the guest position: inside a guest, target, min and xen-max are the toolstack's
-  (Xenstore answers a guest's write with EACCES): refused before anything is written.
+- the guest position: inside a guest, target and xen-max are the toolstack's (Xenstore
+  answers a guest's write with EACCES): refused before anything is written; min is the
+  guest's own floor, which its root may set within the driver's rules.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ExitStatus, XbctlError, refused
-from .units import round_up_to_page
+from .units import round_up_to_page, size_in_unit
 
 if TYPE_CHECKING:
     from .nodes import Balloon, Node
@@ -34,6 +35,8 @@ DOM0_MIN_KIB = 128 * 1024
 # divided by this (XAPI refuses dynamic-min below a quarter of static-max for the same reason:
 # a Linux guest sizes its kernel tables for static-max at boot and thrashes or OOMs far below).
 DEFAULT_FLOOR_DIVISOR = 4
+# The nodes a guest's own root may write (the rest are the toolstack's, EACCES).
+GUEST_WRITABLE = frozenset({"min"})
 
 
 class WriteRequest:
@@ -110,18 +113,15 @@ def host_floor(
 def resolve_kib(request: WriteRequest, balloon: "Balloon") -> int:
     """The absolute, page-rounded KiB value REQUEST asks for, given BALLOON.
 
-    An absolute target is, as for xl mem-set, the domain's size including its video memory:
-    memory/target gets it less memory/videoram. A relative change moves memory/target itself.
+    Every value is the domain's, video memory included (target is what xl mem-set takes);
+    the transport stores memory/target less memory/videoram.
     """
     amount = request.size.kib
     if request.size.relative:
         amount += balloon.value_kib(request.node.key)
     if amount.denominator != 1:
         raise refused(request.node.sysctl_name, f"{request.size.text} is not a whole number of KiB")
-    kib = round_up_to_page(int(amount))
-    if request.node.key == "target" and not request.size.relative and balloon.videoram_kib:
-        kib = max(kib - balloon.videoram_kib, 0)
-    return kib
+    return round_up_to_page(int(amount))
 
 
 def without_guest_floor(balloon: "Balloon") -> "Balloon":
@@ -184,7 +184,8 @@ def plan_writes(
             raise malformed_target_error(balloon, domain)
         try:
             new_kib = resolve_kib(request, balloon)
-            request.node.check_write(new_kib, balloon, writer_is_host)
+            unit = request.size.unit
+            request.node.check_write(new_kib, balloon, writer_is_host, lambda kib: size_in_unit(kib, unit))
         except XbctlError as exc:
             located = exc.with_prefix(request.origin) if request.origin else exc
             if request.optional:
@@ -194,7 +195,9 @@ def plan_writes(
         plan.changes.append(Change(request.node, balloon.value_kib(request.node.key), new_kib, request.origin))
         balloon = balloon.with_value(request.node.key, new_kib)
         plan.values[request.node.key] = new_kib
-    if plan.values and not writer_is_host:
-        keys = list(plan.values)
+    # A domain's administrator sets its own min (NetBSD's sysctl lets the domain's root do
+    # it): the transport publishes it as the guest's floor. The rest is the toolstack's.
+    keys = [key for key in plan.values if key not in GUEST_WRITABLE]
+    if keys and not writer_is_host:
         raise guest_position_refusal(domain, keys, locate(keys[0]) if locate else None)
     return plan

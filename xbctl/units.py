@@ -63,10 +63,16 @@ class Size:
     """A parsed size: an exact amount in KiB (an int, or a Fraction when not whole), absolute
     or a signed change."""
 
-    __slots__ = ("kib", "relative", "text")
+    __slots__ = ("kib", "relative", "text", "unit")
 
-    def __init__(self, kib, relative: bool, text: str) -> None:
+    def __init__(self, kib, relative: bool, text: str, unit: str = "k") -> None:
         self.kib, self.relative, self.text = kib, relative, text
+        self.unit = unit  # the unit it was written in (a UNIT_BYTES key; a bare number's default)
+
+    @property
+    def bare(self) -> bool:
+        """True when written as a plain decimal number, without a unit."""
+        return self.text.lstrip("+-").isdigit()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Size) and (self.kib, self.relative, self.text) == (
@@ -112,6 +118,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
                 hint=_grammar_hint(default_unit),
             )
         amount = int(hex_digits, 16)
+        unit_key = "k"
     else:
         unit_key = (unit or default_unit).lower()
         if unit_key not in UNIT_BYTES:
@@ -126,7 +133,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
         amount = _kib_of(number, UNIT_BYTES[unit_key])
     if amount > MAX_KIB:
         raise usage_error(f"invalid size {text!r}: out of range (at most {MAX_KIB} KiB)")
-    return Size(kib=-amount if sign == "-" else amount, relative=bool(sign), text=text)
+    return Size(kib=-amount if sign == "-" else amount, relative=bool(sign), text=text, unit=unit_key)
 
 
 def _grammar_hint(default_unit: str) -> str:
@@ -165,6 +172,25 @@ def is_node_kib(text: str) -> bool:
 def round_up_to_page(kib: int) -> int:
     """Round KIB up to a whole 4 KiB page, as the balloon driver does."""
     return -(-kib // PAGE_KIB) * PAGE_KIB
+
+
+_UNIT_NAMES = {KIB**2: "MiB", KIB**3: "GiB", KIB**4: "TiB"}
+
+
+def size_in_unit(kib: int, unit: str) -> str:
+    """KIB for a message in UNIT (a UNIT_BYTES key), with the exact KiB beside it: `1 GiB
+    (1048576 KiB)`; KiB and bytes show as `N KiB`."""
+    unit_bytes = UNIT_BYTES.get(unit.lower(), KIB)
+    if unit_bytes not in _UNIT_NAMES:
+        return f"{kib} KiB"
+    unit_kib = unit_bytes // KIB
+    amount = str(kib // unit_kib) if kib % unit_kib == 0 else f"{kib / unit_kib:.2f}".rstrip("0")
+    return f"{amount} {_UNIT_NAMES[unit_bytes]} ({kib} KiB)"
+
+
+def whole_mib(kib: int) -> str:
+    """KIB as whole MiB, rounded down, as xl list prints Mem (a number a script compares)."""
+    return str(kib // KIB)
 
 
 def format_mib(kib: int) -> str:

@@ -78,6 +78,10 @@ class HypervisorError(Exception):
         super().__init__(f"{call} failed: {os.strerror(errno_value)} ({self.errno_name})")
 
 
+# Xen keeps max_pages in 32 bits; ~0U is its "no limit".
+UNLIMITED_PAGES = 2**32 - 1
+
+
 class DomainInfo:
     """What the hypervisor holds for one domain (xc_domaininfo_t), in pages (immutable)."""
 
@@ -111,6 +115,12 @@ class DomainInfo:
     def max_kib(self) -> int:
         """The hypervisor's maximum for the domain (libxl's max_memkb)."""
         return self.max_pages * PAGE_KIB
+
+    @property
+    def max_unlimited(self) -> bool:
+        """True when the hypervisor sets no limit: max_pages is 2^32-1, Xen's "unlimited" (a
+        Domain-0 booted without `max:` in dom0_mem)."""
+        return self.max_pages >= UNLIMITED_PAGES
 
     @property
     def is_hvm(self) -> bool:

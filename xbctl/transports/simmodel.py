@@ -117,7 +117,9 @@ class SimDomain(_Record):
             xen_max_kib=self.xen_max_kib,
             driver_max_kib=self.boot_kib if publishes else None,
             floor_kib=floor_kib,
-            has_driver=self.driver != "none",
+            # As over Xenstore: NetBSD's publishes its balloon, Linux's says nothing (unknown),
+            # and the driverless guest says it has none (feature-balloon = 0).
+            has_driver={"netbsd": True, "linux": None, "none": False}[self.driver],
             current_source="hypervisor",
             diagnostic=self.diagnostic,
         )

@@ -2,7 +2,9 @@
 
 Mapping (decimal KiB strings, relative to /local/domain/N):
 
-    target   memory/target (as Domain-0 with the hypervisor: xl mem-set's whole effect)
+    target   memory/target + memory/videoram: what xl mem-set takes and xl list reaches (as
+             Domain-0 with the hypervisor: xl mem-set's whole effect); every figure is the
+             domain's, video memory included, so the guest's own figures get it added
     xen-max  memory/static-max (as Domain-0 with the hypervisor: also its maximum, as xl mem-max)
     min      max(host floor, data/balloon/min when sensible); the host floor is policy's
              (memory/dynamic-min, else a quarter of static-max for a guest that publishes
@@ -75,11 +77,13 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
             f"domain {domain.name}: no balloon: {txn.path(TARGET)} does not exist",
             hint="the toolstack writes memory/target when it builds the domain",
         )
+    videoram_kib = _videoram_kib(txn.read(VIDEORAM))
     # A malformed target is stood in for by 0: nothing is judged against it.
     target_known = _is_kib(target)
     target_malformed = None
     if target_known or not tolerate_malformed:
-        target_kib = _kib(txn.path(TARGET), target)
+        # The domain's target as xl mem-set takes it and xl list reaches it: with its video memory.
+        target_kib = _kib(txn.path(TARGET), target) + videoram_kib
     else:
         target_kib, target_malformed = 0, malformed_kib_error(txn.path(TARGET), target)
     static_max = txn.read(STATIC_MAX)
@@ -87,24 +91,24 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
         static_max = str(info.max_kib)
     xen_max_kib = _kib(txn.path(STATIC_MAX), static_max) if static_max is not None else target_kib
     dynamic_min_kib = _optional_kib(txn, DYNAMIC_MIN)
-    videoram_kib = _videoram_kib(txn.read(VIDEORAM))
 
-    # What the guest publishes about itself: advice, honoured only within sense.
-    guest_current_kib = _guest_kib(txn, GUEST_CURRENT, warnings)
-    guest_max_kib = _guest_kib(txn, GUEST_MAX, warnings)
-    guest_min_kib = _guest_kib(txn, GUEST_MIN, warnings)
+    # What the guest publishes about itself: advice, honoured only within sense. It counts its
+    # own memory; the domain's figures add the video memory, as for target.
+    guest_current_kib = _plus(_guest_kib(txn, GUEST_CURRENT, warnings), videoram_kib)
+    guest_max_kib = _plus(_guest_kib(txn, GUEST_MAX, warnings), videoram_kib)
+    guest_min_kib = _plus(_guest_kib(txn, GUEST_MIN, warnings), videoram_kib)
     above_target = target_known and guest_min_kib is not None and guest_min_kib > target_kib
-    if guest_min_kib is not None and (above_target or guest_min_kib > xen_max_kib):
+    if guest_min_kib is not None and (above_target or guest_min_kib > xen_max_kib + videoram_kib):
         limit = "target" if above_target else "xen-max"
         warnings.append(
-            f"domain {domain.name}: ignoring {txn.path(GUEST_MIN)} = {guest_min_kib} KiB: "
+            f"domain {domain.name}: ignoring {txn.path(GUEST_MIN)} = {guest_min_kib - videoram_kib} KiB: "
             f"a guest's floor above its {limit} is not honoured"
         )
         guest_min_kib = None
     if guest_max_kib is not None and target_known and guest_max_kib < target_kib:
         warnings.append(
-            f"domain {domain.name}: ignoring {txn.path(GUEST_MAX)} = {guest_max_kib} KiB: "
-            f"below the target {target_kib} KiB the host set"
+            f"domain {domain.name}: ignoring {txn.path(GUEST_MAX)} = {guest_max_kib - videoram_kib} KiB: "
+            f"below the target {target_kib - videoram_kib} KiB the host set"
         )
         guest_max_kib = None
     feature = txn.read(FEATURE_BALLOON)
@@ -123,7 +127,7 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
     floor_hint = None
     if guest_min_kib is not None:
         floor_hint = (
-            f"the guest publishes {txn.path(GUEST_MIN)} = {guest_min_kib} KiB; "
+            f"the guest publishes {txn.path(GUEST_MIN)} = {guest_min_kib - videoram_kib} KiB; "
             "--override-guest-floor lets the host go below it"
         )
         if guest_min_kib > host_min_kib:
@@ -136,6 +140,7 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
     else:
         current_kib, source = target_kib, "target"
     hypervisor_max_kib = info.max_kib if info is not None else None
+    unlimited = info is not None and info.max_unlimited
     return Balloon(
         current_kib=current_kib,
         target_kib=target_kib,
@@ -151,7 +156,8 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
         floor_hint=floor_hint,
         host_min_kib=host_min_kib if guest_min_kib is not None else None,
         hypervisor_max_kib=hypervisor_max_kib,
-        max_mismatch=_max_mismatch(hypervisor_max_kib, target_kib, xen_max_kib, videoram_kib),
+        hypervisor_max_unlimited=unlimited,
+        max_mismatch=None if unlimited else _max_mismatch(hypervisor_max_kib, target_kib, xen_max_kib + videoram_kib),
         videoram_kib=videoram_kib,
         warnings=tuple(warnings),
         target_malformed=target_malformed,
@@ -168,28 +174,36 @@ def _guest_kib(txn: "Txn", rel: str, warnings: list[str]) -> int | None:
     return int(text)
 
 
+def _plus(kib: int | None, more_kib: int) -> int | None:
+    return None if kib is None else kib + more_kib
+
+
+def stored_kib(key: str, kib: int, balloon: Balloon) -> int:
+    """What node KEY's Xenstore node holds for the value KIB: memory/target is the target less
+    the video memory (as xl mem-set writes it), the guest's data/balloon/min its own floor less it."""
+    return max(kib - balloon.videoram_kib, 0) if key in ("target", "guest-min") else kib
+
+
 def _videoram_kib(text: str | None) -> int:
     """memory/videoram as KiB; missing, negative ("-1": older toolstacks' "none") or garbage is 0."""
     return int(text) if text is not None and _is_kib(text) else 0
 
 
-def _max_mismatch(
-    hypervisor_max_kib: int | None, target_kib: int, static_max_kib: int, videoram_kib: int
-) -> str | None:
+def _max_mismatch(hypervisor_max_kib: int | None, target_kib: int, ceiling_kib: int) -> str | None:
     """How the hypervisor's maximum disagrees with Xenstore's figures, or None.
 
-    Below target + videoram the domain cannot reach its target; above static-max + 1024
-    (what xl mem-max leaves) it can grow past xen-max. xl mem-set leaves target + videoram
-    + 1024 and Xen's Domain-0 builder its boot size: both lie in between.
+    Below target (video memory included) the domain cannot reach its target; above
+    static-max (+ video memory) + 1024 (what xl mem-max leaves) it can grow past xen-max. xl mem-set leaves
+    target + 1024 and Xen's Domain-0 builder its boot size: both lie in between. A maximum
+    the hypervisor does not limit (Domain-0 booted without dom0_mem's max:) is no mismatch.
     """
     if hypervisor_max_kib is None:
         return None
-    lowest_kib = target_kib + videoram_kib
-    highest_kib = (static_max_kib + MAXMEM_SLACK_KIB) // 4 * 4
-    if hypervisor_max_kib < lowest_kib:
+    highest_kib = (ceiling_kib + MAXMEM_SLACK_KIB) // 4 * 4
+    if hypervisor_max_kib < target_kib:
         return (
-            f"the hypervisor's maximum {hypervisor_max_kib} KiB is below target + videoram "
-            f"({lowest_kib} KiB): the domain cannot reach its target"
+            f"the hypervisor's maximum {hypervisor_max_kib} KiB is below target "
+            f"({target_kib} KiB, video memory included): the domain cannot reach its target"
         )
     if hypervisor_max_kib > highest_kib:
         return (

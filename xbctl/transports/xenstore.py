@@ -549,7 +549,12 @@ class XenstoreTransport(XlWrites, Transport):
         txn.prefetch_balloons([domain])
         unfilled = domain.id == 0 and (txn.read(TARGET) is None or txn.read(STATIC_MAX) is None)
         info = self._domain_info(domain.id) if unfilled else None
-        return balloon_from(txn, domain, info, tolerate_malformed=True)
+        balloon = balloon_from(txn, domain, info, tolerate_malformed=True)
+        if not self.endpoint.is_socket:
+            from .xlwrite import own_floor
+
+            balloon = own_floor(balloon)
+        return balloon
 
     def snapshots(self, domains: list[Domain]) -> list[Balloon]:
         if not domains:
@@ -564,7 +569,7 @@ class XenstoreTransport(XlWrites, Transport):
         return balloons
 
     def node_location(self, domain: Domain, key: str) -> str | None:
-        rel = NODE_PATHS.get(key)
+        rel = GUEST_MIN if key == "min" and not self.endpoint.is_socket else NODE_PATHS.get(key)
         return None if rel is None else f"/local/domain/{domain.id}/{rel}"
 
 

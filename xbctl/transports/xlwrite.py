@@ -14,7 +14,9 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, unknown
-from .xenmodel import DIAGNOSTIC, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from
+from .xenmodel import (
+    DIAGNOSTIC, GUEST_MIN, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from, stored_kib,
+)
 
 if TYPE_CHECKING:
     from ..nodes import Balloon
@@ -109,6 +111,8 @@ class XlWrites:
             # Every rule is policy's, run on this snapshot inside the transaction: a refusal
             # (the malformed-target rule and the guest position among them) writes nothing.
             before = balloon_from(txn, domain, info, tolerate_malformed=True)
+            if not self.endpoint.is_socket:
+                before = own_floor(before)
             values = plan(before)
             info = self._hypervisor_domain(domain, values, info)
             if info is not None:
@@ -116,7 +120,7 @@ class XlWrites:
                     raise _FillDomain0(info)
                 info = self._apply_to_hypervisor(domain, info, values, before, original)
             for key, kib in values.items():
-                txn.write(NODE_PATHS[key], str(kib))
+                self._write_node(txn, key, kib, before)
             if values.get("target", before.target_kib) != before.target_kib:
                 # A new target: the driver tries again, its old complaint no longer applies.
                 # The same target again changes nothing for the driver, so its word stands.
@@ -245,7 +249,7 @@ class XlWrites:
                     pod_set.append(domain)
             txn = txns[len(results)]
             for key, kib in values.items():
-                txn.write(NODE_PATHS[key], str(kib))
+                self._write_node(txn, key, kib, before)
             after = before.with_values(values) if values else before
             if values.get("target", before.target_kib) != before.target_kib and before.diagnostic is not None:
                 txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
@@ -256,6 +260,14 @@ class XlWrites:
                 )
             results.append((before, after))
         return results
+
+    def _write_node(self, txn: "Txn", key: str, kib: int, before: Balloon) -> None:
+        """Write node KEY's value KIB where it lives: memory/target less the video memory (as xl
+        mem-set); a guest's own min is its published floor, data/balloon/min."""
+        if key == "min" and not self.endpoint.is_socket:
+            txn.write(GUEST_MIN, str(stored_kib("guest-min", kib, before)))
+        else:
+            txn.write(NODE_PATHS[key], str(stored_kib(key, kib, before)))
 
     def _hypervisor_domain(self, domain: Domain, values: dict[str, int], info=None):
         """The hypervisor's info for a write of VALUES to DOMAIN, or None when the hypervisor
@@ -304,15 +316,18 @@ class XlWrites:
                     set_max(kib + MAXMEM_SLACK_KIB)
                     after = after.with_fields(max_pages=(kib + MAXMEM_SLACK_KIB) // 4)
                 elif key == "target":  # xl mem-set (enforce): the maximum follows the target
-                    set_max(kib + before.videoram_kib + MAXMEM_SLACK_KIB)
+                    # KIB counts the video memory; memory/target (xl's new_target_memkb) does not.
+                    memory_target_kib = stored_kib(key, kib, before)
+                    set_max(kib + MAXMEM_SLACK_KIB)
                     if info.is_hvm:
-                        hypervisor.set_pod_target(domain.id, (kib + MAXMEM_SLACK_KIB) // 4)
+                        hypervisor.set_pod_target(domain.id, (memory_target_kib + MAXMEM_SLACK_KIB) // 4)
                     # As libxl: the domain's uuid read again after the change, for /vm/<uuid>/memory.
                     after = hypervisor.domain(domain.id)
                     if after is None:
                         raise unknown(f"domain {domain.name}: gone from the hypervisor meanwhile")
                     path = f"/vm/{after.uuid}/memory"
-                    self.call(path, lambda c, p=path, v=str(kib // 1024): c.write(p.encode(), v.encode()))
+                    mib = str(memory_target_kib // 1024)
+                    self.call(path, lambda c, p=path, v=mib: c.write(p.encode(), v.encode()))
         except HypervisorError as exc:
             status = ExitStatus.REFUSED if exc.errno_name in ("EPERM", "EACCES") else ExitStatus.UNAVAILABLE
             raise XbctlError(
@@ -348,6 +363,25 @@ class XlWrites:
                 txn.write(STATIC_MAX, str(info.max_kib))
 
         self.transact(0, body, what="Domain-0")
+
+
+# Where Linux keeps its free-page reserve (NetBSD's uvmexp.freemin), in KiB.
+MIN_FREE_KBYTES = "/proc/sys/vm/min_free_kbytes"
+
+
+def own_floor(balloon: Balloon) -> Balloon:
+    """BALLOON as its own guest's root sees it: the safeguard floor for min is the kernel's
+    free-page reserve plus the ballast, not the floor the guest published before."""
+    from ..nodes import BALLAST_PAGES
+    from ..units import PAGE_KIB, round_up_to_page
+
+    try:
+        with open(MIN_FREE_KBYTES) as reserve:
+            reserve_kib = int(reserve.read().strip())
+    except (OSError, ValueError):
+        reserve_kib = 0  # not Linux: the ballast alone
+    floor_kib = round_up_to_page(reserve_kib) + BALLAST_PAGES * PAGE_KIB + balloon.videoram_kib
+    return balloon.with_fields(floor_kib=floor_kib, floor_hint=None)
 
 
 class _Stale(Exception):

@@ -60,7 +60,11 @@ read:
   returned: when O(domain) is given
   type: dict
 domains:
-  description: Every domain's entry of the list document of C(xbctl --json list).
+  description:
+    - Every domain's entry of the list document of C(xbctl --json list).
+    - Each entry's C(has_driver) is V(true) (a balloon driver says it acts on target), V(false)
+      (the domain says it has none) or V(null) (unknown, as for every Linux guest); C(driver)
+      says the same as V(yes), V(no) or V(unknown).
   returned: when O(domain) is not given
   type: list
   elements: dict
