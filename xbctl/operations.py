@@ -193,11 +193,14 @@ def write_nodes(
     dry_run: bool,
     ignored: list[tuple[str, XbctlError]] | None = None,
     override_guest_floor: bool = False,
+    rewrite_unchanged: bool = False,
 ) -> WriteResult:
     """Apply REQUESTS to one domain atomically: all are checked before anything is written.
 
     IGNORED lists requests dropped earlier (unknown names in `name?=value`), for the result.
-    OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes.
+    OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes. REWRITE_UNCHANGED:
+    write a node even when it reads the value already (the policy service records its
+    settings in the domain's own nodes: a min that equals today's default floor still lands).
     """
     domain = transport.resolve_domain(domain_spec)
     return write_domains(
@@ -205,6 +208,7 @@ def write_nodes(
         [DomainRequests(None, None, requests, ignored or [], domain)],
         dry_run=dry_run,
         override_guest_floor=override_guest_floor,
+        rewrite_unchanged=rewrite_unchanged,
     )[0]
 
 
@@ -309,13 +313,14 @@ def write_domains(
     *,
     dry_run: bool,
     override_guest_floor: bool = False,
-    rewrite_unchanged: bool = True,
+    rewrite_unchanged: bool = False,
 ) -> list[WriteResult]:
     """Apply each resolved group's requests to its domain, all domains as one change.
 
     Every domain's requests are planned (each seeing the ones before it in its domain) before
     anything is written; one refusal writes nothing anywhere. Without REWRITE_UNCHANGED (a
-    settings file describes a state), a node that already holds its value is not written.
+    settings file describes a state, and a value read written back changes nothing), a node
+    that already holds its value is not written: no Xenstore write, no hypercall.
     """
     from .policy import plan_writes
 

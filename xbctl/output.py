@@ -124,7 +124,8 @@ class Output:
             for change in result.changes:
                 prefix = "" if self.values_only else f"{domain}{change.node.sysctl_name}: "
                 path = (change.origin or "").rpartition(":")[0] if files is not None else ""
-                by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}")
+                unchanged = " (unchanged)" if change.old_kib == change.new_kib and not self.values_only else ""
+                by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}{unchanged}")
         lines = []
         for path, changed in by_file.items():
             if files is not None:

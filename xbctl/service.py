@@ -141,7 +141,9 @@ class Applier:
         requests, ignored = requests_from_assignments(settings)
         label = f"{domain.name} ({domain.id})" if named else f"domain {domain.id}"
         try:
-            result = write_nodes(self.transport, str(domain.id), requests, dry_run=False, ignored=ignored)
+            result = write_nodes(
+                self.transport, str(domain.id), requests, dry_run=False, ignored=ignored, rewrite_unchanged=True
+            )
         except XbctlError as exc:
             if connection_lost(self.transport, exc):
                 raise

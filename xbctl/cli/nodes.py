@@ -81,7 +81,6 @@ def apply_assignments(options, output, assignments) -> None:
         groups,
         dry_run=options.dry_run,
         override_guest_floor=options.override_guest_floor,
-        rewrite_unchanged=not options.settings_files,
     )
     if options.settings_files and all(c.old_kib == c.new_kib for r in results for c in r.changes):
         output.note("nothing changed: every node already holds its value")
@@ -131,7 +130,24 @@ def run_node(invocation, options, output) -> None:
             raise usage_error(f"-w needs a value for {node.key}")
         show_nodes(options, output, [node])
         return
-    write_and_show(options, output, options.api().requests_for({node.key: invocation.args[0]}))
+    requests = options.api().requests_for({node.key: invocation.args[0]})
+    output.warnings(small_bare_kib(request) for request in requests if small_bare_kib(request))
+    write_and_show(options, output, requests)
+
+
+# A bare number below this many KiB (64 MiB) is more likely meant in MiB, as mem-set counts.
+SMALL_BARE_KIB = 64 * 1024
+
+
+def small_bare_kib(request) -> str | None:
+    """The warning for a bare number below 64 MiB: KiB, as sysctl counts, but `M` means MiB."""
+    size = request.size
+    if not request.node.writable or not size.bare or size.relative or size.kib >= SMALL_BARE_KIB:
+        return None
+    return (
+        f"{request.node.sysctl_name}: {size.text} is {size.text} KiB, as the driver counts; "
+        f"write {size.text}M for {size.text} MiB"
+    )
 
 
 def show_nodes(options, output, nodes) -> None:
