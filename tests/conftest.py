@@ -22,6 +22,10 @@ from xbctl.cli import app
 
 pytest_plugins = ["xen_fixtures"]
 
+# The xbctl under test is the one installed with this Python (its venv's console script),
+# whatever else PATH holds: every test that runs "the installed xbctl" finds it first.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
 
 class _SeparateStderrRunner(CliRunner):
     """click 8.1's runner (under Debian 12's Typer 0.7): stderr apart, and flushed before it is read."""
