@@ -265,3 +265,12 @@ def test_privcmd_refused_to_a_user_says_run_as_root(private_xs, xs_tools, nobody
     without_privcmd = run_on(["-n", "-d", "web", "target"], env, user=nobody, **{**where, "privcmd": False})
     assert (without_privcmd.status, without_privcmd.stdout) == (0, "786432\n"), without_privcmd
     assert "xc_domain_getinfolist(1) failed: No such device" in without_privcmd.stderr
+
+
+def test_xenbus_device_refused_to_a_user_says_run_as_root(xs, nobody):
+    # Inside a guest Xenstore is the xenbus device (here a pseudo-terminal relayed onto guest
+    # mail's ring, owned by root, 0620): a user who may not open it is told to be root.
+    device = xs.guest_bus.path
+    assert not os.stat(device).st_mode & 0o006
+    outcome = run_on(["-a"], {**xs.guest_env(), **UNNAMED, "XENSTORED_PATH": device}, xen="sysfs", user=nobody)
+    assert outcome == type(outcome)(3, "", refused(device))
