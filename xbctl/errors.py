@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 
 
 class ExitStatus(enum.IntEnum):
@@ -112,8 +113,6 @@ ROOTS_ONLY = "Xenstore and the hypervisor are root's; run xbctl as root (sudo xb
 def permission_denied(path: str) -> XbctlError:
     """PATH (Xenstore's socket or device, the hypervisor's privcmd) refused to us: exit 3, as a
     transport that cannot be opened; a user who is not root is told to be."""
-    import os
-
     if os.geteuid() != 0:
         return unavailable(f"{path}: Permission denied: {ROOTS_ONLY}", errno_name="EACCES")
     return unavailable(
