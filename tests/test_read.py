@@ -129,14 +129,3 @@ def _help_commands(help_text: str) -> list[str]:
         if line.startswith((" ", "│")) and not line.startswith(("      ", "│      ")):  # not a wrapped summary
             names.append(entry.split()[0])
     return names
-
-
-def test_on_xen_without_a_reachable_xenstore_the_simulator_says_so(xbctl, monkeypatch):
-    from xbctl.transports import choice as transport_module
-
-    monkeypatch.setattr(transport_module, "on_xen", lambda: True)  # as if /sys/hypervisor/type said xen
-    outcome = xbctl("-n", "target", env={"XBCTL_TRANSPORT": None, "XENSTORED_PATH": None,
-                                          "XENSTORED_RUNDIR": None})
-    assert (outcome.status, outcome.stdout) == (0, "4194304\n")
-    assert outcome.stderr.startswith("xbctl: note: this is a Xen machine but no Xenstore is reachable")
-    assert xbctl("-n", "target").stderr == ""  # --transport sim (here: XBCTL_TRANSPORT) is asked for: no note

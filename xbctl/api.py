@@ -55,8 +55,9 @@ def __getattr__(name: str):
 class Xbctl:
     """One connection to a balloon: the simulator or Xenstore (None: as the CLI chooses).
 
-    ON_NOTE(message) hears what the user should be told once (why the simulator answers
-    instead of Xenstore, why the hypervisor is not used); without it, notes are dropped.
+    ON_NOTE(message) hears what the user should be told once (why the hypervisor is not
+    used); without it, notes are dropped. `simulated_by_default` is True when no transport
+    was named and the simulator answers (no Xenstore, and no Xen, here).
     """
 
     def __init__(
@@ -66,13 +67,10 @@ class Xbctl:
         *,
         on_note: Callable[[str], None] | None = None,
     ) -> None:
-        from .transports.choice import fallback_note, open_transport
+        from .transports.choice import open_transport
 
         self.transport: Transport = open_transport(transport, sim_state)
-        if on_note is not None:
-            note = fallback_note(transport, self.transport)
-            if note:
-                on_note(note)
+        self.simulated_by_default = transport is None and self.transport.name == "sim"
         self.transport.on_note = on_note if on_note is not None else (lambda message: None)
 
     @property

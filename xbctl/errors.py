@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 
 
 class ExitStatus(enum.IntEnum):
@@ -103,3 +104,19 @@ def unknown(message: str, hint: str | None = None) -> XbctlError:
 def unavailable(message: str, hint: str | None = None, errno_name: str | None = None) -> XbctlError:
     """The transport cannot be reached or answered too late (exit 3)."""
     return XbctlError(message, status=ExitStatus.UNAVAILABLE, hint=hint, errno_name=errno_name)
+
+
+# Why a non-root user is refused Xenstore's socket or the hypervisor's privcmd device.
+ROOTS_ONLY = "Xenstore and the hypervisor are root's; run xbctl as root (sudo xbctl ...)"
+
+
+def permission_denied(path: str) -> XbctlError:
+    """PATH (Xenstore's socket or device, the hypervisor's privcmd) refused to us: exit 3, as a
+    transport that cannot be opened; a user who is not root is told to be."""
+    if os.geteuid() != 0:
+        return unavailable(f"{path}: Permission denied: {ROOTS_ONLY}", errno_name="EACCES")
+    return unavailable(
+        f"{path}: Permission denied",
+        hint="root is refused too: a security policy (SELinux, AppArmor) or a container stands in the way",
+        errno_name="EACCES",
+    )

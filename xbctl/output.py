@@ -11,6 +11,9 @@ import sys
 from .errors import ExitStatus, XbctlError, printable
 
 PROGRESS_LINE_S = 1.0  # plain --wait progress: at most one line per second
+# Said (stderr, or the table's caption) when the simulator answers without being named:
+# a stable phrase, for people and for scripts that grep stderr.
+SIMULATED_HOST = "simulated host (no Xen here)"
 
 
 class Output:
@@ -21,6 +24,8 @@ class Output:
         self.quiet = quiet  # -q: nothing but errors (as NetBSD's sysctl -q)
         self.values_only = values_only
         self.equals = equals
+        self.simulated_host = False  # the simulator answers without being named: text output says so
+        self._simulated_said = False
 
     # ------------------------------------------------------------ messages (stderr)
 
@@ -31,6 +36,13 @@ class Output:
 
     def note(self, message: str) -> None:
         self.say(f"note: {message}")
+
+    def simulated_note(self) -> None:
+        """Once, in text output (not --json, which names its transport; not -q): a simulated
+        host answered, though the simulator was not named."""
+        if self.simulated_host and not self.as_json and not self._simulated_said:
+            self._simulated_said = True
+            self.note(SIMULATED_HOST)
 
     def warnings(self, warnings) -> None:
         """Each of WARNINGS once."""
@@ -112,6 +124,7 @@ class Output:
         """What writes did, sysctl-style (`name: old -> new`; `web: name: old -> new` with
         NAME_DOMAINS), at once: a wait may follow. With FILES (`--system`), each file is
         announced (`* Applying FILE ...`) with the changes its lines made under it."""
+        self.simulated_note()
         for result in results:
             self.warnings(result.warnings)
             for _name, error in result.skipped:
@@ -167,12 +180,13 @@ class Output:
             stream.write(document)
             return
         if long or self.values_only or not sys.stdout.isatty():
+            self.simulated_note()  # on stderr: the lines scripts parse stay as they are
             lines = domain_lines(rows, long=long, header=not self.values_only)
             sys.stdout.write("".join(line + "\n" for line in lines))
             return
         from .output_rich import print_domain_table
 
-        print_domain_table(rows, host_free_kib)
+        print_domain_table(rows, host_free_kib, host_note=SIMULATED_HOST if self.simulated_host else None)
 
     def metrics(self, exposition: str) -> None:
         """Prometheus metrics in the text exposition format (for node_exporter's textfile collector)."""

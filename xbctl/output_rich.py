@@ -38,10 +38,12 @@ def printable(text: str) -> str:
     return repr(shown) if shown != shown.strip() or not shown else shown
 
 
-def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None) -> None:
-    """Print every domain's balloon as a table, memory in MiB as xl list does."""
+def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, host_note: str | None = None) -> None:
+    """Print every domain's balloon as a table, memory in MiB as xl list does (HOST_NOTE
+    heading the caption)."""
     console = _console()
-    console.print(domain_table(rows, host_free_kib, width=console.width), overflow="ignore", crop=False)
+    table = domain_table(rows, host_free_kib, width=console.width, host_note=host_note)
+    console.print(table, overflow="ignore", crop=False)
 
 
 # rich's HEAVY_HEAD box: a heavy frame around the header, light lines below.
@@ -49,11 +51,14 @@ _TOP, _HEAD, _RULE, _ROW, _BOTTOM = ("┏━┳┓", "┃┃┃", "┡━╇┩"
 _STATE_STYLES = {"steady": "green", "moving": "yellow", "no driver": "dim", "unknown": "dim"}
 
 
-def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80) -> Text:
+def domain_table(
+    rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80, host_note: str | None = None
+) -> Text:
     """Every domain's balloon as a table WIDTH columns wide at most, memory in MiB as xl list does.
 
     With the hypervisor, its maximum stands beside xen-max (static-max), marked `!` where
-    the two disagree; the caption gives the host's free memory as `xl info` does. Names
+    the two disagree; the caption gives the host's free memory as `xl info` does, after
+    HOST_NOTE (that the host is simulated) when there is one. Names
     are never cut; the balloon column wraps instead. Drawn line by line into one Text
     (rich's Table measures and renders every cell on its own: seconds for 1,000 domains).
     """
@@ -65,6 +70,8 @@ def domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, widt
         caption = f"host free memory {format_mib(host_free_kib)} MiB; " + caption
     if any(row.balloon and row.balloon.max_mismatch for row in rows):
         caption += "; ! the hypervisor's maximum disagrees with xen-max and target"
+    if host_note:
+        caption = f"{host_note}; {caption}"
     headers = ["ID", "Name", *(node.key for node in NODES), *(["hv-max"] if with_hypervisor else []), "balloon"]
     cells: list[list[str]] = []
     states: list[tuple[str, str]] = []

@@ -65,6 +65,7 @@ class Options:
             from ..api import Xbctl
 
             self._api = Xbctl(self.transport_name, self.sim_state, on_note=self.output.note)
+            self.output.simulated_host = self._api.simulated_by_default
         return self._api
 
     def transport(self):

@@ -156,6 +156,8 @@ def show_nodes(options, output, nodes) -> None:
         output.note("--wait waits after a target change; nothing to wait for")
     xb = options.api()
     transport = xb.transport
+    if options.show_all or options.all_domains:
+        output.simulated_note()
     if options.all_domains:
         output.read_many(transport, xb.read_all(), nodes)
         return

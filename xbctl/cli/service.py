@@ -26,4 +26,10 @@ def run_policy(invocation, options, output) -> None:
         Follower(configuration, log, open_transport, load_configuration).run()
         return
     configuration = load_configuration()
-    apply_once(options.transport(), configuration, log)
+    transport = options.transport()
+    if options.api().simulated_by_default:
+        from ..output import SIMULATED_HOST
+        from ..service import NOTICE
+
+        log(NOTICE, f"note: {SIMULATED_HOST}")
+    apply_once(transport, configuration, log)

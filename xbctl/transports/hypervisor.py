@@ -18,6 +18,7 @@ A library found by soname is checked the same way, so a mislabelled file is not 
 from __future__ import annotations
 
 import ctypes
+import errno as errno_names
 import os
 
 # Checked releases -> (symbol version node, physinfo free_pages offset, outstanding_pages offset).
@@ -70,8 +71,6 @@ class HypervisorError(Exception):
     """A libxenctrl call that failed: which call, and the errno it left."""
 
     def __init__(self, call: str, errno_value: int) -> None:
-        import errno as errno_names
-
         self.call = call
         self.errno = errno_value
         self.errno_name = errno_names.errorcode.get(errno_value, f"errno {errno_value}")
@@ -156,6 +155,27 @@ class Unavailable(Exception):
     """Why the hypervisor is not used (the library is missing, unchecked, or cannot open it)."""
 
 
+class Refused(Unavailable):
+    """The privcmd device refused us (EACCES, EPERM): it is root's."""
+
+
+# Where libxencall opens the hypervisor (tools/libs/call/linux.c): the first, else the second.
+PRIVCMD_DEVICES = ("/dev/xen/privcmd", "/proc/xen/privcmd")
+
+
+def privcmd_path() -> str:
+    """The privcmd device libxencall opens on this machine (the first one that is there)."""
+    for path in PRIVCMD_DEVICES:
+        try:
+            os.stat(path)
+        except PermissionError:
+            return path
+        except OSError:
+            continue
+        return path
+    return PRIVCMD_DEVICES[0]
+
+
 def _dlvsym():
     libc = ctypes.CDLL(None)
     try:
@@ -214,6 +234,7 @@ class Hypervisor:
     def __init__(self) -> None:
         self.library, self.release, self.library_name = load_library()
         self._complaints: list[str] = []
+        self._complaint_errno = 0  # the errno libxencall logged with its complaint
         self._logger = _Logger(
             _XTL_VMESSAGE(self._on_message), _XTL_PROGRESS(lambda *args: None), _XTL_DESTROY(lambda _: None)
         )
@@ -240,9 +261,11 @@ class Hypervisor:
         if not self.handle:
             errno_value = ctypes.get_errno()
             why = self._complaints[-1] if self._complaints else "no reason given"
+            errno_value = errno_value or self._complaint_errno
             if errno_value:
                 why += f" ({os.strerror(errno_value)})"
-            raise Unavailable(f"{self.library_name}: xc_interface_open failed: {why}")
+            refused = errno_value in (errno_names.EACCES, errno_names.EPERM)
+            raise (Refused if refused else Unavailable)(f"{self.library_name}: xc_interface_open failed: {why}")
 
     def _on_message(self, _logger, level, errno_value, context, message_format, _args) -> None:
         # The format is printf's, its arguments a va_list ctypes cannot walk: keep the text.
@@ -250,6 +273,8 @@ class Hypervisor:
             where = (context or b"").decode("utf-8", "replace")
             text = (message_format or b"").decode("utf-8", "replace").strip()
             self._complaints.append(f"{where}: {text}" if where else text)
+            if errno_value > 0:
+                self._complaint_errno = errno_value
 
     def _fail(self, call: str) -> HypervisorError:
         return HypervisorError(call, ctypes.get_errno() or 0)

@@ -11,16 +11,17 @@ a lost connection (exit 3), and errors keep the daemon's own names.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ExitStatus, XbctlError, unavailable, unknown
+from ..errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
 from ..units import parse_number
 from . import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
-from .choice import XENBUS_DEVICES, xenstore_socket_path
+from .choice import XENBUS_DEVICES, is_there, xenstore_socket_path
 from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
 from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
     BALLOON_READS,
@@ -84,10 +85,10 @@ def find_endpoint() -> Endpoint:
         # libxenstore accepts a socket or a device here and tells them apart by stat().
         return _endpoint_at(explicit)
     path = xenstore_socket_path()
-    if os.path.exists(path):
+    if is_there(path):
         return _endpoint_at(path)
     for device in XENBUS_DEVICES:
-        if os.path.exists(device):
+        if is_there(device):
             return _endpoint_at(device)
     raise _no_daemon(path, "no such socket, and no xenbus device")
 
@@ -97,6 +98,8 @@ def _endpoint_at(path: str) -> Endpoint:
     # Xenstore requests written into it, even by a read.
     try:
         mode = os.stat(path).st_mode
+    except PermissionError:
+        raise permission_denied(path) from None
     except OSError as exc:
         raise _no_daemon(path, exc.strerror or "cannot stat") from None
     if stat.S_ISSOCK(mode):
@@ -270,6 +273,8 @@ class XenstoreTransport(XlWrites, Transport):
         try:
             self.client = WireClient(self.endpoint.path, self.endpoint.is_socket, self.timeout_s)
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):  # the socket's or device's mode: root's
+                raise permission_denied(self.endpoint.path) from None
             reason = exc.strerror or str(exc)
             if isinstance(exc, socket.timeout):
                 reason = f"no answer within {self.timeout_s:g} s"

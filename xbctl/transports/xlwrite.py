@@ -13,7 +13,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ExitStatus, XbctlError, unavailable, unknown
+from ..errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
 from .xenmodel import (
     DIAGNOSTIC, GUEST_MIN, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from, stored_kib,
 )
@@ -33,7 +33,8 @@ class XlWrites:
     # ------------------------------------------------------------ the hypervisor
 
     def hypervisor(self):
-        """libxenctrl opened as Domain-0, or None (then say once why: Xenstore alone answers)."""
+        """libxenctrl opened as Domain-0, or None (then say once why: Xenstore alone answers);
+        a user other than root whom privcmd refuses gets an error (exit 3) saying to be root."""
         if not self._hypervisor_tried:
             self._hypervisor_tried = True
             if not self.endpoint.is_socket:
@@ -41,10 +42,16 @@ class XlWrites:
             if os.environ.get("XBCTL_LIBXENCTRL") == "":  # switched off: not even ctypes is loaded
                 self._drop_hypervisor("XBCTL_LIBXENCTRL is empty (the hypervisor layer is switched off)")
                 return None
-            from .hypervisor import Hypervisor, Unavailable
+            from .hypervisor import Hypervisor, Refused, Unavailable, privcmd_path
 
             try:
                 self._hypervisor = Hypervisor()
+            except Refused as exc:
+                if os.geteuid() != 0:
+                    # Domain-0's balloons are root's: answering from Xenstore alone would
+                    # read another `current` and write without the hypervisor's maximum.
+                    raise permission_denied(privcmd_path()) from None
+                self._drop_hypervisor(str(exc))  # root refused (a policy, a container): Xenstore alone
             except Unavailable as exc:
                 self._drop_hypervisor(str(exc))
         return self._hypervisor
