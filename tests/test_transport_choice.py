@@ -14,6 +14,8 @@ import os
 import re
 import select
 import shutil
+import sys
+import stat
 import subprocess
 import time
 
@@ -216,12 +218,36 @@ def _nobody_can_run_xbctl() -> bool:
     return done.returncode == 0
 
 
+def _closed_ancestors(*paths: str) -> list[tuple[str, int]]:
+    """The directories above PATHS that other users may not search, with their modes."""
+    closed = {}
+    for path in paths:
+        directory = os.path.dirname(os.path.abspath(path))
+        while True:
+            mode = os.stat(directory).st_mode
+            if not mode & stat.S_IXOTH:
+                closed[directory] = stat.S_IMODE(mode)
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+    return sorted(closed.items())
+
+
 @pytest.fixture
 def nobody():
+    """User nobody, able to run the installed xbctl: a checkout in a directory only root may
+    enter (CI's clone in a mktemp -d) is opened for searching (o+x) during the test, then closed."""
     needs_root()
-    if not _nobody_can_run_xbctl():
-        pytest.skip("user nobody cannot run the installed xbctl (a checkout only root may enter)")
-    return "nobody"
+    closed = _closed_ancestors(shutil.which("xbctl"), os.path.realpath(sys.executable), __file__)
+    for directory, mode in closed:
+        os.chmod(directory, mode | stat.S_IXOTH)
+    try:
+        assert _nobody_can_run_xbctl(), "user nobody cannot run the installed xbctl"
+        yield "nobody"
+    finally:
+        for directory, mode in closed:
+            os.chmod(directory, mode)
 
 
 @pytest.mark.parametrize(("directory_mode", "xen"), [(0o755, "sysfs"), (0o700, None)],
