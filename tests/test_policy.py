@@ -240,6 +240,8 @@ def test_record_is_replaced_whole_or_not_at_all(xbctl, conf_env, monkeypatch):
         raise OSError(28, "No space left on device")
 
     assert xbctl("sim", "reset", "--clock", "manual").status == 0  # every domain new: all recorded anew
+    left = record.with_name(f".{record.name}.999999.tmp")  # a writer killed before its rename
+    left.write_text("{")
     monkeypatch.setattr(configured.os, "replace", crash)
     outcome = xbctl("policy", env=conf_env)
     assert_clean_failure_after_log(outcome, 3, f"the record of configured domains {record}: cannot write it: No space left on device")

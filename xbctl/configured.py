@@ -114,7 +114,14 @@ class Record:
             "domains": {str(domid): entries[domid] for domid in sorted(entries)},
         }
         data = (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        prefix = f".{self.path.name}."
+        try:  # under the lock no other writer is at work: a temporary left now is a killed writer's
+            for name in os.listdir(self.path.parent):
+                if name.startswith(prefix) and name.endswith(".tmp"):
+                    os.unlink(self.path.parent / name)
+        except OSError:
+            pass
+        temporary = self.path.with_name(f"{prefix}{os.getpid()}.tmp")
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
