@@ -589,7 +589,7 @@ def test_a_domain_created_again_with_its_id_is_configured_again(private_xs, serv
 
 def test_policy_dry_run_and_reapply_over_xenstore(xs, tmp_path):
     root = tmp_path / "conf"
-    conf = write_conf(root, "etc/xbctl.conf", "[web]\ntarget = 700M\nmin = 200M\n[db]\nmin = 600M\n")
+    conf = write_conf(root, "etc/xbctl.conf", WEB_CONF)
     env = {"XBCTL_CONF_ROOT": str(root)}
     before = xs.listing()
     dry = xs.process("--dry-run", "policy", env=env)
