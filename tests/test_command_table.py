@@ -145,6 +145,9 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
     elif option == "--system":
         assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
         assert f"* Applying {tmp_path}/etc/xbctl.conf ...\nweb: machdep.xen.balloon.target: 786432 -> 716800\n" == outcome.stdout
+    elif command.name == "policy" and option == "--dry-run":
+        assert outcome.status == 0 and xbctl.value("target", "web") == 768 * 1024, outcome
+        assert outcome.stdout.startswith("web (1): machdep.xen.balloon.target: 786432 -> 716800 ("), outcome
     elif command.name == "policy":
         assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
         assert ("" if option == "-q" else "web (1): machdep.xen.balloon.target: 786432 -> 716800") in outcome.stderr
@@ -215,6 +218,9 @@ TYPER_LINES = [
     ["sim", "reset", "--clock", "manual", "--guests", "7"],
     ["--dry-run", "sim", "reset"],
     ["-d", "web", "target", "nope"],
+    ["policy", "--reapply", "web"],
+    ["--dry-run", "policy", "--reapply", "db", "web"],
+    ["policy", "web"],
 ]
 
 
@@ -225,6 +231,10 @@ def test_typer_parses_to_the_same_outcome(tmp_path, monkeypatch, args):
 
     from xbctl.cli import parse
 
+    # policy's configuration: the test's own, never /etc.
+    (tmp_path / "conf" / "etc").mkdir(parents=True)
+    (tmp_path / "conf" / "etc" / "xbctl.conf").write_text("[web]\ntarget = 700M\n[db]\nmin = 600M\n")
+    monkeypatch.setenv("XBCTL_CONF_ROOT", str(tmp_path / "conf"))
     outcomes = []
     for name in ("lean", "typer"):
         tool = Xbctl(tmp_path / name / "sim.json")

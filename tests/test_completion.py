@@ -285,6 +285,18 @@ def test_options_and_choices(shell, env):
     assert offered == ["--wait"]  # global options may follow the command
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_policy_options_and_domains(shell, env):
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl policy --", env)
+    assert {"--follow", "--reapply", "--dry-run"} <= set(offered), offered
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl policy --re", env)
+    assert offered == ["--reapply"]
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl policy --dr", env)
+    assert offered == ["--dry-run"]  # a global option, after the command
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl policy --reapply ", env)
+    assert sorted(offered) == sorted(SIM_DOMAINS)
+
+
 def test_bash_settings_file_completes_file_names(env, tmp_path):
     (tmp_path / "balloon.conf").write_text("target=1G\n")
     offered, _ = bash_complete(f"xbctl -f {tmp_path}/ball", env)

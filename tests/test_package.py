@@ -251,6 +251,8 @@ def test_installed_bash_completion_completes(installed, tmp_path):
 def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
     unit_text = (installed / UNIT).read_text()
     assert "\nExecStart=/usr/bin/xbctl policy --follow\n" in unit_text
+    # The record of configured domains (/run/xbctl) outlives a restart (a package upgrade), not a reboot.
+    assert "\nRuntimeDirectory=xbctl\n" in unit_text and "\nRuntimeDirectoryPreserve=yes\n" in unit_text
     # verify checks that ExecStart's program exists and that man:xbctl(8) resolves: point both
     # into the throwaway root (--root would look for systemd's own units there too).
     checked = tmp_path / "xbctl-policy.service"

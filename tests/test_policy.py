@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,172 @@ def test_policy_takes_no_domain_option(xbctl, tmp_path):
     assert_clean_failure(outcome, 2, "-d does not go with the policy command")
 
 
+# ---------------------------------------------------------------- once in a domain's life (the simulator)
+
+WEB_CONF = "[web]\ntarget = 700M\nmin = 200M\n[db]\nmin = 600M\n"
+
+
+@pytest.fixture
+def conf_env(tmp_path):
+    """A configuration of the test's own: web's target and floor, db's floor."""
+    write_conf(tmp_path / "conf", "etc/xbctl.conf", WEB_CONF)
+    return {"XBCTL_CONF_ROOT": str(tmp_path / "conf")}
+
+
+def sim_record(xbctl) -> dict:
+    """The simulator's record of configured domains (beside its state file), by domain id."""
+    path = xbctl.state_path.with_name(xbctl.state_path.name + ".configured.json")
+    return json.loads(path.read_text())["domains"]
+
+
+def test_policy_configures_a_domain_once_in_its_life_on_the_simulator(xbctl, conf_env):
+    first = xbctl("policy", env=conf_env)
+    assert first.status == 0, first
+    assert (xbctl.value("target", "web"), xbctl.value("min", "db")) == (700 * 1024, 600 * 1024)
+    # An administrator's change by hand stays: a second pass leaves configured domains alone.
+    assert xbctl("-q", "-d", "web", "target", "650M").status == 0
+    assert xbctl("-q", "-d", "db", "min", "500M").status == 0
+    before = xbctl.snapshot()
+    again = xbctl("policy", env=conf_env)
+    assert (again.status, again.stdout) == (0, ""), again
+    assert xbctl.snapshot() == before
+    assert sorted(sim_record(xbctl)) == ["0", "1", "2", "3"]  # with or without settings
+    assert "web (1): configured at " in again.stderr and "; left alone" in again.stderr
+    assert "left alone: 4 domain(s) configured earlier" in again.stderr
+    assert "->" not in again.stderr
+    assert xbctl.snapshot() == before
+    # `sim reset` destroys every domain and creates it again, with the same ids: new domains.
+    assert xbctl("sim", "reset", "--clock", "manual").status == 0
+    assert xbctl.value("target", "web") == 768 * 1024
+    reborn = xbctl("policy", env=conf_env)
+    assert reborn.status == 0, reborn
+    assert "web (1): machdep.xen.balloon.target: 786432 -> 716800" in reborn.stderr
+    assert (xbctl.value("target", "web"), xbctl.value("min", "db")) == (700 * 1024, 600 * 1024)
+
+
+def test_policy_dry_run_shows_the_plan_and_writes_nothing_on_the_simulator(xbctl, conf_env):
+    before = xbctl.snapshot()
+    dry = xbctl("--dry-run", "policy", env=conf_env)
+    conf = conf_env["XBCTL_CONF_ROOT"] + "/etc/xbctl.conf"
+    assert dry.status == 0, dry
+    assert dry.stdout == (
+        f"web (1): machdep.xen.balloon.target: 786432 -> 716800 ({conf}:2)\n"
+        f"web (1): machdep.xen.balloon.min: 131072 -> 204800 ({conf}:3)\n"
+        f"db (2): machdep.xen.balloon.min: 524288 -> 614400 ({conf}:5)\n"
+    )
+    assert "dry run: nothing was written" in dry.stderr
+    assert xbctl.snapshot() == before
+    assert not xbctl.state_path.with_name("sim.json.configured.json").exists()  # nor recorded
+    # What a real pass then does is what the dry run said.
+    assert xbctl("-q", "policy", env=conf_env).status == 0
+    assert xbctl("-q", "-d", "web", "target", "650M").status == 0
+    # Configured domains are left alone: nothing to show, unless --reapply asks.
+    assert xbctl("--dry-run", "policy", env=conf_env).stdout == ""
+    forced = xbctl("--dry-run", "policy", "--reapply", "web", env=conf_env)
+    assert forced.stdout == f"web (1): machdep.xen.balloon.target: 665600 -> 716800 ({conf}:2)\n", forced
+    assert xbctl.value("target", "web") == 650 * 1024
+
+
+def test_reapply_applies_again_to_the_domains_named_only(xbctl, conf_env):
+    assert xbctl("-q", "policy", env=conf_env).status == 0
+    assert xbctl("-q", "-d", "web", "target", "650M").status == 0
+    assert xbctl("-q", "-d", "db", "min", "500M").status == 0
+    web = xbctl("policy", "--reapply", "web", env=conf_env)
+    assert web.status == 0, web
+    assert "web (1): machdep.xen.balloon.target: 665600 -> 716800" in web.stderr
+    assert (xbctl.value("target", "web"), xbctl.value("min", "db")) == (700 * 1024, 500 * 1024)
+    # Without names: every domain, configured earlier or not.
+    assert xbctl("-q", "-d", "web", "target", "650M").status == 0
+    every = xbctl("policy", "--reapply", env=conf_env)
+    assert every.status == 0, every
+    assert (xbctl.value("target", "web"), xbctl.value("min", "db")) == (700 * 1024, 600 * 1024)
+
+
+@pytest.mark.parametrize(
+    "args, status, says",
+    [
+        (["policy", "web"], 2, "policy takes domains only with --reapply, got 'web'"),
+        (["policy", "--reapply", "web", "nosuch"], 4, "domain 'nosuch': unknown domain"),
+        (["policy", "--reapply", ""], 2, "empty domain name"),
+        (["--dry-run", "policy", "--follow"], 2, "policy --follow is the service; it takes no --dry-run"),
+        (["policy", "--follow", "--reapply"], 2, "policy --follow is the service; it takes no --reapply"),
+    ],
+)
+def test_policy_bad_use_changes_nothing(xbctl, conf_env, args, status, says):
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl(*args, env=conf_env), status, says)
+    assert xbctl.snapshot() == before
+    assert not xbctl.state_path.with_name("sim.json.configured.json").exists()
+
+
+def test_record_is_replaced_whole_or_not_at_all(xbctl, conf_env, monkeypatch):
+    import xbctl.configured as configured
+
+    assert xbctl("-q", "policy", env=conf_env).status == 0
+    record = xbctl.state_path.with_name("sim.json.configured.json")
+    kept = record.read_text()
+    renamed = []
+    replace = os.replace
+
+    def crash(source, target):  # the record's writer fails before its temporary takes the record's place
+        if Path(target) != record:
+            return replace(source, target)
+        renamed.append(target)
+        raise OSError(28, "No space left on device")
+
+    assert xbctl("sim", "reset", "--clock", "manual").status == 0  # every domain new: all recorded anew
+    left = record.with_name(f".{record.name}.999999.tmp")  # a writer killed before its rename
+    left.write_text("{")
+    monkeypatch.setattr(configured.os, "replace", crash)
+    outcome = xbctl("policy", env=conf_env)
+    assert_clean_failure_after_log(outcome, 3, f"the record of configured domains {record}: cannot write it: No space left on device")
+    assert renamed == [record]
+    assert record.read_text() == kept  # the old record, whole
+    assert sorted(p.name for p in record.parent.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def assert_clean_failure_after_log(outcome, status: int, fragment: str) -> None:
+    """OUTCOME (a policy run, which logs on stderr) failed with STATUS, saying FRAGMENT as `xbctl: ...`."""
+    assert outcome.status == status, outcome
+    assert outcome.stdout == "" and "Traceback" not in outcome.stderr, outcome
+    assert f"xbctl: {fragment}" in outcome.stderr, outcome
+
+
+def test_an_unwritable_record_fails_before_anything_is_written(xs, tmp_path):
+    root = tmp_path / "conf"
+    write_conf(root, "etc/xbctl.conf", "[web]\ntarget = 700M\n")
+    (tmp_path / "a-file").write_text("")
+    env = {"XBCTL_CONF_ROOT": str(root), "XBCTL_RUNTIME_DIR": str(tmp_path / "a-file" / "xbctl")}
+    before = xs.listing()
+    assert_clean_failure(xs.process("policy", env=env), 3, "a-file/xbctl/configured.json: cannot write it: Not a directory")
+    assert_clean_failure(xs.process("policy", "--follow", env=env, timeout=30), 3, "cannot write it: Not a directory")
+    assert xs.listing() == before
+    # A dry run writes no record, so it needs none.
+    dry = xs.process("--dry-run", "policy", env=env)
+    assert dry.status == 0 and dry.stdout.startswith("web (1): machdep.xen.balloon.target: 786432 -> 716800"), dry
+
+
+def test_policy_help_lists_its_options(xbctl):
+    shown = xbctl("policy", "--help")
+    assert shown.status == 0 and shown.stdout.startswith("Usage: xbctl policy [OPTIONS] [DOMAIN]...\n"), shown
+    for option in ("--follow", "--reapply", "--dry-run"):
+        assert option in shown.stdout, (option, shown.stdout)
+    assert "left alone" in shown.stdout
+    top = xbctl("--help").stdout
+    assert "with --system or policy" in " ".join(top.split())
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"format": "something else"}', '{"format": "xbctl-configured-domains", "version": 99, "domains": {}}'])
+def test_a_damaged_record_changes_nothing(xbctl, conf_env, text):
+    record = xbctl.state_path.with_name("sim.json.configured.json")
+    record.write_text(text)
+    before = xbctl.snapshot()
+    for args in (["policy"], ["--dry-run", "policy"], ["policy", "--reapply"]):
+        assert_clean_failure(xbctl(*args, env=conf_env), 3, f"the record of configured domains {record}", "remove it")
+    assert xbctl.snapshot() == before
+    assert record.read_text() == text
+
+
 # ---------------------------------------------------------------- --follow over the real xenstored
 
 APP_CONF = """\
@@ -178,14 +345,28 @@ def service(private_xs, tmp_path):
     root = tmp_path / "conf"
     write_conf(root, "etc/xbctl.conf", APP_CONF)
     running = Service(private_xs, root)
+    running.conf_root = root
     running.conf_path = root / "etc/xbctl.conf"
     running.wait_for_line("following @introduceDomain")
     yield running
     running.stop()
 
 
-def create_domain(client: Client, domid: int, name: str | None, static_max_kib: int = GIB_KIB) -> None:
-    """DOMID's nodes as libxl writes them before it introduces the domain (NAME None: not yet)."""
+def restart(service: Service) -> Service:
+    """Stop SERVICE (SIGTERM, exit 0) and start it again on the same configuration and record."""
+    assert service.stop() == 0
+    again = Service(service.host, service.conf_root)
+    again.conf_root, again.conf_path = service.conf_root, service.conf_path
+    again.wait_for_line("following @introduceDomain")
+    return again
+
+
+def create_domain(
+    client: Client, domid: int, name: str | None, static_max_kib: int = GIB_KIB,
+    uuid: str | None = None, start_time: str | None = None,
+) -> None:
+    """DOMID's nodes as libxl writes them before it introduces the domain (NAME None: not yet);
+    with UUID, its `vm` link to /vm/UUID holding uuid, name and START_TIME."""
     base = f"/local/domain/{domid}"
     client.mkdir(base.encode())
     client.set_perms(base.encode(), [b"n0", f"r{domid}".encode()])
@@ -193,8 +374,28 @@ def create_domain(client: Client, domid: int, name: str | None, static_max_kib: 
              ("memory/target", str(static_max_kib)), ("memory/videoram", "-1")]
     if name is not None:
         nodes.insert(0, ("name", name))
+    if uuid is not None:
+        vm = f"/vm/{uuid}"
+        nodes.insert(0, ("vm", vm))
+        client.mkdir(vm.encode())
+        client.set_perms(vm.encode(), [b"n0", f"r{domid}".encode()])
+        for rel, value in (("uuid", uuid), ("name", name or ""), ("start_time", start_time or "")):
+            client.write(f"{vm}/{rel}".encode(), value.encode())
     for rel, value in nodes:
         client.write(f"{base}/{rel}".encode(), value.encode())
+
+
+def destroy_domain(client: Client, domid: int, uuid: str | None = None) -> None:
+    """What libxl does when a domain is destroyed: its trees go, then xenstored releases it."""
+    client.delete(f"/local/domain/{domid}".encode())
+    if uuid is not None:
+        client.delete(f"/vm/{uuid}".encode())
+    release_domain(client, domid)
+
+
+def runtime_record(host: XenHost) -> dict:
+    """The record of configured domains in the host's runtime directory, by domain id."""
+    return json.loads((host.runtime_dir / "configured.json").read_text())["domains"]
 
 
 def release_domain(client: Client, domid: int) -> None:
@@ -235,9 +436,11 @@ def test_follow_applies_at_start_and_to_a_domain_introduced_later(private_xs, se
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         # libxl's order: the domain's tree goes (devices_destroy_cb), then the domain dies
         # and xenstored fires @releaseDomain.
+        assert runtime_record(private_xs)["6"]["name"] == "app"
         client.delete(b"/local/domain/6")
         release_domain(client, 6)
         service.wait_for_line("domain 6 is gone")
+        assert "6" not in runtime_record(private_xs)  # released: out of the record
         create_domain(client, 6, "app")  # the same id again: it must count as a new domain
         client.introduce_domain(6, 0x1006, 16)
     assert wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0) < 1.0
@@ -262,25 +465,74 @@ def test_follow_waits_for_a_name_that_comes_after_the_introduction(private_xs, s
     assert private_xs.dom(9, "memory/target") == str(GIB_KIB)
 
 
-def test_sighup_rereads_the_configuration(private_xs, service):
+def test_restart_leaves_a_domain_changed_by_hand(private_xs, service):
+    # web got its floor when the service started; then an administrator changed it by hand.
     assert private_xs.dom(1, "memory/dynamic-min") == str(200 * 1024)
-    seen = len(service.lines)
-    service.conf_path.write_text(APP_CONF.replace("min = 200M", "min = 300M"))
-    service.process.send_signal(signal.SIGHUP)
-    seen = service.wait_for_line("configuration re-read", after=seen)
-    assert wait_for_values(private_xs, 1, {"memory/dynamic-min": str(300 * 1024)}, timeout_s=5.0) < 5.0
-    # A configuration that does not parse is refused; the one before stays in force.
-    service.conf_path.write_text("[web]\nmin = lots\n")
-    service.process.send_signal(signal.SIGHUP)
-    service.wait_for_line("configuration not re-read, the previous one stays", after=seen)
+    private_xs.write("/local/domain/1/memory/dynamic-min", str(300 * 1024))
+    # A package upgrade restarts the service: web is not configured again.
+    service = restart(service)
+    assert private_xs.dom(1, "memory/dynamic-min") == str(300 * 1024)
+    assert sorted(runtime_record(private_xs)) == ["0", "1", "2", "3", "4", "5"]  # with settings or without
+    assert any("web (1): configured at " in line and "left alone" in line for line in service.lines), service.lines
+    assert not any("->" in line for line in service.lines), service.lines
+    # It still configures the domains that appear.
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         create_domain(client, 6, "app")
         client.introduce_domain(6, 0x1006, 16)
-    assert wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0) < 1.0
+    wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0)
     assert service.stop() == 0
 
 
-def test_xenstored_restart_does_not_end_the_service(private_xs, service):
+def test_sighup_rereads_the_configuration_and_leaves_configured_domains(private_xs, service):
+    assert private_xs.dom(1, "memory/dynamic-min") == str(200 * 1024)
+    private_xs.write("/local/domain/1/memory/dynamic-min", str(250 * 1024))  # by hand
+    seen = len(service.lines)
+    service.conf_path.write_text(APP_CONF.replace("min = 200M", "min = 300M").replace("256M", "320M"))
+    service.process.send_signal(signal.SIGHUP)
+    seen = service.wait_for_line("configuration re-read", after=seen)
+    seen = service.wait_for_line("following @introduceDomain", after=seen)
+    assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)  # web: left alone
+    # A configuration that does not parse is refused; the one before stays in force.
+    service.conf_path.write_text("[app]\nmin = lots\n")
+    service.process.send_signal(signal.SIGHUP)
+    service.wait_for_line("configuration not re-read, the previous one stays", after=seen)
+    # A domain that appears gets the settings re-read.
+    with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+        create_domain(client, 6, "app")
+        client.introduce_domain(6, 0x1006, 16)
+    wait_for_values(private_xs, 6, {**APPLIED, "memory/dynamic-min": str(320 * 1024)}, timeout_s=5.0)
+    assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)
+    assert service.stop() == 0
+
+
+def test_xenstored_restart_leaves_a_domain_changed_by_hand(private_xs, service):
+    assert private_xs.dom(1, "memory/dynamic-min") == str(200 * 1024)
+    # The service is held still while xenstored dies, comes back and the toolstack refills
+    # it (with web's floor as the administrator set it): only then does it find out.
+    service.process.send_signal(signal.SIGSTOP)
+    seen = len(service.lines)
+    try:
+        private_xs.daemon.kill()
+        private_xs.daemon.start()
+        with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+            lay_out_host(client)  # the restarted daemon's store is empty until the toolstack refills it
+            client.write(b"/local/domain/1/memory/dynamic-min", str(250 * 1024).encode())
+    finally:
+        service.process.send_signal(signal.SIGCONT)
+    seen = service.wait_for_line("connection lost; trying again in 0.1 s", after=seen)
+    seen = service.wait_for_line("following @introduceDomain", after=seen)  # reconnected
+    assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)
+    assert not any("->" in line for line in service.lines[seen:]), service.lines
+    # It follows new domains again.
+    with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+        create_domain(client, 6, "app")
+        client.introduce_domain(6, 0x1006, 16)
+    wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0)
+    assert service.stop() == 0
+    assert "Traceback" not in "".join(service.lines)
+
+
+def test_xenstored_that_goes_away_does_not_end_the_service(private_xs, service):
     seen = len(service.lines)
     private_xs.daemon.kill()
     seen = service.wait_for_line("connection lost; trying again in 0.1 s", after=seen)
@@ -288,16 +540,87 @@ def test_xenstored_restart_does_not_end_the_service(private_xs, service):
     assert service.process.poll() is None
     private_xs.daemon.start()
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
-        lay_out_host(client)  # the restarted daemon's store is empty until the toolstack refills it
-    # Reconnected: it applies again (web's floor) and follows new domains.
-    assert wait_for_values(private_xs, 1, {"memory/dynamic-min": str(200 * 1024)}, timeout_s=15.0) < 15.0
+        lay_out_host(client)
     service.wait_for_line("following @introduceDomain", after=seen)
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         create_domain(client, 6, "app")
         client.introduce_domain(6, 0x1006, 16)
-    assert wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0) < 1.0
+    wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0)
     assert service.stop() == 0
     assert "Traceback" not in "".join(service.lines)
+
+
+APP_UUID = "6a6a6a6a-0000-4000-8000-000000000006"
+
+
+def test_a_domain_created_again_with_its_id_is_configured_again(private_xs, service):
+    # app as xl creates it with uuid= in its configuration: the same uuid every time.
+    with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+        create_domain(client, 6, "app", uuid=APP_UUID, start_time="1700000000.25")
+        client.introduce_domain(6, 0x1006, 16)
+    wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0)
+    private_xs.write("/local/domain/1/memory/dynamic-min", str(250 * 1024))  # web, by hand
+    # While the service is down, app is destroyed and created again with the same id and uuid.
+    assert service.stop() == 0
+    with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+        destroy_domain(client, 6, APP_UUID)
+        create_domain(client, 6, "app", uuid=APP_UUID, start_time="1700000600.50")
+        client.introduce_domain(6, 0x1006, 16)
+    assert private_xs.dom(6, "memory/target") == str(GIB_KIB)
+    service = restart(service)
+    assert private_xs.dom(6, "memory/target") == str(512 * 1024)  # a new domain: configured
+    assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)  # web: still left alone
+    assert runtime_record(private_xs)["6"]["instance"] == {"vm": f"/vm/{APP_UUID}", "start_time": "1700000600.50"}
+    # Again while the service is held still, so that it sees the domain there at both events.
+    service.process.send_signal(signal.SIGSTOP)
+    seen = len(service.lines)
+    try:
+        with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+            destroy_domain(client, 6, APP_UUID)
+            create_domain(client, 6, "app", uuid=APP_UUID, start_time="1700001200.75")
+            client.introduce_domain(6, 0x1006, 16)
+    finally:
+        service.process.send_signal(signal.SIGCONT)
+    wait_for_values(private_xs, 6, APPLIED, timeout_s=5.0)
+    service.wait_for_line("domain 6 is gone and created again", after=seen)
+    assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)
+    assert service.stop() == 0
+
+
+def test_policy_dry_run_and_reapply_over_xenstore(xs, tmp_path):
+    root = tmp_path / "conf"
+    conf = write_conf(root, "etc/xbctl.conf", WEB_CONF)
+    env = {"XBCTL_CONF_ROOT": str(root)}
+    before = xs.listing()
+    dry = xs.process("--dry-run", "policy", env=env)
+    assert dry.status == 0, dry
+    assert dry.stdout == (
+        f"web (1): machdep.xen.balloon.target: 786432 -> 716800 ({conf}:2)\n"
+        f"web (1): machdep.xen.balloon.min: 262144 -> 204800 ({conf}:3)\n"
+        f"db (2): machdep.xen.balloon.min: 524288 -> 614400 ({conf}:5)\n"
+    )
+    assert "dry run: nothing was written" in dry.stderr
+    assert xs.listing() == before  # Debian's xenstore-ls: not one node written
+    assert not (xs.runtime_dir / "configured.json").exists()
+    # One pass configures every domain; a change by hand then stays through further passes.
+    assert xs.process("-q", "policy", env=env).status == 0
+    with Client(unix_socket_path=str(xs.socket_path)) as client:
+        client.write(b"/local/domain/1/memory/target", str(650 * 1024).encode())
+        client.write(b"/local/domain/2/memory/dynamic-min", str(500 * 1024).encode())
+    again = xs.process("policy", env=env)
+    assert (again.status, again.stdout) == (0, ""), again
+    assert (xs.dom(1, "memory/target"), xs.dom(2, "memory/dynamic-min")) == (str(650 * 1024), str(500 * 1024))
+    assert xs.process("--dry-run", "policy", env=env).stdout == ""
+    # --reapply web: web alone gets its settings back; --dry-run first says so.
+    before = xs.listing()
+    forced = xs.process("--dry-run", "policy", "--reapply", "web", env=env)
+    assert forced.stdout == f"web (1): machdep.xen.balloon.target: 665600 -> 716800 ({conf}:2)\n", forced
+    assert xs.listing() == before
+    web = xs.process("policy", "--reapply", "web", env=env)
+    assert web.status == 0, web
+    with Client(unix_socket_path=str(xs.socket_path)) as client:  # pyxs, as another reader
+        assert client.read(b"/local/domain/1/memory/target") == str(700 * 1024).encode()
+        assert client.read(b"/local/domain/2/memory/dynamic-min") == str(500 * 1024).encode()
 
 
 def test_follow_with_a_malformed_configuration_exits_2(private_xs, tmp_path):

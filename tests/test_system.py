@@ -166,6 +166,24 @@ def test_system_twice_over_xenstore(xs, root):
     assert xs.listing() == before  # xenstore-ls: nothing was written at all
 
 
+def test_system_dry_run_over_xenstore_writes_nothing(xs, root):
+    web, vendor, main = lay_out(root)
+    before = xs.listing()
+    outcome = xs.process("--dry-run", "--system", env={"XBCTL_CONF_ROOT": str(root)})
+    assert outcome.status == 0, outcome
+    assert f"web: {TARGET}: 786432 -> 655360" in outcome.stdout and f"db: {TARGET}: 1572864 -> 1048576" in outcome.stdout
+    assert "dry run: nothing was written" in outcome.stderr
+    assert xs.listing() == before  # Debian's xenstore-ls
+    assert xs.dom(1, "memory/target") == str(768 * MIB)  # Debian's xenstore-read
+    # Regardless of policy's record: --system applies everything, configured earlier or not.
+    assert xs.process("-q", "policy", env={"XBCTL_CONF_ROOT": str(root)}).status == 0
+    xs.write("/local/domain/1/memory/target", str(700 * MIB))
+    again = xs.process("--dry-run", "--system", env={"XBCTL_CONF_ROOT": str(root)})
+    assert f"web: {TARGET}: 716800 -> 655360" in again.stdout, again
+    assert xs.process("-q", "--system", env={"XBCTL_CONF_ROOT": str(root)}).status == 0
+    assert xs.dom(1, "memory/target") == str(640 * MIB)
+
+
 def test_system_refused_over_xenstore_writes_nothing(xs, root):
     conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{TARGET} = 600M\n")
     bad = conf(root, "etc/xbctl.conf", "[db]\ntarget = 64G\n")

@@ -96,11 +96,14 @@ class GuestBus:
 class XenHost:
     """xbctl against the session's xenstored, with the C clients to check what it did."""
 
-    def __init__(self, daemon: Xenstored, guest_bus: GuestBus | None = None) -> None:
+    def __init__(self, daemon: Xenstored, guest_bus: GuestBus | None = None, runtime_dir: Path | None = None) -> None:
         self.daemon = daemon
         self.socket_path = daemon.socket_path
         self.guest_bus = guest_bus
+        # policy's record of configured domains: the test's own, never the machine's /run/xbctl.
+        self.runtime_dir = runtime_dir
         self.env = {
+            "XBCTL_RUNTIME_DIR": str(runtime_dir) if runtime_dir is not None else "/nonexistent/never-used",
             "XENSTORED_PATH": str(self.socket_path),
             "XENSTORED_RUNDIR": None,
             "XBCTL_TRANSPORT": "xenstore",
@@ -263,12 +266,12 @@ def xs_guest_bus(xs_daemon):
 
 
 @pytest.fixture
-def xs(xs_daemon, xs_guest_bus) -> XenHost:
+def xs(xs_daemon, xs_guest_bus, tmp_path) -> XenHost:
     """The host freshly laid out in the session's xenstored."""
     assert xs_daemon.running(), xs_daemon.log_tail()
     with Client(unix_socket_path=str(xs_daemon.socket_path)) as client:
         lay_out_host(client)
-    return XenHost(xs_daemon, xs_guest_bus)
+    return XenHost(xs_daemon, xs_guest_bus, runtime_dir=tmp_path / "run")
 
 
 @pytest.fixture
@@ -278,7 +281,7 @@ def private_xs(xs_tools, tmp_path) -> XenHost:
     with daemon:
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_host(client)
-        yield XenHost(daemon)
+        yield XenHost(daemon, runtime_dir=tmp_path / "run")
         if daemon.running():
             os.kill(daemon.pid, signal.SIGCONT)  # a test may have stopped it
 
@@ -376,5 +379,6 @@ def hv_host(xs_daemon, xs_guest_bus, xs_tools, tmp_path) -> HypervisorHost:
     assert xs_daemon.running(), xs_daemon.log_tail()
     preload_client_libs(xs_tools)  # so in-process runs load the real libxenctrl over the rig
     host = HypervisorHost(xs_daemon, FakeHypervisor(xs_tools, tmp_path / "hypervisor"), xs_guest_bus)
+    host.env["XBCTL_RUNTIME_DIR"] = str(tmp_path / "run")
     host.reset()
     return host

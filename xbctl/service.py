@@ -1,13 +1,18 @@
-"""The policy service: the configuration files applied to every domain, and to each new one as it appears.
+"""The policy service: the configuration files applied to each domain once, as it appears.
 
-`xbctl policy` applies the configuration (xbctl.conf) once, domain by domain; `--follow`
-then watches Xenstore's @introduceDomain and @releaseDomain and applies a new domain's
-settings the moment it has a name (a domain may be introduced before libxl or another
-toolstack has written its name and memory nodes: such a domain is watched until they are
-there). Each domain's settings are one change of its own: a refusal for one domain is
-logged and never stops the others. SIGHUP re-reads the configuration and applies it again;
-a lost Xenstore connection is re-opened with backoff and everything applied again;
-SIGTERM and SIGINT end the service (exit 0).
+`xbctl policy` configures the domains it has not configured yet (one pass of the
+service), `--reapply [DOMAIN...]` all of them (or those named) again, `--dry-run` says
+what either would change and changes nothing. `--follow` is the service: at start it
+configures the running domains it has not configured since they were created, then
+watches Xenstore's @introduceDomain and @releaseDomain and configures each new domain
+the moment it has a name (a domain may be introduced before libxl or another toolstack
+has written its name and memory nodes: such a domain is watched until they are there).
+What was configured is kept in a record (xbctl.configured), so a restart of the service,
+SIGHUP (which re-reads the configuration) or a re-opened Xenstore connection never
+touches a domain configured before, whatever was changed on it since. Each domain's
+settings are one change of its own: a refusal for one domain is logged and never stops
+the others (and such a domain counts as not configured). SIGTERM and SIGINT end the
+service (exit 0).
 
 Log lines go to stderr, one event per line: under systemd (stderr is the journal, as
 $JOURNAL_STREAM says) with sd-daemon(3)'s `<N>` priority prefix, else as `xbctl policy: ...`.
@@ -25,6 +30,7 @@ from .errors import ExitStatus, XbctlError, printable
 
 if TYPE_CHECKING:
     from .assignments import Assignment
+    from .configured import Record
     from .transports import Domain, Transport
 
 # sd-daemon(3) priorities (syslog's).
@@ -111,12 +117,42 @@ def load_configuration(root: str | None = None) -> Configuration:
 # ---------------------------------------------------------------- applying
 
 
-class Applier:
-    """Applies the configuration to domains of one transport, logging what it did."""
+class PlannedChange:
+    """One node a dry run would change: LABEL's node NAME from OLD_KIB to NEW_KIB, as ORIGIN asks."""
 
-    def __init__(self, transport: Transport, configuration: Configuration, log: ServiceLog) -> None:
-        self.transport, self.configuration, self.log = transport, configuration, log
+    __slots__ = ("label", "name", "old_kib", "new_kib", "origin")
+
+    def __init__(self, label: str, name: str, old_kib: int, new_kib: int, origin: str) -> None:
+        self.label, self.name, self.old_kib, self.new_kib, self.origin = label, name, old_kib, new_kib, origin
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.name}: {self.old_kib} -> {self.new_kib} ({self.origin})"
+
+
+class Pass:
+    """What one pass over the domains did: the first failure's status (0: none), the domains
+    seen, those still being built, those configured now (id -> the record's entry), those
+    left alone as configured before and those recorded that were created again since."""
+
+    __slots__ = ("status", "seen", "unfinished", "configured", "left_alone", "recreated")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.seen: set[int] = set()
+        self.unfinished: set[int] = set()
+        self.configured: dict[int, dict] = {}
+        self.left_alone: list[Domain] = []
+        self.recreated: set[int] = set()
+
+
+class Applier:
+    """Applies the configuration to domains of one transport, logging what it did (with
+    DRY_RUN, collecting in `planned` what it would change instead)."""
+
+    def __init__(self, transport: Transport, configuration: Configuration, log: ServiceLog, dry_run: bool = False) -> None:
+        self.transport, self.configuration, self.log, self.dry_run = transport, configuration, log, dry_run
         self.own_id = transport.own_domain().id
+        self.planned: list[PlannedChange] = []
         transport.on_note = lambda message: log(NOTICE, f"note: {message}")
 
     def domain_named(self, domain: Domain) -> bool:
@@ -125,6 +161,10 @@ class Applier:
         if read_path is None:
             return True  # the simulator's domains always have their names
         return read_path(f"/local/domain/{domain.id}/name") is not None
+
+    def label(self, domain: Domain, named: bool = True) -> str:
+        """DOMAIN as log lines name it."""
+        return f"{domain.name} ({domain.id})" if named else f"domain {domain.id}"
 
     def apply(self, domain: Domain) -> int | None:
         """Apply DOMAIN's settings; None when it has none, else the status (0 done).
@@ -139,21 +179,28 @@ class Applier:
         if not settings:
             return None
         requests, ignored = requests_from_assignments(settings)
-        label = f"{domain.name} ({domain.id})" if named else f"domain {domain.id}"
+        label = self.label(domain, named)
         try:
+            # The service records its settings in the domain's own nodes, even a value a node
+            # reads already (a min equal to today's default floor); a dry run shows real changes.
             result = write_nodes(
-                self.transport, str(domain.id), requests, dry_run=False, ignored=ignored, rewrite_unchanged=True
+                self.transport, str(domain.id), requests, dry_run=self.dry_run, ignored=ignored,
+                rewrite_unchanged=not self.dry_run,
             )
         except XbctlError as exc:
             if connection_lost(self.transport, exc):
                 raise
             if exc.status == ExitStatus.UNKNOWN:
                 return int(exc.status)
-            self.log(ERR, f"{label}: not applied: {exc.message}")
+            self.log(ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}")
             return int(exc.status)
         changed = [c for c in result.changes if c.old_kib != c.new_kib]
         for change, origin in zip(result.changes, self._origins(requests, result)):
-            if change.old_kib != change.new_kib:
+            if change.old_kib == change.new_kib:
+                continue
+            if self.dry_run:
+                self.planned.append(PlannedChange(label, change.node.sysctl_name, change.old_kib, change.new_kib, origin))
+            else:
                 self.log(NOTICE, f"{label}: {change.node.sysctl_name}: {change.old_kib} -> {change.new_kib} ({origin})")
         for name, error in result.skipped:
             self.log(INFO, f"{label}: ignored: {error.message}")
@@ -173,23 +220,39 @@ class Applier:
             if not any(message.startswith(f"{request.origin}:") for message in skipped)
         ]
 
-    def apply_all(self, *, following: bool) -> tuple[int, set[int], set[int]]:
-        """Apply every domain's settings; the first failure's status (0: none), the domains
-        seen and those still being built (no name or no balloon nodes yet)."""
+    def apply_all(self, *, following: bool, recorded: dict[int, dict] | None, only: set[int] | None = None) -> Pass:
+        """Apply the settings of every domain (of those ONLY names) that RECORDED (the record's
+        entries; None: reapply) does not hold as configured since it was created."""
+        from .configured import entry_for, same_instance
+
+        done = Pass()
         domains = self.transport.list_domains()
-        first_failure = 0
-        unfinished: set[int] = set()
-        self.note_absent(domains, following)
-        for domain in domains:
+        done.seen = {domain.id for domain in domains}
+        if only is None:
+            self.note_absent(domains, following)
+        chosen = [domain for domain in domains if only is None or domain.id in only]
+        for domain, instance in zip(chosen, self.transport.domain_instances(chosen)):
+            entry = None if recorded is None else recorded.get(domain.id)
+            if entry is not None:
+                if same_instance(entry["instance"], instance):
+                    done.left_alone.append(domain)
+                    self.log(DEBUG, f"{self.label(domain)}: configured at {entry.get('configured_at', '?')}; left alone")
+                    continue
+                done.recreated.add(domain.id)  # the id of a domain configured earlier, now another's
             if not self.domain_named(domain) and domain.id != self.own_id:
-                unfinished.add(domain.id)
+                done.unfinished.add(domain.id)
                 continue
             status = self.apply(domain)
             if status == ExitStatus.UNKNOWN:
-                unfinished.add(domain.id)
+                done.unfinished.add(domain.id)
             elif status:
-                first_failure = first_failure or status
-        return first_failure, {domain.id for domain in domains}, unfinished
+                done.status = done.status or status
+            else:
+                done.configured[domain.id] = entry_for(domain, instance)
+        if done.left_alone:
+            self.log(INFO, f"left alone: {len(done.left_alone)} domain(s) configured earlier, since they were created "
+                     "(xbctl policy --reapply applies their settings again)")
+        return done
 
     def note_absent(self, domains: list[Domain], following: bool) -> None:
         """Say which sections name no domain that exists now."""
@@ -201,21 +264,54 @@ class Applier:
                 self.log(INFO, f"[{spec}] ({origin}): no such domain now; {then}")
 
 
+def service_record() -> Record:
+    """The record of the domains the service configured: the host's, in its runtime directory."""
+    from .configured import RECORD_NAME, Record
+    from .transports import runtime_path
+
+    return Record(runtime_path(RECORD_NAME))
+
+
 def connection_lost(transport: Transport, exc: XbctlError) -> bool:
     """True when EXC is the Xenstore connection failing (not one domain's problem)."""
     client = getattr(transport, "client", None)
     return exc.status == ExitStatus.UNAVAILABLE and client is not None and client.failure is not None
 
 
-def apply_once(transport: Transport, configuration: Configuration, log: ServiceLog) -> None:
-    """`xbctl policy`: every domain's settings once; a failure is raised after the others applied."""
-    applier = Applier(transport, configuration, log)
-    log(INFO, f"applying {len(configuration.files)} configuration file(s): {', '.join(configuration.files) or 'none'}")
-    status, _seen, unfinished = applier.apply_all(following=False)
-    for domid in sorted(unfinished):
+def forgotten(recorded: dict[int, dict], done: Pass) -> set[int]:
+    """The recorded domains a pass found gone, or created again since."""
+    return (recorded.keys() - done.seen) | done.recreated
+
+
+def apply_once(
+    transport: Transport,
+    configuration: Configuration,
+    log: ServiceLog,
+    *,
+    reapply: list[str] | None = None,
+    dry_run: bool = False,
+) -> tuple[int, list[PlannedChange]]:
+    """`xbctl policy`: the domains not configured yet (REAPPLY: every domain, or those it
+    names), each once; the first failure's status (0: none) and, with DRY_RUN, what would change."""
+    from .configured import record_for
+
+    record = record_for(transport)
+    if not dry_run:
+        record.prepare()  # an unwritable record fails before any domain is written
+    recorded = record.load()
+    only = None
+    if reapply:  # every name resolved (or refused, exit 4) before anything is written
+        only = {transport.resolve_domain(spec).id for spec in reapply}
+    applier = Applier(transport, configuration, log, dry_run=dry_run)
+    what = "the domains named" if only else "every domain" if reapply is not None else "the domains not configured yet"
+    log(INFO, f"{'checking' if dry_run else 'applying'} {len(configuration.files)} configuration file(s): "
+        f"{', '.join(configuration.files) or 'none'}, for {what}")
+    done = applier.apply_all(following=False, recorded=None if reapply is not None else recorded, only=only)
+    for domid in sorted(done.unfinished):
         log(INFO, f"domain {domid}: skipped: it has no name or balloon nodes yet")
-    if status:
-        raise XbctlError("some domains' settings were not applied (see above)", status=ExitStatus(status))
+    if not dry_run:
+        record.update(done.configured, forget=forgotten(recorded, done))
+    return done.status, applier.planned
 
 
 # ---------------------------------------------------------------- following
@@ -226,7 +322,8 @@ class _Wake(Exception):
 
 
 class Follower:
-    """`xbctl policy --follow`: apply, then apply again whenever a domain appears."""
+    """`xbctl policy --follow`: configure the domains not configured yet, then each new one
+    as it appears; RECORD keeps which were configured."""
 
     def __init__(
         self,
@@ -234,8 +331,10 @@ class Follower:
         log: ServiceLog,
         open_transport: Callable[[], Transport],
         load: Callable[[], Configuration],
+        record: Record,
     ) -> None:
         self.configuration, self.log, self.open_transport, self.load = configuration, log, open_transport, load
+        self.record = record
         self.signals: list[int] = []
         self.idle = False  # a signal may end the wait only while nothing is half done
 
@@ -315,16 +414,21 @@ class Follower:
             transport.close()
 
     def _follow(self, transport: Transport) -> None:
-        """Apply everything, then each new domain, on one connection until a signal arrives."""
+        """Configure the domains not configured yet, then each new one, on one connection
+        until a signal arrives."""
         applier = Applier(transport, self.configuration, self.log)
         # Watches first: a domain introduced while we apply is then not missed.
         transport.watch(INTRODUCE)
         transport.watch(RELEASE)
-        self.log(INFO, f"applying {', '.join(self.configuration.files) or 'no configuration files'} to every domain")
+        files = ", ".join(self.configuration.files) or "no configuration files"
+        self.log(INFO, f"applying {files} to the domains not configured yet")
+        recorded = self.record.load()
+        done = applier.apply_all(following=True, recorded=recorded)
+        self.record.update(done.configured, forget=forgotten(recorded, done))
         # KNOWN is what apply_all saw: a domain introduced since is new at the next event.
-        _status, known, unfinished = applier.apply_all(following=True)
+        known = set(done.seen)
         pending: set[int] = set()
-        for domid in unfinished:
+        for domid in done.unfinished:
             self._watch_pending(transport, domid, pending)
         self.log(INFO, "following @introduceDomain and @releaseDomain")
         while True:
@@ -340,25 +444,51 @@ class Follower:
             retry = {domid for domid in pending if any(_under(path, domid) for path in events)}
             if INTRODUCE in events or RELEASE in events:
                 domains = {domain.id: domain for domain in transport.list_domains()}
-                for domid in known - domains.keys():
-                    self.log(INFO, f"domain {domid} is gone")
+                gone = known - domains.keys()
+                # Destroyed and created again with the same id between two looks (the events
+                # of both may come together): its instance tells.
+                recreated = self._recreated(transport, domains, known) if INTRODUCE in events else set()
+                for domid in sorted(gone | recreated):
+                    self.log(INFO, f"domain {domid} is gone" + (" and created again" if domid in recreated else ""))
                     if domid in pending:
                         self._unwatch_pending(transport, domid, pending)
-                retry |= domains.keys() - known
+                self.record.update({}, forget=gone | recreated)
+                retry |= (domains.keys() - known) | recreated
                 known = set(domains)
                 retry &= known
             for domid in sorted(retry):
                 self._settle(applier, transport, domid, pending)
 
+    def _recreated(self, transport: Transport, domains: dict[int, Domain], known: set[int]) -> set[int]:
+        """The recorded domains among KNOWN whose id DOMAINS now holds with another instance."""
+        from .configured import same_instance
+
+        recorded = self.record.load()
+        still = [domains[domid] for domid in sorted(known & domains.keys() & recorded.keys())]
+        return {
+            domain.id
+            for domain, instance in zip(still, transport.domain_instances(still))
+            if not same_instance(recorded[domain.id]["instance"], instance)
+        }
+
     def _settle(self, applier: Applier, transport: Transport, domid: int, pending: set[int]) -> None:
-        """Apply DOMID's settings once it has a name and balloon nodes; until then, watch it."""
+        """Configure DOMID once it has a name and balloon nodes; until then, watch it."""
+        from .configured import entry_for, same_instance
         from .transports import Domain
 
         name = transport.read_path(f"/local/domain/{domid}/name")
         if name is None:
             self._watch_pending(transport, domid, pending)
             return
-        status = applier.apply(Domain(domid, name))
+        domain = Domain(domid, name)
+        instance = transport.domain_instances([domain])[0]
+        entry = self.record.load().get(domid)
+        if entry is not None and same_instance(entry["instance"], instance):
+            self.log(DEBUG, f"{name} ({domid}): configured at {entry.get('configured_at', '?')}; left alone")
+            if domid in pending:
+                self._unwatch_pending(transport, domid, pending)
+            return
+        status = applier.apply(domain)
         if status == ExitStatus.UNKNOWN:
             self._watch_pending(transport, domid, pending)
             return
@@ -366,6 +496,8 @@ class Follower:
             self._unwatch_pending(transport, domid, pending)
         if status is None:
             self.log(DEBUG, f"{name} ({domid}): no settings for it")
+        if not status:  # configured (or nothing to configure): never again in its life
+            self.record.update({domid: entry_for(domain, instance)}, forget=set())
 
     def _watch_pending(self, transport: Transport, domid: int, pending: set[int]) -> None:
         # The whole subtree: its name and memory nodes may come in any order.

@@ -30,7 +30,7 @@ GLOBAL_OPTIONS = {
 FLAG = "flag"
 # Every such flag of any command, by spelling: the parser must not take the word after one
 # as its value (or `policy --follow -q` would read -q as --follow's value).
-LOCAL_FLAGS = {"--long": "--long", "-l": "--long", "--follow": "--follow"}
+LOCAL_FLAGS = {"--long": "--long", "-l": "--long", "--follow": "--follow", "--reapply": "--reapply"}
 # Options every command takes: where the balloon is (not what to do with it).
 EVERYWHERE = frozenset({"--transport", "--sim-state"})
 # Options only Typer handles (help, version, completion): the lean parser hands these over.
@@ -74,7 +74,10 @@ COMMANDS = {
     ),
     "exporter": Command("exporter", "fleet", "run_exporter", {"-q"}, local_options={"--listen": None}),
     "top": Command("top", "fleet", "run_top", set()),
-    "policy": Command("policy", "service", "run_policy", {"-q"}, local_options={"--follow": FLAG}),
+    "policy": Command(
+        "policy", "service", "run_policy", {"-q", "--dry-run"}, max_args=None,
+        local_options={"--follow": FLAG, "--reapply": FLAG},
+    ),
     "agent": Command(
         "agent", "agent", "run_agent_command", {"-d", "-q"},
         local_options={"--rate": None, "--boot-size": None, "--used": None, "--host-free": None},

@@ -241,7 +241,10 @@ def main_callback(
         None, "-d", "--domain", metavar="NAME|ID", help="Act on this domain (default: our own)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check and show a write without writing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Check and show a write without writing (with --system or policy: what they would change).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="After a target change, wait until current reaches it."),
     timeout_text: Optional[str] = typer.Option(
         None, "--timeout", metavar="SECONDS", help="Give up --wait after SECONDS."
@@ -473,11 +476,25 @@ def agent_command(
 @app.command("policy", cls=PlainCommand)
 def policy_command(
     ctx: typer.Context,
+    domains: Optional[list[str]] = typer.Argument(
+        None, metavar="[DOMAIN]...", help="With --reapply: only these domains (names or ids)."
+    ),
     follow: bool = typer.Option(
         False, "--follow",
-        help="Then watch Xenstore (@introduceDomain) and apply each new domain's settings as it appears, "
-        "until SIGTERM; SIGHUP re-reads the configuration.",
+        help="Run as the service: then configure each new domain as Xenstore introduces it "
+        "(@introduceDomain), until SIGTERM; SIGHUP re-reads the configuration.",
+    ),
+    reapply: bool = typer.Option(
+        False, "--reapply",
+        help="Apply the settings again to every domain (or to the DOMAINs given), configured earlier or not.",
     ),
 ) -> None:
-    """Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to every domain, each on its own."""
-    _execute(ctx, COMMANDS["policy"], [], {"--follow": True} if follow else {})
+    """Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to each domain once:
+    those not configured since they were created, each on its own (xbctl-policy.service).
+    A domain configured earlier is left alone, whatever was changed on it since.
+    With --dry-run (a global option): show what would change (domain, node, old -> new,
+    FILE:LINE) and change nothing."""
+    local = {"--follow": True} if follow else {}
+    if reapply:
+        local["--reapply"] = True
+    _execute(ctx, COMMANDS["policy"], list(domains or []), local)

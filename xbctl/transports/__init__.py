@@ -6,11 +6,13 @@ Domain-0); choice picks one.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unknown, usage_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Callable
 
     from ..nodes import Balloon
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 # Xen reserves domain ids from DOMID_FIRST_RESERVED (0x7FF0) upwards.
 DOMID_FIRST_RESERVED = 0x7FF0
 TRANSPORT_NAMES = ("sim", "xenstore")
+# A tmpfs: what is kept there lasts until the host reboots (xbctl-policy.service's RuntimeDirectory).
+DEFAULT_RUNTIME_DIR = "/run/xbctl"
 
 # A plan (policy's, through operations): {node: new KiB} for a balloon snapshot, or a refusal.
 Plan = "Callable[[Balloon], dict[str, int]]"
@@ -157,6 +161,18 @@ class Transport:
     def wait_for_change(self, domain: Domain, timeout_s: float) -> None:
         """Block until DOMAIN's balloon may have changed, or TIMEOUT_S passed."""
 
+    def domain_instances(self, domains: list[Domain]) -> list[dict[str, str]]:
+        """What tells each of DOMAINS from an earlier domain that had its id: {} when nothing does.
+
+        Two readings belong to one domain when every key of the earlier is in the later with
+        the same value (a toolstack may write some of them after the domain appears).
+        """
+        return [{} for _ in domains]
+
+    def runtime_path(self, name: str) -> Path:
+        """Where file NAME about this host lives until the host reboots."""
+        return runtime_path(name)
+
     def writer_is_host(self) -> bool:
         """True when xbctl acts from the host (Domain-0), not from inside a guest."""
         return self.own_domain().id == 0
@@ -167,6 +183,13 @@ class Transport:
 
     def close(self) -> None:
         """Release connections."""
+
+
+def runtime_path(name: str) -> Path:
+    """File NAME in the host's runtime directory: $XBCTL_RUNTIME_DIR, default /run/xbctl."""
+    from pathlib import Path
+
+    return Path(os.environ.get("XBCTL_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR) / name
 
 
 def is_transport_failure(error: XbctlError) -> bool:

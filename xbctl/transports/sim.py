@@ -139,6 +139,15 @@ class SimTransport(Transport):
             for domain in domains
         ]
 
+    def domain_instances(self, domains: list[Domain]) -> list[dict[str, str]]:
+        # Only `sim reset` destroys domains, every one, and creates them again.
+        boot_id = self.load().boot_id
+        return [{"boot_id": boot_id} if boot_id else {} for _ in domains]
+
+    def runtime_path(self, name: str) -> Path:
+        # Beside the state file: the record goes with the simulated host it is about.
+        return self.store.path.with_name(f"{self.store.path.name}.{name}")
+
     def host_free_kib(self) -> int | None:
         host = self.load()
         return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
@@ -207,6 +216,7 @@ class SimTransport(Transport):
             steps_per_second=steps_per_second,
             host_free_kib=host_free_kib,
             domains=default_domains(guests),
+            boot_id=os.urandom(16).hex(),
         )
         if position is not None:
             host.position = match_domain(position, [Domain(d.id, d.name) for d in host.domains]).id

@@ -190,6 +190,9 @@ class SimHost(_Record):
         ("host_free_kib", 2 * GIB),
         ("domains", default_domains),
         ("log", list),
+        # Set anew by each `sim reset`, which destroys every domain and creates it again: a
+        # domain's id and this tell its instances apart (None: the host before any reset).
+        ("boot_id", None),
     )
     __slots__ = tuple(name for name, _ in FIELDS)
 
@@ -217,6 +220,8 @@ class SimHost(_Record):
         for name in ("offset_s", "boot_s", "last_tick_s"):
             _require_seconds(getattr(self, name), name)
         _require_kib(self.host_free_kib, "host_free_kib")
+        if not (self.boot_id is None or (isinstance(self.boot_id, str) and 0 < len(self.boot_id) <= 64)):
+            raise ValueError("bad boot_id")
         ids = [domain.id for domain in self.domains]
         if not ids or len(set(ids)) != len(ids) or self.position not in ids:
             raise ValueError("bad domain ids or position")

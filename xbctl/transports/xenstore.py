@@ -60,6 +60,15 @@ REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
 # xenfs's xenbus is a regular file in /proc, which only the kernel can create.
 XENFS_XENBUS = "/proc/xen/xenbus"
 
+_UUID_CHARACTERS = frozenset("0123456789abcdefABCDEF-")
+
+
+def _is_vm_path(path: str) -> bool:
+    """PATH is /vm/<uuid> as libxl writes it (only such a path is read on from)."""
+    uuid = path[4:] if path.startswith("/vm/") else ""
+    return 0 < len(uuid) <= 64 and set(uuid) <= _UUID_CHARACTERS
+
+
 def request_timeout_s() -> float:
     """The deadline for one Xenstore request ($XBCTL_XENSTORE_TIMEOUT seconds, default 5)."""
     text = os.environ.get("XBCTL_XENSTORE_TIMEOUT", "")
@@ -497,6 +506,26 @@ class XenstoreTransport(XlWrites, Transport):
                 raise name
             found.append((domid, name))
         return sorted(found)
+
+    def domain_instances(self, domains: list[Domain]) -> list[dict[str, str]]:
+        # libxl writes /local/domain/N/vm = /vm/<uuid> (a handle xl keeps when it restarts a
+        # domain, or takes from the configuration's uuid=) and /vm/<uuid>/start_time, which
+        # no two instances share. Domain-0 has neither: it lives as long as the host.
+        # Two pipelined batches, however many domains.
+        vms = self.read_paths([f"/local/domain/{domain.id}/vm" for domain in domains])
+        instances: list[dict[str, str]] = []
+        for vm in vms:
+            if isinstance(vm, XbctlError) and is_transport_failure(vm):
+                raise vm
+            instances.append({"vm": vm} if isinstance(vm, str) else {})
+        readable = [i for i, instance in enumerate(instances) if _is_vm_path(instance.get("vm", ""))]
+        start_times = self.read_paths([f"{instances[i]['vm']}/start_time" for i in readable])
+        for i, start_time in zip(readable, start_times):
+            if isinstance(start_time, XbctlError) and is_transport_failure(start_time):
+                raise start_time
+            if isinstance(start_time, str):
+                instances[i]["start_time"] = start_time
+        return instances
 
     def resolve_domain(self, spec: str | None) -> Domain:
         if spec is None:
