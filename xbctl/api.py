@@ -254,6 +254,13 @@ class Xbctl:
         )
 
     @staticmethod
+    def changed_only(result: "Written") -> "Written":
+        """RESULT without the nodes that already held their values."""
+        from .operations import changed_only
+
+        return changed_only(result)
+
+    @staticmethod
     def unfinished_wait(result: "Written", reason: str) -> "WaitOutcome":
         """How a wait after RESULT ended without reaching its target, for REASON (e.g. interrupted)."""
         from .operations import WaitOutcome

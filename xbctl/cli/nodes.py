@@ -111,13 +111,11 @@ def apply_system(options, output) -> None:
     """
     from ..conf import configuration_root
 
-    from ..operations import changed_only
-
     xb = options.api()
     files, settled, notes = xb.apply_configuration(
         dry_run=options.dry_run, override_guest_floor=options.override_guest_floor
     )
-    changed = [changed_only(result) for result in settled]
+    changed = [xb.changed_only(result) for result in settled]
     if not files:
         output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
     for note in notes:
