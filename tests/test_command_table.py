@@ -51,14 +51,17 @@ def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
     args = list(SAMPLES[command.name])
     words = [] if command is SYSCTL else command.name.split()
     transport = "xenstore" if command.name == "agent" else "sim"
-    values = {"-d": "web", "--transport": transport, "--sim-state": str(state_path), "--timeout": "0.2"}
+    values = {"-d": "web", "--transport": transport, "--sim-state": str(state_path), "--timeout": "0.2",
+              "-f": "SETTINGS"}  # a settings file, written when the test runs
     options = [option] + ([values.get(option, "")] if GLOBAL_OPTIONS[option][1] else [])
     if option == "--timeout" and option in command.accepts:
         options = ["--wait", *options]
     if option == "--wait":
         options += ["--timeout", "0.2"]
-    if command is SYSCTL and option in ("-a", "-A", "-f", "--system"):
+    if command is SYSCTL and option in ("-a", "-A", "-f", "--system", "-v"):
         args = []  # -a reads every node, -A every domain; -f and --system's files carry the assignment
+    if command is SYSCTL and option == "-v":
+        options += ["-f", "SETTINGS"]  # -v goes with -f (and --system)
     if "-d" in command.accepts and option not in ("-d", "-A", "--system"):  # -A and --system: every domain
         options += ["-d", "web"]  # the guest the samples fit
     return options, words + args
@@ -112,10 +115,9 @@ def test_every_command_is_sampled():
 @pytest.mark.parametrize("command, option", PAIRS, ids=[f"{c.name}|{o}" for c, o in PAIRS])
 def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option):
     options, words = _argv(command, option, xbctl.state_path)
-    if option == "-f":
-        settings = tmp_path / "balloon.conf"
-        settings.write_text("machdep.xen.balloon.target=700M\n")
-        options[1] = str(settings)
+    settings = tmp_path / "balloon.conf"
+    settings.write_text("machdep.xen.balloon.target=700M\n")
+    options = [str(settings) if word == "SETTINGS" else word for word in options]
     if option not in command.accepts:
         before = xbctl.snapshot()
         outcome = xbctl(*options, *words)

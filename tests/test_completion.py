@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from test_help import takes, words
+from xbctl.cli.table import ALL_COMMANDS, SYSCTL, TYPER_ONLY
 from xbctl.completion import SCRIPT_FILES, SHELLS, completion_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +297,15 @@ def test_policy_options_and_domains(shell, env):
     assert offered == ["--dry-run"]  # a global option, after the command
     offered, _ = SHELL_COMPLETERS[shell]("xbctl policy --reapply ", env)
     assert sorted(offered) == sorted(SIM_DOMAINS)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=[c.name for c in ALL_COMMANDS])
+def test_after_each_command_the_options_it_takes_are_offered(command, env):
+    """The same options as the command's --help lists (tests/test_help.py), from the table."""
+    offered, done = bash_complete(" ".join(["xbctl", *words(command), "-"]), env)
+    expected = takes(command) | (TYPER_ONLY if command is SYSCTL else set())
+    assert set(offered) == expected, (sorted(expected - set(offered)), sorted(set(offered) - expected))
+    assert len(offered) == len(set(offered)), offered  # each once
 
 
 def test_bash_settings_file_completes_file_names(env, tmp_path):

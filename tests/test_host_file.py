@@ -157,14 +157,49 @@ def test_export_of_the_whole_host_applies_back_as_a_no_op(xbctl, tmp_path):
     path = settings(tmp_path, exported.stdout, "export.conf")
     before = xbctl.snapshot()
     outcome = xbctl("-f", path)
-    assert outcome.status == 0, outcome
-    assert "xbctl: note: nothing changed" in outcome.stderr
-    assert "advertise" not in outcome.stderr  # no target is written, so no driver warning either
-    assert all(line.endswith(" (unchanged)") for line in outcome.stdout.splitlines()), outcome
+    # No target is written, so no driver warning either; the unchanged lines are counted, not shown.
+    assert (outcome.status, outcome.stdout, outcome.stderr) == (
+        0, "", "xbctl: note: nothing changed: 12 settings unchanged (-v lists them)\n"), outcome
     document = xbctl("--json", "-f", path).json()
     assert document["kind"] == "writes" and document["changed"] is False
     assert [d["domain"]["name"] for d in document["domains"]] == ["Domain-0", "web", "db", "mail"]
     assert xbctl.snapshot() == before
+
+
+def test_restoring_an_export_shows_what_changes_and_counts_the_rest(xbctl, tmp_path):
+    assert xbctl("sim", "reset", "--clock", "manual", "--guests", "300").status == 0
+    path = settings(tmp_path, xbctl("-A", "-e").stdout, "export.conf")
+    xbctl("-q", "-d", "web", "target", "600M")
+    xbctl("-q", "-d", "guest300", "min", "100M")
+    after_change = xbctl.snapshot()
+    dry = xbctl("--dry-run", "-f", path)
+    changed = f"web: {TARGET}: {600 * MIB} -> {768 * MIB}\nguest300: {MIN}: {100 * MIB} -> "
+    assert dry.status == 0 and dry.stdout.startswith(changed) and dry.stdout.count("\n") == 2, dry
+    assert dry.stderr == "xbctl: note: 901 settings unchanged (-v lists them)\nxbctl: dry run: nothing was written\n"
+    assert xbctl.snapshot() == after_change
+    # -v lists every line of the file, in its order; --json carries every line whatever -v says.
+    verbose = xbctl("--dry-run", "-v", "-f", path)
+    lines = verbose.stdout.splitlines()
+    assert len(lines) == 903 and lines[0] == f"Domain-0: {TARGET}: 4194304 -> 4194304", verbose.stdout[:200]
+    assert [line for line in lines if line.split(": ")[-1].split(" -> ")[0] != line.split(" -> ")[1]] == (
+        dry.stdout.splitlines())
+    assert verbose.stderr == "xbctl: note: 901 settings unchanged\nxbctl: dry run: nothing was written\n"
+    for flag in ([], ["-v"]):
+        document = xbctl("--json", "--dry-run", *flag, "-f", path).json()
+        assert sum(len(d["changes"]) for d in document["domains"]) == 903 and document["changed"] is True
+    quiet = xbctl("-q", "-f", path)
+    assert (quiet.status, quiet.stdout, quiet.stderr) == (0, "", ""), quiet
+    assert (xbctl.value("target", "web"), xbctl.value("min", "guest300")) == (768 * MIB, int(dry.stdout.split()[-1]))
+    again = xbctl("-f", path)
+    assert (again.status, again.stdout, again.stderr) == (
+        0, "", "xbctl: note: nothing changed: 903 settings unchanged (-v lists them)\n"), again
+
+
+def test_one_unchanged_setting_is_counted_in_the_singular(xbctl, tmp_path):
+    path = settings(tmp_path, f"{TARGET}=3G\n{MIN}=1G\n")
+    outcome = xbctl("-f", path)
+    assert outcome.stdout == f"Domain-0: {TARGET}: 4194304 -> 3145728\n", outcome
+    assert outcome.stderr == "xbctl: note: 1 setting unchanged (-v lists it)\n", outcome
 
 
 def test_several_domains_in_json_dry_run_and_quiet(xbctl, tmp_path):

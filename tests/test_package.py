@@ -185,7 +185,9 @@ TYPER_LINES = [
 
 def test_installed_help_and_usage_errors_on_debians_typer(installed, tmp_path):
     env = installed_env(installed, tmp_path)
-    probe = "import click, typer; print(typer.__version__, typer.__file__, click.__version__)"
+    # Typer 0.2x carries its own click (typer._click; no `click` need be installed beside it).
+    probe = ("import typer\ntry:\n    from typer import _click as click\nexcept ImportError:\n    import click\n"
+             "print(typer.__version__, typer.__file__, getattr(click, '__version__', 'bundled'))")
     typer_version, typer_file, click_version = run([DEBIAN_PYTHON, "-c", probe], env=env, cwd=tmp_path).stdout.split()
     assert typer_file.startswith(DEBIAN_SITE + "/") and typer_version == installed_typer_version(), typer_file
     script = str(installed / "usr/bin/xbctl")

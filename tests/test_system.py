@@ -75,6 +75,31 @@ def test_system_twice_the_second_run_changes_nothing(xbctl, root):
     assert xbctl.snapshot() == after_first
 
 
+def test_system_counts_the_settings_that_already_hold_and_v_lists_them_under_their_files(xbctl, root):
+    web = conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{MIN} = 256M\n{TARGET} = 600M\n")
+    main = conf(root, "etc/xbctl.conf", "[db]\ntarget = 1G\n[db]\ntarget = 1100M\n[web]\nmin = 128M\n")
+    env = {"XBCTL_CONF_ROOT": str(root)}
+    first = xbctl("--system", env=env)  # web's min is 128 MiB already: 10-web's 256M is undone by xbctl.conf
+    assert first.stdout == (
+        f"* Applying {web} ...\nweb: {TARGET}: 786432 -> 614400\n"
+        f"* Applying {main} ...\ndb: {TARGET}: 1572864 -> 1126400\n"
+    ), first
+    assert first.stderr == "xbctl: note: 1 setting unchanged (-v lists it)\n", first
+    again = xbctl("--system", env=env)
+    assert (again.status, again.stdout) == (0, f"* Applying {web} ...\n* Applying {main} ...\n"), again
+    assert again.stderr == "xbctl: note: nothing changed: 3 settings unchanged (-v lists them)\n", again
+    # Each node once, under the file that set it last, domain by domain, as changes show.
+    verbose = xbctl("--verbose", "--system", env=env)
+    assert verbose.stdout == (
+        f"* Applying {web} ...\nweb: {TARGET}: 614400 -> 614400\n"
+        f"* Applying {main} ...\nweb: {MIN}: 131072 -> 131072\ndb: {TARGET}: 1126400 -> 1126400\n"
+    ), verbose
+    assert verbose.stderr == "xbctl: note: nothing changed: 3 settings unchanged\n", verbose
+    document = json.loads(xbctl("--json", "-v", "--system", env=env).stdout)  # what changed, as ever
+    assert document["changed"] is False and [d["changes"] for d in document["domains"]] == [[], []]
+    assert xbctl("-q", "-v", "--system", env=env).stderr == ""
+
+
 def test_system_json_names_the_line_behind_each_change(xbctl, root):
     web = conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{TARGET} = 600M\n")
     document = xbctl("--json", "--system", env={"XBCTL_CONF_ROOT": str(root)})

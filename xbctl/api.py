@@ -208,8 +208,9 @@ class Xbctl:
         self, *, dry_run: bool = False, override_guest_floor: bool = False
     ) -> "tuple[list[str], list[Written], list[str]]":
         """`xbctl --system`: the configuration files (xbctl.conf) as one change, unknown domains
-        skipped. Returns the files in order, per domain what changed (net, each change
-        credited to the line that set it last), and the notes."""
+        skipped. Returns the files in order, per domain what its settings amount to (net, each
+        credited to the line that set it last; old == new for a node that already held its
+        value), and the notes."""
         from .conf import configuration_files, read_configuration
         from .operations import WriteResult, net_changes
 
@@ -218,10 +219,11 @@ class Xbctl:
         results, notes = self.write_settings(
             assignments, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True
         )
-        changed = [
-            WriteResult(r.domain, net_changes(r.changes), r.after, r.dry_run, r.skipped, r.warnings) for r in results
+        settled = [
+            WriteResult(r.domain, net_changes(r.changes, keep_unchanged=True), r.after, r.dry_run, r.skipped, r.warnings)
+            for r in results
         ]
-        return files, changed, notes
+        return files, settled, notes
 
     def simulator(self):
         """The simulated host itself (for `sim advance|reset|log`); a usage error elsewhere."""
@@ -248,6 +250,13 @@ class Xbctl:
             on_progress or (lambda balloon: None),
             DEFAULT_STALL_S if stall_s is None else stall_s,
         )
+
+    @staticmethod
+    def changed_only(result: "Written") -> "Written":
+        """RESULT without the nodes that already held their values."""
+        from .operations import changed_only
+
+        return changed_only(result)
 
     @staticmethod
     def unfinished_wait(result: "Written", reason: str) -> "WaitOutcome":

@@ -323,8 +323,18 @@ def _command_words(ctx: Any, root: Any, incomplete: str) -> Answer:
     """Subcommands and options of CTX's command; at the top, sysctl names too."""
     items = [Candidate(c.value, c.help or "") for c in ctx.command.shell_complete(ctx, incomplete)]
     if incomplete.startswith("-") and ctx is not root:
-        # Global options may follow the command (xbctl mem-set web 512 --wait).
-        items += [Candidate(c.value, c.help or "") for c in root.command.shell_complete(root, incomplete)]
+        # Global options may follow the command (xbctl mem-set web 512 --wait): those the
+        # command table says it takes, as its --help lists them.
+        from .cli.table import GLOBAL_OPTIONS
+        from .cli.typer_app import table_command
+
+        command = table_command(ctx)
+        accepts = command.accepts if command is not None else frozenset()
+        items += [
+            Candidate(c.value, c.help or "")
+            for c in root.command.shell_complete(root, incomplete)
+            if c.value in GLOBAL_OPTIONS and GLOBAL_OPTIONS[c.value][0] in accepts
+        ]
     if ctx is root and not incomplete.startswith("-"):
         items += _sysctl_names(incomplete)
     return Answer(items)

@@ -378,9 +378,10 @@ def write_domains(
     ]
 
 
-def net_changes(changes: "list[Change]") -> "list[Change]":
+def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "list[Change]":
     """What CHANGES (in request order) amount to: per node, from its first old value to its last
-    new one, credited to the last line that set it; nodes left as they were are dropped."""
+    new one, credited to the last line that set it; nodes left as they were are dropped unless
+    KEEP_UNCHANGED (then old == new)."""
     from .policy import Change
 
     first: dict[str, Change] = {}
@@ -389,7 +390,13 @@ def net_changes(changes: "list[Change]") -> "list[Change]":
         first.setdefault(change.node.key, change)
         last[change.node.key] = change
     net = [Change(c.node, first[key].old_kib, c.new_kib, c.origin) for key, c in last.items()]
-    return [c for c in net if c.old_kib != c.new_kib]
+    return [c for c in net if keep_unchanged or c.old_kib != c.new_kib]
+
+
+def changed_only(result: WriteResult) -> WriteResult:
+    """RESULT without the nodes that already held their values."""
+    changes = [c for c in result.changes if c.old_kib != c.new_kib]
+    return WriteResult(result.domain, changes, result.after, result.dry_run, result.skipped, result.warnings)
 
 
 def _write_result(

@@ -19,13 +19,14 @@ SIMULATED_HOST = "simulated host (no Xen here)"
 class Output:
     """The one place that decides how results look; commands hand it what they found."""
 
-    def __init__(self, *, as_json=False, quiet=False, values_only=False, equals=False):
+    def __init__(self, *, as_json=False, quiet=False, values_only=False, equals=False, verbose=False):
         self.as_json = as_json
         self.quiet = quiet  # -q: nothing but errors (as NetBSD's sysctl -q)
         self.values_only = values_only
         self.equals = equals
         self.simulated_host = False  # the simulator answers without being named: text output says so
         self._simulated_said = False
+        self.verbose = verbose  # -v: -f and --system show the settings that already held their values
 
     # ------------------------------------------------------------ messages (stderr)
 
@@ -120,21 +121,30 @@ class Output:
                 lines.append(f"{prefix}{node.sysctl_name} = {value}")
         return lines
 
-    def changes(self, results, *, name_domains: bool = False, files=None) -> None:
+    def changes(self, results, *, name_domains: bool = False, files=None, settings: bool = False) -> None:
         """What writes did, sysctl-style (`name: old -> new`; `web: name: old -> new` with
         NAME_DOMAINS), at once: a wait may follow. With FILES (`--system`), each file is
-        announced (`* Applying FILE ...`) with the changes its lines made under it."""
+        announced (`* Applying FILE ...`) with the changes its lines made under it.
+
+        SETTINGS (-f, --system: a file describes a state): a node that already held its value
+        is shown only with -v; one line on stderr counts them (the JSON document has them all)."""
         self.simulated_note()
         for result in results:
             self.warnings(result.warnings)
             for _name, error in result.skipped:
                 self.say(f"ignored: {error.message}")
-        if self.as_json or self.quiet:
+        if self.quiet:
+            return
+        held = sum(c.old_kib == c.new_kib for r in results for c in r.changes) if settings else 0
+        if self.as_json:
+            self._unchanged(held, results)
             return
         by_file: dict[str, list[str]] = {path: [] for path in files or ()}
         for result in results:
             domain = f"{result.domain.name}: " if name_domains or files is not None else ""
             for change in result.changes:
+                if settings and change.old_kib == change.new_kib and not self.verbose:
+                    continue
                 prefix = "" if self.values_only else f"{domain}{change.node.sysctl_name}: "
                 path = (change.origin or "").rpartition(":")[0] if files is not None else ""
                 unchanged = " (unchanged)" if change.old_kib == change.new_kib and not self.values_only else ""
@@ -147,8 +157,19 @@ class Output:
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
+        self._unchanged(held, results)
         if any(result.dry_run for result in results):
             self.say("dry run: nothing was written")
+
+    def _unchanged(self, held: int, results) -> None:
+        """The one line counting HELD settings that already held their values (-f, --system)."""
+        if not held:
+            return
+        count = f"{held} setting{'' if held == 1 else 's'} unchanged"
+        if not self.verbose and not self.as_json:
+            count += f" (-v lists {'it' if held == 1 else 'them'})"
+        changed = any(c.old_kib != c.new_kib for r in results for c in r.changes)
+        self.note(count if changed else f"nothing changed: {count}")
 
     def written(self, transport, result, outcome) -> bool:
         """The JSON document of a write (text was shown by changes()); True when one was printed."""

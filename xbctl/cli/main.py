@@ -98,6 +98,7 @@ def output_for(values: dict):
         quiet=bool(values.get("-q")),
         values_only=bool(values.get("-n")),
         equals=bool(values.get("-e")),
+        verbose=bool(values.get("-v")),
     )
 
 

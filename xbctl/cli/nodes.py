@@ -13,6 +13,10 @@ def run_sysctl(invocation, options, output) -> None:
     from ..nodes import select_nodes
 
     args = invocation.args
+    if "-v" in invocation.given and not (options.system or options.settings_files):
+        raise usage_error(
+            "-v goes with -f and --system", hint="it lists the settings that already hold their values too"
+        )
     if options.system:
         conflicting = [
             option
@@ -82,17 +86,16 @@ def apply_assignments(options, output, assignments) -> None:
         dry_run=options.dry_run,
         override_guest_floor=options.override_guest_floor,
     )
-    if options.settings_files and all(c.old_kib == c.new_kib for r in results for c in r.changes):
-        output.note("nothing changed: every node already holds its value")
+    from_file = bool(options.settings_files)  # a file describes a state: what holds already is counted, not shown
     name_domains = len(results) > 1 or options.domain is None
     if len(results) == 1:
-        show_write(options, output, transport, results[0], name_domains)
+        show_write(options, output, transport, results[0], name_domains, settings=from_file)
         return
     from ..output import note_written
 
     if not options.dry_run and any(result.changes for result in results):
         note_written()
-    output.changes(results, name_domains=True)
+    output.changes(results, name_domains=True, settings=from_file)
     output.written_many(transport, results)
 
 
@@ -102,14 +105,16 @@ def apply_system(options, output) -> None:
     A section naming a domain that does not exist now is skipped with a note; lines outside
     any section are our own domain's. Like `sysctl --system`, each file is announced
     (`* Applying FILE ...`) with what it set under it; only nodes whose value changes are
-    shown and written, so a second run prints the announcements alone (nothing with -q).
+    written and shown (the others counted, or shown too with -v), so a second run prints
+    the announcements alone (nothing with -q).
     """
     from ..conf import configuration_root
 
     xb = options.api()
-    files, changed, notes = xb.apply_configuration(
+    files, settled, notes = xb.apply_configuration(
         dry_run=options.dry_run, override_guest_floor=options.override_guest_floor
     )
+    changed = [xb.changed_only(result) for result in settled]
     if not files:
         output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
     for note in notes:
@@ -118,8 +123,8 @@ def apply_system(options, output) -> None:
         from ..output import note_written
 
         note_written()
-    output.changes(changed, files=files)
-    output.written_many(xb.transport, changed)
+    output.changes(settled, files=files, settings=True)
+    output.written_many(xb.transport, changed)  # --system's document lists what changed
 
 
 def run_node(invocation, options, output) -> None:
@@ -181,13 +186,14 @@ def write_and_show(options, output, requests, domain_spec=None, ignored=None) ->
     show_write(options, output, transport, result, options.domain is None and domain_spec is None)
 
 
-def show_write(options, output, transport, result, name_domains: bool) -> None:
-    """Show one domain's write RESULT (its domain on each line when NAME_DOMAINS), then --wait."""
+def show_write(options, output, transport, result, name_domains: bool, settings: bool = False) -> None:
+    """Show one domain's write RESULT (its domain on each line when NAME_DOMAINS), then --wait.
+    SETTINGS: from a settings file (see Output.changes)."""
     from ..output import note_written
 
     if not options.dry_run and result.changes:
         note_written()
-    output.changes([result], name_domains=name_domains)  # the write has happened: say so before any wait
+    output.changes([result], name_domains=name_domains, settings=settings)  # the write has happened: say so before any wait
     target_change = next((c for c in result.changes if c.node.key == "target"), None)
     if options.wait and target_change is None:
         output.note("--wait waits after a target change; nothing to wait for")

@@ -16,6 +16,7 @@ GLOBAL_OPTIONS = {
     "-n": ("-n", False),
     "-e": ("-e", False),
     "-q": ("-q", False), "--quiet": ("-q", False),
+    "-v": ("-v", False), "--verbose": ("-v", False),
     "-f": ("-f", True), "--file": ("-f", True),
     "-d": ("-d", True), "--domain": ("-d", True),
     "--json": ("--json", False),
@@ -58,8 +59,9 @@ class Command:
         self.names = names  # takes sysctl names and assignments
 
 
+# -v lists the settings -f and --system leave as they were: the sysctl form alone has them.
 SYSCTL = Command(
-    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f", "--system"},
+    "sysctl form", "nodes", "run_sysctl", _READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f", "--system", "-v"},
     max_args=None, names=True
 )
 _NODE_KEYS = ("current", "target", "min", "max", "xen-max")

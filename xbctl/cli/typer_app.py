@@ -41,6 +41,7 @@ _ARITY = {
 # Typer's parameter name -> the table's canonical option.
 _PARAMS = {
     "show_all": "-a", "all_domains": "-A", "system": "--system", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
+    "verbose": "-v",
     "settings_files": "-f", "domain": "-d", "as_json": "--json", "dry_run": "--dry-run", "wait": "--wait",
     "timeout_text": "--timeout", "transport_name": "--transport", "sim_state": "--sim-state",
     "override_guest_floor": "--override-guest-floor",
@@ -48,10 +49,18 @@ _PARAMS = {
 
 
 class PlainCommand(TyperCommand):
-    """A command whose help is click's plain layout, whichever Typer draws it."""
+    """A command whose help is click's plain layout, whichever Typer draws it, and lists
+    the global options the command table says it takes."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         click.Command.format_help(self, ctx, formatter)
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        super().format_options(ctx, formatter)
+        records = global_option_records(ctx)
+        if records:
+            with formatter.section("Global options (before or after the command)"):
+                formatter.write_dl(records)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         # An argument's metavar as written (mem-set DOMAIN SIZE, as the man page and xl
@@ -63,6 +72,36 @@ class PlainCommand(TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+
+def table_command(ctx: Any):
+    """The command table's entry for the command CTX runs (None for a group such as sim)."""
+    words = []
+    while ctx.parent is not None:
+        words.append(ctx.info_name)
+        ctx = ctx.parent
+    name = " ".join(reversed(words))
+    if name == SYSCTL_COMMAND:
+        return SYSCTL
+    if name.startswith("sim "):
+        return SIM_COMMANDS.get(name[4:])
+    return COMMANDS.get(name)
+
+
+def global_option_records(ctx: Any) -> list[tuple[str, str]]:
+    """Help lines of the global options CTX's command takes, from the table and the root's
+    declarations (each option's help is written once, on the root)."""
+    command = table_command(ctx)
+    if command is None:
+        return []
+    root = ctx.find_root()
+    records = []
+    for param in root.command.get_params(root):
+        if _PARAMS.get(param.name or "") in command.accepts:
+            record = param.get_help_record(root)
+            if record is not None:
+                records.append(record)
+    return records
 
 
 class PlainGroup(TyperGroup):
@@ -233,6 +272,9 @@ def main_callback(
     values_only: bool = typer.Option(False, "-n", help="Print values only, without names."),
     equals: bool = typer.Option(False, "-e", help="Print name=value, for reuse with -f."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+    verbose: bool = typer.Option(
+        False, "-v", "--verbose", help="With -f or --system, list the settings that were unchanged too."
+    ),
     settings_files: Optional[list[str]] = typer.Option(
         None, "-f", "--file", metavar="FILE",
         help="Apply a file of name=value lines (name?=value: optional); several apply in order, as one change.",
