@@ -27,7 +27,7 @@ DB_TARGET_KIB = 1536 * MIB
 # with the values of the page's names: domain, size, videoram, new (size - videoram when not given).
 SCENARIOS = {
     "mem-max domain size": [
-        (["mem-max", "web", "1024"], {"domain": 1, "size": GIB}),
+        (["mem-max", "web", "1536"], {"domain": 1, "size": 1536 * MIB}),
         (["mem-max", "db", "3G"], {"domain": 2, "size": 3 * GIB}),
         (["-d", "web", "xen-max", "2G"], {"domain": 1, "size": 2 * GIB}),
     ],

@@ -91,8 +91,9 @@ def test_system_counts_the_settings_that_already_hold_and_v_lists_them_under_the
     # Each node once, under the file that set it last, domain by domain, as changes show.
     verbose = xbctl("--verbose", "--system", env=env)
     assert verbose.stdout == (
-        f"* Applying {web} ...\nweb: {TARGET}: 614400 -> 614400\n"
-        f"* Applying {main} ...\nweb: {MIN}: 131072 -> 131072\ndb: {TARGET}: 1126400 -> 1126400\n"
+        f"* Applying {web} ...\nweb: {TARGET}: 614400 -> 614400 (unchanged)\n"
+        f"* Applying {main} ...\nweb: {MIN}: 131072 -> 131072 (unchanged)\n"
+        f"db: {TARGET}: 1126400 -> 1126400 (unchanged)\n"
     ), verbose
     assert verbose.stderr == "xbctl: note: nothing changed: 3 settings unchanged\n", verbose
     document = json.loads(xbctl("--json", "-v", "--system", env=env).stdout)  # what changed, as ever
