@@ -207,3 +207,66 @@ def test_save_and_restore_example_works_on_the_simulator(tmp_path):
     assert (restored.returncode, restored.stderr) == (0, ""), restored
     after = sh("xbctl -d web -n machdep.xen.balloon.target machdep.xen.balloon.min")
     assert after.stdout == "786432\n65536\n", after
+
+
+# ---------------------------------------------------------------- xbctl.conf(5)
+
+CONF_PAGE = ROOT / "man" / "xbctl.conf.5"
+CONF_SOURCE = CONF_PAGE.read_text()
+
+
+def test_conf_page_lints_clean_above_style():
+    need("mandoc")
+    done = subprocess.run(
+        ["mandoc", "-Tlint", "-Wwarning", str(CONF_PAGE)], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_conf_page_names_the_directories_and_order_the_program_reads():
+    from xbctl.conf import DROP_IN_DIRS, MAIN_FILE
+
+    files = re.findall(r"^\.It Pa (\S+)$", CONF_SOURCE[CONF_SOURCE.index(".Sh FILES") :], re.M)
+    assert "/" + MAIN_FILE in files
+    for directory in DROP_IN_DIRS:
+        assert f"/{directory}/*.conf" in files
+    order = CONF_SOURCE[CONF_SOURCE.index(".Ss Files and their order") : CONF_SOURCE.index(".Ss The policy service")]
+    # /usr/lib's before /etc's (a later directory's file replaces an earlier one's), the main file last
+    assert order.index(f"/{DROP_IN_DIRS[0]}") < order.index(f"/{DROP_IN_DIRS[1]}") < order.index("/" + MAIN_FILE)
+
+
+def test_conf_page_environment_is_what_the_configuration_code_reads():
+    read = set()
+    for name in ("conf.py", "configured.py", "service.py"):
+        read.update(re.findall(r"(?<![A-Z_])(XBCTL_[A-Z_]+)", (ROOT / "xbctl" / name).read_text()))
+    read.discard("XBCTL_SIM_STATE")  # the simulator's, documented in xbctl(8)
+    documented = set(re.findall(r"^\.It Ev (\S+)", CONF_SOURCE, re.M))
+    assert read <= documented, sorted(read - documented)
+
+
+def test_conf_page_documents_every_policy_option():
+    from xbctl.cli.table import COMMANDS
+
+    policy = COMMANDS["policy"]
+    text = CONF_SOURCE.replace("\\-", "-")
+    for option in policy.local_options:
+        assert option in text, option
+    assert "--dry-run" in text
+
+
+def test_conf_page_example_applies(tmp_path):
+    """The EXAMPLES file, as written, is a configuration --system applies."""
+    example = CONF_SOURCE[CONF_SOURCE.index(".Sh EXAMPLES") :]
+    start = ".Bd -literal -offset indent\n"
+    body = example[example.index(start) + len(start) : example.index(".Ed")]
+    lines = body.splitlines()
+    assert lines[0].startswith("# /etc/xbctl.d/")
+    path = tmp_path / lines[0][2:].lstrip("/")
+    path.parent.mkdir(parents=True)
+    path.write_text(body)
+    env = {**os.environ, "XBCTL_CONF_ROOT": str(tmp_path), "XBCTL_TRANSPORT": "sim",
+           "XBCTL_SIM_STATE": str(tmp_path / "sim.json")}
+    done = subprocess.run([shutil.which("xbctl"), "--system"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "web: machdep.xen.balloon.min: 131072 -> 262144" in done.stdout
+    assert "db: machdep.xen.balloon.target: 1572864 -> 1048576" in done.stdout

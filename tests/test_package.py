@@ -88,6 +88,7 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
         "./usr/lib/python3/dist-packages/xbctl/cli/main.py",
         "./usr/lib/python3/dist-packages/xbctl/schema.json",
         "./usr/share/man/man8/xbctl.8.gz",
+        "./usr/share/man/man5/xbctl.conf.5.gz",
         "./usr/share/bash-completion/completions/xbctl",
         "./usr/share/zsh/vendor-completions/_xbctl",
         "./usr/share/fish/vendor_completions.d/xbctl.fish",
