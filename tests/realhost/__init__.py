@@ -44,7 +44,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +55,12 @@ __all__ = [
     "RealHostError",
     "Images",
     "Boot",
+    "ProgramRun",
     "ensure_images",
     "boot",
+    "install_xbctl",
+    "run_program",
+    "recorded_run",
     "qemu_command",
     "write_cpio",
 ]
@@ -75,7 +81,7 @@ DOM0_MODULES: tuple[str, ...] = (
 )
 #: Files of this directory an image is built from (their bytes are part of the cache key).
 SOURCES: tuple[str, ...] = ("dom0-init.sh", "guest-init.sh")
-_FORMAT = 1
+_FORMAT = 2
 QEMU = "qemu-system-x86_64"
 #: Xen's command line: Domain-0 gets a fixed size (its balloon may not grow past it).
 XEN_ARGS = ("dom0_mem=512M,max:512M dom0_max_vcpus=2 console=com1 com1=115200,8n1 "
@@ -95,6 +101,7 @@ class Images:
     root: Path  # the packages, unpacked
     xen: Path  # the hypervisor, gunzipped (a multiboot image)
     vmlinuz: Path
+    vmlinux: Path  # the same kernel unpacked (an ELF): xl loads it in seconds, not a minute of unxz
     dom0_initrd: Path
     guest_initrd: Path
     kernel_version: str  # e.g. 6.1.0-57-amd64
@@ -146,6 +153,21 @@ def _kernel_package(meta_deb: Path) -> str:
         if re.fullmatch(r"linux-image-[0-9][\w.+-]*-amd64", name):
             return name
     raise RealHostError(f"{meta_deb.name} names no linux-image-*-amd64")
+
+
+def unpack_bzimage(bzimage: Path) -> bytes:
+    """The ELF kernel inside a bzImage compressed with xz (Debian's): the first xz stream."""
+    import lzma
+
+    data = bzimage.read_bytes()
+    start = data.find(b"\xfd7zXZ\x00")
+    if start < 0:
+        raise RealHostError(f"{bzimage} holds no xz stream (not Debian's xz-compressed kernel?)")
+    unpacker = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    elf = unpacker.decompress(data[start:])
+    if not elf.startswith(b"\x7fELF") or not unpacker.eof:
+        raise RealHostError(f"the xz stream in {bzimage} is not a whole ELF kernel")
+    return elf
 
 
 def module_depends(ko: Path) -> list[str]:
@@ -231,12 +253,12 @@ def _images(base: Path, stamp: dict) -> Images:
     root = base / "root"
     version = stamp["kernel_version"]
     return Images(base=base, root=root, xen=base / "xen-4.17", vmlinuz=root / "boot" / f"vmlinuz-{version}",
-                  dom0_initrd=base / "dom0.cpio", guest_initrd=base / "guest.cpio",
+                  vmlinux=base / "vmlinux", dom0_initrd=base / "dom0.cpio", guest_initrd=base / "guest.cpio",
                   kernel_version=version, versions=stamp["versions"])
 
 
 def _complete(images: Images) -> bool:
-    return all(p.exists() for p in (images.xen, images.vmlinuz, images.dom0_initrd, images.guest_initrd,
+    return all(p.exists() for p in (images.xen, images.vmlinuz, images.vmlinux, images.dom0_initrd, images.guest_initrd,
                                     images.xen_libs / "usr/lib/x86_64-linux-gnu/libxencall.so.1"))
 
 
@@ -282,6 +304,7 @@ def ensure_images(cache_dir: Path | None = None) -> Images:
             kernel_version = kernel[len("linux-image-"):]
             with gzip.open(tmp / "root" / "boot" / "xen-4.17-amd64.gz") as packed:
                 (tmp / "xen-4.17").write_bytes(packed.read())
+            (tmp / "vmlinux").write_bytes(unpack_bzimage(tmp / "root" / "boot" / f"vmlinuz-{kernel_version}"))
             _build_initrds(tmp, kernel_version)
             shutil.rmtree(debs)
             stamp = {"kernel_version": kernel_version, "versions": versions}
@@ -310,7 +333,8 @@ class Boot:
 
     directory: Path  # the read-write share: job, job.log, job.status, whatever the job wrote
     serial_path: Path
-    ended: str  # "powered off", "timed out after N s", "QEMU exited with N"
+    ended: str  # "QEMU exited by itself" (power-off, or a reboot after a panic), "timed out after N s",
+    # "QEMU exited with N", "cancelled"
     seconds: float
     qemu_stderr: str
 
@@ -323,8 +347,8 @@ class Boot:
 
     @property
     def ok(self) -> bool:
-        """Powered off after the job ran to its end with status 0."""
-        return self.ended == "powered off" and self.job_status == 0
+        """QEMU ended by itself after the job ran to its end with status 0 (Domain-0 powered off)."""
+        return self.ended == "QEMU exited by itself" and self.job_status == 0
 
     def serial(self) -> str:
         with contextlib.suppress(OSError):
@@ -371,13 +395,14 @@ def qemu_command(images: Images, directory: Path, serial_path: Path, *, layers: 
 
 
 def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeout_s: float = 900,
-         memory_mib: int = 1536, cpus: int = 2) -> Boot:
+         memory_mib: int = 1536, cpus: int = 2, cancel: threading.Event | None = None) -> Boot:
     """Boot the real host, run the shell script JOB in Domain-0, wait for the power-off.
 
     DIRECTORY (empty or new) becomes Domain-0's read-write share at the same path; JOB is
     written there as ``job``.  LAYERS are host directories laid over the host's ``/`` in
     Domain-0 (first wins), e.g. the unpacked Xen userspace.  The job gets ``timeout_s`` less a
-    margin for boot and power-off; QEMU is killed at ``timeout_s``."""
+    margin for boot and power-off; QEMU is killed at ``timeout_s``, or as soon as CANCEL is set
+    (the test session ends)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "job").write_text(job)
     for stale in ("job.status", "job.log"):
@@ -396,13 +421,20 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
         except FileNotFoundError as exc:
             raise RealHostError(f"{QEMU} not found (Debian package qemu-system-x86; tests/run installs it)") from exc
         try:
-            status = process.wait(timeout=timeout_s)
-            ended = "powered off" if status == 0 else f"QEMU exited with {status}"
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            ended = f"timed out after {timeout_s:.0f} s"
+            deadline = started + timeout_s
+            while True:
+                try:
+                    status = process.wait(timeout=1)
+                    ended = "QEMU exited by itself" if status == 0 else f"QEMU exited with {status}"
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline or (cancel is not None and cancel.is_set()):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+                        ended = (f"timed out after {timeout_s:.0f} s" if time.monotonic() > deadline
+                                 else "cancelled")
+                        break
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -411,3 +443,93 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
         stderr.seek(0)
         qemu_stderr = stderr.read()
     return Boot(directory, serial_path, ended, time.monotonic() - started, qemu_stderr)
+
+
+# --------------------------------------------------------------------------
+# The program in Domain-0 (dom0_checks.py), from the host
+# --------------------------------------------------------------------------
+
+#: Not copied into the tree xbctl is installed from (pip writes build/ and *.egg-info into it).
+_NOT_COPIED = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "*.pyc")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def install_xbctl(source: Path, dest: Path, python: str = SYSTEM_PYTHON) -> Path:
+    """xbctl as a user installs it: a venv (Debian's Python) with ``pip install`` of a copy of
+    SOURCE, with the exporter's extra; the venv's directory."""
+    copy = dest / "src"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*_NOT_COPIED))
+    venv = dest / "venv"
+    _run([python, "-m", "venv", str(venv)])
+    _run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{copy}[exporter]"],
+         timeout=1200)
+    if not (venv / "bin" / "xbctl").exists():
+        raise RealHostError(f"pip installed no xbctl into {venv}")
+    return venv
+
+
+@dataclass
+class ProgramRun:
+    """One boot running dom0_checks.py, and what it recorded."""
+
+    boot: Boot | None
+    results: dict | None
+    problem: str | None = None  # why there is no boot (preparation failed)
+
+    def describe(self) -> str:
+        if self.boot is None:
+            return f"the real host was not booted: {self.problem}"
+        return self.boot.describe()
+
+
+def run_program(mode: str, workdir: Path, source: Path, *, python: str | None = None, timeout_s: float = 900,
+                cancel: threading.Event | None = None, extra: dict | None = None,
+                cache_dir: Path | None = None) -> ProgramRun:
+    """Install xbctl from SOURCE, boot the real host and run dom0_checks.py in MODE ("checks" or
+    "bench") in Domain-0 with PYTHON (default: this one, whose venv has pyxs); never raises for
+    a failure, which the returned run describes."""
+    import xenharness
+
+    try:
+        images = ensure_images(cache_dir)
+        tools = xenharness.ensure_tools(cache_dir)
+        if shutil.which(QEMU) is None:
+            raise RealHostError(f"{QEMU} not found (Debian package qemu-system-x86; tests/run installs it)")
+        venv = install_xbctl(source, workdir / "xbctl")
+    except (RealHostError, xenharness.XenHarnessError, OSError) as exc:
+        return ProgramRun(None, None, f"{type(exc).__name__}: {exc}")
+    out = workdir / "boot"
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "mode": mode,
+        "out": str(out),
+        "rig": str(HERE),
+        "venv": str(venv),
+        "xbctl": str(venv / "bin" / "xbctl"),
+        "kernel": str(images.vmlinux),
+        "ramdisk": str(images.guest_initrd),
+        "exporter_port": 9477,
+        "versions": {**images.versions, **tools.versions},
+        **(extra or {}),
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    job = (f"set -e\nsh {HERE / 'dom0-start-xen.sh'}\n"
+           f"exec {python or sys.executable} {HERE / 'dom0_checks.py'} {out / 'config.json'}\n")
+    finished = boot(images, out, job, layers=[images.xen_libs, tools.root], timeout_s=timeout_s, cancel=cancel)
+    (workdir / "boot.json").write_text(json.dumps({"ended": finished.ended, "seconds": finished.seconds,
+                                                   "qemu_stderr": finished.qemu_stderr}))
+    return recorded_run(workdir)
+
+
+def recorded_run(workdir: Path) -> ProgramRun:
+    """The run recorded in WORKDIR (run_program's), read back: e.g. to assert again on it."""
+    out = workdir / "boot"
+    try:
+        facts = json.loads((workdir / "boot.json").read_text())
+    except (OSError, ValueError) as exc:
+        return ProgramRun(None, None, f"no boot recorded in {workdir}: {exc}")
+    finished = Boot(out, out.parent / f"{out.name}.serial.log", facts["ended"], facts["seconds"], facts["qemu_stderr"])
+    results = None
+    with contextlib.suppress(OSError, ValueError):
+        results = json.loads((out / "results.json").read_text())
+    return ProgramRun(finished, results)

@@ -47,6 +47,7 @@ done
 mount -t overlay overlay -o "lowerdir=${lowerdir}/lower,upperdir=/rw/upper,workdir=/rw/work" /newroot \
     || halt "cannot mount the overlay (lowerdir=${lowerdir}/lower)"
 
+ip link set lo up  # the exporter listens on 127.0.0.1
 new=/newroot
 mount -t proc proc $new/proc
 mount -t sysfs sysfs $new/sys
