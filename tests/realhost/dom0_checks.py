@@ -378,8 +378,8 @@ def checks(config: dict, rec: Recorder) -> None:
         lines = [f"[{GUEST}]"] + [f"machdep.xen.balloon.{k} = {v}M" for k, v in POLICY_SETTINGS_MIB.items()]
         (conf / "50-guest.conf").write_text("\n".join(lines) + "\n")
         r["conf"] = (conf / "50-guest.conf").read_text()
-        argv = ["sh", str(Path(config["rig"]) / "as-unit.sh"), str(Path(config["venv"]).resolve()), "--",
-                host.xbctl, "policy", "--follow"]
+        argv = ["sh", str(Path(config["rig"]) / "as-unit.sh"), "--keep", str(Path(config["venv"]).resolve()),
+                "--runtime-directory", "xbctl", "--", host.xbctl, "policy", "--follow"]
         r["argv"] = argv
         policy = host.start(argv, "policy.log", env={"XBCTL_CONF_ROOT": CONF_ROOT})
         # It has started once it says it follows (or has applied once): then read its capabilities.
@@ -432,6 +432,7 @@ def checks(config: dict, rec: Recorder) -> None:
             r["before"] = reports.latest()
             started = time.monotonic()
             r["command"] = host.x("mem-set", GUEST, str(size_mib), "--wait", "--timeout", "240")
+            r["xl_at_exit"] = xl_list()  # what --wait returned on, before anything else runs
             r["reports"] = reports.since(started)
             r["reached"] = reports.wait_for(lambda rep, s=size_mib: rep["current_kb"] == s * MIB, 60)
             r["nodes"] = memory_nodes(domid)
@@ -477,6 +478,8 @@ def checks(config: dict, rec: Recorder) -> None:
         r["old_domid"] = domid
         r["destroy"] = xl("destroy", GUEST)
         r["gone"] = bool(wait_until(lambda: xs_read(f"/local/domain/{domid}/name") is None, 60))
+        # Xen hands out ids in turn (xl.conf's domid_policy "xen"), and xl 4.17 reads no domid=
+        # from a domain's configuration: the new guest has a new id.
         domid, reports = host.create_guest(r)
         r["new_domid"] = domid
         r["nodes"] = wait_until(lambda: policy_applied(domid), 180) or memory_nodes(domid)
