@@ -436,7 +436,7 @@ def real_host_rows(runs: int) -> None:
         for wait in waits:
             print(f"  mem-set {wait['size_mib']:>3} MiB --wait: status {wait['status']}, {wait['command_s']:.1f} s in all; "
                   f"the guest reported the target {wait['guest_reached_s']} s after the start, "
-                  f"xbctl exited {wait['exit_after_guest_s']} s after that report")
+                  f"xbctl exited {wait['exit_after_guest_s']} s after that report (negative: before it)")
         after = [w["exit_after_guest_s"] for w in waits if w["exit_after_guest_s"] is not None]
         if after:
             print(f"  --wait's latency behind the guest's own report: median {statistics.median(after):.2f} s "
