@@ -19,6 +19,10 @@ does (the tree stays clean). The xbctl timed is the console script installed bes
 Python (sys.executable), never one found on PATH; the benchmark prints which. Prints medians,
 ratios to the floor, and each start-up goal with its ratio: `xbctl -n target` over Xenstore
 <= 1.5x the bare pyxs read script, and on the simulator <= 3x `python -c pass`, in the same run.
+Last, on the real host (tests/realhost: Xen 4.17 under QEMU, one boot of its own, a few
+minutes; XBCTL_BENCH_REAL_HOST=0 leaves it out): `xbctl list` against `xl list` and `xbctl
+-n current` against `xenstore-read` in Domain-0, and `mem-set --wait` against the guest's
+own report of its driver reaching the target.
 Not a test: nothing here asserts a time.
 """
 

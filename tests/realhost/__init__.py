@@ -4,32 +4,36 @@
 the same cache, ``$XBCTL_TEST_CACHE`` or ``~/.cache/xbctl-tests``) Debian 12's
 ``xen-hypervisor-4.17-amd64`` (the hypervisor, gunzipped for QEMU's multiboot loader), the
 current ``linux-image-6.1.*-amd64`` (named by ``linux-image-amd64``'s dependency; one kernel
-for Domain-0 and the guests: balloon, xenbus and PV console are built in, the rest are
-modules), ``busybox-static``, and Debian's real ``libxencall1``/``libxenforeignmemory1``
-(the harness replaces those two on the host side), unpacks them with ``dpkg -x`` and builds
-two initramfs images with Python's own cpio writer:
+for Domain-0 and the guests, unpacked from its bzImage into an ELF: balloon, xenbus and PV
+console are built in, the rest are modules), ``busybox-static``, and Debian's real
+``libxencall1``/``libxenforeignmemory1`` (the harness replaces those two on the host side),
+unpacks them with ``dpkg -x`` and builds two initramfs images with its own cpio writer:
 
 - Domain-0's (``dom0-init.sh`` as ``/init``, busybox, the kernel modules it loads in
   dependency order: virtio-9p and overlayfs, then xen-evtchn, xen-privcmd, xenfs, xen-gntdev,
   xen-gntalloc).  It mounts the host's ``/``, shared read-only over virtio-9p, under an
-  overlay whose upper layer is a tmpfs and whose lower layers start with the unpacked Xen
-  userspace (the harness's ``xen-utils-4.17``, ``libxenmisc4.17``..., then the real
-  ``libxencall``): the host's Python, a venv built on the host and Xen's tools all run in
-  Domain-0 at the paths they have on the host, without ``ldconfig`` or ``LD_LIBRARY_PATH``.
-  A second, read-write 9p share (the boot's directory on the host) is mounted at its host
-  path; ``/init`` runs ``job`` from it (``chroot``, with a time limit), writes ``job.status``
-  and ``job.log`` there, and powers off (Xen enters ACPI S5, QEMU exits).
-- a guest's (``guest-init.sh``): busybox only.  The guest reports its own balloon figures
-  (``current_kb``, ``target_kb`` of ``/sys/devices/system/xen_memory/xen_memory0``) under
-  its ``data/realhost/`` in Xenstore whenever they change, speaking the Xenstore wire protocol
-  to ``/dev/xen/xenbus`` with busybox's ``printf`` (busybox has no Xenstore client), and
-  prints them on its console too.
+  overlay whose upper layer is a tmpfs and whose lower layers, each a read-only 9p share of
+  its own, lay Xen's userspace over it (the real ``libxencall``, then the harness's unpacked
+  ``xen-utils-4.17``, ``libxenmisc4.17``...): the host's Python, a venv built on the host and
+  Xen's tools all run in Domain-0 at the paths they have on the host, without ``ldconfig``
+  or ``LD_LIBRARY_PATH``.  A read-write 9p share (the boot's directory on the host) is
+  mounted at its host path; ``/init`` runs ``job`` from it (``chroot``, with a time limit),
+  writes ``job.status`` and ``job.log`` there, and powers off whatever happens (Xen enters
+  ACPI S5, QEMU exits).
+- a guest's (``guest-init.sh``): busybox only.  The guest reports its own balloon driver's
+  figures (``current_kb``, ``target_kb`` of ``/sys/devices/system/xen_memory/xen_memory0``)
+  as ``data/realhost/balloon`` in its Xenstore home whenever they change, speaking the
+  Xenstore wire protocol to ``/dev/xen/xenbus`` with busybox's ``printf`` (busybox has no
+  Xenstore client), and prints them on its console too.
 
 ``boot()`` runs one QEMU, bounded in time, with the serial console (Xen's and Domain-0's
 messages) in a file; it never raises for a failed boot: the caller reads ``Boot.ok`` and
-``Boot.serial_tail()``.  ``dom0-stage2.sh`` is what a job usually runs first in Domain-0:
-it starts Debian's ``xenstored``, ``xen-init-dom0`` and ``xenconsoled`` (guest consoles
-logged to ``/var/log/xen/console``).
+``Boot.describe()``.  ``run_program()`` installs xbctl as a user would (a venv, ``pip
+install`` of a copy of the tree), boots, and runs ``dom0-start-xen.sh`` (Debian's
+``xenstored``, ``xen-init-dom0``, ``xenconsoled``) then ``dom0_checks.py`` in Domain-0, which
+records what every check saw in ``results.json``; ``as-unit.sh`` runs a command in the policy
+service's sandbox.  tests/realhost_fixtures.py and tests/test_real_host.py use it; so does
+tests/benchmark.py.
 """
 
 from __future__ import annotations
@@ -83,8 +87,9 @@ DOM0_MODULES: tuple[str, ...] = (
 SOURCES: tuple[str, ...] = ("dom0-init.sh", "guest-init.sh")
 _FORMAT = 2
 QEMU = "qemu-system-x86_64"
-#: Xen's command line: Domain-0 gets a fixed size (its balloon may not grow past it).
-XEN_ARGS = ("dom0_mem=512M,max:512M dom0_max_vcpus=2 console=com1 com1=115200,8n1 "
+#: Xen's command line: Domain-0 gets a fixed size (its balloon may not grow past it); a console
+#: ring that holds a whole domain dump (`xl debug-keys q`, read back with `xl dmesg -c`).
+XEN_ARGS = ("dom0_mem=512M,max:512M dom0_max_vcpus=2 console=com1 com1=115200,8n1 conring_size=1m "
             "loglvl=all guest_loglvl=all")
 DOM0_KERNEL_ARGS = "console=hvc0 quiet"
 
