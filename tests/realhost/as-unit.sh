@@ -1,8 +1,7 @@
 #!/bin/sh
 # as-unit.sh [--keep DIR]... [--runtime-directory NAME]... -- COMMAND [ARGS]: run COMMAND in
-# Domain-0 inside the sandbox that
-# systemd/xbctl-policy.service gives the policy service, as far as it can be built without
-# systemd as PID 1 (root, with util-linux's unshare and setpriv):
+# Domain-0 inside the sandbox that systemd/xbctl-policy.service gives the policy service, as
+# far as it can be built without systemd as PID 1 (root, with util-linux's unshare, setpriv):
 #   CapabilityBoundingSet= AmbientCapabilities=  no capability at all (bounding, inheritable,
 #                                                and ambient sets emptied: root's uid, no caps)
 #   NoNewPrivileges=yes                           setpriv --no-new-privs
@@ -15,7 +14,7 @@
 #                                                test unit's BindReadOnlyPaths= would
 #   ProtectHome=yes                               /root, /home and /run/user empty and unreadable
 #   UMask=0077
-# What needs systemd itself is listed in the README ("The real host").
+# What needs systemd itself is listed in the README ("A real Xen host under QEMU").
 set -eu
 keep=
 runtime=
