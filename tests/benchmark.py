@@ -19,11 +19,16 @@ does (the tree stays clean). The xbctl timed is the console script installed bes
 Python (sys.executable), never one found on PATH; the benchmark prints which. Prints medians,
 ratios to the floor, and each start-up goal with its ratio: `xbctl -n target` over Xenstore
 <= 1.5x the bare pyxs read script, and on the simulator <= 3x `python -c pass`, in the same run.
+Last, on the real host (tests/realhost: Xen 4.17 under QEMU, one boot of its own, a few
+minutes; XBCTL_BENCH_REAL_HOST=0 leaves it out): `xbctl list` against `xl list` and `xbctl
+-n current` against `xenstore-read` in Domain-0, and `mem-set --wait` against the guest's
+own report of its driver reaching the target.
 Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import statistics
@@ -304,6 +309,8 @@ def main() -> None:
     )
 
     batch_rows(tools, xbctl, max(3, runs // 4))
+    if os.environ.get("XBCTL_BENCH_REAL_HOST", "1") != "0":
+        real_host_rows(max(3, runs // 4))
 
 
 BATCH_DOMAINS = 1000  # a host of this many guests, one target each, applied by one `xbctl -f`
@@ -402,6 +409,42 @@ def batch_rows(tools, xbctl: str, runs: int) -> None:
           f"(goal >= 20x: {'met' if speedup >= 20 else 'NOT met'})")
     versus = apply_s / loop_s
     print(f"  goal: xbctl -f / pyxs loop = {versus:.2f}x (goal <= 1x: {'met' if versus <= 1 else 'NOT met'})")
+
+
+def real_host_rows(runs: int) -> None:
+    """On the real host (tests/realhost: Xen 4.17 under QEMU, Linux Domain-0 and PV guest, one
+    boot of its own): `xbctl list` against `xl list` and `xbctl -n current` against
+    `xenstore-read`, whole processes in Domain-0, interleaved; and `mem-set --wait` against the
+    guest's own report of its driver reaching the target (the report's Xenstore watch, stamped
+    in Domain-0). Emulation makes every process slow there: the ratios are what compares."""
+    import realhost
+    from xbctl.transports.xlwrite import HYPERVISOR_POLL_S
+
+    with tempfile.TemporaryDirectory(prefix="xbctl-realhost-bench-") as tmp:
+        run = realhost.run_program("bench", Path(tmp), Path(__file__).resolve().parent.parent,
+                                   timeout_s=float(os.environ.get("XBCTL_REALHOST_TIMEOUT") or 1500),
+                                   extra={"runs": runs})
+        results = run.results or {}
+        errors = results.get("errors") or {}
+        steps = results.get("steps") or {}
+        if "timings" not in steps or errors:
+            print(f"real host: not measured: {json.dumps(errors)[:2000] if errors else run.describe()}")
+            return
+        median = {name: statistics.median(samples) for name, samples in steps["timings"]["samples"].items()}
+        print(f"real host (Xen 4.17 under QEMU TCG; medians of {runs} runs, whole processes in Domain-0):")
+        for name in ("xl list", "xbctl list", "xenstore-read", "xbctl -n current"):
+            print(f"  {name:20} {median[name] * 1000:9.0f} ms")
+        print(f"  xbctl list / xl list: {median['xbctl list'] / median['xl list']:.1f}x; "
+              f"xbctl -n current / xenstore-read: {median['xbctl -n current'] / median['xenstore-read']:.1f}x")
+        waits = steps.get("wait_latency", {}).get("waits", [])
+        for wait in waits:
+            print(f"  mem-set {wait['size_mib']:>3} MiB --wait: status {wait['status']}, {wait['command_s']:.1f} s in all; "
+                  f"the guest reported the target {wait['guest_reached_s']} s after the start, "
+                  f"xbctl exited {wait['exit_after_guest_s']} s after that report (negative: before it)")
+        after = [w["exit_after_guest_s"] for w in waits if w["exit_after_guest_s"] is not None]
+        if after:
+            print(f"  --wait's latency behind the guest's own report: median {statistics.median(after):.2f} s "
+                  f"(xbctl re-reads the hypervisor every {HYPERVISOR_POLL_S:g} s; the report is itself a Xenstore round trip)")
 
 
 if __name__ == "__main__":

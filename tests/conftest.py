@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from xbctl.cli import app
 
-pytest_plugins = ["xen_fixtures"]
+pytest_plugins = ["xen_fixtures", "realhost_fixtures"]
 
 # The xbctl under test is the one installed with this Python (its venv's console script),
 # whatever else PATH holds: every test that runs "the installed xbctl" finds it first.
