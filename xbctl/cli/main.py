@@ -6,8 +6,8 @@ Results, XbctlError, usage errors (ours and Typer's), Ctrl-C (130), output failu
 
 from __future__ import annotations
 
+import _signal as signal  # the signal module's own import (an IntEnum of every signal) costs start-up time
 import os
-import signal
 import sys
 
 from ..errors import ExitStatus, XbctlError, usage_error
