@@ -183,7 +183,7 @@ def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
 # library's slow imports (typing, pathlib, signal's enum...). Not timed: tests/benchmark.py times it.
 NOT_FOR_A_READ = {
     "typer", "click", "rich", "shellingham", "typing", "pathlib", "signal", "dataclasses", "fractions",
-    "inspect", "tempfile", "subprocess", "threading", "ctypes", "socket", "fcntl", "math",
+    "inspect", "tempfile", "subprocess", "threading", "ctypes", "socket", "fcntl", "math", "contextlib",
     "xbctl.cli.typer_app", "xbctl.completion", "xbctl.output_rich", "xbctl.json_output", "xbctl.api_results",
     "xbctl.policy", "xbctl.assignments",
 }

@@ -6,7 +6,6 @@ writing; writers take the lock, advance the model, apply what policy planned, an
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -25,6 +24,7 @@ from .simstore import CorruptState, StateStore, default_state_path
 
 TYPE_CHECKING = False  # typing and pathlib cost every start-up a few ms: the state path is a str
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Iterator
 
@@ -154,9 +154,13 @@ class SimTransport(Transport):
         host = self.load()
         return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
 
-    @contextlib.contextmanager
-    def changing(self) -> Iterator[SimHost]:
+    def changing(self) -> AbstractContextManager[SimHost]:
         """The host, loaded under the writer lock, to change and save."""
+        import contextlib  # writers only: a read does without it
+
+        return contextlib.contextmanager(self._changing)()
+
+    def _changing(self) -> Iterator[SimHost]:
         self.layout()  # refuse a foreign or damaged file before creating a lock file beside it
         with self.store.locked():
             yield self._load_fresh(self.store.read_raw())
@@ -242,6 +246,8 @@ class SimTransport(Transport):
         self.store.check_replaceable(self.store.status())
         raw = self.store.read_raw()
         if raw is not None:
-            with contextlib.suppress(CorruptState):
+            try:
                 self.store.decode(raw)  # refuses a file that is not ours, or a newer xbctl's
+            except CorruptState:
+                pass
         return raw

@@ -11,7 +11,6 @@ by a writer: a read never moves, replaces or re-permissions anything.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from ..errors import XbctlError, unavailable
 
 TYPE_CHECKING = False  # typing and pathlib cost every start-up a few ms: paths here are str
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Iterator
 
 SCHEMA_VERSION = 1
@@ -60,8 +60,6 @@ class StateStore:
         self.directory, self.name = os.path.split(self.path)
         self.lock_path = self.path + ".lock"
         self._lock_held = False
-        # The temporaries save() creates: only these are ever cleaned up.
-        self._temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.name))
 
     def status(self) -> os.stat_result | None:
         """The state file's stat, or None when there is none; refuses anything but a regular file."""
@@ -137,11 +135,13 @@ class StateStore:
 
     def keep_aside(self, raw: bytes) -> str | None:
         """Move a damaged state file of ours out of the way, if it still holds RAW (lock held)."""
-        with contextlib.suppress(OSError):
+        try:
             if self.read_raw() == raw:
                 aside = self._link_aside(time.strftime("%Y%m%dT%H%M%S"))
                 os.unlink(self.path)
                 return aside
+        except OSError:
+            pass
         return None
 
     def _link_aside(self, stamp: str) -> str:
@@ -156,9 +156,13 @@ class StateStore:
                 continue
         raise OSError("no free name to keep the corrupt state aside")
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> AbstractContextManager[None]:
         """Hold the exclusive writer lock (re-entrant within this process)."""
+        import contextlib  # writers only: a read does without it
+
+        return contextlib.contextmanager(self._locked)()
+
+    def _locked(self) -> Iterator[None]:
         if self._lock_held:
             yield
             return
@@ -189,9 +193,13 @@ class StateStore:
 
     def remove_stale_temporaries(self) -> None:
         """Remove temporaries a killed writer left (lock held: no live writer has one)."""
+        import contextlib
+
+        # The temporaries save() creates: only these are ever cleaned up.
+        temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.name))
         with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
             for entry in entries:
-                if self._temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
 
@@ -218,8 +226,10 @@ class StateStore:
                 os.fsync(tmp.fileno())
             os.replace(tmp_name, self.path)
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(tmp_name)
+            except OSError:
+                pass
             raise
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
