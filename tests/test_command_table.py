@@ -129,8 +129,10 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         assert where in outcome.stderr, outcome
         assert xbctl.snapshot() == before  # refused before anything ran
         return
+    before = xbctl.snapshot()
     if command.name in LONG_RUNNING:
         assert run_until_interrupted(xbctl, [*options, *words]) == 0
+        assert command.modifies or xbctl.snapshot() == before
         return
     # The agent plays a guest over Xenstore: here one that is not there (exit 3).
     env = {"XBCTL_TRANSPORT": None, "XENSTORED_PATH": str(tmp_path / "no-socket")} if command.name == "agent" else {}
@@ -140,6 +142,8 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         env = {"XBCTL_CONF_ROOT": str(tmp_path)}
     outcome = xbctl(*options, *words, env=env)
     assert "does not go with" not in outcome.stderr and "Traceback" not in outcome.stderr, outcome
+    if not command.modifies or option == "--dry-run":  # the spec says it only reads; or a dry run
+        assert xbctl.snapshot() == before, (command.name, option)
     if (command.name, option) in DOCUMENTED_USAGE_ERRORS:
         assert_clean_failure(outcome, 2, DOCUMENTED_USAGE_ERRORS[command.name, option])
     elif command.name == "agent":
@@ -162,6 +166,32 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
 
 def test_transport_and_sim_state_go_with_every_command():
     assert all(EVERYWHERE <= command.accepts for command in ALL_COMMANDS)
+
+
+def test_the_spec_is_whole():
+    """Every entry of the command spec says what the parser, Typer and completion need."""
+    from xbctl.cli import table
+
+    entries = [*table.GLOBALS, *(entry for c in ALL_COMMANDS for entry in (*c.options, *c.arguments))]
+    for entry in entries:
+        assert entry.kind is None or entry.kind in table.KINDS, entry.attribute
+        assert (entry.kind == table.CHOICE) == bool(getattr(entry, "choices", None)), entry.attribute
+        if entry is not table.SYSCTL.arguments[0]:  # the sysctl form's names: its help is the program's
+            assert entry.help, entry.attribute
+        assert entry.attribute.isidentifier(), entry.attribute
+    for option in table.GLOBALS:
+        assert option.takes_value == (option.metavar is not None), option.name
+        assert option.requires is None or option.requires in table.OPTION_BY_NAME, option.name
+    for command in ALL_COMMANDS:
+        names = [entry.attribute for entry in (*command.options, *command.arguments)]
+        assert len(names) == len(set(names)), command.name  # Typer's parameters, by name
+        spellings = [s for option in command.options for s in option.spellings]
+        assert not set(spellings) & set(GLOBAL_OPTIONS), command.name  # never a global option's spelling
+        if command.takes("--dry-run"):
+            assert command.modifies or command.node in ("current", "max"), command.name
+        assert all(a.required for a in command.arguments[: command.min_args]), command.name  # required first
+    # A dry run of a command that changes something: never the simulator's own commands.
+    assert not any(c.takes("--dry-run") for c in table.SIM_COMMANDS.values())
 
 
 def test_dry_run_does_not_reset_the_simulator(xbctl):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from test_help import takes, words
+from xbctl.cli import table
 from xbctl.cli.table import ALL_COMMANDS, SYSCTL, TYPER_ONLY
 from xbctl.completion import SCRIPT_FILES, SHELLS, completion_script
 
@@ -378,3 +379,67 @@ def test_completion_chooses_the_transport_as_the_commands_do(env, tmp_path):
     assert offered == []
     command = subprocess.run(["xbctl", "-d", "web", "target"], env=chosen, capture_output=True, text=True)
     assert command.returncode == 3, command
+
+
+# ---------------------------------------------------------------- every value in the command spec, by its kind
+
+
+def _value_lines():
+    """(id, the line before the value, the spec entry) for every option value and argument in the spec."""
+    for option in table.GLOBALS:
+        if option.takes_value:
+            yield f"xbctl {option.name}", "xbctl " + option.name + " ", option
+    for command in ALL_COMMANDS:
+        words = ["xbctl", *(["sysctl"] if command is SYSCTL else command.name.split())]
+        for option in command.options:
+            if option.takes_value:
+                yield f"{' '.join(words)} {option.name}", " ".join([*words, option.name]) + " ", option
+        before: list[str] = []
+        for argument in command.arguments:
+            sample = {table.DOMAIN: "web", table.NAME: "machdep.xen.balloon.current"}.get(argument.kind, "1")
+            if command is SYSCTL:  # the first name is the program's first word: its second is the argument's
+                before = [sample]
+            yield (f"{' '.join(words)} {argument.metavar or argument.attribute}",
+                   " ".join([*words, *before]) + " ", argument)
+            before.append(sample)
+
+
+def _expected(entry, tmp_path: Path) -> tuple[str, list[str]]:
+    """What to type for ENTRY's value, and what completion must then offer, by the spec's kind."""
+    kind = entry.kind
+    if kind == table.DOMAIN:
+        return "", sorted(SIM_DOMAINS)
+    if kind in (table.SIZE, table.SIZE_MIB):
+        if getattr(entry, "signed", False):
+            return "+1.5G", ["+1.5G"]
+        return "512", ["512", "512G", "512K", "512M", "512T"]
+    if kind == table.NAME:
+        return "machdep.xen.balloon.t", ["machdep.xen.balloon.target", "machdep.xen.balloon.target="]
+    if kind == table.FILE:
+        (tmp_path / "balloon.conf").write_text("target=1G\n")
+        return f"{tmp_path}/ball", [f"{tmp_path}/balloon.conf"]
+    if kind == table.CHOICE:
+        return "", sorted(entry.choices)
+    if kind == table.SHELL:
+        return "", sorted(SHELLS)
+    assert kind in (table.SECONDS, table.NUMBER, table.ADDRESS), kind
+    return "", []  # nothing to offer (and not the shell's file names)
+
+
+VALUE_LINES = list(_value_lines())
+
+
+@pytest.mark.parametrize("line, entry", [(line, entry) for _, line, entry in VALUE_LINES],
+                         ids=[name for name, _, _ in VALUE_LINES])
+def test_every_value_in_the_spec_completes_by_its_kind(line, entry, env, tmp_path):
+    """Each option value and argument of the command spec completes as its kind says (bash)."""
+    typed, expected = _expected(entry, tmp_path)
+    offered, done = bash_complete(line + typed, env)
+    assert sorted(offered) == expected, (line + typed, entry.kind, offered)
+    assert done.stderr == ""
+
+
+def test_value_kinds_cover_the_spec():
+    """The spec uses every kind it declares, and no other (a new kind needs its answer in _expected)."""
+    used = {entry.kind for _, _, entry in VALUE_LINES}
+    assert used == table.KINDS, (sorted(used - table.KINDS), sorted(table.KINDS - used))

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from xbctl.cli import table
 from xbctl.cli.table import ALL_COMMANDS, GLOBAL_OPTIONS, LOCAL_FLAGS, SYSCTL, TYPER_ONLY
 
 HELP_OPTIONS = {"-h", "--help"}
@@ -82,3 +83,87 @@ def test_v_is_for_settings_files_and_system_only(xbctl):
     assert (outcome.status, outcome.stdout) == (2, ""), outcome
     assert "--verbose" not in outcome.stderr and "-v does not go with the target command" in outcome.stderr
     assert xbctl.snapshot() == before
+
+
+# ---------------------------------------------------------------- every entry of the command spec reaches help
+
+
+def entries(help_text: str, heading: str) -> dict[str, str]:
+    """First column -> its whole help (wrapped lines joined) under HEADING of HELP_TEXT."""
+    found: dict[str, str] = {}
+    current = None
+    inside = False
+    for line in help_text.splitlines():
+        if line and not line.startswith(" "):
+            inside = line.rstrip(":").split(" (")[0] == heading
+            current = None
+            continue
+        if not line.strip():
+            inside = False  # a section's list has no blank line: what follows is another paragraph
+            continue
+        if not inside:
+            continue
+        if line.startswith("  ") and not line.startswith("   "):
+            first, _, text = line.strip().partition("  ")
+            current = first
+            found[current] = text.strip()
+        elif current is not None:
+            found[current] = f"{found[current]} {line.strip()}".strip()
+    return found
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def usage_line(command) -> str:
+    """The usage line the spec implies: the command's words, [OPTIONS], then its arguments as written."""
+    words = ["xbctl", *(["sysctl"] if command is SYSCTL else command.name.split()), "[OPTIONS]"]
+    for argument in command.arguments:
+        words.append(argument.usage or f"[{argument.attribute}]...")
+    return "Usage: " + " ".join(words)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=[c.name for c in ALL_COMMANDS])
+def test_every_spec_entry_reaches_the_command_help(xbctl, command):
+    """Each option of the spec (its own and the global ones it takes) with its help text, each
+    argument with its help, the usage line and the command's help, as the spec words them."""
+    ask = ["sysctl"] if command is SYSCTL else command.name.split()
+    outcome = xbctl(*ask, "--help")
+    assert (outcome.status, outcome.stderr) == (0, ""), outcome
+    text = outcome.stdout
+    assert text.splitlines()[0] == usage_line(command), text
+    assert flat(command.help) in flat(text), (command.help, text)
+    own = entries(text, "Options")
+    for option in command.options:
+        first = next(key for key in own if option.name in key.replace(",", " ").split())
+        for spelling in option.spellings:
+            assert spelling in first.replace(",", " ").split(), (spelling, first)
+        if option.metavar:
+            assert first.split()[-1] == option.metavar, (option.name, first)
+        assert flat(own[first]).startswith(flat(option.help)), (option.name, own[first])
+    global_part = entries(text, "Global options")
+    for option in table.GLOBALS:
+        if option.name not in command.accepts:
+            continue
+        first = next(key for key in global_part if option.name in key.replace(",", " ").split())
+        assert flat(global_part[first]).startswith(flat(option.help)), (option.name, global_part[first])
+    arguments = entries(text, "Arguments")
+    for argument in command.arguments:
+        key = argument.usage or f"{argument.attribute}..."
+        assert key in arguments, (key, arguments)
+        assert flat(arguments[key]).startswith(flat(argument.help or "")), (key, arguments[key])
+
+
+def test_program_help_lists_every_command_with_its_summary(xbctl):
+    text = xbctl("--help").stdout
+    commands = entries(text, "Commands")
+    expected = [name for name in table.COMMANDS] + list(table.GROUPS)
+    assert list(commands) == expected
+    for name, command in table.COMMANDS.items():
+        summary = command.summary or command.help  # click shows its first sentence, cut to fit
+        shown = commands[name].removesuffix("...")
+        assert flat(summary).startswith(flat(shown)), (name, shown, summary)
+    for name, (group_help, _) in table.GROUPS.items():
+        assert flat(group_help).startswith(commands[name].removesuffix("...")), name
+    assert flat(table.PROGRAM_EPILOG) in flat(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.main import get_command
 
-from xbctl.cli import app
+from xbctl.cli import app, table
 from xbctl.errors import ExitStatus
 from xbctl.nodes import NODES
 
@@ -76,6 +76,142 @@ def test_every_option_is_documented():
 def test_no_documented_option_is_gone():
     stale = sorted(documented_flags() - option_strings())
     assert not stale, f"man/xbctl.8 documents options the program does not have: {stale}"
+
+
+def spec_spellings() -> set[str]:
+    """Every spelling of every option in the command spec, global or a command's own, help included."""
+    options = [*table.GLOBALS, *(option for command in table.ALL_COMMANDS for option in command.options)]
+    return {spelling for option in options for spelling in option.spellings} | set(table.HELP_SPELLINGS)
+
+
+def test_every_option_in_the_spec_is_documented():
+    missing = sorted(spec_spellings() - documented_flags())
+    assert not missing, f"options of the command spec missing from man/xbctl.8: {missing}"
+    stale = sorted(documented_flags() - spec_spellings())
+    assert not stale, f"man/xbctl.8 documents options the command spec does not have: {stale}"
+
+
+# ---------------------------------------------------------------- the SYNOPSIS against the command spec
+
+MACROS = {"Op", "Oo", "Oc", "Fl", "Ar", "Cm", "Ns", "Nm", "EOL"}  # EOL: where a macro line ends
+
+
+def synopsis_forms() -> list[list[str]]:
+    """The SYNOPSIS's forms, one per .Nm: the words of their macro lines (\\- read as -), each
+    line ended by EOL (an option's value is on its line: `.Op Fl q` then `.Cm policy` is a flag)."""
+    forms: list[list[str]] = []
+    for line in section("SYNOPSIS").splitlines():
+        words = line.replace("\\-", "-").lstrip(".").split()
+        if words == ["Nm"]:
+            forms.append([])
+        else:
+            forms[-1].extend([*words, "EOL"])
+    return forms
+
+
+class Form:
+    """One SYNOPSIS form, read: its command words, the options before and after them, its arguments."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.commands: list[str] = []  # the alternatives of its Cm (current | target ...), or none
+        self.before: list[str] = []  # options before the command (global options)
+        self.options: dict[str, str | None] = {}  # options after the command -> their value as written
+        self.arguments: list[tuple[str, bool, bool]] = []  # (name, optional, many)
+        self.any_options = False  # [options]: the global options it takes
+        index = 0
+        while index < len(words):
+            word = words[index]
+            index += 1
+            if word == "Cm" and not self.commands and not self.options:
+                alternatives = " ".join(self._take(words, index)).split(" | ")
+                index += len(self._take(words, index))
+                self.commands = alternatives
+            elif word == "Fl":
+                spelling = "-" + words[index]
+                index += 1
+                value = self._take(words, index, values=True)
+                index += len(value)
+                written = "".join(w for w in value if w not in MACROS) or None
+                if self.commands:
+                    self.options[spelling] = written
+                else:
+                    self.before.append(spelling)
+            elif word == "Ar":
+                names = self._take(words, index)
+                index += len(names)
+                if names == ["options"]:
+                    self.any_options = True
+                    continue
+                optional = index - len(names) >= 2 and words[index - len(names) - 2] == "Op"
+                for name in names:
+                    if name == "...":
+                        self.arguments[-1] = (self.arguments[-1][0], self.arguments[-1][1], True)
+                    else:
+                        self.arguments.append((name, optional, False))
+
+    @staticmethod
+    def _take(words: list[str], index: int, values: bool = False) -> list[str]:
+        """The words from INDEX up to the next macro; with VALUES, an option's value: an Ar or Cm
+        and its words, joined by Ns to the next (host : Ns Ar port)."""
+        taken: list[str] = []
+        for word in words[index:]:
+            if values and not taken:
+                if word not in ("Ar", "Cm"):
+                    break  # a flag: no value
+            elif word in MACROS and not (values and (word == "Ns" or taken[-1] == "Ns")):
+                break
+            taken.append(word)
+        return taken
+
+
+def test_synopsis_forms_are_read():
+    """The reader below sees what the page says (a check of the check)."""
+    forms = [Form(words) for words in synopsis_forms()]
+    listing = next(form for form in forms if form.commands == ["list"])
+    assert listing.options == {"-l": None, "--format": "prometheus"}
+    assert listing.arguments == [("domain", True, True)] and listing.any_options
+    exporter = next(form for form in forms if form.commands == ["exporter"])
+    assert exporter.options == {"--listen": "host:port"}
+    agent = next(form for form in forms if form.commands == ["agent"])
+    assert agent.before == ["-d"] and not agent.any_options
+
+
+def test_synopsis_matches_the_command_spec():
+    forms = [Form(words) for words in synopsis_forms()]
+    for command in table.ALL_COMMANDS:
+        if command is table.SYSCTL:
+            continue
+        own = [form for form in forms if command.name in form.commands]
+        assert own, f"{command.name!r} has no form in the SYNOPSIS"
+        shown_options: set[str] = set()
+        shown_arguments: set[str] = set()
+        for form in own:
+            for spelling in form.before:
+                assert table.GLOBAL_OPTIONS[spelling][0] in command.accepts, (command.name, spelling)
+            for spelling, written in form.options.items():
+                option = next((o for o in command.options if spelling in o.spellings), None)
+                assert option is not None, f"SYNOPSIS: {command.name} has no option {spelling}"
+                if option.kind == table.CHOICE:
+                    expected = "|".join(option.choices)
+                else:
+                    expected = option.metavar.lower() if option.takes_value else None
+                assert written == expected, (command.name, spelling, written, expected)
+                shown_options.add(option.name)
+            arguments = [(a.metavar.lower(), not a.required, a.many) for a in command.arguments]
+            for argument in form.arguments:
+                assert argument in arguments, (command.name, argument, arguments)
+                shown_arguments.add(argument[0])
+            required = [name for name, optional, _ in arguments if not optional]
+            assert [name for name, _, _ in form.arguments if name in required] == required, (command.name, form.arguments)
+        assert shown_options == {option.name for option in command.options}, (command.name, shown_options)
+        assert shown_arguments == {a.metavar.lower() for a in command.arguments}, (command.name, shown_arguments)
+    named = {name for form in forms for name in form.commands}
+    assert named == {command.name for command in table.ALL_COMMANDS} - {table.SYSCTL.name}, named
+    # The sysctl form's lines show the global options it takes; the last, Typer's own.
+    for form in forms:
+        if not form.commands and form.before and not set(form.before) <= table.TYPER_ONLY:
+            assert {table.GLOBAL_OPTIONS[s][0] for s in form.before} <= table.SYSCTL.accepts, form.before
+    assert set(forms[-1].before) == table.TYPER_ONLY - set(table.HELP_SPELLINGS)
 
 
 def documented_commands() -> set[str]:

@@ -177,3 +177,35 @@ def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
         helped, 3, "xbctl: this needs the Python package typer, which is not installed\n",
         "apt-get install python3-typer); reads and writes work without it",
     )
+
+
+# What a read needs no part of: Typer and rich (help, the terminal's table), and the standard
+# library's slow imports (typing, pathlib, signal's enum...). Not timed: tests/benchmark.py times it.
+NOT_FOR_A_READ = {
+    "typer", "click", "rich", "shellingham", "typing", "pathlib", "signal", "dataclasses", "fractions",
+    "inspect", "tempfile", "subprocess", "threading", "ctypes", "socket", "fcntl", "math", "contextlib",
+    "xbctl.cli.typer_app", "xbctl.completion", "xbctl.output_rich", "xbctl.json_output", "xbctl.api_results",
+    "xbctl.policy", "xbctl.assignments",
+}
+
+
+def test_a_read_on_the_simulator_imports_only_what_it_needs(tmp_path):
+    """`xbctl -n target` from the source tree (python -S: nothing else on the path), its imports
+    (-X importtime) against Python's own start-up."""
+    from pathlib import Path
+
+    tree = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XBCTL_")}
+    env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": ""})
+
+    def imported(*args: str) -> set[str]:
+        done = subprocess.run([sys.executable, "-S", "-X", "importtime", *args], cwd=tree, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done
+        return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+    start = "from xbctl.__main__ import main; main()"
+    assert subprocess.run([sys.executable, "-S", "-c", start, "sim", "reset"], cwd=tree, env=env).returncode == 0
+    read = imported("-c", start, "-n", "target") - imported("-c", "pass")
+    assert "xbctl.transports.sim" in read and "json" in read  # what it reads, and with what
+    assert not read & NOT_FOR_A_READ, sorted(read & NOT_FOR_A_READ)

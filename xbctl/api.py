@@ -18,11 +18,12 @@ over this class, and a read on the command line never pays for dataclasses at st
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
-
 from .errors import ExitStatus, XbctlError, usage_error
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
+    from typing import Callable, Mapping
+
     from .api_results import (
         ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult, WritesResult,
     )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .cli import table
+from .cli.table import SHELLS
 from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import NODE_BY_KEY, NODES, SYSCTL_PREFIX
 
@@ -29,15 +31,10 @@ if TYPE_CHECKING:
 
 PROG_NAME = "xbctl"
 COMPLETE_VAR = "_XBCTL_COMPLETE"
-SHELLS = ("bash", "zsh", "fish")
 # Python starts in ~0.15 s; this keeps a whole completion well under a second.
 DOMAIN_LOOKUP_DEADLINE_S = 0.4
 UNITS = (("K", "KiB"), ("M", "MiB"), ("G", "GiB"), ("T", "TiB"))
 _SIZE_PREFIX = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)([A-Za-z]*)")
-# Commands whose sizes count in MiB without a unit (as xl); everything else counts KiB.
-_MIB_COMMANDS = ("mem-set", "mem-max")
-# Commands whose size may be a signed, relative change.
-_RELATIVE_COMMANDS = ("target", "mem-set")
 
 BASH_SCRIPT = """\
 # bash completion for %(prog)s                             -*- shell-script -*-
@@ -341,23 +338,24 @@ def _command_words(ctx: Any, root: Any, incomplete: str) -> Answer:
 
 
 def _values(ctx: Any, param: Any, incomplete: str) -> Answer:
-    """Values for PARAM of CTX's command."""
-    name = param.name or ""
-    command = ctx.command.name or ""
-    if name in ("settings_files", "sim_state"):
+    """Values for PARAM of CTX's command, by the kind of value the command spec gives it."""
+    from .cli.typer_app import param_spec
+
+    spec = param_spec(ctx, param.name or "")
+    kind = None if spec is None else spec.kind
+    if kind == table.FILE:
         return Answer([], files=True)
-    if name in ("domain", "position", "domains"):
+    if kind == table.DOMAIN:
         return Answer(_domains(ctx.find_root(), incomplete))
-    if name == "names":  # the sysctl form's second and later names
+    if kind == table.NAME:  # the sysctl form's second and later names
         return Answer(_sysctl_names(incomplete))
-    if name == "show_completion":
+    if kind == table.SHELL:
         return Answer([Candidate(shell) for shell in SHELLS])
-    if param.metavar in ("SIZE", "[VALUE]"):
-        default_unit = "MiB" if command in _MIB_COMMANDS else "KiB"
-        return Answer(_sizes(incomplete, default_unit, relative=command in _RELATIVE_COMMANDS))
-    choices = getattr(param.type, "choices", None)
-    if choices:
-        return Answer([Candidate(str(getattr(c, "value", c))) for c in choices])
+    if kind in (table.SIZE, table.SIZE_MIB):
+        default_unit = "MiB" if kind == table.SIZE_MIB else "KiB"
+        return Answer(_sizes(incomplete, default_unit, relative=getattr(spec, "signed", False)))
+    if kind == table.CHOICE:
+        return Answer([Candidate(choice) for choice in spec.choices])
     return Answer([])
 
 

@@ -5,8 +5,7 @@ This table feeds reads, writes, help, completion and the man page.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 

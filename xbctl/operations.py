@@ -6,11 +6,11 @@ Functions here return results and raise XbctlError; they never print.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from .errors import ExitStatus, XbctlError
 from .nodes import find_node
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 

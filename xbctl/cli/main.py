@@ -6,11 +6,14 @@ Results, XbctlError, usage errors (ours and Typer's), Ctrl-C (130), output failu
 
 from __future__ import annotations
 
+import _signal as signal  # the signal module's own import (an IntEnum of every signal) costs start-up time
 import os
-import signal
 import sys
 
 from ..errors import ExitStatus, XbctlError, usage_error
+from .table import GLOBALS, SECONDS
+
+SPEC_OPTIONS = tuple(option for option in GLOBALS if not option.typer_only)
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command that Ctrl-C ended
 MAX_SECONDS = 10**7  # about four months: anything longer is a typo
@@ -27,36 +30,32 @@ class Interrupted(Exception):
 
 
 class Options:
-    """The global options of one run, as the commands use them."""
+    """The global options of one run, as the commands use them: one attribute per option of the
+    command spec (table.GLOBALS), named by its .attribute; None, False or [] when not given."""
 
-    __slots__ = (
-        "show_all", "all_domains", "system", "write", "settings_files", "domain", "dry_run", "wait", "timeout_s", "stall_s",
-        "transport_name", "sim_state", "override_guest_floor", "output", "_api",
-    )
+    __slots__ = (*(option.attribute for option in SPEC_OPTIONS), "stall_s", "output", "_api")
 
     def __init__(self, values: dict, output) -> None:
-        self.show_all = bool(values.get("-a"))
-        self.all_domains = bool(values.get("-A"))
-        self.system = bool(values.get("--system"))
-        self.write = bool(values.get("-w"))
-        self.settings_files = values.get("-f") or []
-        self.domain = values.get("-d")
-        self.dry_run = bool(values.get("--dry-run"))
-        self.wait = bool(values.get("--wait"))
-        self.override_guest_floor = bool(values.get("--override-guest-floor"))
-        self.transport_name = values.get("--transport") or os.environ.get("XBCTL_TRANSPORT") or None
-        self.sim_state = values.get("--sim-state") or os.environ.get("XBCTL_SIM_STATE") or None
-        if values.get("--sim-state") == "":
-            self.sim_state = ""  # refused by the simulator as an empty path
+        for option in SPEC_OPTIONS:
+            if option.name in values:
+                value = values[option.name]  # as given, even empty (--sim-state '' is refused later)
+            elif option.envvar:
+                value = os.environ.get(option.envvar) or None
+            else:
+                value = None
+            if not option.takes_value:
+                value = bool(value)
+            elif option.repeat:
+                value = value or []
+            elif value is not None and option.requires and option.requires not in values:
+                raise usage_error(f"{option.name} needs {option.requires}")
+            elif value is not None and option.kind == SECONDS:
+                from ..units import parse_number
+
+                value = parse_number(value, what=option.name, maximum=MAX_SECONDS)
+            setattr(self, option.attribute, value)
         self.output = output
         self._api = None
-        self.timeout_s = None
-        if values.get("--timeout") is not None:
-            if not self.wait:
-                raise usage_error("--timeout needs --wait")
-            from ..units import parse_number
-
-            self.timeout_s = parse_number(values["--timeout"], what="--timeout", maximum=MAX_SECONDS)
         self.stall_s = stall_seconds() if self.wait else None  # checked before anything is written
 
     def api(self):

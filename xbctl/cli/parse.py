@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 
-from .table import COMMANDS, FLAG, GLOBAL_OPTIONS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
+from .table import COMMANDS, FLAG, GLOBAL_OPTIONS, GLOBALS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
 
-TRANSPORT_NAMES = ("sim", "xenstore")  # as xbctl.transports.TRANSPORT_NAMES (checked by a test)
+# Global options with choices (--transport): a value not among them (given, or from the environment)
+# is Typer's to refuse, naming the choices.
+_CHOOSING = tuple(option for option in GLOBALS if option.choices and not option.typer_only)
 
 
 class HandToTyper(Exception):
@@ -128,9 +130,10 @@ def _set(given: list[str], values: dict, canonical: str, value) -> None:
 
 def _invocation(given: list[str], values: dict, positional: list[str], local_tokens: list[str]) -> Invocation:
     """Find the command in POSITIONAL and check its arguments and own options."""
-    transport = values.get("--transport", os.environ.get("XBCTL_TRANSPORT") or None)
-    if transport is not None and transport not in TRANSPORT_NAMES:
-        raise HandToTyper()  # Typer names the choices
+    for option in _CHOOSING:
+        value = values.get(option.name, (os.environ.get(option.envvar) or None) if option.envvar else None)
+        if value is not None and value not in option.choices:
+            raise HandToTyper()  # Typer names the choices
     if not positional or positional[0] not in COMMANDS and positional[0] != "sim":
         if positional and not could_be_sysctl(positional[0]):
             raise HandToTyper()  # no such command (Typer's group says so, with suggestions)

@@ -3,6 +3,8 @@
 Only loaded when the lean parser (xbctl.cli.parse) hands a command line over; Typer's
 runner (the tests) enters through XbctlGroup.main, which runs the same xbctl.cli.main.run.
 A command line Typer parses runs through the same table check and commands (execute).
+Every command and option is generated from the command spec (xbctl.cli.table): nothing
+is declared here a second time.
 
 Written for every Typer from Debian 12's 0.7 (on the system's click 8.1) to the pinned
 0.28 (which carries its own click): parameters are declared as `param: T =
@@ -12,6 +14,8 @@ layout with both (Typer 0.7 draws rich panels whenever rich is importable).
 
 from __future__ import annotations
 
+import enum
+import inspect
 import os
 import sys
 from typing import Any, Optional
@@ -26,26 +30,15 @@ except ImportError:  # earlier Typers (Debian 12's 0.7) run on the system's clic
 
 from .. import __version__
 from ..errors import ExitStatus, XbctlError, usage_error
-from ..nodes import NODES
-from ..transports import TRANSPORT_NAMES
+from . import table
 from .parse import Invocation, could_be_sysctl, hoist
-from .table import COMMANDS, GLOBAL_OPTIONS, SIM_COMMANDS, SYSCTL
+from .table import GLOBALS, HELP_SPELLINGS, SYSCTL
 
 SYSCTL_COMMAND = "sysctl"
-_HELP_OPTIONS = ("-h", "--help")
-# Every global option Typer knows (the table's and its own) -> whether it takes a value.
-_ARITY = {
-    **{spelling: takes_value for spelling, (_, takes_value) in GLOBAL_OPTIONS.items()},
-    "--version": False, "--install-completion": False, "--show-completion": True,
-}
-# Typer's parameter name -> the table's canonical option.
-_PARAMS = {
-    "show_all": "-a", "all_domains": "-A", "system": "--system", "write": "-w", "values_only": "-n", "equals": "-e", "quiet": "-q",
-    "verbose": "-v",
-    "settings_files": "-f", "domain": "-d", "as_json": "--json", "dry_run": "--dry-run", "wait": "--wait",
-    "timeout_text": "--timeout", "transport_name": "--transport", "sim_state": "--sim-state",
-    "override_guest_floor": "--override-guest-floor",
-}
+# Every global option Typer knows -> whether it takes a value.
+_ARITY = {spelling: option.takes_value for option in GLOBALS for spelling in option.spellings}
+# Typer's parameter name -> the global option (the lean parser's and Typer's alike).
+_PARAMS = {option.attribute: option for option in GLOBALS if not option.typer_only}
 
 
 class PlainCommand(TyperCommand):
@@ -75,17 +68,21 @@ class PlainCommand(TyperCommand):
 
 
 def table_command(ctx: Any):
-    """The command table's entry for the command CTX runs (None for a group such as sim)."""
+    """The command spec's entry for the command CTX runs (None for the program or a group such as sim)."""
     words = []
     while ctx.parent is not None:
         words.append(ctx.info_name)
         ctx = ctx.parent
-    name = " ".join(reversed(words))
-    if name == SYSCTL_COMMAND:
-        return SYSCTL
-    if name.startswith("sim "):
-        return SIM_COMMANDS.get(name[4:])
-    return COMMANDS.get(name)
+    return table.command_named(" ".join(reversed(words)))
+
+
+def param_spec(ctx: Any, name: str):
+    """The spec's Option or Argument behind CTX's parameter NAME (None for Typer's own, such as --help)."""
+    if ctx.parent is None:
+        return next((option for option in GLOBALS if option.attribute == name), None)
+    command = table_command(ctx)
+    entries = (*command.arguments, *command.options) if command is not None else ()
+    return next((entry for entry in entries if entry.attribute == name), None)
 
 
 def global_option_records(ctx: Any) -> list[tuple[str, str]]:
@@ -97,7 +94,8 @@ def global_option_records(ctx: Any) -> list[tuple[str, str]]:
     root = ctx.find_root()
     records = []
     for param in root.command.get_params(root):
-        if _PARAMS.get(param.name or "") in command.accepts:
+        option = _PARAMS.get(param.name or "")
+        if option is not None and option.name in command.accepts:
             record = param.get_help_record(root)
             if record is not None:
                 records.append(record)
@@ -206,7 +204,7 @@ def _execute(ctx: typer.Context, command, args: list[str], local: dict | None = 
 
     root = ctx.find_root()
     values = root.obj
-    given = [option for option in values if option in _PARAMS.values()]
+    given = [option.name for option in _PARAMS.values() if option.name in values]
     execute(Invocation(command, given, values, args, local or {}), root.command.state)
 
 
@@ -232,6 +230,117 @@ def _install_completion_callback(ctx: typer.Context, value: bool) -> None:
         raise typer.Exit()
 
 
+# Typer-only options: what each does when given.
+_CALLBACKS = {
+    "--version": _version_callback,
+    "--install-completion": _install_completion_callback,
+    "--show-completion": _show_completion_callback,
+}
+
+
+def _choice_type(option) -> type:
+    """The Enum Typer turns into click's Choice for OPTION's choices (its usage error names them)."""
+    return enum.Enum(option.attribute.title().replace("_", ""), {value: value for value in option.choices}, type=str)
+
+
+def _option_parameter(option) -> inspect.Parameter:
+    """OPTION as a Typer parameter (`name: T = typer.Option(default, *spellings, ...)`)."""
+    settings: dict = {"help": option.help}
+    if option.metavar is not None:
+        settings["metavar"] = option.metavar
+    if option.envvar is not None:
+        settings["envvar"] = option.envvar
+    if option.name in _CALLBACKS:
+        settings.update(callback=_CALLBACKS[option.name], is_eager=True, expose_value=False)
+    if not option.takes_value:
+        annotation, default = bool, False
+    elif option.repeat:
+        annotation, default = Optional[list[str]], None
+    elif option.choices and option.unknown is None:
+        annotation, default = Optional[_choice_type(option)], None
+    elif option.required:
+        annotation, default = str, ...
+    else:
+        annotation, default = Optional[str], None
+    return inspect.Parameter(
+        option.attribute, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+        default=typer.Option(default, *option.spellings, **settings),
+    )
+
+
+def _argument_parameter(argument) -> inspect.Parameter:
+    """ARGUMENT as a Typer parameter (`name: T = typer.Argument(default, metavar=..., help=...)`)."""
+    settings = {key: value for key, value in (("metavar", argument.usage), ("help", argument.help)) if value}
+    if argument.many:
+        annotation, default = Optional[list[str]], None
+    elif argument.required:
+        annotation, default = str, ...
+    else:
+        annotation, default = Optional[str], None
+    return inspect.Parameter(
+        argument.attribute, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+        default=typer.Argument(default, **settings),
+    )
+
+
+def _typer_function(name: str, parameters: list[inspect.Parameter], body) -> Any:
+    """A function Typer can read (signature, annotations) that hands its context and values to BODY."""
+
+    def function(ctx: typer.Context, **given: Any) -> None:
+        body(ctx, given)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    function.__signature__ = inspect.Signature([context, *parameters])  # type: ignore[attr-defined]
+    function.__annotations__ = {"ctx": typer.Context, **{p.name: p.annotation for p in parameters}}
+    function.__name__ = function.__qualname__ = name.replace(" ", "_").replace("-", "_")
+    return function
+
+
+def _run_command(command):
+    """The body of COMMAND's Typer function: its arguments and own options, to execute()."""
+
+    def body(ctx: typer.Context, given: dict) -> None:
+        args: list[str] = []
+        for argument in command.arguments:
+            value = given[argument.attribute]
+            if argument.many:
+                args.extend(value or [])
+            elif value is not None:
+                args.append(value)
+        local: dict = {}
+        for option in command.options:
+            value = getattr(given[option.attribute], "value", given[option.attribute])  # an Enum's
+            if option.unknown is not None and value is not None and value not in option.choices:
+                raise usage_error(
+                    f"{option.name} {value!r}: unknown {option.unknown}",
+                    hint=f"{option.unknown}s: {', '.join(option.choices)}",
+                )
+            if value not in (None, False):
+                local[option.name] = value
+        _execute(ctx, command, args, local)
+
+    return body
+
+
+def _main_callback(ctx: typer.Context, given: dict) -> None:
+    values: dict = {}
+    for param, option in _PARAMS.items():
+        value = getattr(given[param], "value", given[param])  # an Enum's
+        if option.envvar and value is not None and ctx.get_parameter_source(param).name == "ENVIRONMENT":
+            continue  # the environment's choice is not an option given
+        if value not in (None, False, []):
+            values[option.name] = value
+    ctx.obj = values
+    if ctx.invoked_subcommand is None:
+        _execute(ctx, SYSCTL, [])
+
+
+def _add_command(group: typer.Typer, name: str, command, **settings: Any) -> None:
+    parameters = [_argument_parameter(a) for a in command.arguments] + [_option_parameter(o) for o in command.options]
+    function = _typer_function(command.name, parameters, _run_command(command))
+    group.command(name, help=command.help, short_help=command.summary, cls=PlainCommand, **settings)(function)
+
+
 app = typer.Typer(
     cls=XbctlGroup,
     name="xbctl",
@@ -239,304 +348,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": list(_HELP_OPTIONS)},
-    help=(
-        "Inspect and steer the Xen memory balloon of domains, sysctl-style.\n\n"
-        "  xbctl -a | xbctl NAME... | xbctl [-w] NAME=VALUE... | xbctl -f FILE\n\n"
-        "Names are machdep.xen.balloon.{current,target,min,max,xen-max}; values are KiB "
-        "unless a unit is given (b k m g t, KiB MiB GiB TiB). mem-set and mem-max take MiB "
-        "without a unit, as xl does. An option a command does not take is a usage error (exit 2)."
-    ),
-    epilog=(
-        "Exit status: 0 success, 1 refused (EPERM/EACCES), 2 bad usage or value, "
-        "3 transport unavailable, 4 unknown domain or node, 5 --wait did not reach the target, "
-        "6 written, but the output could not be written."
-    ),
+    context_settings={"help_option_names": list(HELP_SPELLINGS)},
+    help=table.PROGRAM_HELP,
+    epilog=table.PROGRAM_EPILOG,
 )
-TransportName = __import__("enum").Enum("TransportName", {name: name for name in TRANSPORT_NAMES}, type=str)
-
-
-@app.callback()
-def main_callback(
-    ctx: typer.Context,
-    show_all: bool = typer.Option(False, "-a", "--all", help="Show every node of the domain."),
-    all_domains: bool = typer.Option(
-        False, "-A", "--all-domains",
-        help="Read every domain (each line names its domain; with -e, one [DOMAIN] section each).",
-    ),
-    system: bool = typer.Option(
-        False, "--system",
-        help="Apply /etc/xbctl.conf, /etc/xbctl.d and /usr/lib/xbctl.d (sysctl's order) as one change.",
-    ),
-    write: bool = typer.Option(False, "-w", "--write", help="Write NAME=VALUE assignments (implied by '=')."),
-    values_only: bool = typer.Option(False, "-n", help="Print values only, without names."),
-    equals: bool = typer.Option(False, "-e", help="Print name=value, for reuse with -f."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
-    verbose: bool = typer.Option(
-        False, "-v", "--verbose", help="With -f or --system, list the settings that were unchanged too."
-    ),
-    settings_files: Optional[list[str]] = typer.Option(
-        None, "-f", "--file", metavar="FILE",
-        help="Apply a file of name=value lines (name?=value: optional); several apply in order, as one change.",
-    ),
-    domain: Optional[str] = typer.Option(
-        None, "-d", "--domain", metavar="NAME|ID", help="Act on this domain (default: our own)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
-    dry_run: bool = typer.Option(
-        False, "--dry-run",
-        help="Check and show a write without writing (with --system or policy: what they would change).",
-    ),
-    wait: bool = typer.Option(False, "--wait", help="After a target change, wait until current reaches it."),
-    timeout_text: Optional[str] = typer.Option(
-        None, "--timeout", metavar="SECONDS", help="Give up --wait after SECONDS."
-    ),
-    transport_name: Optional[TransportName] = typer.Option(
-        None, "--transport",
-        metavar=f"<{'|'.join(TRANSPORT_NAMES)}>",  # click 8.1 would say [sim|xenstore], as if optional
-        envvar="XBCTL_TRANSPORT",
-        help="sim or xenstore (default: xenstore when reachable, else sim).",
-    ),
-    sim_state: Optional[str] = typer.Option(
-        None, "--sim-state", metavar="PATH", envvar="XBCTL_SIM_STATE", help="Simulator state file."
-    ),
-    override_guest_floor: bool = typer.Option(
-        False, "--override-guest-floor",
-        help="Let the host write target or min below the floor the guest publishes (data/balloon/min).",
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
-    ),
-    install_completion: bool = typer.Option(
-        False, "--install-completion",
-        callback=_install_completion_callback,
-        is_eager=True,
-        expose_value=False,
-        help="Install tab completion for the current shell (bash, zsh or fish).",
-    ),
-    show_completion: Optional[str] = typer.Option(
-        None, "--show-completion",
-        metavar="SHELL",
-        callback=_show_completion_callback,
-        is_eager=True,
-        expose_value=False,
-        help="Print the completion script for SHELL (bash, zsh or fish).",
-    ),
-) -> None:
-    """Inspect and steer the Xen memory balloon of domains, sysctl-style."""
-    given = dict(locals())
-    values: dict = {}
-    for param, option in _PARAMS.items():
-        value = given[param]
-        if option in ("--transport",) and value is not None:
-            value = value.value
-            if ctx.get_parameter_source(param).name == "ENVIRONMENT":
-                continue  # the environment's choice is not an option given
-        if option == "--sim-state" and ctx.get_parameter_source(param).name == "ENVIRONMENT":
-            continue
-        if value not in (None, False, []):
-            values[option] = value
-    ctx.obj = values
-    if ctx.invoked_subcommand is None:
-        _execute(ctx, SYSCTL, [])
-
-
-@app.command(SYSCTL_COMMAND, hidden=True, cls=PlainCommand)
-def sysctl_command(ctx: typer.Context, names: Optional[list[str]] = typer.Argument(None)) -> None:
-    """The sysctl form: NAME reads, NAME=VALUE writes."""
-    _execute(ctx, SYSCTL, names or [])
-
-
-def _node_command(node):
-    def command(
-        ctx: typer.Context,
-        value: Optional[str] = typer.Argument(
-            None, metavar="[VALUE]", help="New value in KiB unless a unit is given."
-        ),
-    ) -> None:
-        _execute(ctx, COMMANDS[node.key], [] if value is None else [value])
-
-    relative = " A signed value (+256M, -4) changes it relatively." if node.key == "target" else ""
-    command.__doc__ = f"Read or set {node.sysctl_name}: {node.summary} ({node.access}).{relative}"
-    return command
-
-
-for _node in NODES:
-    _command = _node_command(_node)
-    app.command(_node.key, help=_command.__doc__, short_help=f"{_node.summary} ({_node.access})", cls=PlainCommand)(
-        _command
-    )
-
-
-def _domain_argument() -> Any:
-    return typer.Argument(..., metavar="DOMAIN", help="Domain name or id.")
-
-
-def _size_argument() -> Any:
-    return typer.Argument(..., metavar="SIZE", help="MiB unless a unit is given (as xl).")
-
-
-@app.command("mem-set", cls=PlainCommand)
-def mem_set(ctx: typer.Context, domain: str = _domain_argument(), size: str = _size_argument()) -> None:
-    """Set DOMAIN's target, as xl mem-set (MiB without a unit)."""
-    _execute(ctx, COMMANDS["mem-set"], [domain, size])
-
-
-@app.command("mem-max", cls=PlainCommand)
-def mem_max(ctx: typer.Context, domain: str = _domain_argument(), size: str = _size_argument()) -> None:
-    """Set DOMAIN's xen-max, as xl mem-max (MiB without a unit)."""
-    _execute(ctx, COMMANDS["mem-max"], [domain, size])
-
-
-@app.command("list", cls=PlainCommand)
-def list_command(
-    ctx: typer.Context,
-    domains: Optional[list[str]] = typer.Argument(
-        None, metavar="[DOMAIN]...", help="Only these domains (names or ids), in this order."
-    ),
-    long: bool = typer.Option(
-        False, "--long", "-l", help="Every node in KiB and the driver, in fixed columns (also on a terminal)."
-    ),
-    output_format: Optional[str] = typer.Option(
-        None, "--format",
-        metavar="FORMAT",
-        help="prometheus: the exporter's metrics, for node_exporter's textfile collector.",
-    ),
-) -> None:
-    """Show every domain's current, target, min, max and xen-max: a table on a terminal,
-    fixed columns for scripts (xl list's layout; -n drops the header line)."""
-    if output_format is not None and output_format != "prometheus":
-        raise usage_error(f"--format {output_format!r}: unknown format", hint="formats: prometheus")
-    local = {"--format": output_format} if output_format else {}
-    if long:
-        local["--long"] = True
-    _execute(ctx, COMMANDS["list"], list(domains or []), local or None)
-
-
-@app.command("exporter", cls=PlainCommand)
-def exporter_command(
-    ctx: typer.Context,
-    listen: str = typer.Option(
-        ..., "--listen", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics."
-    ),
-) -> None:
-    """Serve every domain's balloon as Prometheus metrics until interrupted."""
-    _execute(ctx, COMMANDS["exporter"], [], {"--listen": listen})
-
-
-@app.command("top", cls=PlainCommand)
-def top_command(ctx: typer.Context) -> None:
-    """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
-    _execute(ctx, COMMANDS["top"], [])
-
-
-sim_app = typer.Typer(cls=PlainGroup, help="Control the simulated host (the embedded default).")
-app.add_typer(sim_app, name="sim")
-
-
-class Clock(str, __import__("enum").Enum):
-    wall = "wall"
-    manual = "manual"
-
-
-def _local(**options: Any) -> dict:
-    """The command's own options given, by their spelling (--host-free)."""
-    return {
-        f"--{name.replace('_', '-')}": getattr(value, "value", value)
-        for name, value in options.items()
-        if value is not None
-    }
-
-
-@sim_app.command("advance", cls=PlainCommand)
-def sim_advance(
-    ctx: typer.Context,
-    seconds: str = typer.Argument(..., metavar="SECONDS", help="Simulated seconds to let pass."),
-) -> None:
-    """Let SECONDS of simulated time pass (the balloon threads move meanwhile)."""
-    _execute(ctx, SIM_COMMANDS["advance"], [seconds])
-
-
-@sim_app.command("reset", cls=PlainCommand)
-def sim_reset(
-    ctx: typer.Context,
-    clock: Optional[Clock] = typer.Option(
-        None, metavar="<wall|manual>", help="wall (default): time passes by itself; manual: only `sim advance`."
-    ),
-    rate: Optional[str] = typer.Option(
-        None,
-        metavar="STEPS",
-        help="Balloon steps (512 pages each) per simulated second (default 50); 0: the same as --clock manual.",
-    ),
-    host_free: Optional[str] = typer.Option(
-        None, metavar="SIZE", help="Host free memory (KiB unless a unit; default 2G)."
-    ),
-    position: Optional[str] = typer.Option(
-        None, metavar="DOMAIN", help="The domain xbctl runs in (default Domain-0, the host)."
-    ),
-    guests: Optional[str] = typer.Option(
-        None,
-        metavar="N",
-        help="Boot N guests (0 to 2000; default 3): web, db, mail, then guest4... of varied sizes and drivers.",
-    ),
-) -> None:
-    """Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver)."""
-    _execute(
-        ctx,
-        SIM_COMMANDS["reset"],
-        [],
-        _local(clock=clock, rate=rate, host_free=host_free, position=position, guests=guests),
-    )
-
-
-@sim_app.command("log", cls=PlainCommand)
-def sim_log(ctx: typer.Context) -> None:
-    """Show the balloon drivers' diagnostics (like dmesg in each guest)."""
-    _execute(ctx, SIM_COMMANDS["log"], [])
-
-
-@app.command("agent", cls=PlainCommand)
-def agent_command(
-    ctx: typer.Context,
-    rate: Optional[str] = typer.Option(
-        None, metavar="STEPS", help="Balloon steps (512 pages each) per second (default 50)."
-    ),
-    boot_size: Optional[str] = typer.Option(
-        None, metavar="SIZE", help="The guest's boot-time size (default: memory/static-max)."
-    ),
-    used: Optional[str] = typer.Option(
-        None, metavar="SIZE", help="Memory the guest holds and never gives back (default: a quarter)."
-    ),
-    host_free: Optional[str] = typer.Option(
-        None, metavar="SIZE", help="Free memory the hypervisor can hand out (default: plenty)."
-    ),
-) -> None:
-    """Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target."""
-    _execute(ctx, COMMANDS["agent"], [], _local(rate=rate, boot_size=boot_size, used=used, host_free=host_free))
-
-
-@app.command("policy", cls=PlainCommand)
-def policy_command(
-    ctx: typer.Context,
-    domains: Optional[list[str]] = typer.Argument(
-        None, metavar="[DOMAIN]...", help="With --reapply: only these domains (names or ids)."
-    ),
-    follow: bool = typer.Option(
-        False, "--follow",
-        help="Run as the service: then configure each new domain as Xenstore introduces it "
-        "(@introduceDomain), until SIGTERM; SIGHUP re-reads the configuration.",
-    ),
-    reapply: bool = typer.Option(
-        False, "--reapply",
-        help="Apply the settings again to every domain (or to the DOMAINs given), configured earlier or not.",
-    ),
-) -> None:
-    """Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to each domain once:
-    those not configured since they were created, each on its own (xbctl-policy.service).
-    A domain configured earlier is left alone, whatever was changed on it since.
-    With --dry-run (a global option): show what would change (domain, node, old -> new,
-    FILE:LINE) and change nothing."""
-    local = {"--follow": True} if follow else {}
-    if reapply:
-        local["--reapply"] = True
-    _execute(ctx, COMMANDS["policy"], list(domains or []), local)
+app.callback()(_typer_function("main_callback", [_option_parameter(option) for option in GLOBALS], _main_callback))
+_add_command(app, SYSCTL_COMMAND, SYSCTL, hidden=True)
+for _name, _command in table.COMMANDS.items():
+    _add_command(app, _name, _command)
+for _group_name, (_group_help, _commands) in table.GROUPS.items():
+    _group = typer.Typer(cls=PlainGroup, help=_group_help)
+    app.add_typer(_group, name=_group_name)
+    for _name, _command in _commands.items():
+        _add_command(_group, _name, _command)

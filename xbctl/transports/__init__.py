@@ -7,10 +7,10 @@ Domain-0); choice picks one.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unknown, usage_error
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Callable

@@ -6,11 +6,8 @@ writing; writers take the lock, advance the model, apply what policy planned, an
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus, XbctlError, unavailable, unknown, usage_error
 from . import Domain, Transport, match_domain, parse_domain_id
@@ -25,7 +22,10 @@ from .simmodel import (  # noqa: F401  (the model's names, for the commands and 
 )
 from .simstore import CorruptState, StateStore, default_state_path
 
+TYPE_CHECKING = False  # typing and pathlib cost every start-up a few ms: the state path is a str
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from pathlib import Path
     from typing import Iterator
 
     from ..nodes import Balloon
@@ -41,10 +41,10 @@ class SimTransport(Transport):
         if state_path == "":
             raise usage_error("--sim-state: empty path")
         path = state_path or os.environ.get("XBCTL_SIM_STATE")  # empty in the environment: unset
-        self.store = StateStore(Path(path) if path else default_state_path())
+        self.store = StateStore(path or default_state_path())
         self._layout: SimHost | None = None
         self._last_read: tuple[bytes, SimHost] | None = None  # the stored bytes and the host load() made of them
-        self.kept_aside: Path | None = None  # where `sim reset` moved a damaged state file
+        self.kept_aside: str | None = None  # where `sim reset` moved a damaged state file
 
     def layout(self) -> SimHost:
         """The host as first loaded by this command: for its domains and position, which
@@ -145,16 +145,22 @@ class SimTransport(Transport):
         return [{"boot_id": boot_id} if boot_id else {} for _ in domains]
 
     def runtime_path(self, name: str) -> Path:
+        from pathlib import Path
+
         # Beside the state file: the record goes with the simulated host it is about.
-        return self.store.path.with_name(f"{self.store.path.name}.{name}")
+        return Path(f"{self.store.path}.{name}")
 
     def host_free_kib(self) -> int | None:
         host = self.load()
         return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
 
-    @contextlib.contextmanager
-    def changing(self) -> Iterator[SimHost]:
+    def changing(self) -> AbstractContextManager[SimHost]:
         """The host, loaded under the writer lock, to change and save."""
+        import contextlib  # writers only: a read does without it
+
+        return contextlib.contextmanager(self._changing)()
+
+    def _changing(self) -> Iterator[SimHost]:
         self.layout()  # refuse a foreign or damaged file before creating a lock file beside it
         with self.store.locked():
             yield self._load_fresh(self.store.read_raw())
@@ -240,6 +246,8 @@ class SimTransport(Transport):
         self.store.check_replaceable(self.store.status())
         raw = self.store.read_raw()
         if raw is not None:
-            with contextlib.suppress(CorruptState):
+            try:
                 self.store.decode(raw)  # refuses a file that is not ours, or a newer xbctl's
+            except CorruptState:
+                pass
         return raw

@@ -11,17 +11,18 @@ by a writer: a read never moves, replaces or re-permissions anything.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import stat
 import time
-from pathlib import Path
-from typing import Iterator
 
 from ..errors import XbctlError, unavailable
+
+TYPE_CHECKING = False  # typing and pathlib cost every start-up a few ms: paths here are str
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from typing import Iterator
 
 SCHEMA_VERSION = 1
 # Every state file xbctl writes starts with this marker, so even a torn one is known as ours.
@@ -38,12 +39,12 @@ MAX_STATE_BYTES = 1024 * 1024
 CORRUPT = "EBADMSG"  # errno name of the error that reports a corrupt state file
 
 
-def default_state_path() -> Path:
+def default_state_path() -> str:
     """Where the simulator keeps its state: $XDG_STATE_HOME/xbctl/sim.json."""
     state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
-    return Path(state_home) / "xbctl" / "sim.json"
+    return os.path.join(state_home, "xbctl", "sim.json")
 
 
 class CorruptState(Exception):
@@ -53,13 +54,12 @@ class CorruptState(Exception):
 class StateStore:
     """Load and save the simulator's state as JSON with a marker and a schema version."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         # Follow a symlink once, here: the rename must replace the file it points to.
-        self.path = Path(os.path.realpath(path))
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.path = os.path.realpath(path)
+        self.directory, self.name = os.path.split(self.path)
+        self.lock_path = self.path + ".lock"
         self._lock_held = False
-        # The temporaries save() creates: only these are ever cleaned up.
-        self._temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.path.name))
 
     def status(self) -> os.stat_result | None:
         """The state file's stat, or None when there is none; refuses anything but a regular file."""
@@ -133,20 +133,22 @@ class StateStore:
             errno_name=CORRUPT,
         )
 
-    def keep_aside(self, raw: bytes) -> Path | None:
+    def keep_aside(self, raw: bytes) -> str | None:
         """Move a damaged state file of ours out of the way, if it still holds RAW (lock held)."""
-        with contextlib.suppress(OSError):
+        try:
             if self.read_raw() == raw:
                 aside = self._link_aside(time.strftime("%Y%m%dT%H%M%S"))
                 os.unlink(self.path)
                 return aside
+        except OSError:
+            pass
         return None
 
-    def _link_aside(self, stamp: str) -> Path:
+    def _link_aside(self, stamp: str) -> str:
         """A new name for the state file under which nothing existed (never overwrite one)."""
         for attempt in range(1, 1000):
             suffix = f".corrupt-{stamp}" + (f"-{attempt}" if attempt > 1 else "")
-            aside = self.path.with_name(self.path.name + suffix)
+            aside = self.path + suffix
             try:
                 os.link(self.path, aside)
                 return aside
@@ -154,14 +156,20 @@ class StateStore:
                 continue
         raise OSError("no free name to keep the corrupt state aside")
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> AbstractContextManager[None]:
         """Hold the exclusive writer lock (re-entrant within this process)."""
+        import contextlib  # writers only: a read does without it
+
+        return contextlib.contextmanager(self._locked)()
+
+    def _locked(self) -> Iterator[None]:
         if self._lock_held:
             yield
             return
+        import fcntl  # writers only: a read takes no lock
+
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)  # the mode for the last one only
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise unavailable(f"simulator lock {self.lock_path}: {exc.strerror}") from None
@@ -185,9 +193,13 @@ class StateStore:
 
     def remove_stale_temporaries(self) -> None:
         """Remove temporaries a killed writer left (lock held: no live writer has one)."""
-        with contextlib.suppress(OSError), os.scandir(self.path.parent) as entries:
+        import contextlib
+
+        # The temporaries save() creates: only these are ever cleaned up.
+        temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.name))
+        with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
             for entry in entries:
-                if self._temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
 
@@ -201,9 +213,9 @@ class StateStore:
         self.remove_stale_temporaries()
         document = {FORMAT_KEY: FORMAT, "schema": SCHEMA_VERSION, **data}
         payload = json.dumps(document, indent=1).encode() + b"\n"
-        directory = self.path.parent
+        directory = self.directory
         # A unique name, created exclusively and private (tempfile would cost start-up time).
-        tmp_name = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        tmp_name = os.path.join(directory, f".{self.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as tmp:
@@ -214,8 +226,10 @@ class StateStore:
                 os.fsync(tmp.fileno())
             os.replace(tmp_name, self.path)
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(tmp_name)
+            except OSError:
+                pass
             raise
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:

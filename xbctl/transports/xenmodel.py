@@ -23,13 +23,12 @@ write rule is xbctl/policy.py's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import ExitStatus, XbctlError, unknown
 from ..nodes import Balloon
 from ..policy import host_floor
 from ..units import MAX_KIB, is_node_kib
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from . import Domain
     from .xenstore import Txn
