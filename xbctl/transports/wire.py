@@ -109,8 +109,16 @@ class SocketStream:
 
     def __init__(self, path: str, timeout_s: float) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout_s)  # a listener with a full backlog must not hang us
         try:
+            # A blocking connect, as libxenstore's: while xenstored's listen queue is full (a
+            # burst of clients, a busy daemon) it waits for room instead of failing at once
+            # with EAGAIN, as a non-blocking one (settimeout) does. SO_SNDTIMEO bounds that
+            # wait by the request deadline: Linux then answers EAGAIN.
+            whole_s = int(timeout_s)
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                struct.pack("@ll", whole_s, int((timeout_s - whole_s) * 1_000_000)),
+            )
             self.sock.connect(str(path))
         except OSError:
             self.sock.close()

@@ -285,8 +285,8 @@ class XenstoreTransport(XlWrites, Transport):
             if exc.errno in (errno.EACCES, errno.EPERM):  # the socket's or device's mode: root's
                 raise permission_denied(self.endpoint.path) from None
             reason = exc.strerror or str(exc)
-            if isinstance(exc, socket.timeout):
-                reason = f"no answer within {self.timeout_s:g} s"
+            if isinstance(exc, socket.timeout) or exc.errno == errno.EAGAIN:
+                reason = f"no connection within {self.timeout_s:g} s (its listen queue stayed full)"
             raise _no_daemon(self.endpoint.path, reason) from None
         self._hypervisor = None
         self._hypervisor_tried = False
