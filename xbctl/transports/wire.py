@@ -40,6 +40,7 @@ MAX_BATCH_BYTES = 16384  # and their bytes in one write
 # of 5 digits are 196,512).
 MAX_LISTING_RESTARTS = 16
 MAX_LISTING_BYTES = 1 << 20
+MAX_LISTING_PARTS = 1024  # xenstored fills each part to about 4 KiB: a peer's tiny parts end here
 # Error replies carry an errno name (xsd_errors[] in xs_wire.h, plus oxenstored's EQUOTA).
 ERROR_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # E[A-Z0-9]{1,15}
 # A transaction id is a non-zero uint32 in decimal.
@@ -226,7 +227,9 @@ class WireClient:
         for _attempt in range(MAX_LISTING_RESTARTS):
             listing = bytearray()
             generation = None
-            while True:
+            for part in range(MAX_LISTING_PARTS + 1):
+                if part == MAX_LISTING_PARTS:
+                    self._break(f"protocol error: a directory listing in more than {MAX_LISTING_PARTS} parts")
                 try:
                     body = self.request(Op.DIRECTORY_PART, path + NUL + str(len(listing)).encode() + NUL)
                 except XenstoreReplyError as exc:
