@@ -380,6 +380,26 @@ def lay_out_hypervisor_host(client: Client, hv: FakeHypervisor) -> None:
                           video_memkb=videoram_kib(domid))
 
 
+def lay_out_many_hypervisor_domains(client: Client, hv: FakeHypervisor, domids: list[int]) -> None:
+    """LAYOUT (lay_out_hypervisor_host) and the PV guests DOMIDS (many_domain's sizes) as libxl
+    4.17 writes them: in Xenstore (memory/videoram 0, a `vm` link to /vm/<uuid>), in the
+    hypervisor table (at their target, maximum static-max + 1024 KiB) and in /var/lib/xen."""
+    lay_out_hypervisor_host(client, hv)
+    lay_out_many_domains(client, domids=domids)
+    domains = layout_domains()
+    for domid in domids:
+        name, static_max_kib, target_kib = many_domain(domid)
+        uuid, base = domain_uuid(domid), f"/local/domain/{domid}"
+        client.write(f"{base}/memory/videoram".encode(), b"0")
+        client.write(f"{base}/vm".encode(), f"/vm/{uuid}".encode())
+        client.write(f"/vm/{uuid}/uuid".encode(), uuid.encode())
+        client.write(f"/vm/{uuid}/name".encode(), name.encode())
+        domains.append(Domain(domid=domid, tot_pages=target_kib // 4,
+                              max_pages=(static_max_kib + XL_MAXMEM_CONSTANT_KIB) // 4, handle=uuid))
+        hv.write_userdata(domid, name, hvm=False, uuid=uuid, max_memkb=static_max_kib, target_memkb=target_kib)
+    hv.reset(domains)
+
+
 class HypervisorHost(XenHost):
     """A XenHost whose xbctl runs (and xl runs) see a hypervisor: Debian's real libxenctrl
     over the rig's libxencall, with the domain table in `hv`."""

@@ -114,9 +114,12 @@ class Table:
     host: Host = field(default_factory=Host)
     domains: dict[int, Domain] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    #: Raised by every writer: the rig re-parses a table only when it changed.
+    generation: int = 0
 
     def text(self) -> str:
-        lines = ["# xbctl test hypervisor (tests/xenharness/hypervisor.py)", self.host.line()]
+        lines = ["# xbctl test hypervisor (tests/xenharness/hypervisor.py)",
+                 f"generation={self.generation}", self.host.line()]
         lines += [d.line() for _, d in sorted(self.domains.items())]
         lines += [f.line() for f in self.failures if f.times != 0]
         return "\n".join(lines) + "\n"
@@ -129,7 +132,9 @@ class Table:
             if not words or words[0].startswith("#"):
                 continue
             kv = dict(w.split("=", 1) for w in words[1:] if "=" in w)
-            if words[0] == "host":
+            if words[0].startswith("generation="):
+                table.generation = int(words[0].split("=", 1)[1])
+            elif words[0] == "host":
                 table.host = Host(**{k: int(v, 0) for k, v in kv.items()})
             elif words[0] == "domain":
                 handle = kv.pop("handle", Domain.handle)
@@ -186,6 +191,7 @@ class FakeHypervisor:
             table = Table.parse(f.read())
             yield table
             if write:
+                table.generation += 1
                 f.seek(0)
                 f.truncate()
                 f.write(table.text())

@@ -207,7 +207,10 @@ class Txn:
 
     def write(self, rel: str, value: str) -> None:
         """Set REL to VALUE (sent by flush)."""
-        path = self.path(rel)
+        self.write_path(self.path(rel), value)
+
+    def write_path(self, path: str, value: str) -> None:
+        """Set the node at the absolute PATH to VALUE (sent by flush)."""
         self._state.values[path] = value
         self._state.removed.discard(path)  # written again after its removal: it exists
         self._state.queued.append((Op.WRITE, path, value))
@@ -291,6 +294,7 @@ class XenstoreTransport(XlWrites, Transport):
         self._hypervisor = None
         self._hypervisor_tried = False
         self._hypervisor_problem: str | None = None
+        self._known_infos = None  # the hypervisor's domains, read in bulk for a many-domain write
 
 
     # ------------------------------------------------------------ requests

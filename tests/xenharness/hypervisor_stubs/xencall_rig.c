@@ -40,7 +40,7 @@
 #include <xen/memory.h>
 #include <xen/version.h>
 
-#define MAX_DOMAINS 64
+#define MAX_DOMAINS 32768  /* every domain id Xen hands out (below DOMID_FIRST_RESERVED) */
 #define MAX_FAILS 16
 #define PAGE_SIZE_BYTES 4096UL
 
@@ -126,26 +126,30 @@ static void rig_log(const char *fmt, ...)
 /* the table                                                            */
 /* ------------------------------------------------------------------ */
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* By hand, not sscanf: every hypercall parses every domain's line, and a rig of thousands
+ * of domains must cost microseconds per line, as a hypervisor's hypercall does. */
 static int parse_uuid(const char *s, uint8_t out[16])
 {
     int i = 0;
     while (*s && i < 16) {
-        unsigned v;
+        int high, low;
         if (*s == '-') { s++; continue; }
-        if (sscanf(s, "%2x", &v) != 1)
+        high = hex_digit(s[0]);
+        low = high < 0 ? -1 : hex_digit(s[1]);
+        if (low < 0)
             return -1;
-        out[i++] = (uint8_t)v;
+        out[i++] = (uint8_t)(high << 4 | low);
         s += 2;
     }
     return i == 16 ? 0 : -1;
-}
-
-static void format_uuid(const uint8_t h[16], char out[37])
-{
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10],
-             h[11], h[12], h[13], h[14], h[15]);
 }
 
 static void parse_line(struct rig_table *t, char *line)
@@ -206,15 +210,39 @@ static void parse_line(struct rig_table *t, char *line)
     }
 }
 
-/* Open and lock the table; fill *t.  Returns the locked fd or -errno. */
-static int table_load(struct rig_table *t)
+/* The table as this process last loaded or stored it, with its generation: every writer
+ * (table_store here, FakeHypervisor in hypervisor.py) raises the `generation=N` line, so a
+ * table nobody changed since is not parsed again. A hypercall then costs microseconds
+ * however many domains there are, as on a hypervisor (not a parse of thousands of lines). */
+static struct rig_table *cached;
+static unsigned long long cached_generation;  /* 0: nothing cached */
+static char cached_path[4096];
+
+/* The generation the table file at FD declares on its second line, or 0 (none: parse it). */
+static unsigned long long file_generation(int fd)
+{
+    char head[256];
+    ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
+    char *at;
+
+    if (n <= 0)
+        return 0;
+    head[n] = '\0';
+    at = strstr(head, "\ngeneration=");
+    return at ? strtoull(at + strlen("\ngeneration="), NULL, 10) : 0;
+}
+
+/* Open and lock the table; point *T at it (parsed, or as cached).  Returns the locked fd
+ * or -errno. */
+static int table_load(struct rig_table **tp)
 {
     const char *p = table_path();
+    struct rig_table *t;
+    unsigned long long generation;
     FILE *fp;
     char line[1024];
     int fd;
 
-    memset(t, 0, sizeof(*t));
     if (!p || !*p)
         return -ENODEV;  /* no hypervisor here */
     fd = open(p, O_RDWR | O_CLOEXEC);
@@ -225,6 +253,17 @@ static int table_load(struct rig_table *t)
         close(fd);
         return -e;
     }
+    if (!cached && !(cached = malloc(sizeof(*cached)))) {
+        close(fd);
+        return -ENOMEM;
+    }
+    t = *tp = cached;
+    generation = file_generation(fd);
+    if (generation && generation == cached_generation && !strcmp(cached_path, p))
+        return fd;
+    cached_generation = 0;
+    snprintf(cached_path, sizeof(cached_path), "%s", p);
+    memset(t, 0, sizeof(*t));
     fp = fdopen(dup(fd), "r");
     if (!fp) {
         close(fd);
@@ -233,7 +272,55 @@ static int table_load(struct rig_table *t)
     while (fgets(line, sizeof(line), fp))
         parse_line(t, line);
     fclose(fp);
+    cached_generation = generation;
     return fd;
+}
+
+/* A line of the table, formatted by hand: a rig of thousands of domains rewrites every
+ * line at each change, and printf's formatting made that milliseconds a hypercall. */
+static void put_text(FILE *m, const char *text)
+{
+    fputs_unlocked(text, m);
+}
+
+static void put_u64(FILE *m, const char *key, uint64_t value)
+{
+    char digits[24];
+    int at = sizeof(digits);
+
+    digits[--at] = '\0';
+    do {
+        digits[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    fputs_unlocked(key, m);
+    fputs_unlocked(digits + at, m);
+}
+
+static void put_domain(FILE *m, const struct rig_domain *d)
+{
+    static const char hex[] = "0123456789abcdef";
+    char uuid[37];
+    int i, at = 0;
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            uuid[at++] = '-';
+        uuid[at++] = hex[d->handle[i] >> 4];
+        uuid[at++] = hex[d->handle[i] & 15];
+    }
+    uuid[at] = '\0';
+    put_u64(m, "domain domid=", d->domid);
+    put_u64(m, " flags=", d->flags);
+    put_u64(m, " tot_pages=", d->tot_pages);
+    put_u64(m, " max_pages=", d->max_pages);
+    put_u64(m, " outstanding_pages=", d->outstanding_pages);
+    put_u64(m, " pod_target=", d->pod_target);
+    put_u64(m, " vcpus=", d->vcpus);
+    put_u64(m, " cpu_time=", d->cpu_time);
+    put_text(m, " handle=");
+    put_text(m, uuid);
+    put_text(m, "\n");
 }
 
 /* Rewrite the table in place (the fd holds the lock), then unlock. */
@@ -242,25 +329,21 @@ static void table_store(int fd, const struct rig_table *t)
     char *buf = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&buf, &len);
+    /* Never 0 (that means "no generation: parse"). */
+    unsigned long long next = file_generation(fd) + 1 ? file_generation(fd) + 1 : 1;
     int i;
 
+    cached_generation = 0;  /* until the file holds what the cache holds */
     if (!m)
         return;
     fprintf(m, "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n");
+    fprintf(m, "generation=%llu\n", next);
     fprintf(m, "host total_pages=%" PRIu64 " free_pages=%" PRIu64
                " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u\n",
             t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus,
             t->cpu_khz);
-    for (i = 0; i < t->nr_domains; i++) {
-        const struct rig_domain *d = &t->dom[i];
-        char uuid[37];
-        format_uuid(d->handle, uuid);
-        fprintf(m, "domain domid=%u flags=%u tot_pages=%" PRIu64 " max_pages=%" PRIu64
-                   " outstanding_pages=%" PRIu64 " pod_target=%" PRIu64
-                   " vcpus=%u cpu_time=%" PRIu64 " handle=%s\n",
-                d->domid, d->flags, d->tot_pages, d->max_pages, d->outstanding_pages,
-                d->pod_target, d->vcpus, d->cpu_time, uuid);
-    }
+    for (i = 0; i < t->nr_domains; i++)
+        put_domain(m, &t->dom[i]);
     for (i = 0; i < t->nr_fails; i++) {
         const struct rig_fail *f = &t->fail[i];
         if (f->times == 0)
@@ -269,8 +352,13 @@ static void table_store(int fd, const struct rig_table *t)
                 f->err, f->times);
     }
     fclose(m);
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, len, 0) == (ssize_t)len)
-        fsync(fd);
+    /* No fsync: every process of a test reads the table through the page cache, and a
+     * hypercall costs a real hypervisor microseconds, not a disk flush (with one, a
+     * 1,000-domain write spent its time flushing this file). */
+    /* Over the old text, then cut to length: its pages stay (a 1,000-domain table is
+     * 170 KB, rewritten at every change). */
+    if (pwrite(fd, buf, len, 0) == (ssize_t)len && ftruncate(fd, len) == 0)
+        cached_generation = next;
     free(buf);
 }
 
@@ -585,12 +673,8 @@ static long dispatch(unsigned int op, const uint64_t a[5])
         rig_log("unknown hypercall op=%u arg0=%#" PRIx64 " -> ENOSYS", op, a[0]);
         return -ENOSYS;
     }
-    t = malloc(sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    fd = table_load(t);
+    fd = table_load(&t);
     if (fd < 0) {
-        free(t);
         note("hypercall op=%u (no table at $XBCTL_TEST_HYPERVISOR)", op);
         log_outcome(fd);
         return fd;
@@ -604,7 +688,6 @@ static long dispatch(unsigned int op, const uint64_t a[5])
     if (dirty)
         table_store(fd, t);
     table_unlock(fd);
-    free(t);
     log_outcome(r);
     return r;
 }
