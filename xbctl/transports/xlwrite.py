@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 # --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
 HYPERVISOR_POLL_S = 0.25
+MAX_NAMED_PUT_BACKS = 3  # a failed many-domain write names this many of the maximums it put back
 
 
 class XlWrites:
@@ -199,8 +200,18 @@ class XlWrites:
             )
         except BaseException as exc:
             changed = [(domain, kept["max_kib"]) for domain, kept in originals.items() if "max_kib" in kept]
-            for domain, max_kib in reversed(changed):
-                self._put_back_max(domain, max_kib, exc, named=True)
+            undone = [(domain, *self._put_back_max(domain, max_kib, exc, named=True, tell=False))
+                      for domain, max_kib in reversed(changed)]
+            put_back = [(domain, said) for domain, said, ok in undone if ok]
+            # Each domain by name when a few; in one sentence when many (a whole host's -f).
+            if len(put_back) > MAX_NAMED_PUT_BACKS:
+                names = ", ".join(domain.name for domain, _said in put_back[:MAX_NAMED_PUT_BACKS])
+                sentences = [f"the hypervisor's maximum of all {len(put_back)} domains changed ({names}, ...) "
+                             "was put back to what it was"]
+            else:
+                sentences = [said for _domain, said in put_back]
+            for sentence in sentences + [said for _domain, said, ok in undone if not ok]:
+                self._tell(exc, sentence)
             if changed and pod_set and isinstance(exc, XbctlError):
                 exc.message = (
                     f"{exc.message} (the PoD target of {', '.join(d.name for d in pod_set)} stays as set: "
@@ -378,17 +389,26 @@ class XlWrites:
             ) from None
         return after
 
-    def _put_back_max(self, domain: Domain, max_kib: int, failure: BaseException, named: bool = False) -> None:
+    def _put_back_max(
+        self, domain: Domain, max_kib: int, failure: BaseException, named: bool = False, tell: bool = True
+    ) -> tuple[str, bool]:
         """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message
-        (NAMED: which domain's, when several were changed)."""
+        (NAMED: which domain's, when several were changed) unless not TELL. What was said,
+        and whether it was put back."""
         from .hypervisor import HypervisorError
 
         whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
             self._hypervisor.set_max_kib(domain.id, max_kib)
-            said = f"{whose} was put back to {max_kib} KiB"
+            said, done = f"{whose} was put back to {max_kib} KiB", True
         except HypervisorError as exc:
-            said = f"putting {whose} back to {max_kib} KiB failed too: {exc}"
+            said, done = f"putting {whose} back to {max_kib} KiB failed too: {exc}", False
+        if tell:
+            self._tell(failure, said)
+        return said, done
+
+    def _tell(self, failure: BaseException, said: str) -> None:
+        """SAID added to FAILURE's message (or a note, when it is no XbctlError)."""
         if isinstance(failure, XbctlError):
             failure.message = f"{failure.message} ({said})"
         else:
