@@ -217,6 +217,12 @@ static void parse_line(struct rig_table *t, char *line)
 static struct rig_table *cached;
 static unsigned long long cached_generation;  /* 0: nothing cached */
 static char cached_path[4096];
+static int layout_known, overlong;  /* see table_store */
+
+/* What a hypercall changed: *dirty is 0 (nothing), DIRTY_TABLE (rewrite it all) or
+ * DIRTY_DOMAIN + the index of the one domain whose line changed (rewritten in place). */
+#define DIRTY_TABLE 1
+#define DIRTY_DOMAIN 2
 
 /* The generation the table file at FD declares on its second line, or 0 (none: parse it). */
 static unsigned long long file_generation(int fd)
@@ -262,6 +268,7 @@ static int table_load(struct rig_table **tp)
     if (generation && generation == cached_generation && !strcmp(cached_path, p))
         return fd;
     cached_generation = 0;
+    layout_known = 0;  /* another writer's text: rewritten whole at the next change */
     snprintf(cached_path, sizeof(cached_path), "%s", p);
     memset(t, 0, sizeof(*t));
     fp = fdopen(dup(fd), "r");
@@ -276,31 +283,70 @@ static int table_load(struct rig_table **tp)
     return fd;
 }
 
-/* A line of the table, formatted by hand: a rig of thousands of domains rewrites every
- * line at each change, and printf's formatting made that milliseconds a hypercall. */
-static void put_text(FILE *m, const char *text)
+/* The table's text, formatted by hand into a buffer kept between calls: a rig of thousands
+ * of domains rewrites every line at each change, and printf and memory streams made that
+ * milliseconds a hypercall. */
+static char *text;
+static size_t text_len, text_cap;
+static int text_failed;
+
+static void put(const char *s, size_t n)
 {
-    fputs_unlocked(text, m);
+    if (text_len + n > text_cap) {
+        size_t cap = text_cap ? text_cap : 65536;
+        char *grown;
+        while (cap < text_len + n)
+            cap *= 2;
+        if (!(grown = realloc(text, cap))) {
+            text_failed = 1;
+            return;
+        }
+        text = grown;
+        text_cap = cap;
+    }
+    memcpy(text + text_len, s, n);
+    text_len += n;
 }
 
-static void put_u64(FILE *m, const char *key, uint64_t value)
+static void put_text(const char *s)
+{
+    put(s, strlen(s));
+}
+
+static void put_u64(const char *key, uint64_t value)
 {
     char digits[24];
     int at = sizeof(digits);
 
-    digits[--at] = '\0';
     do {
         digits[--at] = (char)('0' + value % 10);
         value /= 10;
     } while (value);
-    fputs_unlocked(key, m);
-    fputs_unlocked(digits + at, m);
+    put_text(key);
+    put(digits + at, sizeof(digits) - at);
 }
 
-static void put_domain(FILE *m, const struct rig_domain *d)
+/* Every line but the first is padded with blanks to LINE_WIDTH (both parsers skip them),
+ * so the line of domain i lies at a known offset and a change to one domain rewrites that
+ * line alone; a table this process wrote itself (layout_known) is rewritten so. */
+#define LINE_WIDTH 264  /* the longest domain line (every number at 20 digits) is 259 */
+static const char COMMENT[] = "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n";
+
+static void pad_line(size_t line_start)
+{
+    static const char blanks[LINE_WIDTH] = { [0 ... LINE_WIDTH - 1] = ' ' };
+    size_t used = text_len - line_start;
+    if (used < LINE_WIDTH - 1)
+        put(blanks, LINE_WIDTH - 1 - used);
+    else if (used > LINE_WIDTH - 1)
+        overlong = 1;  /* offsets would not hold: no rewriting in place */
+    put("\n", 1);
+}
+
+static void put_domain(const struct rig_domain *d)
 {
     static const char hex[] = "0123456789abcdef";
-    char uuid[37];
+    char uuid[36];
     int i, at = 0;
 
     for (i = 0; i < 16; i++) {
@@ -309,57 +355,82 @@ static void put_domain(FILE *m, const struct rig_domain *d)
         uuid[at++] = hex[d->handle[i] >> 4];
         uuid[at++] = hex[d->handle[i] & 15];
     }
-    uuid[at] = '\0';
-    put_u64(m, "domain domid=", d->domid);
-    put_u64(m, " flags=", d->flags);
-    put_u64(m, " tot_pages=", d->tot_pages);
-    put_u64(m, " max_pages=", d->max_pages);
-    put_u64(m, " outstanding_pages=", d->outstanding_pages);
-    put_u64(m, " pod_target=", d->pod_target);
-    put_u64(m, " vcpus=", d->vcpus);
-    put_u64(m, " cpu_time=", d->cpu_time);
-    put_text(m, " handle=");
-    put_text(m, uuid);
-    put_text(m, "\n");
+    size_t start = text_len;
+    put_u64("domain domid=", d->domid);
+    put_u64(" flags=", d->flags);
+    put_u64(" tot_pages=", d->tot_pages);
+    put_u64(" max_pages=", d->max_pages);
+    put_u64(" outstanding_pages=", d->outstanding_pages);
+    put_u64(" pod_target=", d->pod_target);
+    put_u64(" vcpus=", d->vcpus);
+    put_u64(" cpu_time=", d->cpu_time);
+    put_text(" handle=");
+    put(uuid, sizeof(uuid));
+    pad_line(start);
 }
 
-/* Rewrite the table in place (the fd holds the lock), then unlock. */
-static void table_store(int fd, const struct rig_table *t)
+/* The generation line, padded: its own line. */
+static void put_generation(unsigned long long generation)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
+    size_t start = text_len;
+    put_u64("generation=", generation);
+    pad_line(start);
+}
+
+/* Write what DIRTY says changed (the fd holds the lock): one domain's line and the
+ * generation in place, or the whole table. */
+static void table_store(int fd, const struct rig_table *t, int dirty)
+{
     /* Never 0 (that means "no generation: parse"). */
     unsigned long long next = file_generation(fd) + 1 ? file_generation(fd) + 1 : 1;
+    char line[256];
+    size_t start;
     int i;
 
     cached_generation = 0;  /* until the file holds what the cache holds */
-    if (!m)
+    text_len = 0;
+    text_failed = overlong = 0;
+    if (dirty >= DIRTY_DOMAIN && layout_known) {
+        size_t generation_at = sizeof(COMMENT) - 1;
+        size_t domain_at = generation_at + 2 * LINE_WIDTH + (size_t)(dirty - DIRTY_DOMAIN) * LINE_WIDTH;
+        put_generation(next);
+        put_domain(&t->dom[dirty - DIRTY_DOMAIN]);
+        if (!text_failed && !overlong && text_len == 2 * LINE_WIDTH &&
+            pwrite(fd, text + LINE_WIDTH, LINE_WIDTH, domain_at) == LINE_WIDTH &&
+            pwrite(fd, text, LINE_WIDTH, generation_at) == LINE_WIDTH)
+            cached_generation = next;
+        else
+            layout_known = 0;  /* the next change rewrites it all */
         return;
-    fprintf(m, "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n");
-    fprintf(m, "generation=%llu\n", next);
-    fprintf(m, "host total_pages=%" PRIu64 " free_pages=%" PRIu64
-               " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u\n",
-            t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus,
-            t->cpu_khz);
+    }
+    layout_known = 0;
+    put_text(COMMENT);
+    put_generation(next);
+    start = text_len;
+    snprintf(line, sizeof(line), "host total_pages=%" PRIu64 " free_pages=%" PRIu64
+             " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u",
+             t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus, t->cpu_khz);
+    put_text(line);
+    pad_line(start);
     for (i = 0; i < t->nr_domains; i++)
-        put_domain(m, &t->dom[i]);
+        put_domain(&t->dom[i]);
     for (i = 0; i < t->nr_fails; i++) {
         const struct rig_fail *f = &t->fail[i];
         if (f->times == 0)
             continue;
-        fprintf(m, "fail op=%s domid=%ld errno=%d times=%ld\n", f->op, f->domid,
-                f->err, f->times);
+        snprintf(line, sizeof(line), "fail op=%s domid=%ld errno=%d times=%ld\n", f->op,
+                 f->domid, f->err, f->times);
+        put_text(line);
     }
-    fclose(m);
+    if (text_failed)
+        return;
     /* No fsync: every process of a test reads the table through the page cache, and a
-     * hypercall costs a real hypervisor microseconds, not a disk flush (with one, a
-     * 1,000-domain write spent its time flushing this file). */
-    /* Over the old text, then cut to length: its pages stay (a 1,000-domain table is
-     * 170 KB, rewritten at every change). */
-    if (pwrite(fd, buf, len, 0) == (ssize_t)len && ftruncate(fd, len) == 0)
+     * hypercall costs a real hypervisor microseconds, not a disk flush. Written over the
+     * old text, then cut to length, so its pages stay (1,000 domains are 170 KB). */
+    if (pwrite(fd, text, text_len, 0) == (ssize_t)text_len && ftruncate(fd, text_len) == 0) {
         cached_generation = next;
-    free(buf);
+        layout_known = !overlong;
+    }
 }
 
 static void table_unlock(int fd)
@@ -388,6 +459,14 @@ static struct rig_domain *find_next(struct rig_table *t, uint32_t domid)
     return best;
 }
 
+static void mark_domain(int *dirty, struct rig_table *t, struct rig_domain *d)
+{
+    if (!*dirty)
+        *dirty = DIRTY_DOMAIN + (int)(d - t->dom);
+    else if (*dirty != DIRTY_DOMAIN + (int)(d - t->dom))
+        *dirty = DIRTY_TABLE;
+}
+
 /* An injected failure for (op, domid): its errno (consumed once), else 0. */
 static int injected(struct rig_table *t, int *dirty, const char *op, long domid)
 {
@@ -400,7 +479,7 @@ static int injected(struct rig_table *t, int *dirty, const char *op, long domid)
             continue;
         if (f->times > 0) {
             f->times--;
-            *dirty = 1;
+            *dirty = DIRTY_TABLE;
         }
         return f->err;
     }
@@ -470,7 +549,7 @@ static long do_domctl(struct rig_table *t, int *dirty, struct xen_domctl *op)
             uint64_t new_max = op->u.max_mem.max_memkb >> 2;
             d->max_pages = new_max > UINT32_MAX ? UINT32_MAX : new_max;
         }
-        *dirty = 1;
+        mark_domain(dirty, t, d);
         return 0;
     default:
         note("unknown domctl cmd=%u domid=%u", op->cmd, op->domain);
@@ -557,7 +636,7 @@ static long do_memory_op(struct rig_table *t, int *dirty, unsigned long cmd, voi
         if (pod->target_pages > d->max_pages)
             return -EINVAL;  /* as Xen's memory_op */
         d->pod_target = pod->target_pages;
-        *dirty = 1;
+        mark_domain(dirty, t, d);
         pod->tot_pages = d->tot_pages;
         pod->pod_cache_pages = 0;
         pod->pod_entries = 0;
@@ -686,7 +765,7 @@ static long dispatch(unsigned int op, const uint64_t a[5])
     else
         r = do_memory_op(t, &dirty, a[0], (void *)(uintptr_t)a[1]);
     if (dirty)
-        table_store(fd, t);
+        table_store(fd, t, dirty);
     table_unlock(fd);
     log_outcome(r);
     return r;
