@@ -509,6 +509,46 @@ def test_a_watch_flood_costs_bounded_memory_and_ends_with_the_connection(prepare
     assert_clean_exit_3(run, "connection lost", time_bound_s=flood_s + DEADLINE_S + 1.0)
 
 
+@pytest.mark.parametrize(
+    "part, status, says, parts",
+    [
+        # A generation that changes between every two parts: listed again from offset 0,
+        # 16 times (each time two parts), then given up (EAGAIN, exit 3).
+        (lambda n: b"%d\0guest%d\0" % (n, n), 3, "/local/domain: Resource temporarily unavailable (EAGAIN)", 32),
+        # No XS_DIRECTORY_PART (an old daemon): the directory stays too long, as libxenstore says.
+        (lambda n: None, 1, "/local/domain: Argument list too long (E2BIG)", 1),
+    ],
+    ids=["generation never holds", "no XS_DIRECTORY_PART"],
+)
+def test_a_directory_that_cannot_be_listed_in_parts_fails_clearly(prepared, tmp_path, part, status, says, parts):
+    answered: list[int] = []
+
+    def lie(client, request, upstream, raw, lock, muted, stopping):
+        muted.set()
+        with lock:
+            client.sendall(packet(ERROR, request.rq_id, request.tx_id, b"E2BIG\0"))
+        while True:
+            got = read_packet(client)
+            if got is None or got[0].op != DIRECTORY_PART:
+                break
+            answered.append(len(answered))
+            body = part(len(answered) - 1)
+            reply = packet(ERROR, got[0].rq_id, got[0].tx_id, b"ENOSYS\0") if body is None else packet(
+                DIRECTORY_PART, got[0].rq_id, got[0].tx_id, body)
+            client.sendall(reply)
+        stopping.wait(30)
+
+    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", listing_of_domain_list, lie)
+    try:
+        env = {"XENSTORED_PATH": str(peer.path), "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
+        run = run_measured(prepared, COMMANDS["list"], env, tmp_path)
+    finally:
+        peer.close()
+    lines = [line for line in run.outcome.stderr.splitlines() if not line.startswith("xbctl: note: hypervisor not used")]
+    assert run.outcome.status == status and lines[0] == f"xbctl: {says}", run.outcome
+    assert len(answered) == parts, answered
+
+
 def flooding_distinct(events: int):
     """Relay the WATCH, then send EVENTS events for its token, each for another long path
     (about 4 KiB), in one burst; relay requests a while, then hang up."""
