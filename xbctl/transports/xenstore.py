@@ -194,7 +194,7 @@ class Txn:
                 cache.update(dict.fromkeys(paths))
                 continue
             if isinstance(names, XbctlError):
-                again.extend(paths)  # not listable: each node answers for itself
+                again.extend(paths)  # not listable (EACCES, or E2BIG for junk): each node answers for itself
                 continue
             present = set(names)
             for path in paths:
@@ -369,15 +369,6 @@ class XenstoreTransport(XlWrites, Transport):
                 values.append(decode_value(answer.rstrip(NUL)))
         children: list[list[str] | None | XbctlError] = []
         for path, answer in zip(listed, answers[len(read):]):
-            if isinstance(answer, XenstoreReplyError) and answer.name == "E2BIG":
-                # Too long for one reply: read in parts, on its own.
-                try:
-                    answer = NUL.join(self.call(path, lambda c, p=path: c.list(p.encode()))) + NUL
-                except XbctlError as exc:
-                    if self.client.failure:
-                        raise  # the connection, not this directory
-                    children.append(None if exc.errno_name == "ENOENT" else exc)
-                    continue
             if isinstance(answer, XenstoreReplyError):
                 children.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
             else:
