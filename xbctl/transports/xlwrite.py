@@ -292,13 +292,20 @@ class XlWrites:
                 after = after.with_fields(diagnostic=None)
             results.append((before, after, info))
         changed = [domain.id for (domain, *_rest), (_b, _a, info) in zip(staged, results) if info is not None]
+        now: dict = {}
         if changed:
-            # What the hypervisor holds now, for the report: read in bulk, as before.
-            self._read_infos(changed)
+            # What the hypervisor holds now, for the report: read in bulk, as before. Should
+            # that read fail, the report shows the figures just set (the writes are done).
+            from .hypervisor import HypervisorError
+
+            try:
+                now = self._hypervisor.domains(changed)
+            except HypervisorError:
+                pass
         shown = []
         for (domain, *_rest), (before, after, info) in zip(staged, results):
             if info is not None:
-                info = (self._known_infos or {}).get(domain.id) or info
+                info = now.get(domain.id) or info
                 after = after.with_fields(
                     current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
                 )
