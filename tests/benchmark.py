@@ -8,6 +8,9 @@ reading and writing a node over Xenstore; also `xbctl -n target` on the simulato
 `xbctl -n current` as Domain-0 twice: with the hypervisor layer (Debian's libxenctrl over
 the test rig's libxencall, tests/xenharness/hypervisor.py) and with it switched off
 (XBCTL_LIBXENCTRL=''), to show what the layer adds (goal: under 5 ms).
+Batches: a 1,000-domain `xbctl -f` over Xenstore against its floor (`python -c pass` plus a
+bare client pipelining the very requests it sends; goal <= 1.5x), and as Domain-0 with the
+hypervisor against Debian's `xl mem-set` run once per domain over the same host (goal >= 50x).
 List at scale: `xbctl --json list`, the list in a pipe (fixed columns) and the table on a
 terminal (a pseudo-terminal) with 1,000 domains against the small host, interleaved, on the
 simulator (`sim reset --guests 999` against the default 4 domains) and over Xenstore (a
@@ -55,9 +58,11 @@ from xen_fixtures import (  # noqa: E402
     lay_out_host,
     lay_out_hypervisor_host,
     lay_out_many_domains,
+    lay_out_many_hypervisor_domains,
+    many_domain,
 )
 from xenharness import Xenstored, ensure_tools  # noqa: E402
-from xenharness.hypervisor import FakeHypervisor  # noqa: E402
+from xenharness.hypervisor import FakeHypervisor, _private_mount_argv  # noqa: E402
 
 NODE = "/local/domain/1/memory/target"
 
@@ -351,6 +356,7 @@ def measure(py: str, xbctl: str, runs: int, start_up_only: bool) -> None:
     )
 
     batch_rows(tools, py, xbctl, max(3, runs // 4))
+    hypervisor_batch_rows(tools, xbctl, max(3, runs // 4))
     if os.environ.get("XBCTL_BENCH_REAL_HOST", "1") != "0":
         real_host_rows(max(3, runs // 4))
 
@@ -425,6 +431,18 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
         loop_s = median_s([], env, runs, vary=[[py, "-c", script] for script in pyxs_loops])
         apply_s = median_s([], env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in plans])
         dry_s = median_s([xbctl, "-q", "--dry-run", "-f", str(plans[0])], env, runs)
+        # The floor: Python's start-up, and xenstored answering the very requests `xbctl -f`
+        # sends (recorded from a traced daemon holding the same host), from a bare client.
+        requests = recorded_requests(tools, xbctl, env, plans[0], domids, Path(tmp) / "traced")
+        # Interleaved rounds (the floor's two parts and xbctl -f side by side), so that the
+        # load of a shared machine hits all three alike.
+        pass_times, replay_times, paired_apply_times = [], [], []
+        for index in range(2 * runs + 1):
+            pass_times.append(run_once_s([py, "-c", "pass"], env))
+            replay_times.append(replay_s_once(daemon.socket_path, requests))
+            paired_apply_times.append(run_once_s([xbctl, "-q", "-f", str(plans[index % 2])], env))
+        pass_s, replay_s, paired_apply_s = (statistics.median(times[1:]) for times in
+                                            (pass_times, replay_times, paired_apply_times))
     sim_s = None
     sim_env = {**os.environ, "XBCTL_TRANSPORT": "sim", "NO_COLOR": "1"}
     with tempfile.TemporaryDirectory(prefix="xbctl-batch-sim-") as tmp:
@@ -467,6 +485,117 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
           f"(goal >= 20x: {'met' if speedup >= 20 else 'NOT met'})")
     versus = apply_s / loop_s
     print(f"  goal: xbctl -f / pyxs loop = {versus:.2f}x (goal <= 1x: {'met' if versus <= 1 else 'NOT met'})")
+    floor_s = pass_s + replay_s
+    print(f"  the floor, interleaved with xbctl -f ({2 * runs} rounds):")
+    print(f"    python -c pass                      {pass_s * 1000:8.1f} ms")
+    print(f"    its {len(requests)} requests, a bare pipelined client {replay_s * 1000:8.1f} ms (xenstored's share)")
+    print(f"    xbctl -f                            {paired_apply_s * 1000:8.1f} ms")
+    print(f"  goal: xbctl -f / (python -c pass + bare client) = {paired_apply_s / floor_s:.2f}x "
+          f"(goal <= 1.5x: {'met' if paired_apply_s <= 1.5 * floor_s else 'NOT met'})")
+
+
+OPS = {"DIRECTORY": 1, "READ": 2, "TRANSACTION_START": 6, "TRANSACTION_END": 7, "WRITE": 11, "RM": 13,
+       "DIRECTORY_PART": 22}
+
+
+def recorded_requests(tools, xbctl: str, env: dict, plan: Path, domids, where: Path) -> list[tuple[int, bytes]]:
+    """The requests one `xbctl -q -f PLAN` sends (op, payload), as a traced xenstored holding
+    the same host saw them (its trace prints each string of a payload followed by a blank)."""
+    with Xenstored(tools, where, trace=True) as traced:
+        with Client(unix_socket_path=str(traced.socket_path)) as client:
+            for domid in (0, *domids):
+                base = f"/local/domain/{domid}"
+                name = "Domain-0" if domid == 0 else f"guest{domid}"
+                for rel, value in (
+                    ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
+                    ("memory/target", "786432"), ("memory/videoram", "-1"),
+                ):
+                    client.write(f"{base}/{rel}".encode(), value.encode())
+        mark = traced.trace_path.stat().st_size
+        subprocess.run([xbctl, "-q", "-f", str(plan)], env={**env, "XENSTORED_PATH": str(traced.socket_path)},
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lines = traced.trace_path.read_bytes()[mark:].decode().splitlines()
+    requests = []
+    for line in lines:
+        if line.startswith("IN "):
+            op, _, args = line.split(" ", 4)[4].partition(" (")
+            requests.append((OPS[op], args[:-1].replace(" ", "\0").encode()))
+    return requests
+
+
+def replay_s_once(socket_path, requests: list[tuple[int, bytes]]) -> float:
+    """Time for a bare client to send REQUESTS pipelined (all before the transaction in one
+    batch, the transaction's once its start is answered) and to read every answer."""
+    import socket
+    import struct
+
+    header = struct.Struct("=IIII")
+    start = next(i for i, (op, _payload) in enumerate(requests) if op == OPS["TRANSACTION_START"])
+
+    def exchange(sock, batch, tx_id: int) -> bytes:
+        sock.sendall(b"".join(header.pack(op, n, tx_id, len(p)) + p for n, (op, p) in enumerate(batch)))
+        inbox, answered, last = b"", 0, b""
+        while answered < len(batch):
+            inbox += sock.recv(1 << 20)
+            while len(inbox) >= header.size and len(inbox) >= header.size + header.unpack_from(inbox)[3]:
+                size = header.unpack_from(inbox)[3]
+                last, inbox = inbox[header.size : header.size + size], inbox[header.size + size :]
+                answered += 1
+        return last
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(socket_path))
+        started = time.perf_counter()
+        exchange(sock, requests[:start], 0)
+        tx_id = int(exchange(sock, [requests[start]], 0).rstrip(b"\0"))
+        exchange(sock, requests[start + 1 :], tx_id)
+        return time.perf_counter() - started
+
+
+HV_DOMAINS = 1000
+
+
+def hypervisor_batch_rows(tools, xbctl: str, runs: int) -> None:
+    """A 1,000-domain plan applied as Domain-0 with the hypervisor (Debian's libxenctrl over the
+    rig) by one `xbctl -f`, against Debian's xl mem-set run once per domain over the same host
+    (all 1,000 in one private mount namespace: xl's own cost, not unshare's). Goal: >= 50x."""
+    domids = list(range(10, 10 + HV_DOMAINS))
+    with tempfile.TemporaryDirectory(prefix="xbctl-hv-batch-") as tmp, Xenstored(
+        tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)
+    ) as daemon:
+        hv = FakeHypervisor(tools, Path(tmp) / "hypervisor")
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            lay_out_many_hypervisor_domains(client, hv, domids)
+        env = hv.env(tools.env(daemon.socket_path), daemon.socket_path)
+        env.update(XBCTL_TRANSPORT="xenstore", NO_COLOR="1")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        plans = []
+        for run in range(runs + 1):  # every run lowers every target again: all 1,000 change
+            plan = Path(tmp) / f"plan{run}.conf"
+            plan.write_text("".join(
+                f"[guest{d}]\nmachdep.xen.balloon.target={many_domain(d)[2] - 4096 * (run + 1)}\n" for d in domids
+            ))
+            plans.append(plan)
+        apply_s = median_s([], env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in plans])
+        calls = len(hv.log())
+        # xl: the same change once more, 1,000 processes in one namespace with its /var/lib/xen.
+        lowest_kib = {d: many_domain(d)[2] - 4096 * (runs + 2) for d in domids}
+        lines = "\n".join(f'"$xl" mem-set {d} {lowest_kib[d]}k || exit $?' for d in domids)
+        script = f'mount --bind "$1" /var/lib || exit 99\nxl=$2\n{lines}\n'
+        xl_env = hv.env({k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")},
+                        daemon.socket_path)
+        started = time.perf_counter()
+        done = subprocess.run([*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib), str(tools.xl)],
+                              env=xl_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        xl_s = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"xl mem-set failed ({done.returncode}): {done.stderr[-2000:]}")
+    print(f"as Domain-0 with the hypervisor (Debian's libxenctrl over the rig): {HV_DOMAINS} domains, one target each")
+    print(f"  xbctl -f (median of {runs} runs)           {apply_s * 1000:8.1f} ms  ({calls // (runs + 1)} hypercalls a run)")
+    print(f"  xl mem-set x{HV_DOMAINS} (one namespace)       {xl_s * 1000:8.1f} ms  ({xl_s / HV_DOMAINS * 1000:.1f} ms each)")
+    ratio = xl_s / apply_s
+    print(f"  goal: xl mem-set x{HV_DOMAINS} / xbctl -f = {ratio:.1f}x (goal >= 50x: {'met' if ratio >= 50 else 'NOT met'})")
 
 
 def real_host_rows(runs: int) -> None:

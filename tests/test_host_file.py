@@ -7,7 +7,7 @@ import pytest
 from pyxs import Client
 
 from conftest import assert_clean_failure
-from xen_fixtures import MIB
+from xen_fixtures import MIB, XL_MAXMEM_CONSTANT_KIB, domain_uuid, lay_out_many_hypervisor_domains, many_domain
 
 TARGET = "machdep.xen.balloon.target"
 MIN = "machdep.xen.balloon.min"
@@ -427,3 +427,51 @@ def test_a_failed_hypercall_puts_back_every_maximum_and_writes_nothing(hv_host, 
                          f"the hypervisor's maximum for web was put back to {web_max_kib} KiB")
     assert hv_host.hv.domain(1).max_kib == web_max_kib
     assert hv_host.tree() == before
+
+
+@pytest.fixture
+def hv_thousand(xs_tools, tmp_path):
+    """A host of LAYOUT's domains and 1,000 PV guests (ids 10-1009) in a xenstored of this
+    test's own (untraced: the shared one traces every request) and in the hypervisor rig."""
+    from xen_fixtures import GUEST_ID, OTHER_DOMAINS, HypervisorHost, preload_client_libs
+    from xenharness import Xenstored
+    from xenharness.hypervisor import FakeHypervisor
+
+    preload_client_libs(xs_tools)
+    daemon = Xenstored(xs_tools, tmp_path / "xenstored", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID))
+    with daemon:
+        host = HypervisorHost(daemon, FakeHypervisor(xs_tools, tmp_path / "hypervisor"))
+        host.env["XBCTL_RUNTIME_DIR"] = str(tmp_path / "run")
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            lay_out_many_hypervisor_domains(client, host.hv, list(range(10, 1010)))
+        yield host
+
+
+def test_a_thousand_domains_as_domain_0_apply_all_or_nothing(hv_thousand, tmp_path):
+    hv_host = hv_thousand
+    domids = list(range(10, 1010))
+    target_kib = {domid: many_domain(domid)[2] - 4 * MIB for domid in domids}
+    path = settings(tmp_path, "".join(f"[guest{domid}]\n{TARGET}={target_kib[domid]}\n" for domid in domids))
+    # The last domain's hypercall fails: every maximum raised before it is put back, and
+    # nothing reaches Xenstore.
+    hv_host.hv.fail("max_mem", "EPERM", domid=domids[-1])
+    before_tree, before_table = hv_host.tree(), hv_host.hv.domains()
+    failed = hv_host.process("-f", path)
+    assert_clean_failure(failed, 1, f"xc_domain_setmaxmem({domids[-1]}, ", "EPERM", "nothing was written",
+                         "the hypervisor's maximum of all 999 domains changed (guest1008, guest1007, guest1006, ...) "
+                         "was put back to what it was")
+    assert len(hv_host.hv.writes()) == 1000 + 999  # each raised, the last refused; 999 put back
+    assert hv_host.hv.domains() == before_table
+    assert hv_host.tree() == before_tree
+    # Then as xl mem-set would, domain by domain, in one run.
+    hv_host.hv.clear_log()
+    applied = hv_host.process("-q", "-f", path)
+    assert (applied.status, applied.stdout) == (0, ""), applied
+    assert hv_host.hv.writes() == [
+        f"max_mem domid={domid} max_memkb={target_kib[domid] + XL_MAXMEM_CONSTANT_KIB}" for domid in domids
+    ]
+    table = hv_host.hv.domains()
+    for domid in (domids[0], domids[500], domids[-1]):
+        assert hv_host.dom(domid, "memory/target") == str(target_kib[domid])
+        assert hv_host.read(f"/vm/{domain_uuid(domid)}/memory") == str(target_kib[domid] // 1024)
+        assert table[domid].max_kib == target_kib[domid] + XL_MAXMEM_CONSTANT_KIB

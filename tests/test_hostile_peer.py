@@ -30,6 +30,7 @@ from xen_fixtures import XenHost, lay_out_host, xbctl_command
 
 HEADER = struct.Struct("=IIII")
 DIRECTORY, READ, WATCH, TRANSACTION_START, WRITE, WATCH_EVENT, ERROR = 1, 2, 4, 6, 11, 15, 16
+DIRECTORY_PART = 22
 DEADLINE_S = 1.0
 MEMORY_BOUND_KIB = 100 * 1024
 WEB = "/local/domain/1"
@@ -230,6 +231,32 @@ def huge(size: int):
     return answering(lambda r: packet(r.op, r.rq_id, r.tx_id, b"0" * 64, size=size))
 
 
+def in_parts(part: Callable[[int], bytes]):
+    """A lie that answers the listing of /local/domain with E2BIG, then each XS_DIRECTORY_PART
+    request with PART(n) (n: 0, 1, ...) and holds any other request unanswered."""
+
+    def lie(client, request, upstream, raw, lock, muted, stopping):
+        muted.set()
+        with lock:
+            client.sendall(packet(ERROR, request.rq_id, request.tx_id, b"E2BIG\0"))
+        for n in range(100_000):
+            got = read_packet(client)
+            if got is None or got[0].op != DIRECTORY_PART:
+                break
+            client.sendall(packet(DIRECTORY_PART, got[0].rq_id, got[0].tx_id, part(n)))
+        stopping.wait(30)
+
+    return lie
+
+
+def listing_of_domain_list(request: Request) -> bool:
+    return request.op == DIRECTORY and request.payload == b"/local/domain\0"
+
+
+def in_a_transaction(request: Request) -> bool:
+    return request.tx_id != 0
+
+
 HTTP_REPLY = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n400 Bad Request"
 # An error reply whose "name" retitles and clears a terminal and prints a fake OK.
 TERMINAL_ATTACK = b"\x1b]0;owned\x07\x1b[2J\x1b[HOK: all good\0"
@@ -267,6 +294,39 @@ class Case:
 LIES = {
     "length 2^31": Case(lambda: any_request, huge(1 << 31), ("read", "write", "list"), "protocol error"),
     "length 2^32-1": Case(lambda: any_request, huge((1 << 32) - 1), ("read", "write", "list"), "protocol error"),
+    # One byte past Xenstore's 4,096: the limit is the limit (exactly 4,096 bytes passes:
+    # test_large_host.py lists a directory of that size).
+    "length 4097": Case(lambda: any_request, huge(4097), ("read", "write", "list"), "protocol error"),
+    "reply in another transaction": Case(
+        lambda: in_a_transaction,
+        answering(lambda r: packet(r.op, r.rq_id, r.tx_id + 1, b"name\0domid\0memory\0")),
+        ("write", "wait"),
+        "protocol error: reply in transaction",
+    ),
+    "reply outside the transaction": Case(
+        lambda: in_a_transaction,
+        answering(lambda r: packet(r.op, r.rq_id, 0, b"name\0domid\0memory\0")),
+        ("write",),
+        "protocol error: reply in transaction",
+    ),
+    "directory part without a generation": Case(
+        lambda: listing_of_domain_list, in_parts(lambda n: b"not a generation"), ("list",), "protocol error: directory part"
+    ),
+    "directory part that brings no name": Case(
+        lambda: listing_of_domain_list, in_parts(lambda n: b"7\0"), ("list",), "protocol error: directory part"
+    ),
+    "directory parts of one name each": Case(
+        lambda: listing_of_domain_list,
+        in_parts(lambda n: b"7\0%d\0" % n),
+        ("list",),
+        "protocol error: a directory listing in more than 1024 parts",
+    ),
+    "directory parts without end": Case(
+        lambda: listing_of_domain_list,
+        in_parts(lambda n: b"7\0" + b"".join(b"%d\0" % (n * 1000 + i) for i in range(400))),
+        ("list",),
+        "protocol error: a directory listing of more than",
+    ),
     "length 2^31 in the middle of list": Case(lambda: nth_read(12), huge(1 << 31), ("list",), "protocol error"),
     "HTTP at the socket": Case(lambda: any_request, answering(lambda r: HTTP_REPLY), ("read", "write", "list"), "protocol error"),
     "drip every 0.5 s": Case(lambda: any_request, dripping(0.5), ("read", "write", "list"), "no reply within 1 s"),
@@ -447,6 +507,81 @@ def test_a_watch_flood_costs_bounded_memory_and_ends_with_the_connection(prepare
     run = without_progress(run)
     # The flood itself is no error (events are hints); the peer hanging up afterwards is.
     assert_clean_exit_3(run, "connection lost", time_bound_s=flood_s + DEADLINE_S + 1.0)
+
+
+@pytest.mark.parametrize(
+    "part, status, says, parts",
+    [
+        # A generation that changes between every two parts: listed again from offset 0,
+        # 16 times (each time two parts), then given up (EAGAIN, exit 3).
+        (lambda n: b"%d\0guest%d\0" % (n, n), 3, "/local/domain: Resource temporarily unavailable (EAGAIN)", 32),
+        # No XS_DIRECTORY_PART (an old daemon): the directory stays too long, as libxenstore says.
+        (lambda n: None, 1, "/local/domain: Argument list too long (E2BIG)", 1),
+    ],
+    ids=["generation never holds", "no XS_DIRECTORY_PART"],
+)
+def test_a_directory_that_cannot_be_listed_in_parts_fails_clearly(prepared, tmp_path, part, status, says, parts):
+    answered: list[int] = []
+
+    def lie(client, request, upstream, raw, lock, muted, stopping):
+        muted.set()
+        with lock:
+            client.sendall(packet(ERROR, request.rq_id, request.tx_id, b"E2BIG\0"))
+        while True:
+            got = read_packet(client)
+            if got is None or got[0].op != DIRECTORY_PART:
+                break
+            answered.append(len(answered))
+            body = part(len(answered) - 1)
+            reply = packet(ERROR, got[0].rq_id, got[0].tx_id, b"ENOSYS\0") if body is None else packet(
+                DIRECTORY_PART, got[0].rq_id, got[0].tx_id, body)
+            client.sendall(reply)
+        stopping.wait(30)
+
+    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", listing_of_domain_list, lie)
+    try:
+        env = {"XENSTORED_PATH": str(peer.path), "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
+        run = run_measured(prepared, COMMANDS["list"], env, tmp_path)
+    finally:
+        peer.close()
+    lines = [line for line in run.outcome.stderr.splitlines() if not line.startswith("xbctl: note: hypervisor not used")]
+    assert run.outcome.status == status and lines[0] == f"xbctl: {says}", run.outcome
+    assert len(answered) == parts, answered
+
+
+def flooding_distinct(events: int):
+    """Relay the WATCH, then send EVENTS events for its token, each for another long path
+    (about 4 KiB), in one burst; relay requests a while, then hang up."""
+
+    def lie(client, request, upstream, raw, lock, muted, stopping):
+        path, token = request.payload.split(b"\0")[:2]
+        upstream.sendall(raw)
+        padding = b"/" + b"x" * (4000 - len(path) - len(token))
+        burst = b"".join(packet(WATCH_EVENT, 0, 0, path + padding + b"%06d" % n + b"\0" + token + b"\0") for n in range(events))
+        end = time.monotonic() + 3.0
+        relay = threading.Thread(target=relay_requests, args=(client, upstream, end), daemon=True)
+        relay.start()
+        with lock:
+            client.sendall(burst)
+        del burst
+        stopping.wait(max(0.0, end - time.monotonic()))
+        muted.set()
+
+    return lie
+
+
+def test_a_flood_of_distinct_changes_keeps_a_bounded_number_of_paths(prepared, tmp_path):
+    # 30,000 different paths of 4 KiB (120 MB): xbctl keeps at most MAX_PENDING_EVENTS of them
+    # between two looks (events are hints: it re-reads), so its memory stays small.
+    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", op_is(WATCH), flooding_distinct(30_000))
+    try:
+        env = {"XENSTORED_PATH": str(peer.path), "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
+        run = run_measured(prepared, COMMANDS["wait"], env, tmp_path)
+    finally:
+        peer.close()
+    assert peer.lied.is_set()
+    assert run.outcome.stdout == "machdep.xen.balloon.target: 786432 -> 614400\n", run
+    assert_clean_exit_3(without_progress(run), "connection lost", time_bound_s=3.0 + DEADLINE_S + 5.0)
 
 
 # ---------------------------------------------------------------- the real daemon dying

@@ -550,6 +550,25 @@ def test_xenstored_that_goes_away_does_not_end_the_service(private_xs, service):
     assert "Traceback" not in "".join(service.lines)
 
 
+def test_backoff_starts_again_from_its_smallest_step_after_each_reconnection(private_xs, service):
+    # Three times: xenstored dies and stays away long enough for the waits to grow, then
+    # comes back. Each loss after a working connection waits the smallest step first.
+    for restart in range(3):
+        seen = len(service.lines)
+        private_xs.daemon.kill()
+        seen = service.wait_for_line("trying again in", after=seen)
+        assert service.lines[seen - 1].rstrip().endswith("trying again in 0.1 s"), (restart, service.lines)
+        service.wait_for_line("trying again in 0.4 s", after=seen)  # the waits grew while it was away
+        private_xs.daemon.start()
+        with Client(unix_socket_path=str(private_xs.socket_path)) as client:
+            lay_out_host(client)
+        service.wait_for_line("following @introduceDomain", after=seen)
+    waits = [line.rsplit("trying again in ", 1)[1].strip() for line in service.lines if "trying again in" in line]
+    assert waits.count("0.1 s") == 3, waits
+    assert service.stop() == 0
+    assert "Traceback" not in "".join(service.lines)
+
+
 APP_UUID = "6a6a6a6a-0000-4000-8000-000000000006"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -144,3 +145,60 @@ def test_xenstored_path_that_is_no_socket_or_device_is_left_alone(xs, tmp_path):
             assert_clean_failure(outcome, 3, f"Xenstore at {path}", "not a socket or xenbus device")
     assert settings.read_text() == "machdep.xen.balloon.target=600M\n"
     assert xs.read(f"{WEB}/memory/target") == "786432"
+
+
+def waiting_in_connect(pid: int) -> bool:
+    """True while process PID sleeps in connect(), waiting for room in a listen queue."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return wchan.read() == "unix_wait_for_peer"
+    except OSError:
+        return False
+
+
+def test_a_burst_of_clients_waits_for_a_busy_daemon_instead_of_failing(private_xs: XenHost):
+    # 100 clients at once while xenstored is busy (stopped): its listen queue fills, and
+    # each client waits in connect() for room, as libxenstore's clients do, within its deadline.
+    clients = 100
+    env = {"XBCTL_XENSTORE_TIMEOUT": "120"}
+    os.kill(private_xs.daemon.pid, signal.SIGSTOP)
+    processes = []
+    try:
+        processes = [private_xs.popen("-n", "-d", "1", "target", env=env) for _ in range(clients)]
+        # Until (nearly) every one has come to connect(): the few the queue holds wait for
+        # their reply instead, and a client that fails at once has ended.
+        deadline = time.monotonic() + 180
+        while sum(p.poll() is not None or waiting_in_connect(p.pid) for p in processes) < clients - 10:
+            assert time.monotonic() < deadline, "the clients never came to connect()"
+            time.sleep(0.05)
+        time.sleep(1.0)  # busy for another second
+    finally:
+        os.kill(private_xs.daemon.pid, signal.SIGCONT)
+    outcomes = [(p.wait(timeout=180), *p.communicate()) for p in processes]
+    failed = [outcome for outcome in outcomes if outcome[0] != 0]
+    assert not failed, (len(failed), failed[:3])
+    assert all(out == "786432\n" for _status, out, _err in outcomes)
+
+
+def test_a_listen_queue_that_stays_full_fails_clearly_at_the_deadline(xs, tmp_path):
+    # A listener that never accepts: its queue fills, and the client gives up at its deadline.
+    path = tmp_path / "socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)
+    queued = []
+    try:
+        while True:
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            try:
+                filler.connect(str(path))
+            except BlockingIOError:
+                filler.close()
+                break
+            queued.append(filler)
+        outcome = xs.process("-n", "-d", "1", "target", env={"XENSTORED_PATH": str(path), "XBCTL_XENSTORE_TIMEOUT": "0.5"})
+    finally:
+        for sock in (*queued, listener):
+            sock.close()
+    assert_clean_failure(outcome, 3, f"Xenstore at {path}", "no connection within 0.5 s", "is xenstored running?")

@@ -224,10 +224,21 @@ def many_domain(domid: int) -> tuple[str, int, int]:
     return f"guest{domid}", static_max_kib, static_max_kib * 3 // 4 if domid % 2 else static_max_kib
 
 
-def lay_out_many_domains(client: Client, count: int) -> list[int]:
-    """COUNT more domains beside LAYOUT's, from MANY_FIRST_ID on, as libxl lays them out
-    (every third also publishes a NetBSD-style driver's data/balloon); their ids."""
-    domids = list(range(MANY_FIRST_ID, MANY_FIRST_ID + count))
+def large_host_domids(count: int = 4000) -> list[int]:
+    """COUNT domain ids beside LAYOUT's for a large host: a quarter from MANY_FIRST_ID on
+    (2 to 4 digits), the rest 5-digit ids up to the last one Xen hands out (32751), whose
+    /local/domain listing takes several XS_DIRECTORY_PART replies."""
+    low = count // 4
+    last = 0x7FF0 - 1  # DOMID_FIRST_RESERVED - 1
+    return [*range(MANY_FIRST_ID, MANY_FIRST_ID + low), *range(last - (count - low) + 1, last + 1)]
+
+
+def lay_out_many_domains(client: Client, count: int | None = None, domids: list[int] | None = None) -> list[int]:
+    """COUNT more domains beside LAYOUT's, from MANY_FIRST_ID on (or those of DOMIDS), as
+    libxl lays them out (every third also publishes a NetBSD-style driver's data/balloon);
+    their ids."""
+    if domids is None:
+        domids = list(range(MANY_FIRST_ID, MANY_FIRST_ID + count))
     for domid in domids:
         name, static_max_kib, target_kib = many_domain(domid)
         base = f"/local/domain/{domid}"
@@ -284,6 +295,26 @@ def private_xs(xs_tools, tmp_path) -> XenHost:
         yield XenHost(daemon, runtime_dir=tmp_path / "run")
         if daemon.running():
             os.kill(daemon.pid, signal.SIGCONT)  # a test may have stopped it
+
+
+@pytest.fixture(scope="session")
+def large_daemon(xs_tools, tmp_path_factory):
+    """A xenstored of its own holding a large host, laid out once for the session: LAYOUT's
+    6 domains and the 4,000 of large_host_domids() (tests that change it put it back)."""
+    daemon = Xenstored(xs_tools, tmp_path_factory.mktemp("xenstored-large"), trace=False,
+                       extra_domains=(*OTHER_DOMAINS, GUEST_ID))
+    with daemon:
+        with Client(unix_socket_path=str(daemon.socket_path)) as client:
+            lay_out_host(client)
+            lay_out_many_domains(client, domids=large_host_domids())
+        yield daemon
+
+
+@pytest.fixture
+def large_host(large_daemon, tmp_path) -> XenHost:
+    """xbctl against the session's large host (4,006 domains, ids up to 32751)."""
+    assert large_daemon.running(), large_daemon.log_tail()
+    return XenHost(large_daemon, runtime_dir=tmp_path / "run")
 
 
 # --------------------------------------------------------------------------
@@ -347,6 +378,26 @@ def lay_out_hypervisor_host(client: Client, hv: FakeHypervisor) -> None:
         hv.write_userdata(domid, name, hvm=domid in HVM_DOMAINS, uuid=domain_uuid(domid),
                           max_memkb=static_max_kib, target_memkb=target_kib,
                           video_memkb=videoram_kib(domid))
+
+
+def lay_out_many_hypervisor_domains(client: Client, hv: FakeHypervisor, domids: list[int]) -> None:
+    """LAYOUT (lay_out_hypervisor_host) and the PV guests DOMIDS (many_domain's sizes) as libxl
+    4.17 writes them: in Xenstore (memory/videoram 0, a `vm` link to /vm/<uuid>), in the
+    hypervisor table (at their target, maximum static-max + 1024 KiB) and in /var/lib/xen."""
+    lay_out_hypervisor_host(client, hv)
+    lay_out_many_domains(client, domids=domids)
+    domains = layout_domains()
+    for domid in domids:
+        name, static_max_kib, target_kib = many_domain(domid)
+        uuid, base = domain_uuid(domid), f"/local/domain/{domid}"
+        client.write(f"{base}/memory/videoram".encode(), b"0")
+        client.write(f"{base}/vm".encode(), f"/vm/{uuid}".encode())
+        client.write(f"/vm/{uuid}/uuid".encode(), uuid.encode())
+        client.write(f"/vm/{uuid}/name".encode(), name.encode())
+        domains.append(Domain(domid=domid, tot_pages=target_kib // 4,
+                              max_pages=(static_max_kib + XL_MAXMEM_CONSTANT_KIB) // 4, handle=uuid))
+        hv.write_userdata(domid, name, hvm=False, uuid=uuid, max_memkb=static_max_kib, target_memkb=target_kib)
+    hv.reset(domains)
 
 
 class HypervisorHost(XenHost):

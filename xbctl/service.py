@@ -405,7 +405,6 @@ class Follower:
             return
         try:
             self._follow(transport)  # returns when a signal came, raises when the connection is lost
-            self.backoff_s = FIRST_BACKOFF_S
         except XbctlError as exc:
             if not connection_lost(transport, exc) and exc.status != ExitStatus.UNAVAILABLE:
                 raise
@@ -420,6 +419,9 @@ class Follower:
         # Watches first: a domain introduced while we apply is then not missed.
         transport.watch(INTRODUCE)
         transport.watch(RELEASE)
+        # Xenstore answered: this connection works, so the next loss waits the smallest step
+        # again (a daemon restarted now and then must not make every later wait the longest).
+        self.backoff_s = FIRST_BACKOFF_S
         files = ", ".join(self.configuration.files) or "no configuration files"
         self.log(INFO, f"applying {files} to the domains not configured yet")
         recorded = self.record.load()

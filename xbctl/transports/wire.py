@@ -34,6 +34,13 @@ MAX_PENDING_EVENTS = 1024  # distinct changed paths kept between two next_events
 # enough that their bytes (at most this many small requests) fit any socket buffer.
 MAX_IN_FLIGHT = 64
 MAX_BATCH_BYTES = 16384  # and their bytes in one write
+# A directory too long for one reply (E2BIG) is read in parts (XS_DIRECTORY_PART), each
+# starting with the node's generation: a change between two parts starts the listing over,
+# at most this many times; and no listing grows past this many bytes (32,752 domain ids
+# of 5 digits are 196,512).
+MAX_LISTING_RESTARTS = 16
+MAX_LISTING_BYTES = 1 << 20
+MAX_LISTING_PARTS = 1024  # xenstored fills each part to about 4 KiB: a peer's tiny parts end here
 # Error replies carry an errno name (xsd_errors[] in xs_wire.h, plus oxenstored's EQUOTA).
 ERROR_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # E[A-Z0-9]{1,15}
 # A transaction id is a non-zero uint32 in decimal.
@@ -51,6 +58,12 @@ def _is_error_name(name: bytes) -> bool:
     """NAME is E followed by 1 to 15 capitals or digits, as xsd_errors[] names are."""
     # translate() deletes the allowed bytes in C: nothing left means nothing else was there.
     return 2 <= len(name) <= 16 and name[0] == ord("E") and not name[1:].translate(None, _ERROR_NAME_DELETE)
+
+
+def _is_generation(text: bytes) -> bool:
+    """TEXT is a node's generation as xenstored prints it: 1 to 20 digits (oxenstored: maybe signed)."""
+    digits = text[1:] if text[:1] == b"-" else text
+    return 1 <= len(digits) <= 20 and not digits.translate(None, _DECIMAL_DELETE)
 
 
 def _is_transaction_id(text: bytes) -> bool:
@@ -71,6 +84,7 @@ class Op(IntEnum):
     RM = 13
     WATCH_EVENT = 15
     ERROR = 16
+    DIRECTORY_PART = 22
 
 
 KNOWN_TYPES = frozenset(int(op) for op in Op)
@@ -109,8 +123,16 @@ class SocketStream:
 
     def __init__(self, path: str, timeout_s: float) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout_s)  # a listener with a full backlog must not hang us
         try:
+            # A blocking connect, as libxenstore's: while xenstored's listen queue is full (a
+            # burst of clients, a busy daemon) it waits for room instead of failing at once
+            # with EAGAIN, as a non-blocking one (settimeout) does. SO_SNDTIMEO bounds that
+            # wait by the request deadline: Linux then answers EAGAIN.
+            whole_s = int(timeout_s)
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                struct.pack("@ll", whole_s, int((timeout_s - whole_s) * 1_000_000)),
+            )
             self.sock.connect(str(path))
         except OSError:
             self.sock.close()
@@ -186,9 +208,57 @@ class WireClient:
         return self.request(Op.READ, path + NUL).rstrip(NUL)
 
     def list(self, path: bytes) -> list[bytes]:
-        """The names of PATH's children."""
-        payload = self.request(Op.DIRECTORY, path + NUL)
+        """The names of PATH's children (in parts when they do not fit one reply)."""
+        try:
+            payload = self.request(Op.DIRECTORY, path + NUL)
+        except XenstoreReplyError as exc:
+            if exc.name != "E2BIG":
+                raise
+            payload = self.list_in_parts(path)
         return [name for name in payload.split(NUL) if name]
+
+    def list_in_parts(self, path: bytes) -> bytes:
+        """PATH's children as XS_DIRECTORY would give them (each name NUL-terminated), read
+        with XS_DIRECTORY_PART as libxenstore reads them: from byte offset 0 until a part
+        ends with an empty name; every part carries the node's generation, and a part of
+        another generation (the directory changed meanwhile) starts the listing over.
+
+        A peer without XS_DIRECTORY_PART (ENOSYS) leaves the directory too long (E2BIG)."""
+        for _attempt in range(MAX_LISTING_RESTARTS):
+            listing = bytearray()
+            generation = None
+            for part in range(MAX_LISTING_PARTS + 1):
+                if part == MAX_LISTING_PARTS:
+                    self._break(f"protocol error: a directory listing in more than {MAX_LISTING_PARTS} parts")
+                try:
+                    body = self.request(Op.DIRECTORY_PART, path + NUL + str(len(listing)).encode() + NUL)
+                except XenstoreReplyError as exc:
+                    raise XenstoreReplyError("E2BIG") if exc.name == "ENOSYS" else exc from None
+                found, names, last = self._part(body)
+                if generation is None:
+                    generation = found
+                elif found != generation:
+                    break  # changed between two parts: the offsets no longer hold
+                listing += names
+                if last:
+                    return bytes(listing)
+                if len(listing) > MAX_LISTING_BYTES:
+                    self._break(f"protocol error: a directory listing of more than {MAX_LISTING_BYTES} bytes")
+        raise XenstoreReplyError("EAGAIN")  # it kept changing under every listing
+
+    def _part(self, body: bytes) -> tuple[bytes, bytes, bool]:
+        """An XS_DIRECTORY_PART reply checked: (generation, names each NUL-terminated, last)."""
+        generation, separator, names = body.partition(NUL)
+        if not separator or not _is_generation(generation):
+            self._break(f"protocol error: directory part {shown(body)} does not start with a generation")
+        last = names.endswith(NUL + NUL) or names == NUL  # an empty name ends the listing
+        if last:
+            names = names[:-1]
+        # Names are never empty, and a part that is not the last brings at least one.
+        well_formed = names.endswith(NUL) and not names.startswith(NUL) and NUL + NUL not in names
+        if not (well_formed or (last and not names)):
+            self._break(f"protocol error: directory part {shown(body)} is no list of names")
+        return generation, names, last
 
     def write(self, path: bytes, value: bytes) -> None:
         """Set PATH to VALUE."""

@@ -194,7 +194,7 @@ class Txn:
                 cache.update(dict.fromkeys(paths))
                 continue
             if isinstance(names, XbctlError):
-                again.extend(paths)  # not listable: each node answers for itself
+                again.extend(paths)  # not listable (EACCES, or E2BIG for junk): each node answers for itself
                 continue
             present = set(names)
             for path in paths:
@@ -207,7 +207,10 @@ class Txn:
 
     def write(self, rel: str, value: str) -> None:
         """Set REL to VALUE (sent by flush)."""
-        path = self.path(rel)
+        self.write_path(self.path(rel), value)
+
+    def write_path(self, path: str, value: str) -> None:
+        """Set the node at the absolute PATH to VALUE (sent by flush)."""
         self._state.values[path] = value
         self._state.removed.discard(path)  # written again after its removal: it exists
         self._state.queued.append((Op.WRITE, path, value))
@@ -285,12 +288,13 @@ class XenstoreTransport(XlWrites, Transport):
             if exc.errno in (errno.EACCES, errno.EPERM):  # the socket's or device's mode: root's
                 raise permission_denied(self.endpoint.path) from None
             reason = exc.strerror or str(exc)
-            if isinstance(exc, socket.timeout):
-                reason = f"no answer within {self.timeout_s:g} s"
+            if isinstance(exc, socket.timeout) or exc.errno == errno.EAGAIN:
+                reason = f"no connection within {self.timeout_s:g} s (its listen queue stayed full)"
             raise _no_daemon(self.endpoint.path, reason) from None
         self._hypervisor = None
         self._hypervisor_tried = False
         self._hypervisor_problem: str | None = None
+        self._known_infos = None  # the hypervisor's domains, read in bulk for a many-domain write
 
 
     # ------------------------------------------------------------ requests

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 # --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
 HYPERVISOR_POLL_S = 0.25
+MAX_NAMED_PUT_BACKS = 3  # a failed many-domain write names this many of the maximums it put back
 
 
 class XlWrites:
@@ -68,6 +69,8 @@ class XlWrites:
         hypervisor = self.hypervisor()
         if hypervisor is None:
             return None
+        if self._known_infos is not None and domid in self._known_infos:
+            return self._known_infos[domid]  # read in bulk for a many-domain write
         from .hypervisor import HypervisorError
 
         try:
@@ -177,6 +180,7 @@ class XlWrites:
         backoff_s = FIRST_BACKOFF_S
         try:
             for _attempt in range(MAX_ATTEMPTS):
+                self._read_infos(domids)  # every domain's in a few hypercalls, not one each
                 try:
                     staged = self._plan_domains(plans)
                 except _FillDomain0 as fill:
@@ -196,14 +200,38 @@ class XlWrites:
             )
         except BaseException as exc:
             changed = [(domain, kept["max_kib"]) for domain, kept in originals.items() if "max_kib" in kept]
-            for domain, max_kib in reversed(changed):
-                self._put_back_max(domain, max_kib, exc, named=True)
+            undone = [(domain, *self._put_back_max(domain, max_kib, exc, named=True, tell=False))
+                      for domain, max_kib in reversed(changed)]
+            put_back = [(domain, said) for domain, said, ok in undone if ok]
+            # Each domain by name when a few; in one sentence when many (a whole host's -f).
+            if len(put_back) > MAX_NAMED_PUT_BACKS:
+                names = ", ".join(domain.name for domain, _said in put_back[:MAX_NAMED_PUT_BACKS])
+                sentences = [f"the hypervisor's maximum of all {len(put_back)} domains changed ({names}, ...) "
+                             "was put back to what it was"]
+            else:
+                sentences = [said for _domain, said in put_back]
+            for sentence in sentences + [said for _domain, said, ok in undone if not ok]:
+                self._tell(exc, sentence)
             if changed and pod_set and isinstance(exc, XbctlError):
                 exc.message = (
                     f"{exc.message} (the PoD target of {', '.join(d.name for d in pod_set)} stays as set: "
                     "the hypervisor keeps no earlier value to put back)"
                 )
             raise
+        finally:
+            self._known_infos = None  # read for this write only
+
+    def _read_infos(self, domids: list[int]) -> None:
+        """The hypervisor's info of every domain of DOMIDS, read in bulk for _domain_info."""
+        self._known_infos = None
+        if self._hypervisor is None:
+            return
+        from .hypervisor import HypervisorError
+
+        try:
+            self._known_infos = self._hypervisor.domains(domids)
+        except HypervisorError as exc:
+            self._drop_hypervisor(str(exc))
 
     def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
         """Every domain's snapshot (read outside any transaction, recording the raw values) and
@@ -249,24 +277,40 @@ class XlWrites:
                     raise unknown(f"domain {domain.id}: no such domain (it is gone)")
                 raise _Stale()
         results = []
-        for domain, _seen, before, values, info, _unfilled in staged:
+        for (domain, _seen, before, values, info, _unfilled), txn in zip(staged, txns):
             if info is not None:
-                info = self._apply_to_hypervisor(domain, info, values, before, originals.setdefault(domain, {}))
+                info = self._apply_to_hypervisor(
+                    domain, info, values, before, originals.setdefault(domain, {}), txn=txn
+                )
                 if "target" in values and info.is_hvm:
                     pod_set.append(domain)
-            txn = txns[len(results)]
             for key, kib in values.items():
                 self._write_node(txn, key, kib, before)
             after = before.with_values(values) if values else before
             if values.get("target", before.target_kib) != before.target_kib and before.diagnostic is not None:
                 txn.remove(DIAGNOSTIC)  # a new target: the driver's old complaint no longer applies
                 after = after.with_fields(diagnostic=None)
+            results.append((before, after, info))
+        changed = [domain.id for (domain, *_rest), (_b, _a, info) in zip(staged, results) if info is not None]
+        now: dict = {}
+        if changed:
+            # What the hypervisor holds now, for the report: read in bulk, as before. Should
+            # that read fail, the report shows the figures just set (the writes are done).
+            from .hypervisor import HypervisorError
+
+            try:
+                now = self._hypervisor.domains(changed)
+            except HypervisorError:
+                pass
+        shown = []
+        for (domain, *_rest), (before, after, info) in zip(staged, results):
             if info is not None:
+                info = now.get(domain.id) or info
                 after = after.with_fields(
                     current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
                 )
-            results.append((before, after))
-        return results
+            shown.append((before, after))
+        return shown
 
     def _write_node(self, txn: "Txn", key: str, kib: int, before: Balloon) -> None:
         """Write node KEY's value KIB where it lives: memory/target less the video memory (as xl
@@ -302,11 +346,15 @@ class XlWrites:
         self._hypervisor_domain(domain, values)
 
     def _apply_to_hypervisor(
-        self, domain: Domain, info, values: dict[str, int], before: Balloon, original: dict[str, int]
+        self, domain: Domain, info, values: dict[str, int], before: Balloon, original: dict[str, int],
+        txn: "Txn | None" = None,
     ):
         """What xl mem-max / mem-set do to the hypervisor, in the order VALUES were asked for.
 
         Records in ORIGINAL the maximum before the first change; returns the domain's info after.
+        With TXN (a many-domain write) the info is not read again after each change (its uuid
+        is the one just read) and /vm/<uuid>/memory is queued in TXN, sent with its other
+        writes: one hypercall and no round trip of its own per domain.
         """
         from .hypervisor import HypervisorError
 
@@ -328,12 +376,16 @@ class XlWrites:
                     set_max(kib + MAXMEM_SLACK_KIB)
                     if info.is_hvm:
                         hypervisor.set_pod_target(domain.id, (memory_target_kib + MAXMEM_SLACK_KIB) // 4)
+                    mib = str(memory_target_kib // 1024)
+                    if txn is not None:
+                        after = after.with_fields(max_pages=(kib + MAXMEM_SLACK_KIB) // 4)
+                        txn.write_path(f"/vm/{after.uuid}/memory", mib)
+                        continue
                     # As libxl: the domain's uuid read again after the change, for /vm/<uuid>/memory.
                     after = hypervisor.domain(domain.id)
                     if after is None:
                         raise unknown(f"domain {domain.name}: gone from the hypervisor meanwhile")
                     path = f"/vm/{after.uuid}/memory"
-                    mib = str(memory_target_kib // 1024)
                     self.call(path, lambda c, p=path, v=mib: c.write(p.encode(), v.encode()))
         except HypervisorError as exc:
             status = ExitStatus.REFUSED if exc.errno_name in ("EPERM", "EACCES") else ExitStatus.UNAVAILABLE
@@ -344,17 +396,26 @@ class XlWrites:
             ) from None
         return after
 
-    def _put_back_max(self, domain: Domain, max_kib: int, failure: BaseException, named: bool = False) -> None:
+    def _put_back_max(
+        self, domain: Domain, max_kib: int, failure: BaseException, named: bool = False, tell: bool = True
+    ) -> tuple[str, bool]:
         """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message
-        (NAMED: which domain's, when several were changed)."""
+        (NAMED: which domain's, when several were changed) unless not TELL. What was said,
+        and whether it was put back."""
         from .hypervisor import HypervisorError
 
         whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
             self._hypervisor.set_max_kib(domain.id, max_kib)
-            said = f"{whose} was put back to {max_kib} KiB"
+            said, done = f"{whose} was put back to {max_kib} KiB", True
         except HypervisorError as exc:
-            said = f"putting {whose} back to {max_kib} KiB failed too: {exc}"
+            said, done = f"putting {whose} back to {max_kib} KiB failed too: {exc}", False
+        if tell:
+            self._tell(failure, said)
+        return said, done
+
+    def _tell(self, failure: BaseException, said: str) -> None:
+        """SAID added to FAILURE's message (or a note, when it is no XbctlError)."""
         if isinstance(failure, XbctlError):
             failure.message = f"{failure.message} ({said})"
         else:

@@ -40,7 +40,7 @@
 #include <xen/memory.h>
 #include <xen/version.h>
 
-#define MAX_DOMAINS 64
+#define MAX_DOMAINS 32768  /* every domain id Xen hands out (below DOMID_FIRST_RESERVED) */
 #define MAX_FAILS 16
 #define PAGE_SIZE_BYTES 4096UL
 
@@ -126,26 +126,30 @@ static void rig_log(const char *fmt, ...)
 /* the table                                                            */
 /* ------------------------------------------------------------------ */
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* By hand, not sscanf: every hypercall parses every domain's line, and a rig of thousands
+ * of domains must cost microseconds per line, as a hypervisor's hypercall does. */
 static int parse_uuid(const char *s, uint8_t out[16])
 {
     int i = 0;
     while (*s && i < 16) {
-        unsigned v;
+        int high, low;
         if (*s == '-') { s++; continue; }
-        if (sscanf(s, "%2x", &v) != 1)
+        high = hex_digit(s[0]);
+        low = high < 0 ? -1 : hex_digit(s[1]);
+        if (low < 0)
             return -1;
-        out[i++] = (uint8_t)v;
+        out[i++] = (uint8_t)(high << 4 | low);
         s += 2;
     }
     return i == 16 ? 0 : -1;
-}
-
-static void format_uuid(const uint8_t h[16], char out[37])
-{
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10],
-             h[11], h[12], h[13], h[14], h[15]);
 }
 
 static void parse_line(struct rig_table *t, char *line)
@@ -206,15 +210,45 @@ static void parse_line(struct rig_table *t, char *line)
     }
 }
 
-/* Open and lock the table; fill *t.  Returns the locked fd or -errno. */
-static int table_load(struct rig_table *t)
+/* The table as this process last loaded or stored it, with its generation: every writer
+ * (table_store here, FakeHypervisor in hypervisor.py) raises the `generation=N` line, so a
+ * table nobody changed since is not parsed again. A hypercall then costs microseconds
+ * however many domains there are, as on a hypervisor (not a parse of thousands of lines). */
+static struct rig_table *cached;
+static unsigned long long cached_generation;  /* 0: nothing cached */
+static char cached_path[4096];
+static int layout_known, overlong;  /* see table_store */
+
+/* What a hypercall changed: *dirty is 0 (nothing), DIRTY_TABLE (rewrite it all) or
+ * DIRTY_DOMAIN + the index of the one domain whose line changed (rewritten in place). */
+#define DIRTY_TABLE 1
+#define DIRTY_DOMAIN 2
+
+/* The generation the table file at FD declares on its second line, or 0 (none: parse it). */
+static unsigned long long file_generation(int fd)
+{
+    char head[256];
+    ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
+    char *at;
+
+    if (n <= 0)
+        return 0;
+    head[n] = '\0';
+    at = strstr(head, "\ngeneration=");
+    return at ? strtoull(at + strlen("\ngeneration="), NULL, 10) : 0;
+}
+
+/* Open and lock the table; point *T at it (parsed, or as cached).  Returns the locked fd
+ * or -errno. */
+static int table_load(struct rig_table **tp)
 {
     const char *p = table_path();
+    struct rig_table *t;
+    unsigned long long generation;
     FILE *fp;
     char line[1024];
     int fd;
 
-    memset(t, 0, sizeof(*t));
     if (!p || !*p)
         return -ENODEV;  /* no hypervisor here */
     fd = open(p, O_RDWR | O_CLOEXEC);
@@ -225,6 +259,18 @@ static int table_load(struct rig_table *t)
         close(fd);
         return -e;
     }
+    if (!cached && !(cached = malloc(sizeof(*cached)))) {
+        close(fd);
+        return -ENOMEM;
+    }
+    t = *tp = cached;
+    generation = file_generation(fd);
+    if (generation && generation == cached_generation && !strcmp(cached_path, p))
+        return fd;
+    cached_generation = 0;
+    layout_known = 0;  /* another writer's text: rewritten whole at the next change */
+    snprintf(cached_path, sizeof(cached_path), "%s", p);
+    memset(t, 0, sizeof(*t));
     fp = fdopen(dup(fd), "r");
     if (!fp) {
         close(fd);
@@ -233,45 +279,158 @@ static int table_load(struct rig_table *t)
     while (fgets(line, sizeof(line), fp))
         parse_line(t, line);
     fclose(fp);
+    cached_generation = generation;
     return fd;
 }
 
-/* Rewrite the table in place (the fd holds the lock), then unlock. */
-static void table_store(int fd, const struct rig_table *t)
+/* The table's text, formatted by hand into a buffer kept between calls: a rig of thousands
+ * of domains rewrites every line at each change, and printf and memory streams made that
+ * milliseconds a hypercall. */
+static char *text;
+static size_t text_len, text_cap;
+static int text_failed;
+
+static void put(const char *s, size_t n)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
+    if (text_len + n > text_cap) {
+        size_t cap = text_cap ? text_cap : 65536;
+        char *grown;
+        while (cap < text_len + n)
+            cap *= 2;
+        if (!(grown = realloc(text, cap))) {
+            text_failed = 1;
+            return;
+        }
+        text = grown;
+        text_cap = cap;
+    }
+    memcpy(text + text_len, s, n);
+    text_len += n;
+}
+
+static void put_text(const char *s)
+{
+    put(s, strlen(s));
+}
+
+static void put_u64(const char *key, uint64_t value)
+{
+    char digits[24];
+    int at = sizeof(digits);
+
+    do {
+        digits[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    put_text(key);
+    put(digits + at, sizeof(digits) - at);
+}
+
+/* Every line but the first is padded with blanks to LINE_WIDTH (both parsers skip them),
+ * so the line of domain i lies at a known offset and a change to one domain rewrites that
+ * line alone; a table this process wrote itself (layout_known) is rewritten so. */
+#define LINE_WIDTH 264  /* the longest domain line (every number at 20 digits) is 259 */
+static const char COMMENT[] = "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n";
+
+static void pad_line(size_t line_start)
+{
+    static const char blanks[LINE_WIDTH] = { [0 ... LINE_WIDTH - 1] = ' ' };
+    size_t used = text_len - line_start;
+    if (used < LINE_WIDTH - 1)
+        put(blanks, LINE_WIDTH - 1 - used);
+    else if (used > LINE_WIDTH - 1)
+        overlong = 1;  /* offsets would not hold: no rewriting in place */
+    put("\n", 1);
+}
+
+static void put_domain(const struct rig_domain *d)
+{
+    static const char hex[] = "0123456789abcdef";
+    char uuid[36];
+    int i, at = 0;
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            uuid[at++] = '-';
+        uuid[at++] = hex[d->handle[i] >> 4];
+        uuid[at++] = hex[d->handle[i] & 15];
+    }
+    size_t start = text_len;
+    put_u64("domain domid=", d->domid);
+    put_u64(" flags=", d->flags);
+    put_u64(" tot_pages=", d->tot_pages);
+    put_u64(" max_pages=", d->max_pages);
+    put_u64(" outstanding_pages=", d->outstanding_pages);
+    put_u64(" pod_target=", d->pod_target);
+    put_u64(" vcpus=", d->vcpus);
+    put_u64(" cpu_time=", d->cpu_time);
+    put_text(" handle=");
+    put(uuid, sizeof(uuid));
+    pad_line(start);
+}
+
+/* The generation line, padded: its own line. */
+static void put_generation(unsigned long long generation)
+{
+    size_t start = text_len;
+    put_u64("generation=", generation);
+    pad_line(start);
+}
+
+/* Write what DIRTY says changed (the fd holds the lock): one domain's line and the
+ * generation in place, or the whole table. */
+static void table_store(int fd, const struct rig_table *t, int dirty)
+{
+    /* Never 0 (that means "no generation: parse"). */
+    unsigned long long next = file_generation(fd) + 1 ? file_generation(fd) + 1 : 1;
+    char line[256];
+    size_t start;
     int i;
 
-    if (!m)
+    cached_generation = 0;  /* until the file holds what the cache holds */
+    text_len = 0;
+    text_failed = overlong = 0;
+    if (dirty >= DIRTY_DOMAIN && layout_known) {
+        size_t generation_at = sizeof(COMMENT) - 1;
+        size_t domain_at = generation_at + 2 * LINE_WIDTH + (size_t)(dirty - DIRTY_DOMAIN) * LINE_WIDTH;
+        put_generation(next);
+        put_domain(&t->dom[dirty - DIRTY_DOMAIN]);
+        if (!text_failed && !overlong && text_len == 2 * LINE_WIDTH &&
+            pwrite(fd, text + LINE_WIDTH, LINE_WIDTH, domain_at) == LINE_WIDTH &&
+            pwrite(fd, text, LINE_WIDTH, generation_at) == LINE_WIDTH)
+            cached_generation = next;
+        else
+            layout_known = 0;  /* the next change rewrites it all */
         return;
-    fprintf(m, "# xbctl test hypervisor (tests/xenharness/hypervisor.py)\n");
-    fprintf(m, "host total_pages=%" PRIu64 " free_pages=%" PRIu64
-               " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u\n",
-            t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus,
-            t->cpu_khz);
-    for (i = 0; i < t->nr_domains; i++) {
-        const struct rig_domain *d = &t->dom[i];
-        char uuid[37];
-        format_uuid(d->handle, uuid);
-        fprintf(m, "domain domid=%u flags=%u tot_pages=%" PRIu64 " max_pages=%" PRIu64
-                   " outstanding_pages=%" PRIu64 " pod_target=%" PRIu64
-                   " vcpus=%u cpu_time=%" PRIu64 " handle=%s\n",
-                d->domid, d->flags, d->tot_pages, d->max_pages, d->outstanding_pages,
-                d->pod_target, d->vcpus, d->cpu_time, uuid);
     }
+    layout_known = 0;
+    put_text(COMMENT);
+    put_generation(next);
+    start = text_len;
+    snprintf(line, sizeof(line), "host total_pages=%" PRIu64 " free_pages=%" PRIu64
+             " outstanding_pages=%" PRIu64 " nr_cpus=%u cpu_khz=%u",
+             t->total_pages, t->free_pages, t->outstanding_pages, t->nr_cpus, t->cpu_khz);
+    put_text(line);
+    pad_line(start);
+    for (i = 0; i < t->nr_domains; i++)
+        put_domain(&t->dom[i]);
     for (i = 0; i < t->nr_fails; i++) {
         const struct rig_fail *f = &t->fail[i];
         if (f->times == 0)
             continue;
-        fprintf(m, "fail op=%s domid=%ld errno=%d times=%ld\n", f->op, f->domid,
-                f->err, f->times);
+        snprintf(line, sizeof(line), "fail op=%s domid=%ld errno=%d times=%ld\n", f->op,
+                 f->domid, f->err, f->times);
+        put_text(line);
     }
-    fclose(m);
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, len, 0) == (ssize_t)len)
-        fsync(fd);
-    free(buf);
+    if (text_failed)
+        return;
+    /* No fsync: every process of a test reads the table through the page cache, and a
+     * hypercall costs a real hypervisor microseconds, not a disk flush. Written over the
+     * old text, then cut to length, so its pages stay (1,000 domains are 170 KB). */
+    if (pwrite(fd, text, text_len, 0) == (ssize_t)text_len && ftruncate(fd, text_len) == 0) {
+        cached_generation = next;
+        layout_known = !overlong;
+    }
 }
 
 static void table_unlock(int fd)
@@ -300,6 +459,14 @@ static struct rig_domain *find_next(struct rig_table *t, uint32_t domid)
     return best;
 }
 
+static void mark_domain(int *dirty, struct rig_table *t, struct rig_domain *d)
+{
+    if (!*dirty)
+        *dirty = DIRTY_DOMAIN + (int)(d - t->dom);
+    else if (*dirty != DIRTY_DOMAIN + (int)(d - t->dom))
+        *dirty = DIRTY_TABLE;
+}
+
 /* An injected failure for (op, domid): its errno (consumed once), else 0. */
 static int injected(struct rig_table *t, int *dirty, const char *op, long domid)
 {
@@ -312,7 +479,7 @@ static int injected(struct rig_table *t, int *dirty, const char *op, long domid)
             continue;
         if (f->times > 0) {
             f->times--;
-            *dirty = 1;
+            *dirty = DIRTY_TABLE;
         }
         return f->err;
     }
@@ -382,7 +549,7 @@ static long do_domctl(struct rig_table *t, int *dirty, struct xen_domctl *op)
             uint64_t new_max = op->u.max_mem.max_memkb >> 2;
             d->max_pages = new_max > UINT32_MAX ? UINT32_MAX : new_max;
         }
-        *dirty = 1;
+        mark_domain(dirty, t, d);
         return 0;
     default:
         note("unknown domctl cmd=%u domid=%u", op->cmd, op->domain);
@@ -469,7 +636,7 @@ static long do_memory_op(struct rig_table *t, int *dirty, unsigned long cmd, voi
         if (pod->target_pages > d->max_pages)
             return -EINVAL;  /* as Xen's memory_op */
         d->pod_target = pod->target_pages;
-        *dirty = 1;
+        mark_domain(dirty, t, d);
         pod->tot_pages = d->tot_pages;
         pod->pod_cache_pages = 0;
         pod->pod_entries = 0;
@@ -585,12 +752,8 @@ static long dispatch(unsigned int op, const uint64_t a[5])
         rig_log("unknown hypercall op=%u arg0=%#" PRIx64 " -> ENOSYS", op, a[0]);
         return -ENOSYS;
     }
-    t = malloc(sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    fd = table_load(t);
+    fd = table_load(&t);
     if (fd < 0) {
-        free(t);
         note("hypercall op=%u (no table at $XBCTL_TEST_HYPERVISOR)", op);
         log_outcome(fd);
         return fd;
@@ -602,9 +765,8 @@ static long dispatch(unsigned int op, const uint64_t a[5])
     else
         r = do_memory_op(t, &dirty, a[0], (void *)(uintptr_t)a[1]);
     if (dirty)
-        table_store(fd, t);
+        table_store(fd, t, dirty);
     table_unlock(fd);
-    free(t);
     log_outcome(r);
     return r;
 }
