@@ -27,7 +27,7 @@ pytest_plugins = ["xen_fixtures"]
 # examples and a red build never depends on luck or on a local example database; elsewhere
 # they explore with a seed of the session's, printed in the header (--hypothesis-seed=N
 # runs the same examples again).
-hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 CI = os.environ.get("CI") == "true"
 if CI:
     hypothesis_settings.load_profile("ci")
@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     """How the property tests choose their examples, so a failure can be run again."""
     if hypothesis_settings.default.derandomize:
-        return f"hypothesis: profile {hypothesis_settings.get_current_profile_name()!r}, derandomized (CI=true)"
+        return "hypothesis: derandomized (profile 'ci', as CI=true selects): the same examples every run"
     seed = config.getoption("hypothesis_seed", None)
     return f"hypothesis: seed {seed} (pytest --hypothesis-seed={seed} runs the same examples again)"
 
