@@ -125,7 +125,7 @@ def _unsafe(path: str, root: str, trusted: frozenset[int]) -> UnsafeFile | None:
     """Why PATH may be changed by someone other than root, or None."""
     real = os.path.realpath(path)
     linked = os.path.islink(path)
-    places: list[tuple[str, str]] = []  # (what it is to PATH, a template for its path; its path), the file first
+    places: list[tuple[str, str]] = []  # (how the message names it, {} for its path; its path), the file first
     if real != os.devnull:  # a mask reads nothing: only the directories that hold it matter
         places.append(("the file it links to {}" if linked else "", real if linked else path))
     directory = os.path.dirname(path)
