@@ -16,11 +16,37 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from xbctl.cli import app
 
 pytest_plugins = ["xen_fixtures", "realhost_fixtures"]
+
+# Property tests (Hypothesis): in CI (CI=true) derandomized, so that every run tries the same
+# examples and a red build never depends on luck or on a local example database; elsewhere
+# they explore with a seed of the session's, printed in the header (--hypothesis-seed=N
+# runs the same examples again).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+CI = os.environ.get("CI") == "true"
+if CI:
+    hypothesis_settings.load_profile("ci")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Outside CI, one random Hypothesis seed for the session (before Hypothesis's plugin reads it)."""
+    if not CI and config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = str(int.from_bytes(os.urandom(4), "big"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """How the property tests choose their examples, so a failure can be run again."""
+    if hypothesis_settings.default.derandomize:
+        return "hypothesis: derandomized (profile 'ci', as CI=true selects): the same examples every run"
+    seed = config.getoption("hypothesis_seed", None)
+    return f"hypothesis: seed {seed} (pytest --hypothesis-seed={seed} runs the same examples again)"
+
 
 # The xbctl under test is the one installed with this Python (its venv's console script),
 # whatever else PATH holds: every test that runs "the installed xbctl" finds it first.

@@ -25,6 +25,16 @@ MALFORMED = [
     "0x10M",
     "1.",
     ".5",
+    # A dot needs digits on both sides, a unit or not: a grammar that lets either side be empty
+    # would read 1.G as 1 GiB (tests/test_properties.py generates such spellings too).
+    "1.G",
+    ".5G",
+    "+.5G",
+    "-1.M",
+    "1.k",
+    "0.g",
+    ".G",
+    "1..0M",
     "1.5.2G",
     "1,5G",
     "++5",
@@ -103,6 +113,21 @@ def test_hex_is_only_for_kib(guarded):
 
 def test_decimal_needs_a_unit(guarded):
     assert_clean_failure(guarded("-d", "web", "target", "1.5"), 2, "a decimal needs a unit")
+
+
+@pytest.mark.parametrize("value", ["1.G", ".5G", "1..0M", "+.5G", "1.k"])
+def test_a_dot_without_digits_on_both_sides_is_no_size(guarded, value):
+    """Refused by the size grammar itself, not by a later rule (exit 2, the grammar's hint)."""
+    for args in (["-d", "web", "target", value], ["mem-set", "web", value], ["mem-max", "web", value]):
+        outcome = guarded(*args)
+        assert_clean_failure(outcome, 2, f"invalid size {value!r}", "1.5G")
+        assert "Traceback" not in outcome.stderr and "internal error" not in outcome.stderr
+
+
+@pytest.mark.parametrize("value", ["1.", ".5", "1..0", "1.5.", "."])
+def test_a_number_of_seconds_needs_digits_on_both_sides_of_its_dot(guarded, value):
+    for args in (["--wait", "--timeout", value, "-d", "web", "target", "1G"], ["sim", "advance", value]):
+        assert_clean_failure(guarded(*args), 2, f"invalid number {value!r}")
 
 
 def test_unknown_unit_names_the_units(guarded):

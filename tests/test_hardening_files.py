@@ -349,54 +349,68 @@ def test_absurd_numbers_in_the_state_fail_cleanly_and_sim_reset_recovers(xbctl):
 # ---------------------------------------------------------------- Ctrl-C at start-up
 
 
-def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl):
-    """100 starts of the installed xbctl, each interrupted at a random moment of its run.
+INTERRUPT_HOOK = Path(__file__).resolve().parent / "interrupt"  # its sitecustomize.py interrupts a run
 
-    Until the interpreter has run its own start-up (site and the .pth files of the
-    machine), nothing of xbctl's has run and Python's reaction is its own. So each moment
-    is drawn between what a bare `python -c pass` from the same interpreter takes
-    and 1.5 times what a whole uninterrupted run of the same command takes, both measured just
-    before. An interrupt that lands in Python's own machinery (the machine is loaded) shows
-    no frame of xbctl's: Python's "init_import_site" fatal error, "failed to set
-    __main__.__loader__", or a KeyboardInterrupt in the lines pip's console script runs
-    before `xbctl.__main__` can install its handler, or in a callback Python runs and
-    reports as "Exception ignored"; it may happen a few times, never more.
+
+def _interrupted_run(xbctl: Xbctl, args: list[str], at: str, report: Path | None = None) -> subprocess.CompletedProcess:
+    """The installed xbctl ARGS, sent SIGINT at profiler event AT of its run (see interrupt/sitecustomize.py)."""
+    env = process_env(xbctl, PYTHONPATH=str(INTERRUPT_HOOK), PYTHONHASHSEED="0", XBCTL_TEST_INTERRUPT=at,
+                      XBCTL_TEST_INTERRUPT_REPORT=str(report or ""))
+    return subprocess.run([installed_xbctl(), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl, tmp_path):
+    """The installed xbctl, interrupted at chosen moments of its run, each one exactly.
+
+    A run with a profiler counts the events of an uninterrupted run (every Python or C function
+    called or returning, from the moment xbctl's own handler is in place: before that it is
+    Python's start-up, not xbctl's) and where its landmarks fall: the start of each of xbctl's
+    modules, each change of SIGINT's handler, the first output, the end. SIGINT is then sent
+    at the moments where something changes: on either side of and at each change of SIGINT's
+    handler (xbctl's quiet early exit, then KeyboardInterrupt, then ignored once the work is
+    done), the first and the last module started under each handler, a callback Python runs
+    from the garbage collector (where an exception can only be reported), the first output,
+    the end; and at moments spread evenly between. Each run either ends at once, quietly (status
+    130, one line `xbctl: interrupted`), or, once Ctrl-C is ignored again, finishes as if
+    nothing happened; never a traceback, never a Ctrl-C lost while xbctl works.
     """
-    exe = installed_xbctl()
-    interpreter = Path(exe).read_text().splitlines()[0].removeprefix("#!").strip()
-    package = str(Path(__file__).resolve().parent.parent / "xbctl") + os.sep
-    env = process_env(xbctl)
-    rng = random.Random(7)
-    statuses = []
-    in_python_start_up = 0
-    for _ in range(100):
-        started = time.monotonic()
-        subprocess.run([interpreter, "-c", "pass"], check=True)
-        earliest = min(1.0 * (time.monotonic() - started), 0.15)
-        # xbctl's start-up is short (a lean path): the moments span one whole run, measured just before.
-        started = time.monotonic()
-        subprocess.run([exe, "-d", "web", "-a"], env=env, capture_output=True, check=True)
-        latest = max(1.5 * (time.monotonic() - started), earliest + 0.02)
-        child = subprocess.Popen([exe, "-d", "web", "-a"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(earliest, latest))
-        child.send_signal(signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=60)
-        text = stderr.decode()
-        if package not in text and (
-            text.startswith("Fatal Python error: init_import_site")
-            or text == "python: failed to set __main__.__loader__\n"
-            or "KeyboardInterrupt" in text
-        ):
-            in_python_start_up += 1  # in Python's own machinery: no frame of xbctl's
-            continue
-        assert "Traceback" not in text, text
-        if child.returncode == 130:
-            assert text == "xbctl: interrupted\n", text
+    args = ["-d", "web", "-a"]
+    whole = subprocess.run([installed_xbctl(), *args], env=process_env(xbctl), capture_output=True, text=True,
+                           timeout=60)
+    assert whole.returncode == 0 and whole.stderr == "", whole
+    report = tmp_path / "events"
+    counted = _interrupted_run(xbctl, args, "count", report)
+    assert (counted.returncode, counted.stdout, counted.stderr) == (0, whole.stdout, ""), counted
+    assert report.exists(), "xbctl/__main__.py did not put its Ctrl-C handler in place before anything else"
+    total_line, *landmark_lines = report.read_text().splitlines()
+    total = int(total_line.split()[1])
+    landmarks = [(int(index), what) for index, what in (line.split(" ", 1) for line in landmark_lines)]
+    changes = [index for index, what in landmarks if what == "c_call signal.signal"]
+    # SIGPIPE's default; SIGINT as KeyboardInterrupt for the run; SIGINT ignored once it is done.
+    assert len(changes) == 3 and landmarks[-1] == (total, "os._exit"), landmarks
+    ignored_from = changes[-1] + 1  # the return of signal.signal(SIGINT, SIG_IGN) in run()'s finally
+    moments = {1, total - 1, total}
+    for change in changes[1:]:
+        moments.update((change - 1, change, change + 1))
+    bounds = [0, *changes, total + 1]
+    for low, high in zip(bounds, bounds[1:]):
+        started = [index for index, what in landmarks if what.startswith("import ") and low < index < high]
+        moments.update(started[:1] + started[-1:])
+    moments.update(index for index, what in landmarks if what in ("write", "callback"))
+    moments.update(range(total // 7, total, total // 7))
+    quiet = []
+    for at in sorted(moments):
+        done = _interrupted_run(xbctl, args, str(at))
+        assert "Traceback" not in done.stderr, (at, done.stderr)
+        if done.returncode == 130:
+            assert done.stderr == "xbctl: interrupted\n", (at, done.stderr)
+            assert at < ignored_from, (at, "interrupted after Ctrl-C was ignored again")
+            quiet.append(at)
         else:
-            assert child.returncode == 0 and text == "", (child.returncode, text)  # it had finished
-        statuses.append(child.returncode)
-    assert in_python_start_up <= 50, in_python_start_up
-    assert statuses.count(130) >= 10, (statuses, in_python_start_up)  # the interrupts did land during start-up
+            assert (done.returncode, done.stdout, done.stderr) == (0, whole.stdout, ""), (at, done)
+            assert at >= ignored_from - 1, (at, "Ctrl-C went unnoticed while xbctl worked")
+    assert 0 < len(quiet) < len(moments), (sorted(moments), quiet)  # both outcomes were met
+    assert xbctl.process(*args).stdout == whole.stdout  # the simulated host as it was
 
 
 # ---------------------------------------------------------------- output that fails after a write

@@ -2,12 +2,15 @@
 libxencall (tests/xenharness/hypervisor.py), the session's real xenstored, through the CLI.
 
 What the parity suite (test_xl_parity.py) does not cover: reads beside xl's figures, the
-hypervisor's maximum and host free memory in list, --wait following the hypervisor, and
-hypercalls inside retried transactions."""
+hypervisor's maximum and host free memory in list, --wait following the hypervisor,
+hypercalls inside retried transactions, the rig's table after mem-max (without xl or its
+private /var/lib), and a target below the video memory."""
 
 from __future__ import annotations
 
 import time
+
+import pytest
 
 from conftest import assert_clean_failure
 from xen_fixtures import GIB, MIB
@@ -186,3 +189,48 @@ def test_a_domain_the_hypervisor_does_not_hold_reads_from_xenstore_with_a_warnin
     # a dry run answers the same (xbctl's own check, not a write)
     assert_clean_failure(hv_host.process("--dry-run", "mem-set", "5", "200"), 4, "the hypervisor has no domain 5")
     assert hv_host.tree() == before and hv_host.hv.writes() == []
+
+
+# ---------------------------------------------------------------- mem-max and the video memory, as the hypervisor sees them
+
+
+@pytest.mark.parametrize(("domain", "domid", "size", "max_kib"),
+                         [("web", 1, "2048", 2 * GIB), ("db", 2, "3g", 3 * GIB), ("Domain-0", 0, "6g", 6 * GIB)])
+def test_mem_max_sets_the_hypervisors_maximum_with_libxls_slack(hv_host, domain, domid, size, max_kib):
+    others = {d: info.max_pages for d, info in hv_host.hv.domains().items() if d != domid}
+    outcome = hv_host.process("mem-max", domain, size)
+    assert outcome.status == 0, outcome
+    # The rig's own table: max_pages is what xl mem-max leaves, S + LIBXL_MAXMEM_CONSTANT.
+    assert hv_host.hv.domain(domid).max_pages == (max_kib + 1024) // 4
+    assert hv_host.hv.writes() == [f"max_mem domid={domid} max_memkb={max_kib + 1024}"]
+    assert {d: info.max_pages for d, info in hv_host.hv.domains().items() if d != domid} == others
+    assert hv_host.dom(domid, "memory/static-max") == str(max_kib)
+    # What xbctl reads back: the new maximum beside xen-max, no mismatch.
+    document = hv_host.process("--json", "-d", domain, "xen-max").json()
+    xen_max = document["nodes"]["xen-max"]
+    assert (xen_max["value_kib"], xen_max["hypervisor_kib"], xen_max["mismatch"]) == (max_kib, max_kib + 1024, None)
+
+
+def test_a_target_below_the_video_memory_is_refused_and_changes_nothing(hv_host):
+    """db is HVM with 8 MiB of video memory: memory/target would go below 0. With the host's
+    floor lowered to 0, no min rule refuses first; the video memory does."""
+    hv_host.write("/local/domain/2/memory/dynamic-min", "0")
+    assert hv_host.process("-d", "db", "-n", "min").stdout == "0\n"
+    hv_host.hv.clear_log()
+    before = hv_host.tree()
+    for args, shown in (
+        (("-d", "db", "target", "4M"), "4 MiB (4096 KiB) is below the domain's 8 MiB (8192 KiB) of video memory"),
+        (("-d", "db", "target", "0"), "0 KiB is below the domain's 8192 KiB of video memory"),
+        (("mem-set", "db", "4"), "4 MiB (4096 KiB) is below the domain's 8 MiB (8192 KiB) of video memory"),
+        (("--dry-run", "mem-set", "db", "7"), "7 MiB (7168 KiB) is below the domain's 8 MiB"),
+        (("-d", "db", "target", "-1540M"), "is below the domain's 8 MiB (8192 KiB) of video memory"),
+    ):
+        assert_clean_failure(hv_host.process(*args), 1, "machdep.xen.balloon.target: Operation not permitted", shown)
+    assert hv_host.hv.log() == []  # refused before any hypercall, reads included
+    assert hv_host.tree() == before
+    assert hv_host.process("-d", "db", "-n", "target").stdout == f"{1544 * MIB}\n"
+    # Exactly the video memory is a memory/target of 0, as xl mem-set writes it.
+    done = hv_host.process("-d", "db", "target", "8M")
+    assert (done.status, done.stdout) == (0, f"machdep.xen.balloon.target: {1544 * MIB} -> {8 * MIB}\n"), done
+    assert hv_host.dom(2, "memory/target") == "0"
+    assert hv_host.process("-d", "db", "-n", "target").stdout == f"{8 * MIB}\n"

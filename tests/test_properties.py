@@ -60,6 +60,17 @@ def units_in_any_case():
     )
 
 
+# Around the dot: digits on neither, one or both sides, one dot or more, a unit or none
+# (1.G, .5G, 1., 1..0M). Few choices each, so that 80 examples meet every kind: a grammar
+# loosened on either side of the dot is caught by the examples alone.
+around_the_dot = st.tuples(
+    st.sampled_from(["", "+", "-"]),
+    st.sampled_from(["1", "", "25"]),
+    st.sampled_from([".", "..", ".5."]),
+    st.sampled_from(["", "5", "05"]),
+    st.sampled_from(["G", "", "m", "KiB"]),
+).map("".join)
+
 sizes = st.one_of(
     st.tuples(
         st.sampled_from(["", "+", "-"]),
@@ -71,6 +82,7 @@ sizes = st.one_of(
               st.integers(min_value=0, max_value=2**60).map(lambda n: f"{n:x}")).map("".join),
     st.text(max_size=30),
     st.text(alphabet="0123456789.+-xXkKmMgGtTbBiI _\t\n\u0665\uff15", max_size=12),
+    around_the_dot,
 )
 
 
@@ -80,7 +92,23 @@ sizes = st.one_of(
 @example(text="18014398509481985", default_unit="k", relative=False)
 @example(text="1_000", default_unit="k", relative=False)
 @example(text="1e6", default_unit="k", relative=False)
+@example(text="1.G", default_unit="k", relative=False)
+@example(text=".5G", default_unit="m", relative=False)
+@example(text="1.", default_unit="m", relative=False)
+@example(text="1..0M", default_unit="k", relative=False)
+@example(text="-.5G", default_unit="k", relative=True)
 def test_every_accepted_size_is_what_the_reference_says_and_every_rejection_is_exit_2(text, default_unit, relative):
+    check_against_the_reference(text, default_unit, relative)
+
+
+@SETTINGS
+@given(text=around_the_dot, default_unit=st.sampled_from(["k", "m"]), relative=st.booleans())
+def test_every_spelling_around_the_dot_is_what_the_reference_says(text, default_unit, relative):
+    check_against_the_reference(text, default_unit, relative)
+
+
+def check_against_the_reference(text: str, default_unit: str, relative: bool) -> None:
+    """parse_size accepts TEXT exactly when the reference does, as the same amount; else exit 2."""
     expected = reference_kib(text, default_unit)
     try:
         size = parse_size(text, default_unit=default_unit, allow_relative=relative)
@@ -96,6 +124,9 @@ def test_every_accepted_size_is_what_the_reference_says_and_every_rejection_is_e
 
 @SETTINGS
 @given(value=sizes)
+@example(value="1.G")
+@example(value=".5G")
+@example(value="1..0M")
 def test_any_target_on_the_command_line_is_written_as_the_reference_says_or_refused_cleanly(xbctl, value):
     outcome = xbctl("--dry-run", "-d", "web", "-w", f"machdep.xen.balloon.target={value}")
     assert "Traceback" not in outcome.stderr

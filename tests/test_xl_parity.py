@@ -174,6 +174,29 @@ def test_refused_like_xl_without_any_hypercall(hv_host, command, domain, size):
     assert xbctl.calls == []
 
 
+def no_host_floor_for_db(host: HypervisorHost) -> None:
+    """db's memory/dynamic-min at 0: no floor of xbctl's refuses before the video memory does."""
+    host.write("/local/domain/2/memory/dynamic-min", "0")
+
+
+@pytest.mark.parametrize("size", ["4", "7"])
+def test_target_below_the_video_memory_is_refused_like_xl(hv_host, size):
+    # db (HVM) has 8 MiB of video memory: libxl's unsigned new_target_memkb = S - videoram
+    # wraps above static-max and xl refuses; xbctl says why.
+    xl, xbctl = both(hv_host, "mem-set", "2", size, prepare=no_host_floor_for_db)
+    assert not xl.succeeded and xl.writes == [], xl.outcome
+    assert "below the domain's 8 MiB (8192 KiB) of video memory" in xbctl.outcome.stderr, xbctl.outcome
+    assert_same_effect(xl, xbctl)
+    assert xbctl.calls == []
+
+
+def test_target_equal_to_the_video_memory_is_a_zero_memory_target_like_xl(hv_host):
+    xl, xbctl = both(hv_host, "mem-set", "2", "8", prepare=no_host_floor_for_db)
+    assert xl.succeeded, xl.outcome
+    assert "/local/domain/2/memory/target = \"0\"" in xl.tree, xl.tree
+    assert_same_effect(xl, xbctl)
+
+
 def test_no_hypercall_at_all_on_xbctls_own_refusal(hv_host):
     # Stricter than xl: a guest that publishes no minimum still gets a floor (xl lets 0 through).
     hv_host.hv.clear_log()

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .api_results import (
         ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult, WritesResult,
     )
+    from .conf import UnsafeFile
     from .nodes import Balloon
     from .operations import DomainRequests, DomainRow, WaitOutcome
     from .operations import WriteResult as Written
@@ -205,17 +206,25 @@ class Xbctl:
             rewrite_unchanged=rewrite_unchanged,
         )
 
+    def configuration(self) -> "tuple[list[str], list[UnsafeFile]]":
+        """The configuration files that apply, in order, and those left out because someone
+        other than root may change them (xbctl.conf.checked_configuration_files)."""
+        from .conf import checked_configuration_files
+
+        return checked_configuration_files()
+
     def apply_configuration(
-        self, *, dry_run: bool = False, override_guest_floor: bool = False
+        self, *, dry_run: bool = False, override_guest_floor: bool = False, files: "list[str] | None" = None
     ) -> "tuple[list[str], list[Written], list[str]]":
-        """`xbctl --system`: the configuration files (xbctl.conf) as one change, unknown domains
-        skipped. Returns the files in order, per domain what its settings amount to (net, each
-        credited to the line that set it last; old == new for a node that already held its
-        value), and the notes."""
-        from .conf import configuration_files, read_configuration
+        """`xbctl --system`: the configuration FILES (default: configuration()'s, files others
+        than root may change left out) as one change, unknown domains skipped. Returns the files
+        in order, per domain what its settings amount to (net, each credited to the line that
+        set it last; old == new for a node that already held its value), and the notes."""
+        from .conf import read_configuration
         from .operations import WriteResult, net_changes
 
-        files = configuration_files()
+        if files is None:
+            files, _unsafe = self.configuration()
         assignments = read_configuration(files)  # every file checked before anything is read or written
         results, notes = self.write_settings(
             assignments, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True

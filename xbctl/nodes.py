@@ -157,6 +157,14 @@ def _check_target(name: str, new_kib: int, balloon: Balloon, writer_is_host: boo
     if new_kib < balloon.min_kib:
         origin = f" ({balloon.min_origin})" if balloon.min_origin else ""
         raise refused(name, f"{show(new_kib)} is below min {show(balloon.min_kib)}{origin}", hint=balloon.min_hint)
+    if new_kib < balloon.videoram_kib:
+        # memory/target (target less the video memory) would be negative: xl refuses it too
+        # (its unsigned subtraction wraps above static-max).
+        raise refused(
+            name,
+            f"{show(new_kib)} is below the domain's {show(balloon.videoram_kib)} of video memory "
+            "(memory/videoram), which the target counts",
+        )
     if new_kib > balloon.max_kib:
         ceiling_kib = balloon.xen_max_kib + balloon.videoram_kib
         if balloon.driver_max_kib is not None and balloon.driver_max_kib < ceiling_kib:

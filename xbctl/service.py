@@ -30,6 +30,7 @@ from .errors import ExitStatus, XbctlError, printable
 
 if TYPE_CHECKING:
     from .assignments import Assignment
+    from .conf import UnsafeFile
     from .configured import Record
     from .transports import Domain, Transport
 
@@ -76,10 +77,11 @@ def stderr_is_journal() -> bool:
 class Configuration:
     """The configuration files' assignments, each with its FILE:LINE and [DOMAIN] section."""
 
-    __slots__ = ("files", "assignments")
+    __slots__ = ("files", "assignments", "unsafe")
 
-    def __init__(self, files: list[str], assignments: list[Assignment]) -> None:
+    def __init__(self, files: list[str], assignments: list[Assignment], unsafe: list[UnsafeFile] | None = None) -> None:
         self.files, self.assignments = files, assignments
+        self.unsafe = unsafe or []  # files not applied: someone other than root may change them
 
     def for_domain(self, domain: Domain, named: bool, own_id: int) -> list[Assignment]:
         """The lines for DOMAIN in order: sections naming its id or (when NAMED) its exact name,
@@ -103,15 +105,24 @@ def section_matches(spec: str | None, domain: Domain, named: bool, own_id: int) 
     return named and spec == domain.name
 
 
-def load_configuration(root: str | None = None) -> Configuration:
-    """Read and check the configuration files: a malformed line is an error (exit 2) before anything applies."""
-    from .conf import configuration_files, read_configuration
+def load_configuration(root: str | None = None, log: ServiceLog | None = None) -> Configuration:
+    """Read and check the configuration files: a malformed line is an error (exit 2) before anything
+    applies. Files someone other than root may change are left out, each logged to LOG (priority err)."""
+    from .conf import checked_configuration_files, read_configuration
     from .operations import requests_from_assignments
 
-    files = configuration_files(root)
+    files, unsafe = checked_configuration_files(root)
+    if log is not None:
+        log_unsafe(log, unsafe)
     assignments = read_configuration(files)
     requests_from_assignments(assignments)  # unknown names and malformed values, with FILE:LINE
-    return Configuration(files, assignments)
+    return Configuration(files, assignments, unsafe)
+
+
+def log_unsafe(log: ServiceLog, unsafe: list[UnsafeFile]) -> None:
+    """Say which configuration files are not applied, and why (before a malformed one stops the run)."""
+    for problem in unsafe:
+        log(ERR, problem.message)
 
 
 # ---------------------------------------------------------------- applying

@@ -130,9 +130,12 @@ def run(argv: list[str], *, console: bool = False) -> int:
         if console:
             # Only now, inside the try that reports it, may Ctrl-C become a KeyboardInterrupt
             # (after a write, --wait says what stays behind); until here it ends xbctl quietly.
+            sys.unraisablehook = _interrupt_later
             signal.signal(signal.SIGINT, signal.default_int_handler)
         status = _dispatch(argv, state)
         sys.stdout.flush()  # a full disk shows up here, not at exit
+        if _unraisable_interrupts:
+            raise _unraisable_interrupts[0]
     except Interrupted as exc:
         _say(exc.message)
         if exc.document is not None:
@@ -228,6 +231,21 @@ def _say(message: str) -> None:
 def json_requested(argv: list[str]) -> bool:
     """True when --json was given (errors then also go to stdout as JSON)."""
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+# Ctrl-Cs that landed where Python can only report an exception, never raise it.
+_unraisable_interrupts: list[KeyboardInterrupt] = []
+
+
+def _interrupt_later(unraisable) -> None:
+    """sys.unraisablehook: a Ctrl-C that landed in a callback of the garbage collector or of a
+    weak reference (importlib's module locks have them) or in a __del__ cannot stop the command
+    there: it is remembered, quietly, and the run ends as interrupted once the command returns
+    (its work then whole, as when Ctrl-C comes during the output)."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _unraisable_interrupts.append(unraisable.exc_value)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

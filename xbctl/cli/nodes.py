@@ -111,11 +111,17 @@ def apply_system(options, output) -> None:
     from ..conf import configuration_root
 
     xb = options.api()
+    files, unsafe = xb.configuration()
+    if unsafe:
+        from ..output import say
+
+        for problem in unsafe:  # said first (even with -q): a malformed file among the others ends the run
+            say(problem.message)
     files, settled, notes = xb.apply_configuration(
-        dry_run=options.dry_run, override_guest_floor=options.override_guest_floor
+        dry_run=options.dry_run, override_guest_floor=options.override_guest_floor, files=files
     )
     changed = [xb.changed_only(result) for result in settled]
-    if not files:
+    if not files and not unsafe:
         output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
     for note in notes:
         output.note(note)
@@ -125,6 +131,12 @@ def apply_system(options, output) -> None:
         note_written()
     output.changes(settled, files=files, settings=True)
     output.written_many(xb.transport, changed)  # --system's document lists what changed
+    if unsafe:
+        from ..conf import unsafe_configuration_error
+
+        error = unsafe_configuration_error(unsafe, len(files), options.dry_run)
+        error.document_shown = output.as_json  # the writes document above says what was applied
+        raise error
 
 
 def run_node(invocation, options, output) -> None:

@@ -30,9 +30,11 @@ def run_policy(invocation, options, output) -> None:
                 "policy --follow watches Xenstore for new domains; the simulator has none that appear",
                 hint="drop --transport sim, or run 'xbctl policy' once",
             )
-        run_service(log, load_configuration)
+        run_service(log, lambda: load_configuration(log=log))
         return
-    configuration = load_configuration()  # a malformed file is exit 2 before anything is written
+    # Files others than root may change are logged and left out; a malformed file is exit 2
+    # before anything is written.
+    configuration = load_configuration(log=log)
     transport = options.transport()
     if options.api().simulated_by_default:
         from ..output import SIMULATED_HOST
@@ -55,6 +57,10 @@ def run_policy(invocation, options, output) -> None:
             f"some domains' settings {'would be refused' if options.dry_run else 'were not applied'} (see above)",
             status=ExitStatus(status),
         )
+    if configuration.unsafe:
+        from ..conf import unsafe_configuration_error
+
+        raise unsafe_configuration_error(configuration.unsafe, len(configuration.files), options.dry_run)
 
 
 def run_service(log, load_configuration) -> None:
