@@ -74,7 +74,10 @@ COMMANDS = {
         "list", "listing", "list_domains", {"--json", "-n"}, max_args=None,
         local_options={"--format": ("prometheus",), "--long": FLAG},
     ),
-    "exporter": Command("exporter", "fleet", "run_exporter", {"-q"}, local_options={"--listen": None}),
+    "exporter": Command(
+        "exporter", "fleet", "run_exporter", {"-q"},
+        local_options={"--listen": None, "--max-requests": None, "--max-connections": None, "--client-timeout": None},
+    ),
     "top": Command("top", "fleet", "run_top", set()),
     "policy": Command(
         "policy", "service", "run_policy", {"-q", "--dry-run"}, max_args=None,

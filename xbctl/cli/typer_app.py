@@ -419,9 +419,20 @@ def exporter_command(
     listen: str = typer.Option(
         ..., "--listen", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics."
     ),
+    max_requests: Optional[str] = typer.Option(
+        None, metavar="N", help="Requests answered at once (default 40); more wait their turn."
+    ),
+    max_connections: Optional[str] = typer.Option(
+        None, metavar="N", help="Connections held open at once (default 256); more wait in the listen queue."
+    ),
+    client_timeout: Optional[str] = typer.Option(
+        None, metavar="SECONDS",
+        help="Time a client has to send its request, and again to take the answer (default 10).",
+    ),
 ) -> None:
     """Serve every domain's balloon as Prometheus metrics until interrupted."""
-    _execute(ctx, COMMANDS["exporter"], [], {"--listen": listen})
+    _execute(ctx, COMMANDS["exporter"], [], {"--listen": listen, **_local(
+        max_requests=max_requests, max_connections=max_connections, client_timeout=client_timeout)})
 
 
 @app.command("top", cls=PlainCommand)
