@@ -82,12 +82,14 @@ class Exporter:
         return len(os.listdir(f"/proc/{self.pid}/fd")), len(os.listdir(f"/proc/{self.pid}/task"))
 
     def idle(self) -> tuple[int, int]:
-        """Its resources once it has no request left: one thread (no worker waits idle)."""
+        """Its resources once it has no request left: the same in ten looks in a row."""
         deadline = time.monotonic() + WAIT_S
-        while (now := self.resources())[1] != 1:
-            assert time.monotonic() < deadline, ("worker threads never ended", now)
+        looks = [self.resources()]
+        while len(looks) < 10 or len(set(looks[-10:])) > 1:
+            assert time.monotonic() < deadline, ("the exporter never settled", looks[-10:])
             time.sleep(0.05)
-        return now
+            looks.append(self.resources())
+        return looks[-1]
 
     def back_to(self, idle: tuple[int, int]) -> None:
         """Wait (bounded) until its descriptors and threads are IDLE again."""
