@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import socket
 import struct
 import subprocess
@@ -335,6 +336,37 @@ def test_two_hundred_concurrent_scrapes_each_get_data(xs, exporters):
         assert status == 200
         has_data(page)
     exporter.back_to(idle)
+
+
+def test_a_hung_xenstored_holds_no_more_than_max_requests_threads(private_xs, exporters):
+    # xenstored stopped (SIGSTOP) mid-burst: every worker waits on the one walk, the other
+    # requests wait for a worker without a thread of their own; resumed, every scrape has data.
+    exporter = exporters(lambda *args, **kwargs: private_xs.popen(*args, env={"XBCTL_XENSTORE_TIMEOUT": "120"}, **kwargs))
+    has_data(exporter.scrape())
+    idle_fds, idle_threads = exporter.idle()
+    os.kill(private_xs.daemon.pid, signal.SIGSTOP)
+    clients = []
+    try:
+        for _ in range(200):
+            clients.append(socket.create_connection(("127.0.0.1", exporter.port), timeout=WAIT_S))
+            clients[-1].sendall(HEAD)
+        deadline = time.monotonic() + WAIT_S
+        while (now := exporter.resources())[0] < idle_fds + 200 or now[1] < idle_threads + DEFAULT_MAX_REQUESTS:
+            assert time.monotonic() < deadline, ("the burst never arrived", now, (idle_fds, idle_threads))
+            time.sleep(0.02)
+        for _ in range(20):  # every request is in and read: the threads stay at the cap
+            assert exporter.resources()[1] == idle_threads + DEFAULT_MAX_REQUESTS, exporter.resources()
+            time.sleep(0.02)
+        os.kill(private_xs.daemon.pid, signal.SIGCONT)
+        for client in clients:
+            status, page = parse_answer(read_all(client))
+            assert status == 200
+            has_data(page)
+    finally:
+        os.kill(private_xs.daemon.pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
+    exporter.back_to((idle_fds, idle_threads))
 
 
 def test_scrapes_while_xenstored_restarts(private_xs, exporters):
