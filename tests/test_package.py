@@ -2,14 +2,19 @@
 the tree, checked with lintian, resolved by apt against this Debian's archive (apt-get install
 --simulate), unpacked into a throwaway root (dpkg -x), and run from there on Debian's own Python
 and its own python3-typer (0.7 on Debian 12): xbctl -a, --help, a usage error, man -l on its page,
-a bash completion, and systemd-analyze verify on its unit."""
+a bash completion, systemd-analyze verify on its unit, and the exporter on Debian's own
+python3-prometheus-client (0.16), scraped."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,7 @@ BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_python3", "lintian", "systemd-anal
 UNIT = "lib/systemd/system/xbctl-policy.service"
 DEBIAN_PYTHON = "/usr/bin/python3"
 DEBIAN_SITE = "/usr/lib/python3/dist-packages"
+PROMETHEUS_CLIENT_OLDEST = "0.16"  # Debian 12's python3-prometheus-client, recommended by the package
 
 
 def debian_env(**extra: str) -> dict[str, str]:
@@ -102,6 +108,12 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
     depends = [item.strip() for item in control.split(",")]
     for needed in ("python3-typer (>= 0.7)", "python3-click (>= 8.0)", "python3-rich", "python3-shellingham"):
         assert needed in depends, (needed, control)
+    # The exporter's library, which Debian 12 has (0.16) and apt installs unless told not to.
+    recommends = run(["dpkg-deb", "-f", str(deb), "Recommends"], env=debian_env()).stdout.strip()
+    assert recommends == f"python3-prometheus-client (>= {PROMETHEUS_CLIENT_OLDEST})", recommends
+    candidate = run(["apt-cache", "policy", "python3-prometheus-client"], env=debian_env()).stdout
+    version = re.search(r"Candidate: (\S+)", candidate).group(1)
+    assert run(["dpkg", "--compare-versions", version, "ge", PROMETHEUS_CLIENT_OLDEST], env=debian_env()).returncode == 0
     conffiles = run(["dpkg-deb", "-I", str(deb), "conffiles"], env=debian_env()).stdout
     assert conffiles.split() == ["/etc/xbctl.conf"], conffiles
 
@@ -132,8 +144,13 @@ def test_apt_installs_the_package_on_this_debian(deb, tmp_path):
 
 def installed_typer_version() -> str:
     """The upstream version of Debian's python3-typer on this machine (0.7.0 on Debian 12)."""
-    done = run(["dpkg-query", "-W", "-f", "${Version}", "python3-typer"], env=debian_env())
-    assert done.returncode == 0, f"python3-typer is not installed (tests/run installs it): {done.stderr}"
+    return installed_version("python3-typer")
+
+
+def installed_version(package: str) -> str:
+    """The upstream version of Debian's PACKAGE installed on this machine."""
+    done = run(["dpkg-query", "-W", "-f", "${Version}", package], env=debian_env())
+    assert done.returncode == 0, f"{package} is not installed (tests/run installs it): {done.stderr}"
     return done.stdout.split(":")[-1].split("-")[0]
 
 
@@ -174,6 +191,34 @@ def test_installed_xbctl_runs_on_debians_python(installed, tmp_path):
     assert policy.returncode == 0, policy
     assert f"applying 1 configuration file(s): {installed}/etc/xbctl.conf" in policy.stderr
     assert "->" not in policy.stderr
+
+
+def test_installed_exporter_serves_on_debians_prometheus_client(installed, tmp_path):
+    # Debian 12's python3-prometheus-client is 0.16, whose start_http_server returned nothing:
+    # the exporter from the unpacked package, on Debian's Python and that library, scraped.
+    env = installed_env(installed, tmp_path)
+    probe = "import importlib.metadata as m, prometheus_client as p; print(m.version('prometheus_client'), p.__file__)"
+    version, where = run([DEBIAN_PYTHON, "-c", probe], env=env, cwd=tmp_path).stdout.split()
+    assert where.startswith(DEBIAN_SITE + "/") and version == installed_version("python3-prometheus-client"), where
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    with subprocess.Popen([str(installed / "usr/bin/xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"], env=env,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            said = process.stderr.readline()  # bounded: printed once listening, or the process ends
+            assert said == f"xbctl: serving metrics at http://127.0.0.1:{port}/metrics\n", (said, process.stderr.read())
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+                page = response.read().decode()
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert 'xen_balloon_target_bytes{domain="Domain-0",domid="0"} 4.294967296e+09' in page, page
+    assert 'xen_balloon_scrape_error{error=""} 0.0' in page, page
+    assert (process.returncode, out, err) == (0, "", ""), (process.returncode, out, err)
 
 
 # Help and usage errors: Typer's work. Each comes out of the unpacked package on Debian's own

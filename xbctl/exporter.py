@@ -116,7 +116,7 @@ def _require_prometheus_client() -> None:
         raise XbctlError(
             "the Prometheus metrics need the prometheus_client library",
             status=ExitStatus.UNAVAILABLE,
-            hint="pip install 'xbctl[exporter]'",
+            hint="pip install 'xbctl[exporter]' (Debian: apt-get install python3-prometheus-client)",
         ) from None
 
 
@@ -148,31 +148,48 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def serve(listen: str, transport: str | None, sim_state: str | None, ready=None, log=None) -> None:
+def serve(listen: str, transport: str | None, sim_state: str | None, ready=None, log=None, limits=None) -> None:
     """Serve /metrics on LISTEN until interrupted; READY(host, port) is called once listening.
 
-    LOG(message) hears what a scrape could not read."""
+    LOG(message) hears what a scrape could not read; LIMITS (exporter_http.Limits) bound what
+    clients may hold. The HTTP server is xbctl's own (exporter_http), prometheus_client only
+    writes the page, which works the same from Debian 12's 0.16 on."""
+    import signal
     import threading
+
+    from .exporter_http import Limits, Server, SharedWalk, ensure_descriptors
 
     host, port = parse_listen(listen)
     _require_prometheus_client()
-    from prometheus_client import start_http_server
+    from prometheus_client import generate_latest
 
-    registry = registry_for(transport, sim_state, log)
+    limits = limits or Limits()
+    ensure_descriptors(limits.max_connections)
+
+    def quiet_log(message: str) -> None:
+        # A log reader that went away (a journald restart) must not fail the scrape that logs.
+        try:
+            if log is not None:
+                log(message)
+        except (OSError, ValueError):
+            pass
+
+    registry = registry_for(transport, sim_state, quiet_log)
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = Server(host, port, SharedWalk(lambda: generate_latest(registry)), limits, quiet_log)
     except OSError as exc:
         raise XbctlError(
             f"--listen {listen}: {exc.strerror or exc}", status=ExitStatus.UNAVAILABLE
         ) from None
-    if ready is not None:
-        ready(host, server.server_port)
+    # The command line restores SIGPIPE's default (xbctl -a | head ends quietly); a server must
+    # not die of a client that hung up, nor of a log reader that went away.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if in_main else None
     try:
-        # Short waits: a SIGINT that the kernel hands to the server's thread only sets a flag,
-        # which the main thread sees when it wakes; an endless wait would never see it.
-        stopped = threading.Event()
-        while not stopped.wait(0.25):
-            pass
+        if ready is not None:
+            ready(host, server.port)
+        server.serve_forever()
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
+        if previous is not None:
+            signal.signal(signal.SIGPIPE, previous)

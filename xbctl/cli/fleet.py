@@ -12,15 +12,45 @@ def run_exporter(invocation, options, output) -> None:
     listen = invocation.local.get("--listen")
     if listen is None:
         raise usage_error("exporter needs --listen HOST:PORT", hint="see 'xbctl exporter --help'")
+    limits = exporter_limits(invocation.local)
     options.api()  # a bad --transport or sim state fails at start, not at each scrape
 
     def ready(host: str, port: int) -> None:
         output.say(f"serving metrics at http://{host}:{port}/metrics")
 
     try:
-        serve(listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]))
+        serve(listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]), limits=limits)
     except KeyboardInterrupt:
         return  # Ctrl-C or SIGINT is how an exporter stops: not an error
+
+
+MAX_REQUESTS = 1024  # worker threads
+MAX_CONNECTIONS = 65536
+MAX_CLIENT_TIMEOUT_S = 3600.0
+
+
+def exporter_limits(local: dict):
+    """--max-requests, --max-connections and --client-timeout as the server's limits (exit 2 if malformed)."""
+    from ..exporter_http import DEFAULT_CLIENT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUESTS, Limits
+    from ..units import parse_number
+
+    def count(name: str, default: int, maximum: int) -> int:
+        text = local.get(name)
+        if text is None:
+            return default
+        value = parse_number(text, what=name, maximum=maximum, positive=True)
+        if not value.is_integer():
+            raise usage_error(f"{name}: {text} is not a whole number")
+        return int(value)
+
+    timeout_text = local.get("--client-timeout")
+    return Limits(
+        max_requests=count("--max-requests", DEFAULT_MAX_REQUESTS, MAX_REQUESTS),
+        max_connections=count("--max-connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS),
+        client_timeout_s=DEFAULT_CLIENT_TIMEOUT_S if timeout_text is None else parse_number(
+            timeout_text, what="--client-timeout", maximum=MAX_CLIENT_TIMEOUT_S, positive=True
+        ),
+    )
 
 
 def run_top(invocation, options, output) -> None:

@@ -288,6 +288,12 @@ COMMANDS = {
         options=[
             Option(("--listen",), "Serve Prometheus metrics at http://HOST:PORT/metrics.", ADDRESS, "HOST:PORT",
                    required=True),
+            Option(("--max-requests",), "Requests answered at once (default 40); more wait their turn.", NUMBER, "N"),
+            Option(("--max-connections",),
+                   "Connections held open at once (default 256); more wait in the listen queue.", NUMBER, "N"),
+            Option(("--client-timeout",),
+                   "Time a client has to send its request, and again to take the answer (default 10).",
+                   SECONDS, "SECONDS"),
         ],
         accepts={"-q"},
     ),
