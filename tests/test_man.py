@@ -171,7 +171,9 @@ def test_synopsis_forms_are_read():
     assert listing.options == {"-l": None, "--format": "prometheus"}
     assert listing.arguments == [("domain", True, True)] and listing.any_options
     exporter = next(form for form in forms if form.commands == ["exporter"])
-    assert exporter.options == {"--listen": "host:port"}
+    assert exporter.options == {
+        "--listen": "host:port", "--max-requests": "n", "--max-connections": "n", "--client-timeout": "seconds"
+    }
     agent = next(form for form in forms if form.commands == ["agent"])
     assert agent.before == ["-d"] and not agent.any_options
 
