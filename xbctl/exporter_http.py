@@ -25,6 +25,8 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
+from .errors import usage_error
+
 # node_exporter's --web.max-requests is 40 too; it answers 503 past it, we let scrapes queue.
 DEFAULT_MAX_REQUESTS = 40
 # Well below systemd's default descriptor limit (1024), leaving room for Xenstore and the rest.
@@ -60,8 +62,6 @@ def ensure_descriptors(max_connections: int) -> None:
     """Raise the soft descriptor limit (as Go programs do) so MAX_CONNECTIONS clients leave room
     for the exporter's own; exit 2 when even the hard limit is too low."""
     import resource
-
-    from .errors import usage_error
 
     needed = max_connections + RESERVED_DESCRIPTORS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -334,8 +334,10 @@ class Server:
                 address = ("", 0)
             try:
                 _Handler((connection, head), address, self)
-            except Exception:  # noqa: BLE001 - a client that hung up or stalled: its connection alone ends
-                pass
+            except OSError:
+                pass  # a client that hung up or stalled: its connection alone ends
+            except Exception as exc:  # noqa: BLE001 - a bug answering one request must not end the rest
+                self.log(f"request failed: internal error: {type(exc).__name__}: {exc}")
             finally:
                 self._close(connection)
 
