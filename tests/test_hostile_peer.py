@@ -581,7 +581,10 @@ def test_a_flood_of_distinct_changes_keeps_a_bounded_number_of_paths(prepared, t
         peer.close()
     assert peer.lied.is_set()
     assert run.outcome.stdout == "machdep.xen.balloon.target: 786432 -> 614400\n", run
-    assert_clean_exit_3(without_progress(run), "connection lost", time_bound_s=3.0 + DEADLINE_S + 5.0)
+    # The peer's 120 MB end in a lost connection, or, on a loaded machine where they come too
+    # slowly, in the deadline: either way exit 3, in time, and memory bounded (the point here).
+    said = "connection lost" if "connection lost" in run.outcome.stderr else "no reply within"
+    assert_clean_exit_3(without_progress(run), said, time_bound_s=3.0 + DEADLINE_S + 5.0)
 
 
 # ---------------------------------------------------------------- the real daemon dying
