@@ -391,14 +391,7 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
     domids = range(1, BATCH_DOMAINS + 1)
     with tempfile.TemporaryDirectory(prefix="xbctl-batch-") as tmp, Xenstored(tools, Path(tmp) / "run", trace=False) as daemon:
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
-            for domid in (0, *domids):
-                base = f"/local/domain/{domid}"
-                name = "Domain-0" if domid == 0 else f"guest{domid}"
-                for rel, value in (
-                    ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
-                    ("memory/target", "786432"), ("memory/videoram", "-1"),
-                ):
-                    client.write(f"{base}/{rel}".encode(), value.encode())
+            lay_out_batch_host(client, domids)
         env = tools.env(daemon.socket_path)
         env.update(XBCTL_TRANSPORT="xenstore", NO_COLOR="1", XBCTL_LIBXENCTRL="")
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -498,19 +491,24 @@ OPS = {"DIRECTORY": 1, "READ": 2, "TRANSACTION_START": 6, "TRANSACTION_END": 7, 
        "DIRECTORY_PART": 22}
 
 
+def lay_out_batch_host(client, domids) -> None:
+    """Domain-0 and DOMIDS as libxl lays them out, each at a 768 MiB target of 1 GiB."""
+    for domid in (0, *domids):
+        base = f"/local/domain/{domid}"
+        name = "Domain-0" if domid == 0 else f"guest{domid}"
+        for rel, value in (
+            ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
+            ("memory/target", "786432"), ("memory/videoram", "-1"),
+        ):
+            client.write(f"{base}/{rel}".encode(), value.encode())
+
+
 def recorded_requests(tools, xbctl: str, env: dict, plan: Path, domids, where: Path) -> list[tuple[int, bytes]]:
     """The requests one `xbctl -q -f PLAN` sends (op, payload), as a traced xenstored holding
     the same host saw them (its trace prints each string of a payload followed by a blank)."""
     with Xenstored(tools, where, trace=True) as traced:
         with Client(unix_socket_path=str(traced.socket_path)) as client:
-            for domid in (0, *domids):
-                base = f"/local/domain/{domid}"
-                name = "Domain-0" if domid == 0 else f"guest{domid}"
-                for rel, value in (
-                    ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
-                    ("memory/target", "786432"), ("memory/videoram", "-1"),
-                ):
-                    client.write(f"{base}/{rel}".encode(), value.encode())
+            lay_out_batch_host(client, domids)
         mark = traced.trace_path.stat().st_size
         subprocess.run([xbctl, "-q", "-f", str(plan)], env={**env, "XENSTORED_PATH": str(traced.socket_path)},
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
