@@ -494,15 +494,21 @@ def test_a_lying_peer_gets_exit_3_in_time_and_memory(prepared, tmp_path, lie, co
         assert prepared.read(f"{WEB}/memory/target") == before
 
 
-def test_a_watch_flood_costs_bounded_memory_and_ends_with_the_connection(prepared, tmp_path):
-    flood_s = 2.0
-    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", op_is(WATCH), flooding(flood_s))
+def wait_against_a_flood(prepared, tmp_path, flood) -> Run:
+    """`--wait` against a peer that answers the watch with FLOOD; the peer did lie."""
+    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", op_is(WATCH), flood)
     try:
         env = {"XENSTORED_PATH": str(peer.path), "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
         run = run_measured(prepared, COMMANDS["wait"], env, tmp_path)
     finally:
         peer.close()
     assert peer.lied.is_set()
+    return run
+
+
+def test_a_watch_flood_costs_bounded_memory_and_ends_with_the_connection(prepared, tmp_path):
+    flood_s = 2.0
+    run = wait_against_a_flood(prepared, tmp_path, flooding(flood_s))
     assert run.outcome.stdout == "machdep.xen.balloon.target: 786432 -> 614400\n", run
     run = without_progress(run)
     # The flood itself is no error (events are hints); the peer hanging up afterwards is.
@@ -573,13 +579,7 @@ def flooding_distinct(events: int):
 def test_a_flood_of_distinct_changes_keeps_a_bounded_number_of_paths(prepared, tmp_path):
     # 30,000 different paths of 4 KiB (120 MB): xbctl keeps at most MAX_PENDING_EVENTS of them
     # between two looks (events are hints: it re-reads), so its memory stays small.
-    peer = LyingPeer(prepared.socket_path, tmp_path / "peer", op_is(WATCH), flooding_distinct(30_000))
-    try:
-        env = {"XENSTORED_PATH": str(peer.path), "XBCTL_XENSTORE_TIMEOUT": str(DEADLINE_S)}
-        run = run_measured(prepared, COMMANDS["wait"], env, tmp_path)
-    finally:
-        peer.close()
-    assert peer.lied.is_set()
+    run = wait_against_a_flood(prepared, tmp_path, flooding_distinct(30_000))
     assert run.outcome.stdout == "machdep.xen.balloon.target: 786432 -> 614400\n", run
     # The peer's 120 MB end in a lost connection, or, on a loaded machine where they come too
     # slowly, in the deadline: either way exit 3, in time, and memory bounded (the point here).
