@@ -148,7 +148,7 @@ def run_node(invocation, options, output) -> None:
         show_nodes(options, output, [node])
         return
     requests = options.api().requests_for({node.key: invocation.args[0]})
-    output.warnings(small_bare_kib(request) for request in requests if small_bare_kib(request))
+    output.warnings(filter(None, map(small_bare_kib, requests)))
     write_and_show(options, output, requests)
 
 
