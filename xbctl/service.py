@@ -461,11 +461,12 @@ class Follower:
                 # Destroyed and created again with the same id between two looks (the events
                 # of both may come together): its instance tells.
                 recreated = self._recreated(transport, domains, known) if INTRODUCE in events else set()
+                # The record first, the log after: a reader who sees the line finds the record current.
+                self.record.update({}, forget=gone | recreated)
                 for domid in sorted(gone | recreated):
                     self.log(INFO, f"domain {domid} is gone" + (" and created again" if domid in recreated else ""))
                     if domid in pending:
                         self._unwatch_pending(transport, domid, pending)
-                self.record.update({}, forget=gone | recreated)
                 retry |= (domains.keys() - known) | recreated
                 known = set(domains)
                 retry &= known
