@@ -603,7 +603,7 @@ def real_host_rows(runs: int) -> None:
     guest's own report of its driver reaching the target (the report's Xenstore watch, stamped
     in Domain-0). Emulation makes every process slow there: the ratios are what compares."""
     import realhost
-    from xbctl.transports.xlwrite import HYPERVISOR_POLL_S
+    from xbctl.transports.xenstore.xl import HYPERVISOR_POLL_S
 
     with tempfile.TemporaryDirectory(prefix="xbctl-realhost-bench-") as tmp:
         run = realhost.run_program("bench", Path(tmp), Path(__file__).resolve().parent.parent,

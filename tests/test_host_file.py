@@ -316,7 +316,7 @@ def test_all_domains_over_xenstore_names_every_domain(xs):
 
 
 def test_a_node_changed_between_snapshot_and_transaction_is_planned_again(xs, monkeypatch, tmp_path):
-    import xbctl.policy as policy
+    import xbctl.rules as policy
 
     original = policy.plan_writes
     seen = []
@@ -337,7 +337,7 @@ def test_a_node_changed_between_snapshot_and_transaction_is_planned_again(xs, mo
 
 
 def test_a_conflict_at_commit_is_retried_and_planned_again_on_fresh_values(xs, monkeypatch, tmp_path):
-    from xbctl.transports.xlwrite import XlWrites
+    from xbctl.transports.xenstore.xl import XlWrites
 
     original = XlWrites._write_domains
     attempts = []
@@ -360,7 +360,7 @@ def test_a_conflict_at_commit_is_retried_and_planned_again_on_fresh_values(xs, m
 
 
 def test_a_domain_destroyed_before_the_transaction_is_not_recreated(xs, monkeypatch, tmp_path):
-    import xbctl.policy as policy
+    import xbctl.rules as policy
 
     original = policy.plan_writes
 
@@ -378,7 +378,7 @@ def test_a_domain_destroyed_before_the_transaction_is_not_recreated(xs, monkeypa
 
 
 def test_endless_changes_give_up_and_write_nothing(xs, monkeypatch, tmp_path):
-    import xbctl.policy as policy
+    import xbctl.rules as policy
 
     original = policy.plan_writes
     moves = iter(range(1, 100))

@@ -95,7 +95,7 @@ def test_a_retry_that_refuses_puts_the_maximum_back(hv_host, monkeypatch):
 
 def interfere(monkeypatch, host, path, values):
     """Another client writes PATH after xbctl's first hypercalls, before its commit."""
-    import xbctl.transports.xenstore as xenstore
+    import xbctl.transports.xenstore.transport as xenstore
 
     original = xenstore.XenstoreTransport._apply_to_hypervisor
     calls = []

@@ -231,7 +231,7 @@ def test_a_listing_of_4096_bytes_comes_whole_and_one_byte_more_in_parts(private_
 
 
 def test_a_directory_changed_between_two_parts_is_listed_again(private_xs, monkeypatch):
-    from xbctl.transports import wire
+    from xbctl.transports.xenstore import wire
 
     domids = listing_of(4097)
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:

@@ -313,7 +313,7 @@ def test_jq_example_renders_as_a_command_that_works_when_pasted():
 
 
 def test_exit_status_1_lists_the_xenstore_refusals():
-    from xbctl.transports.xenstore import REFUSING_ERRORS
+    from xbctl.transports.xenstore.transport import REFUSING_ERRORS
 
     text = rendered()
     status_1 = " ".join(text[text.index("\nEXIT STATUS\n") :].split("\n     2 ")[0].split())
@@ -368,7 +368,7 @@ def test_conf_page_names_the_directories_and_order_the_program_reads():
 
 def test_conf_page_environment_is_what_the_configuration_code_reads():
     read = set()
-    for name in ("conf.py", "configured.py", "service.py"):
+    for name in ("conf.py", "configured.py", "policy_service.py"):
         read.update(re.findall(r"(?<![A-Z_])(XBCTL_[A-Z_]+)", (ROOT / "xbctl" / name).read_text()))
     read.discard("XBCTL_SIM_STATE")  # the simulator's, documented in xbctl(8)
     documented = set(re.findall(r"^\.It Ev (\S+)", CONF_SOURCE, re.M))

@@ -175,7 +175,7 @@ def test_names_match_exactly_and_ids_are_ids(xs):
 
 
 def test_domain_gone_between_lookup_and_write_is_not_recreated(xs, monkeypatch):
-    from xbctl.transports.xenstore import XenstoreTransport
+    from xbctl.transports.xenstore.transport import XenstoreTransport
 
     original = XenstoreTransport.update_balloon
 
@@ -239,7 +239,7 @@ def test_malformed_node_value_is_reported_not_crashed_on(xs):
 
 def _interfere(monkeypatch, xs, path, values):
     """Make another client write PATH between xbctl's read and its commit, once per value."""
-    import xbctl.policy as policy
+    import xbctl.rules as policy
 
     original = policy.plan_writes
     calls = []

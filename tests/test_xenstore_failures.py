@@ -123,7 +123,7 @@ def test_guest_may_not_set_xen_max(xs):
 @pytest.mark.parametrize("name, errno_name", [("EQUOTA", "EQUOTA"), ("ENOSPC", "ENOSPC"), ("E2BIG", "E2BIG")])
 def test_xenstore_error_names_survive(name, errno_name):
     from xbctl.errors import ExitStatus
-    from xbctl.transports.xenstore import XenstoreReplyError, XenstoreTransport
+    from xbctl.transports.xenstore.transport import XenstoreReplyError, XenstoreTransport
 
     error = XenstoreTransport.error_for(None, XenstoreReplyError(name), "/local/domain/1/memory/target")  # type: ignore[arg-type]
     assert error.errno_name == errno_name

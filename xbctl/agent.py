@@ -42,7 +42,7 @@ def run_agent(
     stop: threading.Event | None = None,
 ) -> None:
     """Drive the balloon of DOMAIN_SPEC (or our own domain) until SIGINT/SIGTERM or STOP."""
-    from .transports.xenstore import XenstoreTransport
+    from .transports.xenstore.transport import XenstoreTransport
 
     if not isinstance(transport, XenstoreTransport):
         raise usage_error("the agent plays a guest over Xenstore", hint="use --transport xenstore")
@@ -71,7 +71,7 @@ class Agent:
     """One domain's simulated balloon driver, its state mirrored in Xenstore."""
 
     def __init__(self, store, domain_spec, steps_per_second, say, boot_kib, used_kib, host_free_kib) -> None:
-        from .transports.xenstore import DYNAMIC_MIN, GUEST_CURRENT, STATIC_MAX, TARGET
+        from .transports.xenstore.transport import DYNAMIC_MIN, GUEST_CURRENT, STATIC_MAX, TARGET
 
         self.store = store
         self.say = say
@@ -127,7 +127,7 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         """Publish, then follow memory/target until STOP is set."""
-        from .transports.xenstore import TARGET
+        from .transports.xenstore.transport import TARGET
 
         sim = self.sim
         self.say(
@@ -153,7 +153,7 @@ class Agent:
 
     def follow_target(self) -> bool:
         """Re-read memory/target (after any event); True when there is a new target to work on."""
-        from .transports.xenstore import TARGET
+        from .transports.xenstore.transport import TARGET
 
         target_kib = self._number(TARGET, self.store.read_path(f"{self.base}/{TARGET}"))
         if target_kib is None:
@@ -181,7 +181,7 @@ class Agent:
 
     def publish(self, *, announce: bool = False) -> None:
         """Write what changed of current/max/min/diagnostic (and the feature flag) in one transaction."""
-        from .transports.xenstore import DIAGNOSTIC, FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, TARGET
+        from .transports.xenstore.transport import DIAGNOSTIC, FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, TARGET
 
         wanted: dict[str, str | None] = {
             GUEST_CURRENT: str(self.sim.current_kib),
@@ -214,7 +214,7 @@ class Agent:
 
     def feed_back(self) -> None:
         """Write current into memory/target, as NetBSD does when it cannot shrink further."""
-        from .transports.xenstore import TARGET
+        from .transports.xenstore.transport import TARGET
 
         new_target = str(self.sim.target_kib)
         requested = str(self.requested_kib)
@@ -236,7 +236,7 @@ class Agent:
 
     def shut_down(self) -> None:
         """Withdraw control/feature-balloon and what it published: nothing acts on target any more."""
-        from .transports.xenstore import FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN
+        from .transports.xenstore.transport import FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN
 
         def withdraw(txn) -> None:
             # Published values left behind would read as evidence of a driver that is gone.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .nodes import Balloon
     from .operations import DomainRequests, DomainRow, WaitOutcome
     from .operations import WriteResult as Written
-    from .policy import WriteRequest
+    from .rules import WriteRequest
     from .transports import Domain, Transport
 
 __all__ = [

@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 
-    from .policy import Change, WriteRequest
+    from .rules import Change, WriteRequest
 
     from .assignments import Assignment
     from .nodes import Balloon, Node
@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    # policy (and units) load only for writes; these names stay importable from here.
+    # the write rules (and units) load only for writes; these names stay importable from here.
     if name in ("Change", "WriteRequest"):
-        from . import policy
+        from . import rules
 
-        return getattr(policy, name)
+        return getattr(rules, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -95,7 +95,7 @@ def request_for(
     node: Node, text: str, *, default_unit: str = "k", optional: bool = False, origin: str | None = None
 ) -> WriteRequest:
     """A request to set NODE to the size TEXT (malformed sizes exit 2)."""
-    from .policy import WriteRequest
+    from .rules import WriteRequest
     from .units import parse_size
 
     try:
@@ -322,7 +322,7 @@ def write_domains(
     settings file describes a state, and a value read written back changes nothing), a node
     that already holds its value is not written: no Xenstore write, no hypercall.
     """
-    from .policy import plan_writes
+    from .rules import plan_writes
 
     writer_is_host = transport.writer_is_host()
     planned: dict[Domain, object] = {}
@@ -382,7 +382,7 @@ def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "li
     """What CHANGES (in request order) amount to: per node, from its first old value to its last
     new one, credited to the last line that set it; nodes left as they were are dropped unless
     KEEP_UNCHANGED (then old == new)."""
-    from .policy import Change
+    from .rules import Change
 
     first: dict[str, Change] = {}
     last: dict[str, Change] = {}

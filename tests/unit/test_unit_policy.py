@@ -1,4 +1,4 @@
-"""Planning a write (xbctl/policy.py): every rule, on a snapshot, as both transports run it."""
+"""Planning a write (xbctl/rules.py): every rule, on a snapshot, as both transports run it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from xbctl.errors import ExitStatus, XbctlError
 from xbctl.nodes import NODE_BY_KEY, Balloon
-from xbctl.policy import DOM0_MIN_KIB, Change, WriteRequest, host_floor, plan_writes
+from xbctl.rules import DOM0_MIN_KIB, Change, WriteRequest, host_floor, plan_writes
 from xbctl.transports import Domain
 from xbctl.units import parse_size
 

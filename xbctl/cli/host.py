@@ -16,7 +16,7 @@ def mem_max(invocation, options, output) -> None:
 
 
 def _host_operation(invocation, options, output, key: str) -> None:
-    from .nodes import write_and_show
+    from .node_commands import write_and_show
 
     domain, size = invocation.args
     xb = options.api()

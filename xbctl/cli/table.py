@@ -236,7 +236,7 @@ _STEPS = "Balloon steps (512 pages each) per"
 
 # -v lists the settings -f and --system leave as they were: the sysctl form alone has them.
 SYSCTL = Command(
-    "sysctl form", "nodes", "run_sysctl", "The sysctl form: NAME reads, NAME=VALUE writes.",
+    "sysctl form", "node_commands", "run_sysctl", "The sysctl form: NAME reads, NAME=VALUE writes.",
     arguments=[Argument("names", None, NAME, required=False, many=True)],
     accepts=_READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f", "--system", "-v"},
     modifies=("target", "min", "xen-max"),
@@ -247,7 +247,7 @@ COMMANDS = {
     # --wait after a change that is not a target change says there is nothing to wait for.
     **{
         key: Command(
-            key, "nodes", "run_node", node=key,
+            key, "node_commands", "run_node", node=key,
             arguments=[Argument(
                 "value", "VALUE", SIZE, "New value in KiB unless a unit is given.", required=False,
                 signed=key == "target",
@@ -310,7 +310,7 @@ COMMANDS = {
         accepts={"-d", "-q"}, modifies=("the guest's balloon driver nodes (memory/, data/balloon/)",),
     ),
     "policy": Command(
-        "policy", "service", "run_policy",
+        "policy", "policy", "run_policy",
         "Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to each domain once:\n"
         "those not configured since they were created, each on its own (xbctl-policy.service).\n"
         "A domain configured earlier is left alone, whatever was changed on it since.\n"

@@ -63,7 +63,7 @@ class Transport:
     """What operations need from a balloon: find domains, read, change atomically, wait.
 
     Transports only read, write atomically and report: every write rule is policy's
-    (xbctl/policy.py), run on a snapshot inside the transport's lock or transaction.
+    (xbctl/rules.py), run on a snapshot inside the transport's lock or transaction.
     """
 
     name: str

@@ -80,7 +80,7 @@ def open_transport(name: str | None, sim_state: str | None) -> Transport:
 
         return SimTransport(sim_state)
     if chosen == "xenstore":
-        from .xenstore import XenstoreTransport
+        from .xenstore.transport import XenstoreTransport
 
         try:
             return XenstoreTransport()

@@ -10,7 +10,7 @@ from ..errors import ExitStatus, XbctlError, usage_error
 
 def run_policy(invocation, options, output) -> None:
     """Configure the domains not configured yet; with --follow, each new domain too, until SIGTERM."""
-    from ..service import ServiceLog, apply_once, load_configuration
+    from ..policy_service import ServiceLog, apply_once, load_configuration
 
     follow, reapply = bool(invocation.local.get("--follow")), bool(invocation.local.get("--reapply"))
     if invocation.args and not reapply:
@@ -38,7 +38,7 @@ def run_policy(invocation, options, output) -> None:
     transport = options.transport()
     if options.api().simulated_by_default:
         from ..output import SIMULATED_HOST
-        from ..service import NOTICE
+        from ..policy_service import NOTICE
 
         log(NOTICE, f"note: {SIMULATED_HOST}")
     status, planned = apply_once(
@@ -65,7 +65,7 @@ def run_policy(invocation, options, output) -> None:
 
 def run_service(log, load_configuration) -> None:
     """`policy --follow` over Xenstore, until SIGTERM or SIGINT."""
-    from ..service import Follower, service_record
+    from ..policy_service import Follower, service_record
 
     configuration = load_configuration()  # a malformed file is exit 2 before anything runs
     record = service_record()
@@ -73,7 +73,7 @@ def run_service(log, load_configuration) -> None:
     record.load()  # so is a damaged one
 
     def open_transport():
-        from ..transports.xenstore import XenstoreTransport
+        from ..transports.xenstore.transport import XenstoreTransport
 
         return XenstoreTransport()
 

@@ -3,7 +3,7 @@
 xl mem-max: the hypervisor's maximum (with libxl's 1024 KiB slack), then memory/static-max.
 xl mem-set (enforce): the maximum follows target + videoram + 1024, PoD target for HVM/PVH,
 memory/target and /vm/<uuid>/memory, in one transaction retried on EAGAIN. The rules that
-refuse a write are policy's (xbctl/policy.py), checked before any hypercall: a refused write
+refuse a write are policy's (xbctl/rules.py), checked before any hypercall: a refused write
 makes none at all (tests/test_xl_parity.py compares the hypercall logs with Debian's xl).
 """
 
@@ -13,15 +13,15 @@ import os
 import time
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 
-from ..errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
-from .xenmodel import (
+from ...errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
+from .model import (
     DIAGNOSTIC, GUEST_MIN, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from, stored_kib,
 )
 
 if TYPE_CHECKING:
-    from ..nodes import Balloon
-    from . import Domain, Plan
-    from .xenstore import Txn
+    from ...nodes import Balloon
+    from .. import Domain, Plan
+    from .transport import Txn
 
 # --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
 HYPERVISOR_POLL_S = 0.25
@@ -43,7 +43,7 @@ class XlWrites:
             if os.environ.get("XBCTL_LIBXENCTRL") == "":  # switched off: not even ctypes is loaded
                 self._drop_hypervisor("XBCTL_LIBXENCTRL is empty (the hypervisor layer is switched off)")
                 return None
-            from .hypervisor import Hypervisor, Refused, Unavailable, privcmd_path
+            from ..hypervisor import Hypervisor, Refused, Unavailable, privcmd_path
 
             try:
                 self._hypervisor = Hypervisor()
@@ -71,7 +71,7 @@ class XlWrites:
             return None
         if self._known_infos is not None and domid in self._known_infos:
             return self._known_infos[domid]  # read in bulk for a many-domain write
-        from .hypervisor import HypervisorError
+        from ..hypervisor import HypervisorError
 
         try:
             return hypervisor.domain(domid)
@@ -95,7 +95,7 @@ class XlWrites:
         hypervisor = self.hypervisor()
         if hypervisor is None:
             return None
-        from .hypervisor import HypervisorError
+        from ..hypervisor import HypervisorError
 
         try:
             return hypervisor.free_kib()
@@ -170,7 +170,7 @@ class XlWrites:
         """
         if len(plans) == 1:
             return [self.update_balloon(*plans[0])]
-        from .xenstore import FIRST_BACKOFF_S, MAX_ATTEMPTS
+        from .transport import FIRST_BACKOFF_S, MAX_ATTEMPTS
 
         self.hypervisor()
         originals: dict[Domain, dict[str, int]] = {}
@@ -226,7 +226,7 @@ class XlWrites:
         self._known_infos = None
         if self._hypervisor is None:
             return
-        from .hypervisor import HypervisorError
+        from ..hypervisor import HypervisorError
 
         try:
             self._known_infos = self._hypervisor.domains(domids)
@@ -236,7 +236,7 @@ class XlWrites:
     def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
         """Every domain's snapshot (read outside any transaction, recording the raw values) and
         plan; then what the hypervisor must hold for each. Changes nothing."""
-        from .xenstore import domain_views
+        from .transport import domain_views
 
         domains = [domain for domain, _plan in plans]
         readers = domain_views(self, [domain.id for domain in domains])
@@ -296,7 +296,7 @@ class XlWrites:
         if changed:
             # What the hypervisor holds now, for the report: read in bulk, as before. Should
             # that read fail, the report shows the figures just set (the writes are done).
-            from .hypervisor import HypervisorError
+            from ..hypervisor import HypervisorError
 
             try:
                 now = self._hypervisor.domains(changed)
@@ -356,7 +356,7 @@ class XlWrites:
         is the one just read) and /vm/<uuid>/memory is queued in TXN, sent with its other
         writes: one hypercall and no round trip of its own per domain.
         """
-        from .hypervisor import HypervisorError
+        from ..hypervisor import HypervisorError
 
         hypervisor = self._hypervisor
 
@@ -402,7 +402,7 @@ class XlWrites:
         """Undo this command's change to the hypervisor's maximum; say so in FAILURE's message
         (NAMED: which domain's, when several were changed) unless not TELL. What was said,
         and whether it was put back."""
-        from .hypervisor import HypervisorError
+        from ..hypervisor import HypervisorError
 
         whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
@@ -440,8 +440,8 @@ MIN_FREE_KBYTES = "/proc/sys/vm/min_free_kbytes"
 def own_floor(balloon: Balloon) -> Balloon:
     """BALLOON as its own guest's root sees it: the safeguard floor for min is the kernel's
     free-page reserve plus the ballast, not the floor the guest published before."""
-    from ..nodes import BALLAST_PAGES
-    from ..units import PAGE_KIB, round_up_to_page
+    from ...nodes import BALLAST_PAGES
+    from ...units import PAGE_KIB, round_up_to_page
 
     try:
         with open(MIN_FREE_KBYTES) as reserve:

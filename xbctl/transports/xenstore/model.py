@@ -18,20 +18,20 @@ plus `control/feature-balloon` (a driver acts on target) and `data/balloon/diagn
 
 What a guest publishes (data/balloon/*, control/*) is advice: garbage or nonsense there
 is ignored with a warning and never blocks the host's own nodes. Only reads here: every
-write rule is xbctl/policy.py's.
+write rule is xbctl/rules.py's.
 """
 
 from __future__ import annotations
 
-from ..errors import ExitStatus, XbctlError, unknown
-from ..nodes import Balloon
-from ..policy import host_floor
-from ..units import MAX_KIB, is_node_kib
+from ...errors import ExitStatus, XbctlError, unknown
+from ...nodes import Balloon
+from ...rules import host_floor
+from ...units import MAX_KIB, is_node_kib
 
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
-    from . import Domain
-    from .xenstore import Txn
+    from .. import Domain
+    from .transport import Txn
 
 # Node paths relative to /local/domain/N.
 TARGET = "memory/target"

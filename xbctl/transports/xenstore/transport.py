@@ -1,8 +1,8 @@
 """The Xenstore transport: connection, transactions, domains, reads and watches.
 
-The nodes and how they read into a balloon are xenmodel.py; what a write does to the
-hypervisor and Xenstore, in xl's order, is xlwrite.py; every rule a write must pass is
-xbctl/policy.py's, run on a snapshot inside the write's transaction.
+The nodes and how they read into a balloon are model.py; what a write does to the
+hypervisor and Xenstore, in xl's order, is xl.py; every rule a write must pass is
+xbctl/rules.py's, run on a snapshot inside the write's transaction.
 
 The wire (framing, request ids, deadlines, watches) is wire.py: every request has one
 deadline, no reply may exceed Xenstore's 4096 bytes, a peer that breaks the protocol is
@@ -18,12 +18,12 @@ import stat
 import time
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 
-from ..errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
-from ..units import parse_number
-from . import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
-from .choice import XENBUS_DEVICES, is_there, xenstore_socket_path
+from ...errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
+from ...units import parse_number
+from .. import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
+from ..choice import XENBUS_DEVICES, is_there, xenstore_socket_path
 from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
-from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
+from .model import (  # noqa: F401  (the node paths, for the agent and tests)
     BALLOON_READS,
     DIAGNOSTIC,
     DYNAMIC_MIN,
@@ -42,12 +42,12 @@ from .xenmodel import (  # noqa: F401  (the node paths, for the agent and tests)
     decode_value,
     unnamed,
 )
-from .xlwrite import HYPERVISOR_POLL_S, XlWrites  # noqa: F401
+from .xl import HYPERVISOR_POLL_S, XlWrites  # noqa: F401
 
 if TYPE_CHECKING:
     from typing import Callable, TypeVar
 
-    from ..nodes import Balloon
+    from ...nodes import Balloon
 
     T = TypeVar("T")
 
@@ -535,7 +535,7 @@ class XenstoreTransport(XlWrites, Transport):
         if spec is None:
             return self.own_domain()
         if spec == "":
-            from ..errors import usage_error
+            from ...errors import usage_error
 
             raise usage_error("empty domain name")
         domid = parse_domain_id(spec)
@@ -589,7 +589,7 @@ class XenstoreTransport(XlWrites, Transport):
         info = self._domain_info(domain.id) if unfilled else None
         balloon = balloon_from(txn, domain, info, tolerate_malformed=True)
         if not self.endpoint.is_socket:
-            from .xlwrite import own_floor
+            from .xl import own_floor
 
             balloon = own_floor(balloon)
         return balloon
