@@ -33,6 +33,22 @@ def test_list_matches_the_cli_document(api, xbctl):
     assert result.host_free_kib is not None and result.host_free_kib > 0
 
 
+def test_a_write_has_one_result_type_from_the_engine_to_the_api_and_the_json(api, xbctl):
+    """The API hands back the engine's own write result (the one the command line renders);
+    its document is rendered from it by the CLI's code, never stored beside it or parsed back."""
+    import xbctl.api as api_module
+    import xbctl.operations as operations
+
+    assert api_module.WriteResult is operations.WriteResult and api_module.WritesResult is operations.WritesResult
+    assert api_module.WaitResult is operations.WaitOutcome
+    plan = api.plan("web", {"target": "512M"})
+    assert type(plan) is operations.WriteResult and not hasattr(plan, "document")
+    cli = xbctl("--json", "--dry-run", "-d", "web", "target=512M").json()
+    assert plan.to_dict() == cli
+    plan.changes.clear()  # the document follows the result: nothing rendered ahead of time
+    assert plan.to_dict()["changes"] == [] and cli["changes"]
+
+
 def test_plan_writes_nothing_then_apply_writes(api, xbctl):
     before = xbctl.snapshot()
     plan = api.plan("web", {"target": "512M", "min": 262144})

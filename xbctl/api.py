@@ -5,15 +5,16 @@
         print(xb.read("web").nodes["target"].value_kib)
         result = xb.apply("web", {"target": "512M"}, dry_run=True)
 
-`read`, `list`, `plan`, `apply` and `wait` return dataclasses (xbctl.api_results) that
-mirror the --json documents (xbctl/schema.json); their `to_dict()` is that document,
-built by the same code as the CLI's --json output. Errors are XbctlError, with the exit
-status the CLI would use.
+`read` and `list` return dataclasses (xbctl.api_results); `plan`, `apply` and `apply_file`
+return the engine's own write results (xbctl.operations.WriteResult, WritesResult: the
+same objects the command line renders), `wait` its WaitOutcome. Every result's
+`to_dict()` is the document --json prints (xbctl/schema.json), rendered from the result by
+the CLI's own code. Errors are XbctlError, with the exit status the CLI would use.
 
 The command line calls the engine methods below them (`find_domain`, `read_balloon`,
-`list_rows`, `write`, `wait_for_target`...), which return xbctl's own results for its
-renderers; the typed methods are those same calls, converted. So the CLI is a thin layer
-over this class, and a read on the command line never pays for dataclasses at start-up.
+`list_rows`, `write`, `wait_for_target`...); the typed methods are those same calls. So
+the CLI is a thin layer over this class, and a read on the command line never pays for
+dataclasses at start-up.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable, Mapping
 
-    from .api_results import (
-        ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult, WritesResult,
-    )
+    from .api_results import DomainRef, ListEntry, ListResult, NodeValue, ReadResult
     from .conf import UnsafeFile
     from .nodes import Balloon
-    from .operations import DomainRequests, DomainRow, WaitOutcome
+    from .operations import DomainRequests, DomainRow, WaitOutcome, WritesResult
     from .operations import WriteResult as Written
     from .rules import WriteRequest
     from .transports import Domain, Transport
@@ -39,18 +38,25 @@ __all__ = [
     "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult", "WritesResult",
 ]
 
-_RESULT_TYPES = (
-    "DomainRef", "NodeValue", "ReadResult", "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult",
-    "WritesResult",
-)
+_RESULT_TYPES = ("DomainRef", "NodeValue", "ReadResult", "ListEntry", "ListResult")
+# A write's result is the engine's own (xbctl.operations), with the change (xbctl.rules) and the wait in it.
+_WRITE_TYPES = {"WriteResult": "WriteResult", "WritesResult": "WritesResult", "WaitResult": "WaitOutcome"}
 
 
 def __getattr__(name: str):
-    # The result dataclasses load on first use (`from xbctl.api import ReadResult` works).
+    # The result types load on first use (`from xbctl.api import ReadResult` works).
     if name in _RESULT_TYPES:
         from . import api_results
 
         return getattr(api_results, name)
+    if name in _WRITE_TYPES:
+        from . import operations
+
+        return getattr(operations, _WRITE_TYPES[name])
+    if name == "ChangeEntry":
+        from .rules import Change
+
+        return Change
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -221,7 +227,7 @@ class Xbctl:
         in order, per domain what its settings amount to (net, each credited to the line that
         set it last; old == new for a node that already held its value), and the notes."""
         from .conf import read_configuration
-        from .operations import WriteResult, net_changes
+        from .operations import net_changes
 
         if files is None:
             files, _unsafe = self.configuration()
@@ -229,10 +235,7 @@ class Xbctl:
         results, notes = self.write_settings(
             assignments, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True
         )
-        settled = [
-            WriteResult(r.domain, net_changes(r.changes, keep_unchanged=True), r.after, r.dry_run, r.skipped, r.warnings)
-            for r in results
-        ]
+        settled = [r.replace(changes=net_changes(r.changes, keep_unchanged=True)) for r in results]
         return files, settled, notes
 
     def simulator(self):
@@ -300,7 +303,7 @@ class Xbctl:
 
         return list_result(self.transport, self.list_rows(), self.host_free_kib())
 
-    def plan(self, domain: str | int | None, values: Mapping[str, str | int]) -> "WriteResult":
+    def plan(self, domain: str | int | None, values: Mapping[str, str | int]) -> "Written":
         """What writing VALUES ({node: size text or KiB}) would change; raises if refused."""
         return self.apply(domain, values, dry_run=True)
 
@@ -313,32 +316,32 @@ class Xbctl:
         wait: bool = False,
         timeout_s: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> "WriteResult":
+    ) -> "Written":
         """Write VALUES ({"target": "512M", "min": 262144, ...}; bare numbers are KiB) to DOMAIN.
 
         All are checked before anything is written; a refusal raises XbctlError (exit 1)
         and writes nothing. With WAIT, waits (up to TIMEOUT_S) for current to reach a
         changed target; the result's `wait` says how that ended (never raises for it).
         """
-        from .api_results import write_result
-
         result = self.write(domain, self.requests_for(values), dry_run=dry_run)
-        outcome = None
-        target = next((c for c in result.changes if c.node.key == "target"), None)
+        target = next((c for c in result.changes if c.node == "target"), None)
         if wait and target is not None and not dry_run:
-            outcome = self.wait_for_target(result.domain, target.new_kib, timeout_s, _progress(on_progress))
-        return write_result(self.transport, result, outcome)
+            result.wait = self.wait_for_target(result.domain, target.new_kib, timeout_s, _progress(on_progress))
+        result.hypervisor  # asked now, while the connection is open: to_dict() may come after close()
+        return result
 
     def apply_file(self, *paths: str, dry_run: bool = False) -> "WritesResult":
         """Apply settings files PATHS (with `[DOMAIN]` sections; lines outside one are our own
         domain's) as `xbctl -f` does: every line checked, then every domain in one change.
         A node already holding its value is not written."""
-        from .api_results import writes_result
         from .assignments import read_settings_file
+        from .operations import WritesResult
 
         assignments = [assignment for path in paths for assignment in read_settings_file(path)]
         results, _notes = self.write_settings(assignments, dry_run=dry_run)
-        return writes_result(self.transport, results)
+        for result in results:
+            result.hypervisor  # asked now, while the connection is open
+        return WritesResult(results, self.transport)
 
     def wait(
         self,
@@ -347,14 +350,12 @@ class Xbctl:
         *,
         timeout_s: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> "WaitResult":
+    ) -> "WaitOutcome":
         """Wait until DOMAIN's current reaches TARGET_KIB (None: its target now), or cannot."""
-        from .api_results import wait_result
-
         found = self.find_domain(domain)
         if target_kib is None:
             target_kib = self.transport.read_balloon(found).target_kib
-        return wait_result(self.wait_for_target(found, target_kib, timeout_s, _progress(on_progress)))
+        return self.wait_for_target(found, target_kib, timeout_s, _progress(on_progress))
 
 
 def _progress(on_progress: Callable[[int, int], None] | None):

@@ -1,4 +1,6 @@
-"""The typed results of the Python API (xbctl.api): dataclasses that mirror the --json documents.
+"""The typed results of reads in the Python API (xbctl.api): dataclasses that mirror the --json documents.
+
+A write's result is the engine's own (xbctl.operations.WriteResult), rendered by the same code.
 
 Loaded only when a result is built, so the command line (which renders xbctl's own
 results) never pays for dataclasses at start-up.
@@ -68,64 +70,6 @@ class ListResult(_Document):
     document: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class ChangeEntry:
-    """One node's value before and after a write."""
-
-    node: str
-    name: str
-    old_kib: int
-    new_kib: int
-
-
-@dataclass(frozen=True)
-class WaitResult:
-    """How a wait for the target ended."""
-
-    reached: bool
-    current_kib: int
-    target_kib: int
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class WriteResult(_Document):
-    """What a write did, or in a dry run would do (the `write` document)."""
-
-    transport: str
-    domain: DomainRef
-    dry_run: bool
-    changes: list[ChangeEntry]
-    ignored: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    wait: WaitResult | None = None
-    document: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def changed(self) -> bool:
-        """True when the write changes (or in a dry run would change) a node's value.
-
-        `changes` also lists nodes written with the value they already held, as sysctl
-        prints `x -> x`; those change nothing.
-        """
-        return any(c.old_kib != c.new_kib for c in self.changes)
-
-
-@dataclass(frozen=True)
-class WritesResult(_Document):
-    """A change to several domains at once (the `writes` document): one WriteResult each."""
-
-    transport: str
-    dry_run: bool
-    writes: list[WriteResult]
-    document: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def changed(self) -> bool:
-        """True when any node of any domain changes (or in a dry run would change)."""
-        return any(write.changed for write in self.writes)
-
-
 def _node_values(balloon) -> dict[str, NodeValue]:
     from .nodes import NODES
 
@@ -166,36 +110,3 @@ def list_result(transport, rows, host_free_kib: int | None) -> ListResult:
             )
         )
     return ListResult(transport.name, entries, host_free_kib, list_document(transport, rows, host_free_kib))
-
-
-def write_result(transport, result, outcome) -> WriteResult:
-    """The WriteResult of an operations.WriteResult and how its wait ended (OUTCOME, or None)."""
-    from .json_output import write_document
-
-    return WriteResult(
-        transport.name,
-        DomainRef(result.domain.id, result.domain.name),
-        result.dry_run,
-        [ChangeEntry(c.node.key, c.node.sysctl_name, c.old_kib, c.new_kib) for c in result.changes],
-        [{"name": name, "reason": error.message} for name, error in result.skipped],
-        list(result.warnings),
-        None if outcome is None else wait_result(outcome),
-        write_document(transport, result, outcome),
-    )
-
-
-def wait_result(outcome) -> WaitResult:
-    """The WaitResult of an operations.WaitOutcome."""
-    return WaitResult(outcome.reached, outcome.balloon.current_kib, outcome.balloon.target_kib, outcome.reason)
-
-
-def writes_result(transport, results) -> WritesResult:
-    """The WritesResult of operations.WriteResults for several domains."""
-    from .json_output import writes_document
-
-    return WritesResult(
-        transport.name,
-        any(result.dry_run for result in results),
-        [write_result(transport, result, None) for result in results],
-        writes_document(transport, results),
-    )

@@ -13,7 +13,7 @@ from .nodes import NODES, Balloon, Node
 
 if TYPE_CHECKING:
     from .errors import XbctlError
-    from .operations import DomainRow, WaitOutcome, WriteResult
+    from .operations import DomainRow, WriteResult, WritesResult
     from .transports import Domain, Transport
 
 SCHEMA_VERSION = 1
@@ -32,6 +32,14 @@ def _envelope(kind: str, transport: "Transport | None") -> dict:
         status = transport.hypervisor_status()
         if status is not None:  # Domain-0 over Xenstore: whether the hypervisor answered, and why not
             document["hypervisor"] = status
+    return document
+
+
+def _result_envelope(kind: str, result: "WriteResult | WritesResult") -> dict:
+    document: dict = {"schema_version": SCHEMA_VERSION, "kind": kind, "transport": result.transport}
+    status = result.hypervisor
+    if status is not None:
+        document["hypervisor"] = status
     return document
 
 
@@ -97,29 +105,26 @@ def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib
     return {**_envelope("list", transport), "host_free_kib": host_free_kib, "domains": domains}
 
 
-def write_document(transport: "Transport", result: "WriteResult", outcome: "WaitOutcome | None") -> dict:
+def write_document(result: "WriteResult") -> dict:
     """A write: its changes, what it skipped, its warnings, and how --wait ended."""
+    wait = result.wait
     return {
-        **_envelope("write", transport),
+        **_result_envelope("write", result),
         "domain": _domain(result.domain),
         "dry_run": result.dry_run,
         "changes": [
             {
-                "node": c.node.key, "name": c.node.sysctl_name, "old_kib": c.old_kib, "new_kib": c.new_kib,
+                "node": c.node, "name": c.name, "old_kib": c.old_kib, "new_kib": c.new_kib,
                 **({"origin": c.origin} if c.origin else {}),
             }
             for c in result.changes
         ],
-        "ignored": [{"name": name, "reason": error.message} for name, error in result.skipped],
+        "ignored": result.ignored,
         "warnings": list(result.warnings),
         "wait": None
-        if outcome is None
-        else {
-            "reached": outcome.reached,
-            "current_kib": outcome.balloon.current_kib,
-            "target_kib": outcome.balloon.target_kib,
-            "reason": outcome.reason,
-        },
+        if wait is None
+        else {"reached": wait.reached, "current_kib": wait.current_kib, "target_kib": wait.target_kib,
+              "reason": wait.reason},
     }
 
 
@@ -132,18 +137,17 @@ def reads_document(transport: "Transport", readings: "list[tuple[Domain, Balloon
     return {**_envelope("reads", transport), "domains": domains}
 
 
-def writes_document(transport: "Transport", results: "list[WriteResult]") -> dict:
+def writes_document(result: "WritesResult") -> dict:
     """A write to several domains as one change (a settings file with sections): one write
     entry per domain, and whether anything changed at all."""
     domains = []
-    for result in results:
-        entry = write_document(None, result, None)
+    for write in result.writes:
+        entry = write_document(write)
         domains.append({key: entry[key] for key in ("domain", "changes", "ignored", "warnings")})
-    changed = any(c.old_kib != c.new_kib for result in results for c in result.changes)
     return {
-        **_envelope("writes", transport),
-        "dry_run": any(result.dry_run for result in results),
-        "changed": changed,
+        **_result_envelope("writes", result),
+        "dry_run": result.dry_run,
+        "changed": result.changed,
         "domains": domains,
     }
 

@@ -33,6 +33,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Change", "DomainRequests", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult",
+    "WritesResult",
     "list_balloons", "read_balloon", "request_for", "requests_by_domain", "requests_from_assignments",
     "require_sim", "resolve_groups", "wait_for_target", "write_domains", "write_nodes",
 ]
@@ -42,10 +43,21 @@ __all__ = [
 DEFAULT_STALL_S = 10.0
 
 
-class WriteResult:
-    """What a write did (or, in a dry run, would do)."""
+_UNASKED = object()  # a result's hypervisor status, not asked of its transport yet
 
-    __slots__ = ("domain", "changes", "after", "dry_run", "skipped", "warnings")
+
+class WriteResult:
+    """What a write did (or, in a dry run, would do): the one result of a write, from the engine
+    to the API (xbctl.api returns it as is) and the --json document (`to_dict()`, rendered from it).
+
+    `changes` lists every node asked for (old == new for one that already held its value, as
+    sysctl prints `x -> x`); `skipped` the names ignored and why; `wait` how a wait ended (None:
+    no wait); `transport` names the transport, `hypervisor` is what the document's envelope says
+    of the hypervisor (asked of SOURCE, the transport, on first use: a text write never asks).
+    """
+
+    __slots__ = ("domain", "changes", "after", "dry_run", "skipped", "warnings", "wait", "transport", "_source",
+                 "_hypervisor")
 
     def __init__(
         self,
@@ -55,19 +67,102 @@ class WriteResult:
         dry_run: bool,
         skipped: "list[tuple[str, XbctlError]] | None" = None,
         warnings: "list[str] | None" = None,
+        wait: "WaitOutcome | None" = None,
+        source: "Transport | None" = None,
     ) -> None:
         self.domain, self.changes, self.after, self.dry_run = domain, changes, after, dry_run
         self.skipped = skipped if skipped is not None else []
         self.warnings = warnings if warnings is not None else []
+        self.wait, self._source, self._hypervisor = wait, source, _UNASKED
+        self.transport = source.name if source is not None else ""
+
+    @property
+    def hypervisor(self) -> "dict | None":
+        """Whether the hypervisor answered the transport, and why not (None: not ours to ask)."""
+        if self._hypervisor is _UNASKED:
+            self._hypervisor = self._source.hypervisor_status() if self._source is not None else None
+        return self._hypervisor
+
+    @property
+    def changed(self) -> bool:
+        """True when the write changes (or in a dry run would change) a node's value."""
+        return any(c.old_kib != c.new_kib for c in self.changes)
+
+    @property
+    def ignored(self) -> "list[dict]":
+        """The names `name?=value` ignored, and why: [{"name": ..., "reason": ...}]."""
+        return [{"name": name, "reason": error.message} for name, error in self.skipped]
+
+    def replace(self, **fields) -> "WriteResult":
+        """A copy with FIELDS (e.g. changes=..., wait=...) replaced."""
+        names = ("domain", "changes", "after", "dry_run", "skipped", "warnings", "wait")
+        values = {name: getattr(self, name) for name in names}
+        values.update(fields)
+        copy = WriteResult(**values)
+        copy._source, copy.transport, copy._hypervisor = self._source, self.transport, self._hypervisor
+        return copy
+
+    def to_dict(self) -> dict:
+        """The --json `write` document of this result."""
+        from .json_output import write_document
+
+        return write_document(self)
+
+    def __repr__(self) -> str:
+        return f"WriteResult({self.domain.name}, {self.changes!r}, dry_run={self.dry_run}, wait={self.wait!r})"
+
+
+class WritesResult:
+    """A change to several domains at once (a settings file with sections): one WriteResult each."""
+
+    __slots__ = ("writes", "transport", "_source")
+
+    def __init__(self, writes: "list[WriteResult]", source: "Transport | None" = None) -> None:
+        self.writes, self._source = writes, source
+        self.transport = source.name if source is not None else ""
+
+    @property
+    def hypervisor(self) -> "dict | None":
+        """Whether the hypervisor answered the transport, and why not (None: not ours to ask)."""
+        return self._source.hypervisor_status() if self._source is not None else None
+
+    @property
+    def dry_run(self) -> bool:
+        """True when this was a dry run."""
+        return any(write.dry_run for write in self.writes)
+
+    @property
+    def changed(self) -> bool:
+        """True when any node of any domain changes (or in a dry run would change)."""
+        return any(write.changed for write in self.writes)
+
+    def to_dict(self) -> dict:
+        """The --json `writes` document of this result."""
+        from .json_output import writes_document
+
+        return writes_document(self)
 
 
 class WaitOutcome:
-    """How a --wait ended."""
+    """How a wait for the target ended: reached or not (and why), with the balloon it last saw."""
 
     __slots__ = ("reached", "balloon", "reason")
 
     def __init__(self, reached: bool, balloon: "Balloon", reason: str | None = None) -> None:
         self.reached, self.balloon, self.reason = reached, balloon, reason
+
+    @property
+    def current_kib(self) -> int:
+        """The current the wait last saw."""
+        return self.balloon.current_kib
+
+    @property
+    def target_kib(self) -> int:
+        """The target it waited for."""
+        return self.balloon.target_kib
+
+    def __repr__(self) -> str:
+        return f"WaitOutcome(reached={self.reached}, current_kib={self.current_kib}, target_kib={self.target_kib})"
 
 
 def requests_from_assignments(
@@ -373,7 +468,7 @@ def write_domains(
         for group, pair in zip(written, pairs):
             outcomes[group.domain] = pair
     return [
-        _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged)
+        _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged, transport)
         for group in groups
     ]
 
@@ -382,31 +477,35 @@ def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "li
     """What CHANGES (in request order) amount to: per node, from its first old value to its last
     new one, credited to the last line that set it; nodes left as they were are dropped unless
     KEEP_UNCHANGED (then old == new)."""
-    from .rules import Change
 
     first: dict[str, Change] = {}
     last: dict[str, Change] = {}
     for change in changes:
-        first.setdefault(change.node.key, change)
-        last[change.node.key] = change
-    net = [Change(c.node, first[key].old_kib, c.new_kib, c.origin) for key, c in last.items()]
+        first.setdefault(change.node, change)
+        last[change.node] = change
+    net = [c.since(first[key].old_kib) for key, c in last.items()]
     return [c for c in net if keep_unchanged or c.old_kib != c.new_kib]
 
 
 def changed_only(result: WriteResult) -> WriteResult:
     """RESULT without the nodes that already held their values."""
-    changes = [c for c in result.changes if c.old_kib != c.new_kib]
-    return WriteResult(result.domain, changes, result.after, result.dry_run, result.skipped, result.warnings)
+    return result.replace(changes=[c for c in result.changes if c.old_kib != c.new_kib])
 
 
 def _write_result(
-    group: DomainRequests, before: "Balloon", after: "Balloon", plan, dry_run: bool, rewrite_unchanged: bool
+    group: DomainRequests,
+    before: "Balloon",
+    after: "Balloon",
+    plan,
+    dry_run: bool,
+    rewrite_unchanged: bool,
+    transport: Transport,
 ) -> WriteResult:
     domain = group.domain
-    result = WriteResult(domain, plan.changes, after, dry_run, skipped=[*group.ignored, *plan.skipped])
+    result = WriteResult(domain, plan.changes, after, dry_run, [*group.ignored, *plan.skipped], source=transport)
     result.warnings.extend(before.warnings)
     target_written = any(
-        c.node.key == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes
+        c.node == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes
     )
     # Only a domain that says it has no driver (feature-balloon = 0) is worth a warning:
     # Linux and NetBSD never advertise theirs, and a warning about the normal case teaches

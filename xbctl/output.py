@@ -145,7 +145,7 @@ class Output:
             for change in result.changes:
                 if settings and change.old_kib == change.new_kib and not self.verbose:
                     continue
-                prefix = "" if self.values_only else f"{domain}{change.node.sysctl_name}: "
+                prefix = "" if self.values_only else f"{domain}{change.name}: "
                 path = (change.origin or "").rpartition(":")[0] if files is not None else ""
                 unchanged = " (unchanged)" if change.old_kib == change.new_kib and not self.values_only else ""
                 by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}{unchanged}")
@@ -171,20 +171,20 @@ class Output:
         changed = any(c.old_kib != c.new_kib for r in results for c in r.changes)
         self.note(count if changed else f"nothing changed: {count}")
 
-    def written(self, transport, result, outcome) -> bool:
+    def written(self, result) -> bool:
         """The JSON document of a write (text was shown by changes()); True when one was printed."""
         if self.as_json:
-            from .json_output import dump, write_document
+            from .json_output import dump
 
-            sys.stdout.write(dump(write_document(transport, result, outcome)))
+            sys.stdout.write(dump(result.to_dict()))
         return self.as_json
 
-    def written_many(self, transport, results) -> None:
+    def written_many(self, results) -> None:
         """The JSON document of a write to several domains (text was shown by changes())."""
         if self.as_json:
-            from .json_output import dump, writes_document
+            from .json_output import dump
 
-            sys.stdout.write(dump(writes_document(transport, results)))
+            sys.stdout.write(dump(results.to_dict()))
 
     def domains(self, transport, rows, host_free_kib, *, long: bool = False) -> None:
         """Every domain's balloon: a table for people on a terminal, fixed columns for scripts

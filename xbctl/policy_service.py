@@ -210,9 +210,9 @@ class Applier:
             if change.old_kib == change.new_kib:
                 continue
             if self.dry_run:
-                self.planned.append(PlannedChange(label, change.node.sysctl_name, change.old_kib, change.new_kib, origin))
+                self.planned.append(PlannedChange(label, change.name, change.old_kib, change.new_kib, origin))
             else:
-                self.log(NOTICE, f"{label}: {change.node.sysctl_name}: {change.old_kib} -> {change.new_kib} ({origin})")
+                self.log(NOTICE, f"{label}: {change.name}: {change.old_kib} -> {change.new_kib} ({origin})")
         for name, error in result.skipped:
             self.log(INFO, f"{label}: ignored: {error.message}")
         for warning in dict.fromkeys(result.warnings):

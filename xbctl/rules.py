@@ -51,13 +51,21 @@ class WriteRequest:
 
 
 class Change:
-    """One node's value before and after a write."""
+    """One node's value before and after a write: the node's key (`node`, as the --json document
+    names it) and sysctl name (`name`), the old and new values in KiB, and the settings line
+    that asked for it (`origin`, FILE:LINE) if any."""
 
-    __slots__ = ("node", "old_kib", "new_kib", "origin")
+    __slots__ = ("node", "name", "old_kib", "new_kib", "origin")
 
     def __init__(self, node: "Node", old_kib: int, new_kib: int, origin: str | None = None) -> None:
-        self.node, self.old_kib, self.new_kib = node, old_kib, new_kib
-        self.origin = origin  # FILE:LINE of the settings line that asked for it, if any
+        self.node, self.name = node.key, node.sysctl_name
+        self.old_kib, self.new_kib, self.origin = old_kib, new_kib, origin
+
+    def since(self, old_kib: int) -> "Change":
+        """This change, from OLD_KIB (what several changes to one node amount to)."""
+        net = Change.__new__(Change)
+        net.node, net.name, net.old_kib, net.new_kib, net.origin = self.node, self.name, old_kib, self.new_kib, self.origin
+        return net
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Change) and (self.node, self.old_kib, self.new_kib) == (
@@ -67,7 +75,7 @@ class Change:
         )
 
     def __repr__(self) -> str:
-        return f"Change({self.node.key}, {self.old_kib} -> {self.new_kib})"
+        return f"Change({self.node}, {self.old_kib} -> {self.new_kib})"
 
 
 class WritePlan:

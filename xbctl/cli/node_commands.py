@@ -96,7 +96,9 @@ def apply_assignments(options, output, assignments) -> None:
     if not options.dry_run and any(result.changes for result in results):
         note_written()
     output.changes(results, name_domains=True, settings=from_file)
-    output.written_many(transport, results)
+    from ..api import WritesResult
+
+    output.written_many(WritesResult(results, transport))
 
 
 def apply_system(options, output) -> None:
@@ -130,7 +132,9 @@ def apply_system(options, output) -> None:
 
         note_written()
     output.changes(settled, files=files, settings=True)
-    output.written_many(xb.transport, changed)  # --system's document lists what changed
+    from ..api import WritesResult
+
+    output.written_many(WritesResult(changed, xb.transport))  # --system's document lists what changed
     if unsafe:
         from ..conf import unsafe_configuration_error
 
@@ -206,17 +210,17 @@ def show_write(options, output, transport, result, name_domains: bool, settings:
     if not options.dry_run and result.changes:
         note_written()
     output.changes([result], name_domains=name_domains, settings=settings)  # the write has happened: say so before any wait
-    target_change = next((c for c in result.changes if c.node.key == "target"), None)
+    target_change = next((c for c in result.changes if c.node == "target"), None)
     if options.wait and target_change is None:
         output.note("--wait waits after a target change; nothing to wait for")
     outcome = None
     if options.wait and target_change is not None and not options.dry_run:
         outcome = _wait(options, output, transport, result, target_change.new_kib)
-    document_shown = output.written(transport, result, outcome)
+    document_shown = output.written(result.replace(wait=outcome))
     if outcome is not None and not outcome.reached:
         error = XbctlError(
             f"{result.domain.name}: target {target_change.new_kib} KiB not reached "
-            f"(current {outcome.balloon.current_kib} KiB): {outcome.reason}",
+            f"(current {outcome.current_kib} KiB): {outcome.reason}",
             status=ExitStatus.NOT_REACHED,
         )
         error.document_shown = document_shown  # the write document says how the wait ended
@@ -234,7 +238,7 @@ def _wait(options, output, transport, result, target_kib: int):
         from .main import Interrupted
 
         def document() -> None:  # the write happened: with --json, a script still gets its document
-            output.written(transport, result, xb.unfinished_wait(result, "interrupted"))
+            output.written(result.replace(wait=xb.unfinished_wait(result, "interrupted")))
 
         raise Interrupted(
             f"interrupted: {domain.name}'s target stays {target_kib} KiB; the balloon goes on moving toward it",

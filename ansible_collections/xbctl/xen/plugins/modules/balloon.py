@@ -102,7 +102,6 @@ exit_status:
 """
 
 import traceback
-from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -153,7 +152,7 @@ def main():
             elif params["wait"] and "target" in values and not module.check_mode:
                 # Unchanged, but maybe still on its way there: wait as asked, change nothing.
                 wait = xb.wait(params["domain"], timeout_s=params["timeout"])
-                write = replace(write, wait=wait)
+                write = write.replace(wait=wait)
             result["changed"] = write.changed
             document = write.to_dict()
             # A node already at its value is no change here (sysctl would print x -> x).
