@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from .api_results import DomainRef, ListEntry, ListResult, NodeValue, ReadResult
     from .conf import UnsafeFile
     from .nodes import Balloon
-    from .operations import DomainRequests, DomainRow, WaitOutcome, WritesResult
+    from .operations import DomainRequests, DomainRow, WaitOutcome, WriteResult, WritesResult
+    from .operations import WaitOutcome as WaitResult
     from .operations import WriteResult as Written
+    from .rules import Change as ChangeEntry
     from .rules import WriteRequest
     from .transports import Domain, Transport
 

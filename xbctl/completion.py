@@ -323,9 +323,9 @@ def _command_words(ctx: Any, root: Any, incomplete: str) -> Answer:
         # Global options may follow the command (xbctl mem-set web 512 --wait): those the
         # command table says it takes, as its --help lists them.
         from .cli.table import GLOBAL_OPTIONS
-        from .cli.typer_app import table_command
+        from .cli.table import command_of_context
 
-        command = table_command(ctx)
+        command = command_of_context(ctx)
         accepts = command.accepts if command is not None else frozenset()
         items += [
             Candidate(c.value, c.help or "")
@@ -339,9 +339,9 @@ def _command_words(ctx: Any, root: Any, incomplete: str) -> Answer:
 
 def _values(ctx: Any, param: Any, incomplete: str) -> Answer:
     """Values for PARAM of CTX's command, by the kind of value the command spec gives it."""
-    from .cli.typer_app import param_spec
+    from .cli.table import spec_of_parameter
 
-    spec = param_spec(ctx, param.name or "")
+    spec = spec_of_parameter(ctx, param.name or "")
     kind = None if spec is None else spec.kind
     if kind == table.FILE:
         return Answer([], files=True)

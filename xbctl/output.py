@@ -243,33 +243,6 @@ MIB_COLUMN = 8
 KIB_COLUMN = 12
 
 
-UNLIMITED = "unlimited"  # the hypervisor sets no maximum (max_pages 2^32-1)
-
-
-def hypervisor_max_text(balloon, shown, mark: str = "!") -> str:
-    """The hypervisor's maximum in a list column: SHOWN(KiB), `unlimited`, or `-` when not
-    read; MARK after it when it disagrees with xen-max and target."""
-    if balloon.hypervisor_max_kib is None:
-        return "-"
-    if balloon.hypervisor_max_unlimited:
-        return UNLIMITED
-    return shown(balloon.hypervisor_max_kib) + (mark if balloon.max_mismatch else "")
-
-
-def balloon_state(balloon) -> str:
-    """What the balloon is doing, in the list's last column: steady, moving, no driver,
-    unknown (no driver advertised: Linux never does) or the driver's complaint."""
-    if balloon.has_driver is False:
-        return "no driver"
-    if balloon.diagnostic:
-        return f"driver: {balloon.diagnostic}"
-    if balloon.has_driver is None:
-        return "unknown"
-    if balloon.current_kib != balloon.target_kib:
-        return "moving"
-    return "steady"
-
-
 def plain_field(text: str) -> str:
     """TEXT as one blank-free field: control characters and blanks escaped (\\x20), so a
     name from a guest can neither split a line nor shift the columns after it."""
@@ -283,6 +256,7 @@ def domain_lines(rows, *, long: bool = False, header: bool = True) -> list[str]:
 
     Every column but the last is one blank-free field; the last (balloon) is free text.
     """
+    from .cells import UNLIMITED, balloon_state, hypervisor_max_text
     from .nodes import NODES
     from .units import whole_mib
 

@@ -62,7 +62,7 @@ def domain_table(
     are never cut; the balloon column wraps instead. Drawn line by line into one Text
     (rich's Table measures and renders every cell on its own: seconds for 1,000 domains).
     """
-    from .output import balloon_state, hypervisor_max_text
+    from .cells import balloon_state, hypervisor_max_text
 
     with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
     caption = "memory in MiB; exact KiB with --json"

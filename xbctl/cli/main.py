@@ -199,6 +199,7 @@ def _dispatch(argv: list[str], state: dict) -> int:
     except HandToTyper:
         from .typer_app import run_typer
 
+        state["execute"] = execute
         return run_typer(argv, state)
     execute(invocation, state)
     return ExitStatus.OK

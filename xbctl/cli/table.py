@@ -402,3 +402,21 @@ def check_options(command: Command, given: list[str]) -> None:
             f"{option} does not go with {where}",
             hint="see 'xbctl --help'" if command is SYSCTL else f"see 'xbctl {command.name} --help'",
         )
+
+
+def command_of_context(ctx) -> "Command | None":
+    """The entry for the command a click context CTX runs (None for the program or a group such as sim)."""
+    words = []
+    while ctx.parent is not None:
+        words.append(ctx.info_name)
+        ctx = ctx.parent
+    return command_named(" ".join(reversed(words)))
+
+
+def spec_of_parameter(ctx, name: str) -> "Option | Argument | None":
+    """The spec's Option or Argument behind CTX's parameter NAME (None for Typer's own, such as --help)."""
+    if ctx.parent is None:
+        return next((option for option in GLOBALS if option.attribute == name), None)
+    command = command_of_context(ctx)
+    entries = (*command.arguments, *command.options) if command is not None else ()
+    return next((entry for entry in entries if entry.attribute == name), None)

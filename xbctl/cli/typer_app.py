@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import ExitStatus, XbctlError, usage_error
 from . import table
 from .parse import Invocation, could_be_sysctl, hoist
-from .table import GLOBALS, HELP_SPELLINGS, SYSCTL
+from .table import GLOBALS, HELP_SPELLINGS, SYSCTL, command_of_context
 
 SYSCTL_COMMAND = "sysctl"
 # Every global option Typer knows -> whether it takes a value.
@@ -67,28 +67,10 @@ class PlainCommand(TyperCommand):
         return pieces
 
 
-def table_command(ctx: Any):
-    """The command spec's entry for the command CTX runs (None for the program or a group such as sim)."""
-    words = []
-    while ctx.parent is not None:
-        words.append(ctx.info_name)
-        ctx = ctx.parent
-    return table.command_named(" ".join(reversed(words)))
-
-
-def param_spec(ctx: Any, name: str):
-    """The spec's Option or Argument behind CTX's parameter NAME (None for Typer's own, such as --help)."""
-    if ctx.parent is None:
-        return next((option for option in GLOBALS if option.attribute == name), None)
-    command = table_command(ctx)
-    entries = (*command.arguments, *command.options) if command is not None else ()
-    return next((entry for entry in entries if entry.attribute == name), None)
-
-
 def global_option_records(ctx: Any) -> list[tuple[str, str]]:
     """Help lines of the global options CTX's command takes, from the table and the root's
     declarations (each option's help is written once, on the root)."""
-    command = table_command(ctx)
+    command = command_of_context(ctx)
     if command is None:
         return []
     root = ctx.find_root()
@@ -146,13 +128,19 @@ class XbctlGroup(PlainGroup):
 
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:  # type: ignore[override]
         """Typer's runner (the tests) enters here: the same run() as the xbctl command."""
-        from .main import run
+        if ENTRY is None:
+            raise RuntimeError("xbctl.cli.typer_app: load the app as xbctl.cli.app")
+        sys.exit(ENTRY(list(sys.argv[1:] if args is None else args)))
 
-        sys.exit(run(list(sys.argv[1:] if args is None else args)))
+
+# cli.main's run(), for Typer's runner: handed in by xbctl.cli when it loads the app, so the app
+# never imports cli.main (which imports the app): commands run through STATE["execute"].
+ENTRY = None
 
 
 def run_typer(argv: list[str], state: dict) -> int:
-    """Let Typer parse ARGV (help, version, completion, usage errors); the exit status."""
+    """Let Typer parse ARGV (help, version, completion, usage errors) and run the command through
+    STATE["execute"] (cli.main's execute); the exit status."""
     command = typer.main.get_command(app)
     command.state = state  # type: ignore[attr-defined]
     result = TyperGroup.main(command, args=list(argv), prog_name="xbctl", standalone_mode=False)
@@ -200,12 +188,11 @@ def _usage_words(exc: Any) -> tuple[str, str]:
 
 
 def _execute(ctx: typer.Context, command, args: list[str], local: dict | None = None) -> None:
-    from .main import execute
-
     root = ctx.find_root()
     values = root.obj
     given = [option.name for option in _PARAMS.values() if option.name in values]
-    execute(Invocation(command, given, values, args, local or {}), root.command.state)
+    state = root.command.state
+    state["execute"](Invocation(command, given, values, args, local or {}), state)
 
 
 def _version_callback(ctx: typer.Context, value: bool) -> None:

@@ -13,35 +13,16 @@ import os
 
 from ..errors import ExitStatus, XbctlError
 from . import TRANSPORT_NAMES, Transport
+from .xenstore.endpoint import XENBUS_DEVICES, is_there, xenstore_socket_path
 
 # What says "this machine runs on Xen" (host or guest): the kernel's sysfs, or xenfs.
 HYPERVISOR_TYPE = "/sys/hypervisor/type"
 XENFS_CAPABILITIES = "/proc/xen/capabilities"
-XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
 ON_XEN_HINT = (
     "this is a Xen machine, so xbctl answers from its simulator only when told (--transport sim); "
     "on Domain-0, is xenstored running?"
 )
-
-
-def xenstore_socket_path() -> str:
-    """The Xenstore socket, found as libxenstore finds it."""
-    if os.environ.get("XENSTORED_PATH"):
-        return os.environ["XENSTORED_PATH"]
-    rundir = os.environ.get("XENSTORED_RUNDIR") or "/var/run/xenstored"
-    return os.path.join(rundir, "socket")
-
-
-def is_there(path: str) -> bool:
-    """True when something is at PATH, or we may not look (then opening it says so)."""
-    try:
-        os.stat(path)
-    except PermissionError:
-        return True  # a socket in a directory only root may enter is still Xenstore's
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def xenstore_reachable() -> bool:

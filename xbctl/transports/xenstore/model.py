@@ -31,7 +31,7 @@ from ...units import MAX_KIB, is_node_kib
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from .. import Domain
-    from .transport import Txn
+    from .txn import Txn
 
 # Node paths relative to /local/domain/N.
 TARGET = "memory/target"

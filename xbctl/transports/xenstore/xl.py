@@ -21,7 +21,7 @@ from .model import (
 if TYPE_CHECKING:
     from ...nodes import Balloon
     from .. import Domain, Plan
-    from .transport import Txn
+    from .txn import Txn
 
 # --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
 HYPERVISOR_POLL_S = 0.25
@@ -170,7 +170,7 @@ class XlWrites:
         """
         if len(plans) == 1:
             return [self.update_balloon(*plans[0])]
-        from .transport import FIRST_BACKOFF_S, MAX_ATTEMPTS
+        from .txn import FIRST_BACKOFF_S, MAX_ATTEMPTS
 
         self.hypervisor()
         originals: dict[Domain, dict[str, int]] = {}
@@ -236,7 +236,7 @@ class XlWrites:
     def _plan_domains(self, plans: "list[tuple[Domain, Plan]]") -> list:
         """Every domain's snapshot (read outside any transaction, recording the raw values) and
         plan; then what the hypervisor must hold for each. Changes nothing."""
-        from .transport import domain_views
+        from .txn import domain_views
 
         domains = [domain for domain, _plan in plans]
         readers = domain_views(self, [domain.id for domain in domains])
