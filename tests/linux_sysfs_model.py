@@ -21,9 +21,10 @@ drivers/base/core.c, lib/vsprintf.c, lib/cmdline.c, fs/sysfs):
 - balloon_set_new_target only stores the number and wakes the balloon thread: no bound.
 - info/current_kb, info/low_kb, info/high_kb (0444, BALLOON_SHOW: no store).
 - schedule_delay, retry_count (DEVICE_ULONG_ATTR, 0444), max_schedule_delay,
-  max_retry_count (0644): device_show_ulong "%lu\\n"; device_store_ulong takes kstrtoul(buf, 0)
-  (a whole number, an optional leading +, one trailing newline; else -EINVAL, -ERANGE
-  above 2^64-1). balloon_init sets them to 1, 32, 1, 0 (RETRY_UNLIMITED).
+  max_retry_count (0644): device_show_ulong prints them in hex, "%lx\\n" (32 reads "20");
+  device_store_ulong takes kstrtoul(buf, 0) (a whole number in any base, an optional
+  leading +, one trailing newline; else -EINVAL, -ERANGE above 2^64-1). Debian's 6.1
+  kernel starts them at 1, 32, 1, 4 (what the real guest shows).
 - sysfs (its kernfs root has KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK) refuses to open a file for
   writing that has no write permission bit, even to root: EACCES at open(2).
 """
@@ -115,7 +116,7 @@ class LinuxBalloonSysfs:
         self.current_pages = current_kb >> 2
         self.target_pages = (current_kb if target_kb is None else target_kb) >> 2
         self.low_pages, self.high_pages = low_kb >> 2, high_kb >> 2
-        self.retry = {"schedule_delay": 1, "max_schedule_delay": 32, "retry_count": 1, "max_retry_count": 0,
+        self.retry = {"schedule_delay": 1, "max_schedule_delay": 32, "retry_count": 1, "max_retry_count": 4,
                       **(retry or {})}
         (self.directory / "info").mkdir(parents=True, exist_ok=True)
         self.render()
@@ -130,7 +131,7 @@ class LinuxBalloonSysfs:
             "info/current_kb": f"{self.current_pages << 2}\n",
             "info/low_kb": f"{self.low_pages << 2}\n",
             "info/high_kb": f"{self.high_pages << 2}\n",
-            **{name: f"{value}\n" for name, value in self.retry.items()},
+            **{name: f"{value:x}\n" for name, value in self.retry.items()},  # device_show_ulong: "%lx"
         }
 
     def render(self) -> None:

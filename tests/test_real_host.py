@@ -200,8 +200,8 @@ def test_the_sysfs_model_does_what_the_real_guests_driver_did(real_host, tmp_pat
     model = LinuxBalloonSysfs(
         tmp_path / "sys", current_kb=int(first["info/current_kb"]), target_kb=int(first["target_kb"]),
         low_kb=int(first["info/low_kb"]), high_kb=int(first["info/high_kb"]),
-        retry={name: int(first[name]) for name in ("schedule_delay", "max_schedule_delay", "retry_count",
-                                                    "max_retry_count")},
+        retry={name: int(first[name], 16) for name in ("schedule_delay", "max_schedule_delay", "retry_count",
+                                                        "max_retry_count")},  # shown in hex
     )
     assert model.shown() == {name: f"{text}\n" for name, text in first.items()}  # the show functions
     writes = lines[2:]
