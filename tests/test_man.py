@@ -304,7 +304,7 @@ def rendered_examples() -> list[str]:
 def test_json_section_quotes_each_field_on_its_own():
     flat = " ".join(rendered().split())
     assert "“domain” (“id”, “name”)" in flat
-    assert "“source” (“hypervisor”, “guest”, “target”, “driver”)" in flat
+    assert "“source” (“hypervisor”, “guest”, “target”, “driver”, “sysfs”)" in flat
 
 
 def test_jq_example_renders_as_a_command_that_works_when_pasted():

@@ -15,6 +15,7 @@ replacement libxencall, tests/xenharness/hypervisor.py) and fails on any differe
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -175,6 +176,52 @@ def test_mem_set_wait_reaches_the_target_with_the_real_driver(real_host, step_na
     assert step["dump"][guest]["nr_pages"] * PAGE_KIB == target_kib
     # xl's enforce: Xen's maximum follows the target (+ 1 MiB), growing as well as shrinking.
     assert step["dump"][guest]["max_pages"] == (target_kib + XL_MAXMEM_SLACK_KIB) // PAGE_KIB
+
+
+# Files of the guest's sysfs probe (guest-init.sh), in its order; those the balloon thread
+# changes by itself as it moves (its figures, its retry state) are compared only as read first.
+PROBED_FILES = ("target_kb", "target", "info/current_kb", "info/low_kb", "info/high_kb", "schedule_delay",
+                "max_schedule_delay", "retry_count", "max_retry_count")
+MOVING_FILES = ("info/current_kb", "info/low_kb", "info/high_kb", "schedule_delay", "retry_count")
+
+
+def test_the_sysfs_model_does_what_the_real_guests_driver_did(real_host, tmp_path):
+    """tests/linux_sysfs_model.py against the real guest's /sys/devices/system/xen_memory/xen_memory0:
+    the same files, modes and text, and each write taken or refused as the real driver did it."""
+    from linux_sysfs_model import MODES, LinuxBalloonSysfs
+
+    probe = real_host.step("guest_create").get("sysfs_probe")
+    assert probe, real_host.failure("the guest published no sysfs probe (data/realhost/sysfs)")
+    lines = [line.split("|") for line in probe.splitlines()]
+    assert lines[0][0] == "r" and lines[1][0] == "m", probe
+    first = dict(zip(PROBED_FILES, lines[0][1:]))
+    real_modes = dict(entry.split(":") for entry in lines[1][1].split())
+    assert {name: int(mode, 8) for name, mode in real_modes.items()} == MODES
+    model = LinuxBalloonSysfs(
+        tmp_path / "sys", current_kb=int(first["info/current_kb"]), target_kb=int(first["target_kb"]),
+        low_kb=int(first["info/low_kb"]), high_kb=int(first["info/high_kb"]),
+        retry={name: int(first[name], 16) for name in ("schedule_delay", "max_schedule_delay", "retry_count",
+                                                        "max_retry_count")},  # shown in hex
+    )
+    assert model.shown() == {name: f"{text}\n" for name, text in first.items()}  # the show functions
+    writes = lines[2:]
+    assert len(writes) == 13, probe
+    for kind, name, text, status, error, *after in writes:
+        assert kind == "w", probe
+        refused = model.write(name, f"{text}\n".encode())  # as `echo TEXT > FILE` writes it
+        said = (status, error)
+        assert said == (("0", "") if refused is None else ("1", os.strerror(refused))), (name, text, said)
+        real = {file: value for file, value in zip(PROBED_FILES, after) if file not in MOVING_FILES}
+        modelled = {file: value.rstrip("\n") for file, value in model.shown().items() if file not in MOVING_FILES}
+        assert modelled == real, (name, text)
+    # A writer that leaves its text in the tree's file meets the same store (what xbctl does).
+    files = LinuxBalloonSysfs(tmp_path / "files", current_kb=int(first["info/current_kb"]),
+                              target_kb=int(first["target_kb"]))
+    for _kind, name, text, status, _error, *after in writes:
+        if name == "target_kb":
+            (files.directory / name).write_text(f"{text}\n")
+            files.settle()
+            assert files.read("target_kb") == f"{dict(zip(PROBED_FILES, after))['target_kb']}\n"
 
 
 def test_mem_set_grows_past_the_size_the_guest_booted_with(real_host):

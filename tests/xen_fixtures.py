@@ -111,6 +111,9 @@ class XenHost:
             "NO_COLOR": "1",
             "XBCTL_DEBUG": None,
             "XBCTL_SIM_STATE": "/nonexistent/never-used",
+            # A guest's own Linux driver only where a test lays one out (tests/linux_sysfs_model.py):
+            # never the sysfs of a machine the suite happens to run on inside a Xen guest.
+            "XBCTL_SYSFS_ROOT": "/nonexistent/never-used",
         }
 
     # xbctl runs

@@ -21,7 +21,8 @@ class DomainRef:
 
 @dataclass(frozen=True)
 class NodeValue:
-    """One node's value in KiB; `source` says who answered for current (None for the others)."""
+    """One node's value in KiB; `source` says who answered for current (and for target when it
+    was a guest's own driver: "sysfs"; None for the others)."""
 
     name: str
     value_kib: int
@@ -77,7 +78,7 @@ def _node_values(balloon) -> dict[str, NodeValue]:
         node.key: NodeValue(
             node.sysctl_name,
             balloon.value_kib(node.key),
-            balloon.current_source if node.key == "current" else None,
+            balloon.current_source if node.key == "current" else balloon.target_source if node.key == "target" else None,
         )
         for node in NODES
     }

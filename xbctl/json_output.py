@@ -64,6 +64,8 @@ def _nodes(balloon: Balloon, nodes: Iterable[Node]) -> dict:
         elif key == "target":
             entry["memory_target_kib"] = balloon.memory_target_kib
             entry["videoram_kib"] = balloon.videoram_kib
+            if balloon.target_source is not None:  # inside a Linux guest: its own driver's target
+                entry["source"] = balloon.target_source
         elif key == "xen-max" and balloon.hypervisor_max_kib is not None:
             entry["hypervisor_kib"] = balloon.hypervisor_max_kib
             entry["hypervisor_unlimited"] = balloon.hypervisor_max_unlimited

@@ -29,6 +29,7 @@ class Balloon:
         ("floor_kib", None),  # the driver's safeguard floor (free-page reserve + ballast); 0 if unknown
         ("has_driver", True),  # a driver acts on target; None: unknown (nothing says either way)
         ("current_source", "driver"),
+        ("target_source", None),  # "sysfs": the guest's own Linux driver answered for target
         ("diagnostic", None),  # the driver's last word on why it cannot reach target
         ("min_origin", None),  # where min comes from, when a refusal should say so
         ("min_hint", None),  # how the host administrator can lower that min

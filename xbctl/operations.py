@@ -434,6 +434,7 @@ def write_domains(
                 writer_is_host=writer_is_host,
                 override_guest_floor=override_guest_floor,
                 locate=lambda key: transport.node_location(domain, key),
+                guest_writable=None if writer_is_host else transport.guest_writable_nodes(domain),
             )
             planned[domain] = write_plan  # the transport may retry: keep the last plan only
             if rewrite_unchanged:

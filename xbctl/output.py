@@ -80,6 +80,23 @@ class Output:
             return
         lines = self._node_lines(domain, balloon, nodes, header=header, name_domain=False)
         sys.stdout.write("\n".join(lines) + "\n")
+        if not self.values_only:
+            self._sources_note(balloon, nodes)
+
+    def _sources_note(self, balloon, nodes) -> None:
+        """Inside a Linux guest, which figures its own driver gave (on stderr: the lines stay sysctl's)."""
+        from_driver = [
+            node.key for node in nodes
+            if (node.key == "current" and balloon.current_source == "sysfs")
+            or (node.key == "target" and balloon.target_source == "sysfs")
+        ]
+        if not from_driver:
+            return
+        from .transports.linux_sysfs import balloon_dir
+
+        others = [node.key for node in nodes if node.key not in from_driver]
+        rest = f"; {', '.join(others)} from Xenstore" if others else ""
+        self.note(f"{' and '.join(from_driver)} from this guest's balloon driver ({balloon_dir()}){rest}")
 
     def read_many(self, transport, readings, nodes) -> None:
         """NODES of every domain in READINGS ((domain, balloon or error) pairs): each line names

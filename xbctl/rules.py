@@ -14,7 +14,8 @@ the refusal. The rules, in the order they are checked:
   (host_floor, which the Xenstore model uses to compute min);
 - the guest position: inside a guest, target and xen-max are the toolstack's (Xenstore
   answers a guest's write with EACCES): refused before anything is written; min is the
-  guest's own floor, which its root may set within the driver's rules.
+  guest's own floor, which its root may set within the driver's rules; so is target when
+  the guest's own driver takes one (Linux's sysfs target_kb: the transport says so).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ DOM0_MIN_KIB = 128 * 1024
 # divided by this (XAPI refuses dynamic-min below a quarter of static-max for the same reason:
 # a Linux guest sizes its kernel tables for static-max at boot and thrashes or OOMs far below).
 DEFAULT_FLOOR_DIVISOR = 4
-# The nodes a guest's own root may write (the rest are the toolstack's, EACCES).
+# The nodes a guest's own root may write (the rest are the toolstack's, EACCES); a transport
+# that reaches the guest's own driver adds target (Transport.guest_writable_nodes).
 GUEST_WRITABLE = frozenset({"min"})
 
 
@@ -176,11 +178,13 @@ def plan_writes(
     writer_is_host: bool,
     override_guest_floor: bool = False,
     locate=None,
+    guest_writable: "frozenset[str] | None" = None,
 ) -> WritePlan:
     """Check REQUESTS in order against every rule, each seeing the ones before it.
 
     A refused request that is not optional raises, so nothing is written; an optional one
-    is skipped. LOCATE(key) names where a node is stored, for the guest-position refusal.
+    is skipped. LOCATE(key) names where a node is stored, for the guest-position refusal;
+    GUEST_WRITABLE the nodes a guest's root may set (default GUEST_WRITABLE).
     """
     if override_guest_floor and writer_is_host:
         balloon = without_guest_floor(balloon)
@@ -204,7 +208,8 @@ def plan_writes(
         plan.values[request.node.key] = new_kib
     # A domain's administrator sets its own min (NetBSD's sysctl lets the domain's root do
     # it): the transport publishes it as the guest's floor. The rest is the toolstack's.
-    keys = [key for key in plan.values if key not in GUEST_WRITABLE]
+    writable = GUEST_WRITABLE if guest_writable is None else guest_writable
+    keys = [key for key in plan.values if key not in writable]
     if keys and not writer_is_host:
         raise guest_position_refusal(domain, keys, locate(keys[0]) if locate else None)
     return plan

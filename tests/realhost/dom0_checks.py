@@ -239,6 +239,35 @@ class GuestReports:
             self.reader.close()
 
 
+def sysfs_probe(domid: int) -> str | None:
+    """What the guest's probe of its driver's sysfs saw (data/realhost/sysfs, read raw)."""
+    from pyxs import Client
+    from pyxs.exceptions import PyXSError
+
+    with Client(unix_socket_path=SOCKET) as client:
+        try:
+            return client.read(f"/local/domain/{domid}/data/realhost/sysfs".encode()).decode()
+        except PyXSError:
+            return None
+
+
+def write_target_again(domid: int) -> str | None:
+    """memory/target written again with what it holds, in one transaction (so never over a
+    newer value): the guest's driver, whose target the probe changed, reads it again (a watch
+    fires on every write). The value written."""
+    from pyxs import Client
+
+    path = f"/local/domain/{domid}/memory/target".encode()
+    with Client(unix_socket_path=SOCKET) as client:
+        for _attempt in range(20):
+            client.transaction()
+            value = client.read(path)
+            client.write(path, value)
+            if client.commit():
+                return value.decode()
+    raise RuntimeError("memory/target kept changing")
+
+
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.5):
     """PREDICATE's first true value within TIMEOUT_S, else None."""
     deadline = time.monotonic() + timeout_s
@@ -286,6 +315,9 @@ class Host:
         if first is None:
             log = Path(f"/var/log/xen/console/guest-{GUEST}.log")
             raise RuntimeError(f"the guest never reported; its console:\n{log.read_text() if log.exists() else ''}")
+        # Its sysfs probe came first (guest-init.sh); then the host's target again, for its driver.
+        record["sysfs_probe"] = sysfs_probe(domid)
+        record["target_again"] = write_target_again(domid)
         return domid, reports
 
     def start(self, argv: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:

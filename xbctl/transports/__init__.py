@@ -139,6 +139,10 @@ class Transport:
         """Where node KEY of DOMAIN is stored, for messages (None: nowhere a user can look)."""
         return None
 
+    def guest_writable_nodes(self, domain: Domain) -> "frozenset[str] | None":
+        """The nodes of DOMAIN a guest's own root may set from inside it (None: policy's default, min)."""
+        return None
+
     @abstractmethod
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
         """Atomically take a snapshot of DOMAIN's balloon, let PLAN compute {node: new KiB}

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
+# --wait in a guest re-reads its driver's sysfs this often: its figures change without a Xenstore event.
+DRIVER_POLL_S = 0.25
 
 # Errors that are the store refusing this request (exit 1), as opposed to failing (exit 3).
 REFUSING_ERRORS = {"EACCES", "EPERM", "EQUOTA", "ENOSPC", "E2BIG", "EROFS"}
@@ -101,6 +103,8 @@ class XenstoreTransport(XlWrites, Transport):
         self._hypervisor_tried = False
         self._hypervisor_problem: str | None = None
         self._known_infos = None  # the hypervisor's domains, read in bulk for a many-domain write
+        self._driver = None  # inside a Linux guest: its own balloon driver (sysfs)
+        self._driver_tried = False
 
 
     # ------------------------------------------------------------ requests
@@ -378,13 +382,60 @@ class XenstoreTransport(XlWrites, Transport):
         return results
 
     def _balloon(self, txn: Txn, domain: Domain) -> Balloon:
-        """DOMAIN's balloon read through TXN, with the hypervisor's figures when it answers."""
+        """DOMAIN's balloon read through TXN, with the hypervisor's figures when it answers
+        (or, inside a Linux guest, its own driver's)."""
         info = self._domain_info(domain.id)
         balloon = balloon_from(txn, domain, info)
         if info is None and self._hypervisor is not None:
             stale = f"domain {domain.name}: the hypervisor has no domain {domain.id}; Xenstore's figures only"
             balloon = balloon.with_fields(warnings=(*balloon.warnings, stale))
-        return balloon
+        return self.with_driver(balloon, domain)
+
+    # ------------------------------------------------------------ a Linux guest's own driver
+
+    def guest_driver(self, domain: Domain):
+        """The Linux balloon driver of the guest xbctl runs in, when DOMAIN is that guest; else None.
+
+        Only from inside a guest (a xenbus device, a domain other than 0): there the driver's
+        own figures are what the guest has, and its target_kb is what root sets.
+        """
+        if self.endpoint.is_socket or domain.id == 0:
+            return None
+        if domain.id != self.own_domain().id:
+            return None
+        if not self._driver_tried:
+            self._driver_tried = True
+            from ..linux_sysfs import LinuxBalloon
+
+            self._driver = LinuxBalloon.find()
+        return self._driver
+
+    def with_driver(self, balloon: Balloon, domain: Domain, figures: "tuple[int, int] | None" = None) -> Balloon:
+        """BALLOON with current and target from DOMAIN's own driver (FIGURES: (current, target) KiB
+        read already), when xbctl runs inside it; a driver that cannot be read leaves Xenstore's
+        figures, with a warning."""
+        driver = self.guest_driver(domain)
+        if driver is None:
+            return balloon
+        if figures is None:
+            try:
+                figures = driver.read()
+            except XbctlError as exc:
+                return balloon.with_fields(warnings=(*balloon.warnings, f"{exc.message}; Xenstore's figures only"))
+        current_kib, target_kib = figures
+        video_kib = balloon.videoram_kib  # the driver counts the guest's memory; the domain's figures add it
+        return balloon.with_fields(
+            current_kib=current_kib + video_kib,
+            current_source="sysfs",
+            target_kib=target_kib + video_kib,
+            target_source="sysfs",
+            target_malformed=None,
+            has_driver=True,
+        )
+
+    def guest_writable_nodes(self, domain: Domain) -> "frozenset[str] | None":
+        # Root sets its own driver's target through sysfs, as NetBSD's sysctl lets a domain's root.
+        return frozenset({"min", "target"}) if self.guest_driver(domain) is not None else None
 
     def snapshot(self, domain: Domain) -> Balloon:
         # What update_balloon's transaction reads first: no hypercall unless Domain-0 has
@@ -397,7 +448,7 @@ class XenstoreTransport(XlWrites, Transport):
         if not self.endpoint.is_socket:
             from .xl import own_floor
 
-            balloon = own_floor(balloon)
+            balloon = self.with_driver(own_floor(balloon), domain)
         return balloon
 
     def snapshots(self, domains: list[Domain]) -> list[Balloon]:
@@ -413,6 +464,10 @@ class XenstoreTransport(XlWrites, Transport):
         return balloons
 
     def node_location(self, domain: Domain, key: str) -> str | None:
+        if key == "target" and self.guest_driver(domain) is not None:
+            from ..linux_sysfs import TARGET_KB
+
+            return self.guest_driver(domain).path(TARGET_KB)
         rel = GUEST_MIN if key == "min" and not self.endpoint.is_socket else NODE_PATHS.get(key)
         return None if rel is None else f"/local/domain/{domain.id}/{rel}"
 
@@ -437,6 +492,8 @@ class XenstoreTransport(XlWrites, Transport):
         base = f"/local/domain/{domain.id}"
         for rel in ("memory", "data/balloon", "control/feature-balloon"):
             self.watch(f"{base}/{rel}")
+        if self.guest_driver(domain) is not None:
+            timeout_s = min(timeout_s, DRIVER_POLL_S)  # its sysfs moves without a Xenstore event
         self.next_events(timeout_s)
 
     def close(self) -> None:

@@ -111,6 +111,10 @@ class XlWrites:
         self.hypervisor()  # opening it is no hypercall; a note says at once if it is not used
         # The hypervisor's maximum before this command changed it, to put back on failure.
         original: dict[str, int] = {}
+        # Inside a Linux guest, its own driver's figures, read once: an attempt retried after a
+        # conflict must plan on what was there before this command, not on its own write.
+        driver = self.guest_driver(domain)
+        figures = driver.read() if driver is not None else None
 
         def body(txn: "Txn") -> tuple[Balloon, Balloon]:
             # xbctl's own rules need only Xenstore: a refusal makes no hypercall, not even a
@@ -122,7 +126,7 @@ class XlWrites:
             # (the malformed-target rule and the guest position among them) writes nothing.
             before = balloon_from(txn, domain, info, tolerate_malformed=True)
             if not self.endpoint.is_socket:
-                before = own_floor(before)
+                before = self.with_driver(own_floor(before), domain, figures)
             values = plan(before)
             info = self._hypervisor_domain(domain, values, info)
             if info is not None:
@@ -130,17 +134,38 @@ class XlWrites:
                     raise _FillDomain0(info)
                 info = self._apply_to_hypervisor(domain, info, values, before, original)
             for key, kib in values.items():
+                if key == "target" and driver is not None:
+                    continue  # the guest's own driver's target, not the host's memory/target
                 self._write_node(txn, key, kib, before)
             if values.get("target", before.target_kib) != before.target_kib:
                 # A new target: the driver tries again, its old complaint no longer applies.
                 # The same target again changes nothing for the driver, so its word stands.
                 txn.remove(DIAGNOSTIC)
-            return before, balloon_from(txn, domain, info, tolerate_malformed=True)
+            after = balloon_from(txn, domain, info, tolerate_malformed=True)
+            if driver is not None:
+                target_kib = stored_kib("target", values.get("target", before.target_kib), before)
+                after = self.with_driver(after, domain, (figures[0], target_kib))
+                if "target" in values:
+                    # Last, once every rule has passed: a refusal above writes nothing here either.
+                    # A retried attempt writes the same number again, which changes nothing.
+                    driver.set_target_kib(target_kib)
+                    host_target[:] = [txn.read(TARGET)]
+            return before, after
 
         what = f"domain {domain.name}"
+        host_target: list[str | None] = []  # memory/target, when the guest's driver got a target of its own
         try:
             try:
-                return self.transact(domain.id, body, what=what)
+                result = self.transact(domain.id, body, what=what)
+                if host_target:
+                    from ..linux_sysfs import TARGET_KB
+
+                    self.note(
+                        f"set through this guest's own balloon driver ({driver.path(TARGET_KB)}); the host's "
+                        f"memory/target still holds {host_target[0]} KiB, and the host's next change of it "
+                        "replaces this target"
+                    )
+                return result
             except _FillDomain0 as fill:
                 self._fill_domain0(fill.info)  # committed on its own first, as libxl does
                 return self.transact(domain.id, body, what=what)
