@@ -216,7 +216,9 @@ def test_installed_exporter_serves_on_debians_prometheus_client(installed, tmp_p
         finally:
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)
-    assert 'xen_balloon_target_bytes{domain="Domain-0",domid="0"} 4.294967296e+09' in page, page
+    assert 'xen_balloon_target_bytes{domain="Domain-0"} 4.294967296e+09' in page, page
+    assert 'xen_balloon_domain_info{domain="Domain-0",domid="0"} 1.0' in page, page
+    assert "\nxen_balloon_up 1.0\n" in page, page
     assert 'xen_balloon_scrape_error{error=""} 0.0' in page, page
     assert (process.returncode, out, err) == (0, "", ""), (process.returncode, out, err)
 
