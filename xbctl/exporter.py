@@ -184,7 +184,7 @@ def write_textfile(path: str, text: str) -> None:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             os.fchmod(handle.fileno(), 0o644)  # node_exporter reads it as its own user
             handle.write(text)
-        # No fsync: a page lost to a crash is replaced by the next run, a minute at most later.
+        # No fsync: a page lost to a crash is replaced by the next run (the timer: 30 s later).
         os.replace(temporary, path)
         temporary = None
     except OSError as exc:
