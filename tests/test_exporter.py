@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import stat
 import subprocess
 import time
 import urllib.request
@@ -31,7 +33,7 @@ def lint(promtool, text: str) -> None:
 def samples(text: str) -> dict[tuple[str, str], float]:
     """{(metric, domain): value} of the per-domain samples in TEXT."""
     found = {}
-    for name, domain, value in re.findall(r'^(\w+)\{domain="([^"]*)",domid="\d+"[^}]*\} (\S+)$', text, re.M):
+    for name, domain, value in re.findall(r'^(\w+)\{domain="([^"]*)"[^}]*\} (\S+)$', text, re.M):
         found.setdefault((name, domain), float(value))
     return found
 
@@ -47,10 +49,97 @@ def test_textfile_output_is_clean_and_in_bytes(xbctl, promtool):
             assert (f"xen_balloon_{key}_bytes", domain) in values
     assert values[("xen_balloon_target_bytes", "web")] == 512 * 1024 * 1024
     assert values[("xen_balloon_current_bytes", "web")] == 768 * 1024 * 1024
-    assert 'xen_balloon_driver_state{domain="mail",domid="3",xen_balloon_driver_state="no_driver"} 1.0' in outcome.stdout
-    assert 'xen_balloon_driver_state{domain="web",domid="1",xen_balloon_driver_state="moving"} 1.0' in outcome.stdout
+    assert 'xen_balloon_driver_state{domain="mail",xen_balloon_driver_state="no_driver"} 1.0' in outcome.stdout
+    assert 'xen_balloon_driver_state{domain="web",xen_balloon_driver_state="moving"} 1.0' in outcome.stdout
     assert re.search(r"^xen_balloon_host_free_bytes \d", outcome.stdout, re.M)
     assert 'xen_balloon_scrape_error{error=""} 0.0' in outcome.stdout
+    assert "\nxen_balloon_up 1.0\n" in outcome.stdout
+    version = __import__("xbctl").__version__
+    python = __import__("platform").python_version()
+    assert f'xen_balloon_build_info{{python="{python}",transport="sim",version="{version}"}} 1.0' in outcome.stdout
+
+
+def test_domain_ids_are_on_the_info_series_alone(xbctl):
+    # A guest's reboot gives it a new id: a label that changes mints new series, so values
+    # are keyed by name and one info series maps names to ids.
+    page = xbctl("list", "--format", "prometheus").stdout
+    for domid, domain in enumerate(("Domain-0", "web", "db", "mail")):
+        assert f'xen_balloon_domain_info{{domain="{domain}",domid="{domid}"}} 1.0' in page, page
+    series = [line for line in page.splitlines() if line and not line.startswith("#")]
+    assert len(series) > 40 and [line for line in series if "domid=" in line] == [
+        line for line in series if line.startswith("xen_balloon_domain_info{")], page
+
+
+def test_a_name_two_domains_hold_is_exported_once(xs, promtool):
+    # A domain renamed away while its successor starts: Prometheus refuses a page with two
+    # samples of one series, so the values under that name are the newer domain's.
+    for rel, value in (("name", "web"), ("domid", "7"), ("memory/static-max", "2097152"),
+                       ("memory/target", "1048576"), ("memory/videoram", "0")):
+        xs.write(f"/local/domain/7/{rel}", value)
+    outcome = xs("list", "--format", "prometheus")
+    assert outcome.status == 0, outcome
+    lint(promtool, outcome.stdout)
+    assert 'xen_balloon_domain_info{domain="web",domid="1"} 1.0' in outcome.stdout
+    assert 'xen_balloon_domain_info{domain="web",domid="7"} 1.0' in outcome.stdout
+    assert samples(outcome.stdout)[("xen_balloon_target_bytes", "web")] == 1024 * 1024 * 1024
+    assert len(re.findall(r'^xen_balloon_target_bytes\{domain="web"\}', outcome.stdout, re.M)) == 1
+    assert "xbctl: warning: domain web (1): a newer domain has that name; not exported\n" in outcome.stderr, outcome
+
+
+def test_list_and_exporter_serve_the_same_page(xbctl, exporter_on):
+    port, process = exporter_on(sim_popen(xbctl))
+    served = scrape(port, process)
+    printed = xbctl("list", "--format", "prometheus").stdout
+    assert printed == served and "xen_balloon_target_bytes{" in printed
+
+
+def test_output_replaces_the_file_whole(xbctl, tmp_path, promtool):
+    textfiles = tmp_path / "node-exporter"
+    textfiles.mkdir()
+    target = textfiles / "xbctl.prom"
+    target.write_text("old page\n")
+    os.chmod(target, 0o600)
+    before = target.stat().st_ino
+    outcome = xbctl("list", "--format", "prometheus", "--output", str(target))
+    assert (outcome.status, outcome.stdout, outcome.stderr) == (0, "", ""), outcome
+    assert target.read_text() == xbctl("list", "--format", "prometheus").stdout
+    lint(promtool, target.read_text())
+    # A new file renamed over the old one (node_exporter never reads half a page), readable by
+    # node_exporter's own user, and nothing else left in its directory.
+    assert target.stat().st_ino != before and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(path.name for path in textfiles.iterdir()) == ["xbctl.prom"]
+
+
+def test_output_says_down_when_xenstore_is_gone(xbctl, tmp_path):
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "xbctl.prom"
+    target.write_text('xen_balloon_up 1.0\nxen_balloon_target_bytes{domain="web"} 1.0\n')
+    outcome = xbctl.process("list", "--format", "prometheus", "--output", str(target), timeout=30,
+                            env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"})
+    assert_clean_failure(outcome, 3, "Xenstore at /nonexistent/socket")
+    page = target.read_text()
+    assert "\nxen_balloon_up 0.0\n" in page and 'xen_balloon_scrape_error{error="unavailable"} 1.0' in page, page
+    assert "xen_balloon_target_bytes{" not in page
+    assert sorted(path.name for path in target.parent.iterdir()) == ["xbctl.prom"]
+
+
+@pytest.mark.parametrize("where", ["missing/xbctl.prom", "file/xbctl.prom", "directory"])
+def test_output_that_cannot_be_written_fails_clearly(xbctl, tmp_path, where):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "file").write_text("kept\n")
+    (out / "directory").mkdir()
+    (out / "directory" / "inside").write_text("kept\n")
+    before = sorted((str(path), path.stat().st_mtime_ns) for path in out.rglob("*"))
+    outcome = xbctl("list", "--format", "prometheus", "--output", str(out / where))
+    assert_clean_failure(outcome, 1, f"--output {out / where}: ", "/var/lib/prometheus/node-exporter")
+    assert sorted((str(path), path.stat().st_mtime_ns) for path in out.rglob("*")) == before
+
+
+def test_output_goes_with_the_prometheus_format_only(xbctl, tmp_path):
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl("list", "--output", str(tmp_path / "x.prom")), 2, "--output goes with --format prometheus")
+    assert not (tmp_path / "x.prom").exists() and xbctl.snapshot() == before
 
 
 def test_bad_format_fails_clearly(xbctl):
@@ -145,8 +234,9 @@ def test_garbage_domain_is_an_error_metric_not_a_failed_scrape(xs, promtool, exp
         for key in FIVE:
             assert (f"xen_balloon_{key}_bytes", domain) in values
     # The label is a word from a fixed set, never the message with the guest's garbage in it.
-    assert 'xen_balloon_domain_read_error{domain="web",domid="1",error="malformed"} 1.0' in page, page
-    assert 'xen_balloon_domain_read_error{domain="db",domid="2",error=""} 0.0' in page
+    assert 'xen_balloon_domain_read_error{domain="web",error="malformed"} 1.0' in page, page
+    assert 'xen_balloon_domain_read_error{domain="db",error=""} 0.0' in page
+    assert 'xen_balloon_domain_info{domain="web",domid="1"} 1.0' in page
     assert "garbage" not in page
     assert "xen_balloon_host_free_bytes" not in page  # Xenstore does not know it
     assert 'xen_balloon_scrape_error{error=""} 0.0' in page
@@ -160,8 +250,8 @@ def test_a_domain_without_balloon_nodes_is_missing(xs, promtool):
     outcome = xs("list", "--format", "prometheus")
     assert outcome.status == 0, outcome
     lint(promtool, outcome.stdout)
-    assert 'xen_balloon_domain_read_error{domain="db",domid="2",error="missing"} 1.0' in outcome.stdout
-    assert 'xen_balloon_domain_read_error{domain="web",domid="1",error=""} 0.0' in outcome.stdout
+    assert 'xen_balloon_domain_read_error{domain="db",error="missing"} 1.0' in outcome.stdout
+    assert 'xen_balloon_domain_read_error{domain="web",error=""} 0.0' in outcome.stdout
     assert "xbctl: warning: domain db (2) unreadable: " in outcome.stderr, outcome
 
 
@@ -172,6 +262,7 @@ def test_lost_xenstore_is_a_scrape_error_metric(private_xs, promtool, exporter_o
     page = scrape(port, process)
     lint(promtool, page)
     assert 'xen_balloon_scrape_error{error="unavailable"} 1.0' in page, page
+    assert "\nxen_balloon_up 0.0\n" in page and "\nxen_balloon_build_info{" in page
     assert "xen_balloon_target_bytes{" not in page
 
 

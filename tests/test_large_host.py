@@ -126,7 +126,11 @@ def test_policy_follow_configures_a_domain_that_comes_to_a_large_host(large_host
 def test_prometheus_text_and_exporter_cover_every_domain(large_host):
     text = plain(large_host.process("list", "--format", "prometheus"))
     assert text.status == 0 and text.stderr == "", text
-    listed = set(map(int, re.findall(r'^xen_balloon_target_bytes\{domain="[^"]*",domid="(\d+)"', text.stdout, re.M)))
+    # Values are keyed by name; the info series maps each name to its id.
+    named = set(re.findall(r'^xen_balloon_target_bytes\{domain="([^"]*)"\}', text.stdout, re.M))
+    ids = dict(re.findall(r'^xen_balloon_domain_info\{domain="([^"]*)",domid="(\d+)"\}', text.stdout, re.M))
+    assert named == set(ids) and len(named) == len(DOMIDS)
+    listed = set(map(int, ids.values()))
     assert listed == set(DOMIDS)
     with socket_port() as port:
         process = large_host.popen("exporter", "--listen", f"127.0.0.1:{port}")
@@ -135,7 +139,8 @@ def test_prometheus_text_and_exporter_cover_every_domain(large_host):
         finally:
             process.send_signal(signal.SIGINT)
             process.communicate(timeout=60)
-    scraped = set(map(int, re.findall(r'^xen_balloon_target_bytes\{domain="[^"]*",domid="(\d+)"', page, re.M)))
+    scraped = set(map(int, re.findall(r'^xen_balloon_domain_info\{domain="[^"]*",domid="(\d+)"\}', page, re.M)))
+    assert set(re.findall(r'^xen_balloon_target_bytes\{domain="([^"]*)"\}', page, re.M)) == named
     assert scraped == set(DOMIDS)
 
 

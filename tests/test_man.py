@@ -168,7 +168,7 @@ def test_synopsis_forms_are_read():
     """The reader below sees what the page says (a check of the check)."""
     forms = [Form(words) for words in synopsis_forms()]
     listing = next(form for form in forms if form.commands == ["list"])
-    assert listing.options == {"-l": None, "--format": "prometheus"}
+    assert listing.options == {"-l": None, "--format": "prometheus", "--output": "file"}
     assert listing.arguments == [("domain", True, True)] and listing.any_options
     exporter = next(form for form in forms if form.commands == ["exporter"])
     assert exporter.options == {

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_python3", "lintian", "systemd-analyze", "man")
 UNIT = "lib/systemd/system/xbctl-policy.service"
+# The monitoring kit's units: shipped, never enabled by the package.
+MONITORING_UNITS = ("xbctl-exporter.service", "xbctl-textfile.service", "xbctl-textfile.timer")
+NODE_EXPORTER_OLDEST = "1.5"  # Debian 12's prometheus-node-exporter, suggested for the textfile timer
 DEBIAN_PYTHON = "/usr/bin/python3"
 DEBIAN_SITE = "/usr/lib/python3/dist-packages"
 PROMETHEUS_CLIENT_OLDEST = "0.16"  # Debian 12's python3-prometheus-client, recommended by the package
@@ -100,6 +103,15 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
         "./usr/share/fish/vendor_completions.d/xbctl.fish",
         "./etc/xbctl.conf",
         f"./{UNIT}",
+        # The configuration directories, as procps ships /etc/sysctl.d and /usr/lib/sysctl.d.
+        "./etc/xbctl.d/",
+        "./usr/lib/xbctl.d/",
+        # Examples where Debian keeps them, the monitoring kit's among them.
+        "./usr/share/doc/xbctl/examples/xbctl.conf",
+        "./usr/share/doc/xbctl/examples/fleet.yml",
+        "./usr/share/doc/xbctl/examples/xbctl.rules.yml",
+        "./usr/share/doc/xbctl/examples/xbctl-dashboard.json",
+        *(f"./lib/systemd/system/{unit}" for unit in MONITORING_UNITS),
     ):
         assert f" {path}\n" in listing, (path, listing)
     assert "tests/" not in listing and ".pyc" not in listing
@@ -116,6 +128,33 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
     assert run(["dpkg", "--compare-versions", version, "ge", PROMETHEUS_CLIENT_OLDEST], env=debian_env()).returncode == 0
     conffiles = run(["dpkg-deb", "-I", str(deb), "conffiles"], env=debian_env()).stdout
     assert conffiles.split() == ["/etc/xbctl.conf"], conffiles
+    # What the optional parts need: libxenctrl (the hypervisor), node_exporter (the textfile
+    # timer; Debian 12 has 1.5, which reads /var/lib/prometheus/node-exporter), xenstored.
+    suggests = [item.strip() for item in run(["dpkg-deb", "-f", str(deb), "Suggests"], env=debian_env()).stdout.split(",")]
+    assert suggests == ["libxenmisc4.17", f"prometheus-node-exporter (>= {NODE_EXPORTER_OLDEST})",
+                        "xen-utils-4.17 | xen-utils"], suggests
+    candidate = run(["apt-cache", "policy", "prometheus-node-exporter"], env=debian_env()).stdout
+    version = re.search(r"Candidate: (\S+)", candidate).group(1)
+    assert run(["dpkg", "--compare-versions", version, "ge", NODE_EXPORTER_OLDEST], env=debian_env()).returncode == 0
+    for package in ("libxenmisc4.17", "xen-utils-4.17"):
+        assert "Candidate: (none)" not in run(["apt-cache", "policy", package], env=debian_env()).stdout, package
+
+
+def test_package_enables_the_policy_service_alone(deb):
+    # dh_installsystemd's maintainer scripts: the policy service is enabled and started on
+    # install; the exporter and the timer only if the administrator enabled them; the textfile
+    # service (the timer's) is never started by the package.
+    postinst = run(["dpkg-deb", "-I", str(deb), "postinst"], env=debian_env()).stdout
+    blocks = postinst.split("# End automatically added section")
+    enabling = [block for block in blocks if "deb-systemd-helper enable" in block]
+    assert len(enabling) == 3, postinst
+    for block in enabling:
+        unit = re.search(r"deb-systemd-helper enable '([^']+)'", block).group(1)
+        guarded = f"deb-systemd-helper debian-installed '{unit}'" in block
+        assert guarded == (unit != "xbctl-policy.service"), (unit, block)
+    assert "xbctl-textfile.service" not in postinst
+    started = re.findall(r"deb-systemd-invoke \$_dh_action (.*) >/dev/null", postinst)
+    assert sorted(started) == ["'xbctl-exporter.service' 'xbctl-textfile.timer'", "'xbctl-policy.service'"], started
 
 
 def test_lintian_is_clean(built):
@@ -216,7 +255,9 @@ def test_installed_exporter_serves_on_debians_prometheus_client(installed, tmp_p
         finally:
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)
-    assert 'xen_balloon_target_bytes{domain="Domain-0",domid="0"} 4.294967296e+09' in page, page
+    assert 'xen_balloon_target_bytes{domain="Domain-0"} 4.294967296e+09' in page, page
+    assert 'xen_balloon_domain_info{domain="Domain-0",domid="0"} 1.0' in page, page
+    assert "\nxen_balloon_up 1.0\n" in page, page
     assert 'xen_balloon_scrape_error{error=""} 0.0' in page, page
     assert (process.returncode, out, err) == (0, "", ""), (process.returncode, out, err)
 
@@ -316,6 +357,34 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
     assert "Failed to parse service type" in refused.stderr, refused
     exposure = run(["systemd-analyze", "security", "--offline=yes", str(checked)], env=env, cwd=tmp_path)
     assert "Overall exposure level for xbctl-policy.service: 1." in exposure.stdout, exposure.stdout[-500:]
+
+
+def test_monitoring_units_pass_systemd_analyze_verify(installed, tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    for unit in MONITORING_UNITS:
+        text = (installed / "lib/systemd/system" / unit).read_text()
+        (units / unit).write_text(text.replace("/usr/bin/xbctl", f"{installed}/usr/bin/xbctl"))
+    exporter, textfile, timer = ((units / unit).read_text() for unit in MONITORING_UNITS)
+    assert "\nExecStart=/" in exporter and " exporter --listen ${XBCTL_EXPORTER_LISTEN}\n" in exporter
+    assert "\nEnvironment=XBCTL_EXPORTER_LISTEN=127.0.0.1:9749\n" in exporter
+    # Written whole into Debian's node_exporter textfile directory, the one directory writable.
+    textfile_dir = "/var/lib/prometheus/node-exporter"
+    assert f" list --format prometheus --output {textfile_dir}/xbctl.prom\n" in textfile
+    assert f"\nReadWritePaths={textfile_dir}\n" in textfile and "\nProtectSystem=strict\n" in textfile
+    assert "\nOnUnitActiveSec=30s\n" in timer and "\nWantedBy=timers.target\n" in timer
+    env = debian_env(MANPATH=str(installed / "usr/share/man"), SYSTEMD_LOG_LEVEL="notice")
+    for unit in MONITORING_UNITS:
+        done = run(["systemd-analyze", "verify", str(units / unit)], env=env, cwd=units)
+        assert done.returncode == 0 and done.stderr == "", (unit, done)
+    # Hardened as the policy service: the exporter needs a network, the textfile service does not.
+    for unit, level in (("xbctl-exporter.service", "2."), ("xbctl-textfile.service", "1.")):
+        exposure = run(["systemd-analyze", "security", "--offline=yes", str(units / unit)], env=env, cwd=units)
+        assert f"Overall exposure level for {unit}: {level}" in exposure.stdout, exposure.stdout[-500:]
+    # The check can fail: a timer naming no time is refused.
+    (units / "xbctl-textfile.timer").write_text(timer.replace("OnUnitActiveSec=30s", "OnUnitActiveSec=soon"))
+    refused = run(["systemd-analyze", "verify", str(units / "xbctl-textfile.timer")], env=env, cwd=units)
+    assert "Failed to parse timer value" in refused.stderr, refused
 
 
 def test_readme_first_command_works_with_debians_python(tmp_path):

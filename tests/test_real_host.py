@@ -285,9 +285,10 @@ def test_linux_driver_reads_unknown_in_json(real_host):
 def test_linux_driver_reads_unknown_in_the_exporter(real_host):
     samples = metrics(real_host.step("exporter")["scrape"]["text"])
     guest = str(real_host.results["guest_domid"])
+    assert samples[("xen_balloon_domain_info", frozenset({("domain", GUEST), ("domid", guest)}))] == 1.0
     states = {value: number for (name, labels), number in samples.items()
-              if name == "xen_balloon_driver_state" and ("domid", guest) in labels
-              for key, value in labels if key not in ("domain", "domid")}
+              if name == "xen_balloon_driver_state" and ("domain", GUEST) in labels
+              for key, value in labels if key != "domain"}
     assert states.get("unknown") == 1.0, states
     assert states.get("no_driver", 0.0) == 0.0, states
 
@@ -301,14 +302,17 @@ def test_exporter_serves_every_domains_figures(real_host):
     samples = metrics(step["scrape"]["text"])
     held_kib = dump_kib(step["dump"])
     mem_mib = xl_mem_mib(step["xl"])
-    current = {int(dict(labels)["domid"]): value for (name, labels), value in samples.items()
+    # Values are keyed by name; the info series maps each name to its id.
+    domids = {dict(labels)["domain"]: int(dict(labels)["domid"]) for (name, labels) in samples
+              if name == "xen_balloon_domain_info"}
+    current = {domids[dict(labels)["domain"]]: value for (name, labels), value in samples.items()
                if name == "xen_balloon_current_bytes"}
     assert set(current) == set(mem_mib)
     for domid, value in current.items():
         assert value == held_kib[domid] * 1024
         assert value // (1024 * MIB) == mem_mib[domid]
-    guest = str(real_host.results["guest_domid"])
-    labels = frozenset({("domain", GUEST), ("domid", guest)})
+    assert domids[GUEST] == real_host.results["guest_domid"]
+    labels = frozenset({("domain", GUEST)})
     assert samples[("xen_balloon_target_bytes", labels)] == POLICY["target"] * 1024
     assert samples[("xen_balloon_xen_max_bytes", labels)] == POLICY["xen-max"] * 1024
 

@@ -1,8 +1,10 @@
 """Prometheus metrics of every domain's balloon: for `xbctl exporter` and `list --format prometheus`.
 
-One list walk per scrape (a custom collector), values in bytes, labels domain and domid.
+One list walk per scrape (a custom collector), values in bytes, labelled with the domain's
+name only: a domain id changes at every guest reboot, and a label that changes mints new
+series, so ids are on one info series (xen_balloon_domain_info) that maps names to ids.
 A domain that cannot be read, or a transport that cannot be reached, shows as an error
-metric: a scrape never fails because of what it scrapes. Error labels are words from a
+metric (xen_balloon_up 0 for the transport): a scrape never fails because of what it scrapes. Error labels are words from a
 fixed set (xbctl.errors.ERROR_KINDS), never messages: a guest's garbage must not mint
 label values; the message goes to the exporter's log instead.
 """
@@ -44,6 +46,8 @@ class BalloonCollector:
         self.transport = transport
         self.sim_state = sim_state
         self.log = log  # LOG(message): where a scrape says what it could not read
+        # The transport that answered last: build_info keeps its label while Xenstore is away.
+        self._answered = transport
 
     def describe(self) -> list:
         """Nothing up front: registering must not walk Xenstore."""
@@ -51,12 +55,19 @@ class BalloonCollector:
 
     def collect(self) -> Iterator:
         """The metrics of one walk."""
+        import platform
+
         from prometheus_client.core import GaugeMetricFamily, StateSetMetricFamily
 
+        from . import __version__
         from .api import Xbctl
 
-        labels = ["domain", "domid"]
+        labels = ["domain"]
         gauges = {key: GaugeMetricFamily(name, doc, labels=labels) for key, name, doc in GAUGES}
+        info = GaugeMetricFamily(
+            "xen_balloon_domain_info", "1 for each domain; domid is its id now (a new one at each guest reboot).",
+            labels=["domain", "domid"],
+        )
         state = StateSetMetricFamily(
             "xen_balloon_driver_state", "The balloon driver's state (steady, moving, stuck, no_driver, unknown).", labels=labels
         )
@@ -65,6 +76,7 @@ class BalloonCollector:
             "1 when the domain's balloon nodes could not be read, else 0; error: missing, malformed, permission.",
             labels=[*labels, "error"],
         )
+        up = GaugeMetricFamily("xen_balloon_up", "1 when the domains could be listed (Xenstore or the simulator answered), else 0.")
         scrape_error = GaugeMetricFamily(
             "xen_balloon_scrape_error",
             "1 when the transport could not be read at all, else 0; error: unavailable, usage, ...",
@@ -75,29 +87,49 @@ class BalloonCollector:
         try:
             with Xbctl(self.transport, self.sim_state) as xb:
                 listing = xb.list()
+                self._answered = xb.transport_name
         except XbctlError as exc:
             failure = error_kind(exc)
             self._log(f"scrape failed ({failure}): {exc.message}")
         else:
+            # Should two domains hold one name (one being renamed away while its successor
+            # starts), the series under that name are the newer one's (the higher id): two
+            # samples with one label set would make Prometheus refuse the whole scrape.
+            newest: dict[str, int] = {}
             for entry in listing.domains:
-                values = [entry.domain.name, str(entry.domain.id)]
-                if entry.nodes is None:
-                    read_error.add_metric([*values, entry.error_kind or "other"], 1)
-                    self._log(f"domain {entry.domain.name} ({entry.domain.id}) unreadable: {entry.error}")
+                newest[entry.domain.name] = max(entry.domain.id, newest.get(entry.domain.name, -1))
+            for entry in listing.domains:
+                name = entry.domain.name
+                info.add_metric([name, str(entry.domain.id)], 1)
+                if entry.domain.id != newest[name]:
+                    self._log(f"domain {name} ({entry.domain.id}): a newer domain has that name; not exported")
                     continue
-                read_error.add_metric([*values, ""], 0)
+                if entry.nodes is None:
+                    read_error.add_metric([name, entry.error_kind or "other"], 1)
+                    self._log(f"domain {name} ({entry.domain.id}) unreadable: {entry.error}")
+                    continue
+                read_error.add_metric([name, ""], 0)
                 for key, _name, _doc in GAUGES:
-                    gauges[key].add_metric(values, entry.nodes[key].value_kib * KIB)
+                    gauges[key].add_metric([name], entry.nodes[key].value_kib * KIB)
                 current = driver_state(entry)
-                state.add_metric(values, {name: name == current for name in DRIVER_STATES})
+                state.add_metric([name], {state_name: state_name == current for state_name in DRIVER_STATES})
             if listing.host_free_kib is not None:
                 free = GaugeMetricFamily(
                     "xen_balloon_host_free_bytes", "Memory the host has free for balloons to grow into."
                 )
                 free.add_metric([], listing.host_free_kib * KIB)
+        up.add_metric([], 0 if failure else 1)
         scrape_error.add_metric([failure or ""], 1 if failure else 0)
+        build = GaugeMetricFamily(
+            "xen_balloon_build_info", "1; the labels say which xbctl, on which Python, reads which transport.",
+            labels=["version", "python", "transport"],
+        )
+        build.add_metric([__version__, platform.python_version(), self._answered or "unknown"], 1)
+        yield up
+        yield build
         yield from gauges.values()
         yield state
+        yield info
         yield read_error
         if free is not None:
             yield free
@@ -136,6 +168,36 @@ def exposition(transport: str | None, sim_state: str | None, log=None) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(registry_for(transport, sim_state, log)).decode("utf-8")
+
+
+def write_textfile(path: str, text: str) -> None:
+    """TEXT as the file PATH, whole: written to a temporary file in PATH's directory, then
+    renamed over PATH, so node_exporter's textfile collector never reads half a page."""
+    import os
+    import tempfile
+
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = None
+    try:
+        # Not *.prom: the collector reads only those, and must not read this one half-written.
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # node_exporter reads it as its own user
+            handle.write(text)
+        # No fsync: a page lost to a crash is replaced by the next run (the timer: 30 s later).
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as exc:
+        raise XbctlError(
+            f"--output {path}: {exc.strerror or exc}", status=ExitStatus.REFUSED,
+            hint="the directory must exist and be writable (Debian's: /var/lib/prometheus/node-exporter)",
+        ) from None
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -809,10 +809,43 @@ class DomainRing:
 
 def ensure_promtool(cache_dir: Path | None = None) -> Path:
     """Debian's promtool, fetched (apt-get download prometheus) and unpacked (dpkg -x) once."""
+    return ensure_debian_program("prometheus", "usr/bin/promtool", cache_dir)
+
+
+def ensure_node_exporter(cache_dir: Path | None = None) -> Path:
+    """Debian's node_exporter (prometheus-node-exporter), fetched and unpacked once."""
+    return ensure_debian_program("prometheus-node-exporter", "usr/bin/prometheus-node-exporter", cache_dir)
+
+
+def ensure_debian_program(package: str, program: str, cache_dir: Path | None = None) -> Path:
+    """PROGRAM (a path inside Debian's PACKAGE), fetched (apt-get download) and unpacked (dpkg -x)
+    into the cache once; Go programs such as these need no library from the host."""
     top = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    promtool = top / "prometheus" / "usr" / "bin" / "promtool"
-    if promtool.exists():
-        return promtool
+    found_program = top / package / program
+    if found_program.exists():
+        return found_program
+    top.mkdir(parents=True, exist_ok=True)
+    with open(top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test processes
+        if found_program.exists():
+            return found_program
+        tmp = Path(tempfile.mkdtemp(prefix=f".{package}-", dir=top))
+        try:
+            cmd = ["apt-get", "download", package]
+            if _run(cmd, cwd=tmp).returncode != 0:
+                _check(_run(["apt-get", "update"], timeout=900), "apt-get update")
+                _check(_run(cmd, cwd=tmp), f"apt-get download {package}")
+            found = sorted(tmp.glob(f"{package}_*.deb"))
+            if len(found) != 1:
+                raise XenHarnessError(f"expected one {package} .deb in {tmp}, got {found}")
+            _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]), f"dpkg -x {found[0].name}")
+            if not (tmp / "root" / program).exists():
+                raise XenHarnessError(f"the {package} package has no {program}")
+            found[0].unlink()  # only the unpacked tree is kept
+            (tmp / "root").rename(top / package)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return found_program
     top.mkdir(parents=True, exist_ok=True)
     with open(top / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test processes

@@ -280,6 +280,10 @@ COMMANDS = {
                 ("--format",), "prometheus: the exporter's metrics, for node_exporter's textfile collector.",
                 CHOICE, "FORMAT", attribute="output_format", choices=("prometheus",), unknown="format",
             ),
+            Option(
+                ("--output",), "With --format prometheus: write FILE whole (a temporary file, renamed).",
+                FILE, "FILE", attribute="output_file",
+            ),
         ],
         accepts={"--json", "-n"},
     ),
