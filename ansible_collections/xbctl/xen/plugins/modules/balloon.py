@@ -61,7 +61,7 @@ options:
     description:
       - Also keep the values in O(sysctl_file), one C(machdep.xen.balloon.NODE=VALUE) line each,
         under the domain's C([DOMAIN]) section, so that they outlive the domain's restart.
-      - The file is replaced atomically, mode C(0644) (owned by the user the module runs as:
+      - The file is replaced atomically, mode C(0644) (owned by the user the module runs as,
         root, as xbctl requires of its configuration files); missing directories are made C(0755).
         A warning says when C(xbctl --system) would not read it (another directory, or a
         file or directory someone other than root can change).
@@ -77,7 +77,7 @@ options:
   apply:
     description:
       - Write the values to the running domain now. V(false) with O(persist=true) only changes
-        O(sysctl_file): the values apply at the domain's next start (by the policy service) or
+        O(sysctl_file), and the values apply at the domain's next start (by the policy service) or
         at the next C(xbctl --system); the domain is not read, so it need not exist yet, and
         the values are checked only as sizes.
       - Ignored with O(state=absent), which never changes the running domain.
