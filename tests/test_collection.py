@@ -82,7 +82,7 @@ def test_sanity(sanity, test_name):
 def test_units():
     done = ansible_test("units")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert re.search(r"\b17 passed\b", done.stdout), done.stdout[-2000:]
+    assert re.search(r"\b18 passed\b", done.stdout), done.stdout[-2000:]
 
 
 def test_galaxy_builds_an_installable_collection(tmp_path):
@@ -275,6 +275,20 @@ def test_the_documented_fleet_playbook_is_the_example_and_lints_in_the_productio
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Profile 'production' was required, and it passed." in done.stdout + done.stderr
+
+
+def test_fleets_doc_names_every_option_of_the_modules():
+    """docs/fleets.md and the modules' DOCUMENTATION in step: every option documented is named there."""
+    fleets = (ROOT / "docs" / "fleets.md").read_text()
+    for module in ("xbctl.xen.balloon", "xbctl.xen.balloon_info"):
+        done = subprocess.run(
+            [str(ANSIBLE_BIN / "ansible-doc"), "--json", module],
+            env=ansible_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        options = json.loads(done.stdout)[module]["doc"]["options"]
+        missing = [name for name in options if f"`{name}`" not in fleets]
+        assert not missing, f"{module}: options not in docs/fleets.md: {missing}"
 
 
 def test_the_collection_lints():

@@ -192,3 +192,12 @@ def test_xbctl_warnings_become_ansible_warnings(sim, conf_root, capsys):
         "xbctl: %s/etc/xbctl.d/ansible.conf: not applied: its directory %s/etc/xbctl.d is writable by its group "
         "(owner root, mode 0775)" % (conf_root, conf_root)
     ]
+
+
+def test_an_unnamed_transport_that_is_the_simulator_is_a_warning(tmp_path, monkeypatch, capsys):
+    # No Xen on the machines the suite runs on: unnamed, the simulator answers, and says so.
+    monkeypatch.setenv("XBCTL_SIM_STATE", str(tmp_path / "host.json"))
+    monkeypatch.delenv("XBCTL_TRANSPORT", raising=False)
+    result, failed = run(balloon, dict(domain="web", target="512M"), capsys)
+    assert not failed and result["changed"] is True
+    assert result["warnings"] == ["xbctl: simulated host (no Xen here): no real domain is changed"]
