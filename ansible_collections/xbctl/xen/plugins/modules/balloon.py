@@ -147,7 +147,7 @@ EXAMPLES = r"""
 - name: Stop setting web's target when it starts
   xbctl.xen.balloon:
     domain: web
-    target: any
+    target: 1G  # which node's line goes; the value is not used
     state: absent
     persist: true
 """
