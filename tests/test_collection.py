@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -79,7 +82,7 @@ def test_sanity(sanity, test_name):
 def test_units():
     done = ansible_test("units")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-2000:]
+    assert re.search(r"\b18 passed\b", done.stdout), done.stdout[-2000:]
 
 
 def test_galaxy_builds_an_installable_collection(tmp_path):
@@ -89,13 +92,48 @@ def test_galaxy_builds_an_installable_collection(tmp_path):
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert built.returncode == 0, built
+    assert "WARNING" not in built.stdout + built.stderr, built
     tarball = tmp_path / "xbctl-xen-0.1.0.tar.gz"
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("LICENSE").read() == (ROOT / "LICENSE").read_bytes()
+        assert json.load(tar.extractfile("MANIFEST.json"))["collection_info"]["license"] == ["BSD-2-Clause"]
+    assert "CHANGELOG.rst" in names and "tests/output" not in " ".join(names), names
     installed = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-galaxy"), "collection", "install", "--force", str(tarball), "-p", str(tmp_path / "c")],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert installed.returncode == 0, installed
     assert (tmp_path / "c" / "ansible_collections" / "xbctl" / "xen" / "plugins" / "modules" / "balloon.py").exists()
+
+
+def license_terms(text: str) -> str:
+    """The words of a BSD licence from its first condition on, whitespace aside."""
+    return " ".join(text[text.index("Redistribution and use"):].split())
+
+
+def test_one_license_named_alike_everywhere():
+    spdx = "BSD-2-Clause"
+    top = (ROOT / "LICENSE").read_text()
+    assert top.startswith("BSD 2-Clause License\n\nCopyright (c) 2026 xbctl developers\n"), top[:200]
+    # the collection ships its own copy (ansible-test allows no link out of the collection)
+    assert (COLLECTION / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
+    galaxy = (COLLECTION / "galaxy.yml").read_text()
+    assert re.findall(r"^license:\n((?:  - .*\n)+)", galaxy, re.M) == [f"  - {spdx}\n"], galaxy
+    assert "license_file" not in galaxy
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": spdx}
+    copyright_text = (ROOT / "debian" / "copyright").read_text()
+    paragraphs = [p for p in copyright_text.split("\n\n") if "License:" in p]
+    assert [re.search(r"^License: (.*)$", p, re.M).group(1) for p in paragraphs] == [spdx, spdx], paragraphs
+    standalone = paragraphs[-1].split("\n", 1)[1]
+    body = "\n".join("" if line == " ." else line[1:] for line in standalone.splitlines())
+    assert license_terms(body) == license_terms(top)
+    modules = sorted((COLLECTION / "plugins" / "modules").glob("*.py"))
+    assert [m.name for m in modules] == ["balloon.py", "balloon_info.py"]
+    for module in modules:
+        header = module.read_text().split('DOCUMENTATION', 1)[0]
+        assert f"# SPDX-License-Identifier: {spdx}\n" in header, module
+        assert "# BSD 2-Clause License (see LICENSE or https://opensource.org/licenses/BSD-2-Clause)" in header, module
 
 
 # ---------------------------------------------------------------- a fleet of three hosts
@@ -115,13 +153,17 @@ def run_playbook(inventory: Path, *args: str) -> tuple[subprocess.CompletedProce
 
 @pytest.fixture
 def fleet(tmp_path, xs):
-    """Three hosts: alpha and bravo simulated (bravo asked for a refused target), xs1 a real xenstored."""
+    """Three hosts: alpha and bravo simulated (bravo asked for a refused target), xs1 a real
+    xenstored; each with a configuration root of its own (XBCTL_CONF_ROOT) for what persists."""
     from conftest import Xbctl
 
     sims = {}
     for host in ("alpha", "bravo"):
         sims[host] = Xbctl(tmp_path / f"{host}.json")
         assert sims[host]("sim", "reset", "--clock", "manual").status == 0
+    roots = {host: tmp_path / f"conf-{host}" for host in ("alpha", "bravo", "xs1")}
+    for root in roots.values():
+        root.mkdir(mode=0o755)
     inventory = tmp_path / "hosts.yml"
     python = sys.executable
     inventory.write_text(
@@ -134,27 +176,36 @@ def fleet(tmp_path, xs):
       xbctl_transport: sim
       sim_state: {sims['alpha'].state_path}
       web_target: 512M
+      xbctl_env:
+        XBCTL_CONF_ROOT: "{roots['alpha']}"
     bravo:
       xbctl_transport: sim
       sim_state: {sims['bravo'].state_path}
       web_target: 64M
+      xbctl_env:
+        XBCTL_CONF_ROOT: "{roots['bravo']}"
     xs1:
       xbctl_transport: xenstore
       web_target: 600M
       xbctl_env:
         XENSTORED_PATH: "{xs.socket_path}"
         XBCTL_XENSTORE_TIMEOUT: "10"
+        XBCTL_CONF_ROOT: "{roots['xs1']}"
 """
     )
-    return inventory, sims, xs
+    return inventory, sims, xs, roots
+
+
+def persisted(root: Path) -> Path:
+    return root / "etc" / "xbctl.d" / "ansible.conf"
 
 
 def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
-    inventory, sims, xs = fleet
+    inventory, sims, xs, roots = fleet
     before = {host: tool.snapshot() for host, tool in sims.items()}
     xs_before = xs.listing()
 
-    # check mode: says what would change, changes nothing anywhere
+    # check mode: says what would change, in the domain and in the file, and changes nothing anywhere
     done, recap = run_playbook(inventory, "--check", "--diff")
     assert done.returncode == 2, done.stdout  # one host failed
     assert recap["alpha"] == dict(ok=3, changed=1, failed=0), done.stdout
@@ -162,8 +213,11 @@ def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
     assert recap["bravo"]["failed"] == 1 and recap["bravo"]["changed"] == 0, done.stdout
     assert "-machdep.xen.balloon.target: 786432\n+machdep.xen.balloon.target: 524288" in done.stdout
     assert "-machdep.xen.balloon.target: 786432\n+machdep.xen.balloon.target: 614400" in done.stdout
+    assert f"+++ after: {persisted(roots['alpha'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=512M" in done.stdout
+    assert f"+++ after: {persisted(roots['xs1'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=600M" in done.stdout
     assert {host: tool.snapshot() for host, tool in sims.items()} == before
     assert xs.listing() == xs_before
+    assert [list(root.iterdir()) for root in roots.values()] == [[], [], []]
 
     # the first run changes what it should; the refused host fails alone, with xbctl's message
     done, recap = run_playbook(inventory)
@@ -176,6 +230,10 @@ def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
     assert xs.dom(1, "memory/target") == "614400"
     assert sims["bravo"].snapshot() == before["bravo"]
     assert "web on alpha: target 524288 KiB" in done.stdout and "web on xs1: target 614400 KiB" in done.stdout
+    assert persisted(roots["alpha"]).read_text() == "[web]\nmachdep.xen.balloon.target=512M\n"
+    assert persisted(roots["xs1"]).read_text() == "[web]\nmachdep.xen.balloon.target=600M\n"
+    assert list(roots["bravo"].iterdir()) == []  # refused: not kept either
+    assert "[WARNING]" not in done.stdout + done.stderr
 
     # the second run changes nothing
     done, recap = run_playbook(inventory)
@@ -183,3 +241,60 @@ def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
     assert recap["xs1"] == dict(ok=3, changed=0, failed=0), done.stdout
     assert recap["bravo"]["failed"] == 1, done.stdout
     assert sims["alpha"].value("target", "web") == 524288 and xs.dom(1, "memory/target") == "614400"
+
+    # what persisted is what xbctl applies to the domains created again: `--system` on alpha,
+    # the policy service's pass on xs1
+    from pyxs import Client
+    from xen_fixtures import lay_out_host
+
+    assert sims["alpha"]("sim", "reset", "--clock", "manual").status == 0
+    assert sims["alpha"].value("target", "web") == 786432
+    applied = sims["alpha"].process("--system", env={"XBCTL_CONF_ROOT": str(roots["alpha"])})
+    assert applied.status == 0, applied
+    assert f"* Applying {persisted(roots['alpha'])} ..." in applied.stdout, applied
+    assert "web: machdep.xen.balloon.target: 786432 -> 524288" in applied.stdout, applied
+    assert sims["alpha"].value("target", "web") == 524288
+    with Client(unix_socket_path=str(xs.socket_path)) as client:
+        lay_out_host(client)
+    assert xs.dom(1, "memory/target") == "786432"
+    configured = xs.process("policy", env={"XBCTL_CONF_ROOT": str(roots["xs1"])})
+    assert configured.status == 0, configured
+    assert xs.dom(1, "memory/target") == "614400"
+
+
+def test_the_documented_fleet_playbook_is_the_example_and_lints_in_the_production_profile():
+    fleets = (ROOT / "docs" / "fleets.md").read_text()
+    shown = re.search(r"A fleet playbook \(\[`examples/fleet.yml`\]\(\.\./examples/fleet.yml\)\):\n\n```yaml\n(.*?)```",
+                      fleets, re.S)
+    assert shown, "docs/fleets.md shows no fleet playbook"
+    assert shown.group(1) == PLAYBOOK.read_text()
+    assert "[examples/fleet.yml](examples/fleet.yml)" in (ROOT / "README.md").read_text()
+    done = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor", "--profile", "production", str(PLAYBOOK)],
+        cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Profile 'production' was required, and it passed." in done.stdout + done.stderr
+
+
+def test_fleets_doc_names_every_option_of_the_modules():
+    """docs/fleets.md and the modules' DOCUMENTATION in step: every option documented is named there."""
+    fleets = (ROOT / "docs" / "fleets.md").read_text()
+    for module in ("xbctl.xen.balloon", "xbctl.xen.balloon_info"):
+        done = subprocess.run(
+            [str(ANSIBLE_BIN / "ansible-doc"), "--json", module],
+            env=ansible_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        options = json.loads(done.stdout)[module]["doc"]["options"]
+        missing = [name for name in options if f"`{name}`" not in fleets]
+        assert not missing, f"{module}: options not in docs/fleets.md: {missing}"
+
+
+def test_the_collection_lints():
+    done = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor"],
+        cwd=COLLECTION, env=ansible_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"Passed: 0 failure\(s\), 0 warning\(s\)", done.stdout + done.stderr), done.stdout + done.stderr

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: xbctl maintainers
-# BSD-2-Clause (see the LICENSE of xbctl)
+# Copyright: (c) 2026, xbctl developers
+# BSD 2-Clause License (see LICENSE or https://opensource.org/licenses/BSD-2-Clause)
+# SPDX-License-Identifier: BSD-2-Clause
 
 from __future__ import absolute_import, division, print_function
 
@@ -17,7 +18,7 @@ description:
     (the read document of C(xbctl --json)), or with no O(domain) every visible domain
     (the list document of C(xbctl --json list)).
 author:
-  - xbctl maintainers (@xbctl)
+  - xbctl developers (@xbctl)
 requirements:
   - xbctl (the Python package) for the Python interpreter on the managed host
 options:
