@@ -4,9 +4,14 @@ Ctrl-C before the command line is even parsed must not show a traceback, so the
 first thing done is to make SIGINT end xbctl quietly, before the (slow) imports.
 """
 
-import _signal  # built in: no import to wait for before the handler is in place
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal  # typeshed has no stubs for _signal, whose functions these are
+else:
+    import _signal  # built in: no import to wait for before the handler is in place
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
 
@@ -28,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[func-returns-value]  # None: status 0, as a console script ends

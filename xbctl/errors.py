@@ -38,6 +38,9 @@ def printable(text: str, *, keep_layout: bool = False) -> str:
 class XbctlError(Exception):
     """An error for the user: a message, an optional hint, an exit status and errno name."""
 
+    # Set only by a command whose JSON document already reported it (cli.main reads it with getattr).
+    document_shown: bool
+
     def __init__(
         self,
         message: str,

@@ -101,7 +101,7 @@ class SharedWalk:
             else:
                 return self._result(self._outcome)
         try:
-            outcome = (self._produce(), None)
+            outcome: tuple = (self._produce(), None)
         except Exception as exc:  # noqa: BLE001 - handed to every caller that waited for this run
             outcome = (b"", exc)
         with self._changed:
@@ -122,6 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "xbctl-exporter"
     default_request_version = "HTTP/1.0"  # a garbled request line gets a status line too (no HTTP/0.9)
+    # Handed xbctl's own Server (no socketserver.BaseServer); setup() makes wfile a buffer.
+    server: Server  # type: ignore[assignment]
+    wfile: io.BytesIO
 
     def version_string(self) -> str:
         return self.server_version  # no Python version for the world to see
@@ -188,7 +191,7 @@ class Server:
         self._open = 0  # connections accepted and not yet closed
         self._ready: deque = deque()  # (socket, head) waiting for a worker
         self._workers = 0
-        self._acceptor = None  # the thread in serve_forever
+        self._acceptor: int | None = None  # the thread in serve_forever
         # Written by a worker that frees a connection, so a paused accept resumes at once.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -237,7 +240,7 @@ class Server:
                         except BlockingIOError:
                             pass
                     else:
-                        self._read(selector, reading, key.fileobj)
+                        self._read(selector, reading, key.fileobj)  # type: ignore[arg-type]  # a client's socket
                 self._expire(selector, reading)
         finally:
             for connection in list(reading):
@@ -333,7 +336,7 @@ class Server:
             except OSError:
                 address = ("", 0)
             try:
-                _Handler((connection, head), address, self)
+                _Handler((connection, head), address, self)  # type: ignore[arg-type]  # the server it uses: this one
             except OSError:
                 pass  # a client that hung up or stalled: its connection alone ends
             except Exception as exc:  # noqa: BLE001 - a bug answering one request must not end the rest

@@ -9,6 +9,8 @@ TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .errors import XbctlError
+
 from .errors import refused, unknown
 
 SYSCTL_PREFIX = "machdep.xen.balloon"
@@ -48,6 +50,26 @@ class Balloon:
     )
     _REQUIRED = 6
     __slots__ = tuple(name for name, _ in _DEFAULTS)
+    # The fields above, for type checkers (bare annotations: no class attribute, no run-time cost).
+    current_kib: int
+    target_kib: int
+    min_kib: int
+    xen_max_kib: int
+    driver_max_kib: int | None
+    floor_kib: int
+    has_driver: bool | None
+    current_source: str
+    diagnostic: str | None
+    min_origin: str | None
+    min_hint: str | None
+    floor_hint: str | None
+    host_min_kib: int | None
+    hypervisor_max_kib: int | None
+    hypervisor_max_unlimited: bool
+    max_mismatch: str | None
+    videoram_kib: int
+    warnings: tuple[str, ...]
+    target_malformed: XbctlError | None
 
     def __init__(self, *args, **kwargs) -> None:
         setter = object.__setattr__

@@ -81,7 +81,7 @@ class WriteResult:
         """Whether the hypervisor answered the transport, and why not (None: not ours to ask)."""
         if self._hypervisor is _UNASKED:
             self._hypervisor = self._source.hypervisor_status() if self._source is not None else None
-        return self._hypervisor
+        return self._hypervisor  # type: ignore[return-value]  # never _UNASKED here: asked just above
 
     @property
     def changed(self) -> bool:
@@ -237,7 +237,7 @@ class DomainRow:
             other.problem_kind,
         )
 
-    __hash__ = None  # mutable: not a key
+    __hash__ = None  # type: ignore[assignment]  # mutable: not a key (Python's own spelling of it)
 
 
 def list_balloons(transport: Transport, domain_specs: "list[str] | None" = None) -> list[DomainRow]:
@@ -369,6 +369,7 @@ def resolve_groups(
                     continue
                 raise exc.with_prefix(group.origin) if group.origin else exc from None
             if pinned and domain != default:
+                assert default is not None  # PINNED: resolved above
                 raise usage_error(
                     f"{group.origin}: section [{group.spec}] names domain {domain.name} (id {domain.id}), "
                     f"but -d names {default.name} (id {default.id})",
@@ -444,7 +445,7 @@ def write_domains(
         return plan
 
     written = [g for g in groups if g.requests]
-    outcomes: dict[Domain, tuple] = {}
+    outcomes: dict[Domain, tuple[Balloon, Balloon]] = {}
     for group in groups:
         if not group.requests:
             balloon = transport.read_balloon(group.domain)
@@ -589,6 +590,7 @@ def wait_for_target(
             return WaitOutcome(False, balloon, f"timed out after {timeout_s:g} s")
         pause_s = 1.0 if remaining is None else remaining
         if follows_hypervisor:  # its figure changes without a Xenstore event: look again soon
+            assert poll_s is not None  # following the hypervisor: a figure to poll
             pause_s = min(pause_s, poll_s, max(stall_s - (now - last_move), 0.0))
         transport.wait_for_change(domain, pause_s)
 

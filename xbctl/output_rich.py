@@ -98,7 +98,7 @@ def domain_table(
     text = Text()
 
     def rule(chars: str) -> None:
-        left, line, cross, right = chars
+        left, line, cross, right = chars  # type: ignore[str-unpack]  # four box-drawing characters
         text.append(left + cross.join(line * (w + 2) for w in widths) + right + "\n")
 
     def cells_line(values: list[str], frame: str, style: str = "", last_style: str = "") -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .conf import UnsafeFile
     from .configured import Record
     from .transports import Domain, Transport
+    from .transports.xenstore.transport import XenstoreTransport
 
 # sd-daemon(3) priorities (syslog's).
 ERR, WARNING, NOTICE, INFO, DEBUG = 3, 4, 5, 6, 7
@@ -340,7 +341,7 @@ class Follower:
         self,
         configuration: Configuration,
         log: ServiceLog,
-        open_transport: Callable[[], Transport],
+        open_transport: Callable[[], XenstoreTransport],
         load: Callable[[], Configuration],
         record: Record,
     ) -> None:
@@ -423,7 +424,7 @@ class Follower:
         finally:
             transport.close()
 
-    def _follow(self, transport: Transport) -> None:
+    def _follow(self, transport: XenstoreTransport) -> None:
         """Configure the domains not configured yet, then each new one, on one connection
         until a signal arrives."""
         applier = Applier(transport, self.configuration, self.log)
@@ -485,7 +486,7 @@ class Follower:
             if not same_instance(recorded[domain.id]["instance"], instance)
         }
 
-    def _settle(self, applier: Applier, transport: Transport, domid: int, pending: set[int]) -> None:
+    def _settle(self, applier: Applier, transport: XenstoreTransport, domid: int, pending: set[int]) -> None:
         """Configure DOMID once it has a name and balloon nodes; until then, watch it."""
         from .configured import entry_for, same_instance
         from .transports import Domain
@@ -513,7 +514,7 @@ class Follower:
         if not status:  # configured (or nothing to configure): never again in its life
             self.record.update({domid: entry_for(domain, instance)}, forget=set())
 
-    def _watch_pending(self, transport: Transport, domid: int, pending: set[int]) -> None:
+    def _watch_pending(self, transport: XenstoreTransport, domid: int, pending: set[int]) -> None:
         # The whole subtree: its name and memory nodes may come in any order.
         if domid in pending:
             return
@@ -521,7 +522,7 @@ class Follower:
         transport.call(path.decode(), lambda client: client.watch(path, PENDING_TOKEN))
         pending.add(domid)
 
-    def _unwatch_pending(self, transport: Transport, domid: int, pending: set[int]) -> None:
+    def _unwatch_pending(self, transport: XenstoreTransport, domid: int, pending: set[int]) -> None:
         path = f"/local/domain/{domid}".encode()
         pending.discard(domid)
         try:

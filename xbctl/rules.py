@@ -148,6 +148,7 @@ def replaces_malformed_target(request: WriteRequest) -> bool:
 def malformed_target_error(balloon: "Balloon", domain: "Domain") -> XbctlError:
     """The malformed-value error for BALLOON's target, with how to repair it."""
     malformed = balloon.target_malformed
+    assert malformed is not None  # asked only of a balloon whose target is malformed
     return XbctlError(
         malformed.message,
         status=malformed.status,

@@ -120,6 +120,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
         amount = int(hex_digits, 16)
         unit_key = "k"
     else:
+        assert number is not None  # _split_size gives hex digits or a decimal number
         unit_key = (unit or default_unit).lower()
         if unit_key not in UNIT_BYTES:
             raise usage_error(

@@ -459,7 +459,7 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
 # --------------------------------------------------------------------------
 
 #: Not copied into the tree xbctl is installed from (pip writes build/ and *.egg-info into it).
-_NOT_COPIED = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "*.pyc")
+_NOT_COPIED = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", "*.pyc")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 

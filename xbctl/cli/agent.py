@@ -19,11 +19,16 @@ def run_agent_command(invocation, options, output) -> None:
         key: None if local.get(f"--{key}") is None else parse_kib(local[f"--{key}"], what=f"--{key}")
         for key in ("boot-size", "used", "host-free")
     }
+
+    def say(message: str) -> None:
+        output.say(message, prefix="xbctl agent")
+        _flush()
+
     run_agent(
         options.transport(),
         options.domain,
         steps_per_second=parse_number(local.get("--rate", "50"), what="--rate", maximum=MAX_STEPS_PER_SECOND, positive=True),
-        say=lambda message: (output.say(message, prefix="xbctl agent"), _flush()),
+        say=say,
         boot_kib=sizes["boot-size"],
         used_kib=sizes["used"],
         host_free_kib=sizes["host-free"],

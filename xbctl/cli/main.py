@@ -6,9 +6,16 @@ Results, XbctlError, usage errors (ours and Typer's), Ctrl-C (130), output failu
 
 from __future__ import annotations
 
-import _signal as signal  # the signal module's own import (an IntEnum of every signal) costs start-up time
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal  # typeshed has no stubs for _signal, whose functions these are
+
+    from ..api import Xbctl
+else:
+    import _signal as signal  # the signal module's own import (an IntEnum of every signal) costs start-up time
 
 from ..errors import ExitStatus, XbctlError, usage_error
 from .table import GLOBALS, SECONDS
@@ -34,6 +41,27 @@ class Options:
     command spec (table.GLOBALS), named by its .attribute; None, False or [] when not given."""
 
     __slots__ = (*(option.attribute for option in SPEC_OPTIONS), "stall_s", "output", "_api")
+    # For type checkers, one line per option of table.GLOBALS (set from it in __init__): a new
+    # global option adds its line here.
+    show_all: bool
+    all_domains: bool
+    system: bool
+    write: bool
+    values_only: bool
+    equals: bool
+    quiet: bool
+    verbose: bool
+    settings_files: list[str]
+    domain: str | None
+    as_json: bool
+    dry_run: bool
+    wait: bool
+    timeout_s: float | None
+    transport_name: str | None
+    sim_state: str | None
+    override_guest_floor: bool
+    stall_s: float | None
+    _api: Xbctl | None
 
     def __init__(self, values: dict, output) -> None:
         for option in SPEC_OPTIONS:

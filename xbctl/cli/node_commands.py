@@ -58,7 +58,7 @@ def run_sysctl(invocation, options, output) -> None:
         if options.settings_files:
             return  # an empty settings file: nothing to do
         raise usage_error("nothing to do", hint="xbctl -a shows every node; xbctl --help")
-    nodes: list = []
+    nodes = []
     for name in names:
         nodes.extend(n for n in select_nodes(name) if n not in nodes)
     show_nodes(options, output, nodes)
@@ -218,6 +218,7 @@ def show_write(options, output, transport, result, name_domains: bool, settings:
         outcome = _wait(options, output, transport, result, target_change.new_kib)
     document_shown = output.written(result.replace(wait=outcome))
     if outcome is not None and not outcome.reached:
+        assert target_change is not None  # an outcome: a target change was waited for
         error = XbctlError(
             f"{result.domain.name}: target {target_change.new_kib} KiB not reached "
             f"(current {outcome.current_kib} KiB): {outcome.reason}",

@@ -18,7 +18,7 @@ import enum
 import inspect
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -26,7 +26,7 @@ from typer.core import TyperCommand, TyperGroup
 try:  # Typer 0.2x and later carry their own click
     from typer import _click as click
 except ImportError:  # earlier Typers (Debian 12's 0.7) run on the system's click
-    import click
+    import click  # type: ignore[no-redef]  # the same module, from where such Typers find it
 
 from .. import __version__
 from ..errors import ExitStatus, XbctlError, usage_error
@@ -135,7 +135,7 @@ class XbctlGroup(PlainGroup):
 
 # cli.main's run(), for Typer's runner: handed in by xbctl.cli when it loads the app, so the app
 # never imports cli.main (which imports the app): commands run through STATE["execute"].
-ENTRY = None
+ENTRY: Callable[[list[str]], int] | None = None
 
 
 def run_typer(argv: list[str], state: dict) -> int:
@@ -143,7 +143,8 @@ def run_typer(argv: list[str], state: dict) -> int:
     STATE["execute"] (cli.main's execute); the exit status."""
     command = typer.main.get_command(app)
     command.state = state  # type: ignore[attr-defined]
-    result = TyperGroup.main(command, args=list(argv), prog_name="xbctl", standalone_mode=False)
+    # An app with commands: get_command made a TyperGroup (typed as click's Command).
+    result = TyperGroup.main(command, args=list(argv), prog_name="xbctl", standalone_mode=False)  # type: ignore[arg-type]
     return result if isinstance(result, int) else ExitStatus.OK
 
 
@@ -191,7 +192,7 @@ def _execute(ctx: typer.Context, command, args: list[str], local: dict | None = 
     root = ctx.find_root()
     values = root.obj
     given = [option.name for option in _PARAMS.values() if option.name in values]
-    state = root.command.state
+    state = root.command.state  # type: ignore[attr-defined]  # set by run_typer
     state["execute"](Invocation(command, given, values, args, local or {}), state)
 
 
@@ -227,7 +228,8 @@ _CALLBACKS = {
 
 def _choice_type(option) -> type:
     """The Enum Typer turns into click's Choice for OPTION's choices (its usage error names them)."""
-    return enum.Enum(option.attribute.title().replace("_", ""), {value: value for value in option.choices}, type=str)
+    # Enum's functional API makes a class, which typeshed's signature does not say.
+    return enum.Enum(option.attribute.title().replace("_", ""), {value: value for value in option.choices}, type=str)  # type: ignore[return-value]
 
 
 def _option_parameter(option) -> inspect.Parameter:
@@ -239,6 +241,8 @@ def _option_parameter(option) -> inspect.Parameter:
         settings["envvar"] = option.envvar
     if option.name in _CALLBACKS:
         settings.update(callback=_CALLBACKS[option.name], is_eager=True, expose_value=False)
+    annotation: Any  # a type, or a typing form such as Optional[str]
+    default: Any
     if not option.takes_value:
         annotation, default = bool, False
     elif option.repeat:
@@ -258,6 +262,8 @@ def _option_parameter(option) -> inspect.Parameter:
 def _argument_parameter(argument) -> inspect.Parameter:
     """ARGUMENT as a Typer parameter (`name: T = typer.Argument(default, metavar=..., help=...)`)."""
     settings = {key: value for key, value in (("metavar", argument.usage), ("help", argument.help)) if value}
+    annotation: Any  # a type, or a typing form such as Optional[str]
+    default: Any
     if argument.many:
         annotation, default = Optional[list[str]], None
     elif argument.required:
@@ -313,7 +319,7 @@ def _main_callback(ctx: typer.Context, given: dict) -> None:
     values: dict = {}
     for param, option in _PARAMS.items():
         value = getattr(given[param], "value", given[param])  # an Enum's
-        if option.envvar and value is not None and ctx.get_parameter_source(param).name == "ENVIRONMENT":
+        if option.envvar and value is not None and ctx.get_parameter_source(param).name == "ENVIRONMENT":  # type: ignore[union-attr]  # a parameter's: always set
             continue  # the environment's choice is not an option given
         if value not in (None, False, []):
             values[option.name] = value

@@ -13,7 +13,7 @@ from ..errors import ExitStatus, XbctlError, unknown, usage_error
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Callable
+    from typing import Callable, TypeAlias
 
     from ..nodes import Balloon
 
@@ -24,13 +24,15 @@ TRANSPORT_NAMES = ("sim", "xenstore")
 DEFAULT_RUNTIME_DIR = "/run/xbctl"
 
 # A plan (policy's, through operations): {node: new KiB} for a balloon snapshot, or a refusal.
-Plan = "Callable[[Balloon], dict[str, int]]"
+Plan: TypeAlias = "Callable[[Balloon], dict[str, int]]"
 
 
 class Domain:
     """A domain as the transport knows it."""
 
     __slots__ = ("id", "name")
+    id: int
+    name: str
 
     def __init__(self, id: int, name: str) -> None:
         object.__setattr__(self, "id", id)
@@ -49,14 +51,18 @@ class Domain:
         return f"Domain(id={self.id!r}, name={self.name!r})"
 
 
-def abstractmethod(method):
-    """Marks what every transport implements (abc's machinery costs start-up time for nothing)."""
+if TYPE_CHECKING:  # type checkers know abc's: these bodies are meant to be empty
+    from abc import abstractmethod
+else:
 
-    def missing(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} does not implement {method.__name__}")
+    def abstractmethod(method):
+        """Marks what every transport implements (abc's machinery costs start-up time for nothing)."""
 
-    missing.__name__, missing.__doc__ = method.__name__, method.__doc__
-    return missing
+        def missing(self, *args, **kwargs):
+            raise NotImplementedError(f"{type(self).__name__} does not implement {method.__name__}")
+
+        missing.__name__, missing.__doc__ = method.__name__, method.__doc__
+        return missing
 
 
 class Transport:

@@ -86,6 +86,12 @@ class DomainInfo:
     """What the hypervisor holds for one domain (xc_domaininfo_t), in pages (immutable)."""
 
     __slots__ = ("domid", "flags", "tot_pages", "max_pages", "outstanding_pages", "handle")
+    domid: int
+    flags: int
+    tot_pages: int
+    max_pages: int
+    outstanding_pages: int
+    handle: bytes
 
     def __init__(
         self, *, domid: int, flags: int, tot_pages: int, max_pages: int, outstanding_pages: int, handle: bytes

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import time
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
+if TYPE_CHECKING:
+    from typing import Any
+
 from ..nodes import BALLAST_PAGES, Balloon
 from ..units import MAX_KIB, PAGE_KIB
 
@@ -99,6 +103,19 @@ class SimDomain(_Record):
         ("short_reported", False),
     )
     __slots__ = tuple(name for name, _ in FIELDS)
+    # The fields, for type checkers (bare annotations: nothing at run time).
+    id: int
+    name: str
+    driver: str
+    boot_kib: int
+    xen_max_kib: int
+    target_kib: int
+    current_kib: int
+    dynamic_min_kib: int
+    used_kib: int
+    freemin_pages: int
+    diagnostic: str | None
+    short_reported: bool
 
     @property
     def floor_kib(self) -> int:
@@ -133,7 +150,7 @@ def _require_kib(value: object, what: str) -> None:
 _KIB_FIELDS = ("boot_kib", "xen_max_kib", "target_kib", "current_kib", "dynamic_min_kib", "used_kib", "freemin_pages")
 
 
-def _require_seconds(value: object, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
+def _require_seconds(value: Any, what: str, *, positive: bool = False, limit: float = MAX_SIM_SECONDS) -> None:
     if type(value) not in (int, float) or not -limit <= value <= limit or (positive and not value > 0):
         raise ValueError(f"bad {what}")
 
@@ -194,11 +211,22 @@ class SimHost(_Record):
         ("boot_id", None),
     )
     __slots__ = tuple(name for name, _ in FIELDS)
+    # The fields, for type checkers (bare annotations: nothing at run time).
+    clock: str
+    steps_per_second: float
+    offset_s: float
+    boot_s: float
+    last_tick_s: float
+    position: int
+    host_free_kib: int
+    domains: list[SimDomain]
+    log: list[dict]
+    boot_id: str | None
 
     @classmethod
     def fresh(cls, **settings: object) -> "SimHost":
         """A newly booted host; its clock starts now."""
-        host = cls(**settings)  # type: ignore[arg-type]
+        host = cls(**settings)
         host.boot_s = host.last_tick_s = host.now()
         return host
 

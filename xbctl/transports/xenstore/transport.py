@@ -188,8 +188,9 @@ class XenstoreTransport(XlWrites, Transport):
     def send_writes(self, writes: list[tuple[Op, str, str | None]]) -> None:
         """Send WRITES ((Op.WRITE, path, value) or (Op.RM, path, None)) in one pipelined batch,
         in order; the first refusal is raised as an XbctlError naming its path."""
-        requests = [
-            (op, path.encode() + NUL + value.encode()) if op == Op.WRITE else (op, path.encode() + NUL)
+        requests: list[tuple[Op, bytes]] = [
+            # An Op.WRITE always carries its value (str), only an Op.RM none.
+            (op, path.encode() + NUL + value.encode()) if op == Op.WRITE else (op, path.encode() + NUL)  # type: ignore[union-attr]
             for op, path, value in writes
         ]
         try:

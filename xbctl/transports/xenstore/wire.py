@@ -24,6 +24,10 @@ import struct
 import time
 from enum import IntEnum
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import builtins  # inside WireClient, list is its method: annotations there name builtins.list
+
 # xs_wire.h: struct xsd_sockmsg { uint32_t type, req_id, tx_id, len; } in the host's byte order.
 HEADER = struct.Struct("=IIII")
 XENSTORE_PAYLOAD_MAX = 4096  # xs_wire.h: no message body is longer
@@ -314,7 +318,7 @@ class WireClient:
             raise answer
         return answer
 
-    def pipeline(self, requests: list[tuple[Op, bytes]]) -> list[bytes | XenstoreReplyError]:
+    def pipeline(self, requests: builtins.list[tuple[Op, bytes]]) -> builtins.list[bytes | XenstoreReplyError]:
         """Send REQUESTS (op, payload) without waiting for each answer; their answers in order:
         each reply's payload, or the XenstoreReplyError Xenstore answered it with.
 
@@ -382,7 +386,7 @@ class WireClient:
 
     # ------------------------------------------------------------ events
 
-    def next_events(self, timeout_s: float) -> list[bytes]:
+    def next_events(self, timeout_s: float) -> builtins.list[bytes]:
         """The paths that changed, waiting up to TIMEOUT_S for the first (each path once)."""
         if self.failure:
             raise XenstoreLost(self.failure)
@@ -476,7 +480,7 @@ class WireClient:
                 raise XenstoreLost("connection lost" + (" in the middle of a reply" if self._inbox else ""))
             self._inbox += data
 
-    def _receive_many(self, deadline: float, replies: int) -> list[tuple[int, int, int, bytes]]:
+    def _receive_many(self, deadline: float, replies: int) -> builtins.list[tuple[int, int, int, bytes]]:
         """The whole messages already here, with at most REPLIES that are not watch events
         (what follows them stays for the next request); when none is, the next one, waited
         for by the DEADLINE."""
@@ -496,7 +500,8 @@ class WireClient:
             offset = end
         if offset:
             del inbox[:offset]
-        return packets or [self._receive(deadline)]
+        # Neither quietly nor with a bound on reads, _receive raises rather than return None.
+        return packets or [self._receive(deadline)]  # type: ignore[list-item]
 
     def _wait(self, events: int, deadline: float, *, quietly: bool = False) -> bool:
         """Wait until the stream is ready for EVENTS; False (QUIETLY) or XenstoreLost at DEADLINE."""

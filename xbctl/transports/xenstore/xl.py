@@ -19,9 +19,16 @@ from .model import (
 )
 
 if TYPE_CHECKING:
+    from typing import Callable, TypeVar
+
     from ...nodes import Balloon
     from .. import Domain, Plan
+    from ..hypervisor import DomainInfo, Hypervisor
+    from .endpoint import Endpoint
     from .txn import Txn
+    from .wire import WireClient
+
+    T = TypeVar("T")
 
 # --wait re-reads the hypervisor's figure this often: it changes without a Xenstore event.
 HYPERVISOR_POLL_S = 0.25
@@ -30,6 +37,21 @@ MAX_NAMED_PUT_BACKS = 3  # a failed many-domain write names this many of the max
 
 class XlWrites:
     """The hypervisor side of the Xenstore transport (mixed into XenstoreTransport)."""
+
+    if TYPE_CHECKING:  # what XenstoreTransport, the one class this is mixed into, provides
+        endpoint: Endpoint
+        _hypervisor: Hypervisor | None
+        _hypervisor_tried: bool
+        _hypervisor_problem: str | None
+        _known_infos: dict[int, DomainInfo | None] | None
+
+        def note(self, message: str) -> None: ...
+        def where(self) -> str: ...
+        def call(self, path: str, request: Callable[[WireClient], T]) -> T: ...
+        def read_paths(self, paths: list[str]) -> list[str | None | XbctlError]: ...
+        def list_path(self, path: str) -> list[str] | None: ...
+        def transact(self, domid: int, body: Callable[[Txn], T], *, what: str) -> T: ...
+        def transact_domains(self, domids: list[int], body: Callable[[list[Txn]], T], *, what: str) -> T: ...
 
     # ------------------------------------------------------------ the hypervisor
 
@@ -264,9 +286,10 @@ class XlWrites:
         from .txn import domain_views
 
         domains = [domain for domain, _plan in plans]
-        readers = domain_views(self, [domain.id for domain in domains])
+        # XlWrites is only ever part of a XenstoreTransport.
+        readers = domain_views(self, [domain.id for domain in domains])  # type: ignore[arg-type]
         readers[0].prefetch_balloons(domains)  # one pipelined batch of every read balloon_from makes, cached
-        staged = []
+        staged: list[list] = []  # [domain, seen, before, values, info, unfilled] each
         for (domain, plan), reader in zip(plans, readers):
             unfilled = domain.id == 0 and (reader.read(TARGET) is None or reader.read(STATIC_MAX) is None)
             info = self._domain_info(domain.id) if unfilled else None
@@ -317,20 +340,21 @@ class XlWrites:
                 after = after.with_fields(diagnostic=None)
             results.append((before, after, info))
         changed = [domain.id for (domain, *_rest), (_b, _a, info) in zip(staged, results) if info is not None]
-        now: dict = {}
+        infos_now: dict[int, DomainInfo | None] = {}
         if changed:
             # What the hypervisor holds now, for the report: read in bulk, as before. Should
             # that read fail, the report shows the figures just set (the writes are done).
             from ..hypervisor import HypervisorError
 
+            assert self._hypervisor is not None  # a changed domain's info came from it
             try:
-                now = self._hypervisor.domains(changed)
+                infos_now = self._hypervisor.domains(changed)
             except HypervisorError:
                 pass
         shown = []
         for (domain, *_rest), (before, after, info) in zip(staged, results):
             if info is not None:
-                info = now.get(domain.id) or info
+                info = infos_now.get(domain.id) or info
                 after = after.with_fields(
                     current_kib=info.current_kib, current_source="hypervisor", hypervisor_max_kib=info.max_kib
                 )
@@ -384,6 +408,7 @@ class XlWrites:
         from ..hypervisor import HypervisorError
 
         hypervisor = self._hypervisor
+        assert hypervisor is not None  # INFO came from it (_hypervisor_domain)
 
         def set_max(max_kib: int) -> None:
             hypervisor.set_max_kib(domain.id, max_kib)
@@ -411,7 +436,8 @@ class XlWrites:
                     if after is None:
                         raise unknown(f"domain {domain.name}: gone from the hypervisor meanwhile")
                     path = f"/vm/{after.uuid}/memory"
-                    self.call(path, lambda c, p=path, v=mib: c.write(p.encode(), v.encode()))
+                    # mypy infers no lambda with default arguments for call's generic REQUEST.
+                    self.call(path, lambda c, p=path, v=mib: c.write(p.encode(), v.encode()))  # type: ignore[misc]
         except HypervisorError as exc:
             status = ExitStatus.REFUSED if exc.errno_name in ("EPERM", "EACCES") else ExitStatus.UNAVAILABLE
             raise XbctlError(
@@ -431,8 +457,11 @@ class XlWrites:
 
         whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
-            self._hypervisor.set_max_kib(domain.id, max_kib)
-            said, done = f"{whose} was put back to {max_kib} KiB", True
+            if self._hypervisor is None:  # dropped since it was changed (a later read failed): closed
+                said, done = f"putting {whose} back to {max_kib} KiB failed too: the hypervisor is no longer used", False
+            else:
+                self._hypervisor.set_max_kib(domain.id, max_kib)
+                said, done = f"{whose} was put back to {max_kib} KiB", True
         except HypervisorError as exc:
             said, done = f"putting {whose} back to {max_kib} KiB failed too: {exc}", False
         if tell:
