@@ -59,6 +59,7 @@ class Balloon:
     floor_kib: int
     has_driver: bool | None
     current_source: str
+    target_source: str | None
     diagnostic: str | None
     min_origin: str | None
     min_hint: str | None

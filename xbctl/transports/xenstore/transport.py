@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from typing import Callable, TypeVar
 
     from ...nodes import Balloon
+    from ..linux_sysfs import LinuxBalloon
 
     T = TypeVar("T")
 
@@ -103,7 +104,7 @@ class XenstoreTransport(XlWrites, Transport):
         self._hypervisor_tried = False
         self._hypervisor_problem: str | None = None
         self._known_infos = None  # the hypervisor's domains, read in bulk for a many-domain write
-        self._driver = None  # inside a Linux guest: its own balloon driver (sysfs)
+        self._driver: LinuxBalloon | None = None  # inside a Linux guest: its own balloon driver (sysfs)
         self._driver_tried = False
 
 
@@ -394,7 +395,7 @@ class XenstoreTransport(XlWrites, Transport):
 
     # ------------------------------------------------------------ a Linux guest's own driver
 
-    def guest_driver(self, domain: Domain):
+    def guest_driver(self, domain: Domain) -> "LinuxBalloon | None":
         """The Linux balloon driver of the guest xbctl runs in, when DOMAIN is that guest; else None.
 
         Only from inside a guest (a xenbus device, a domain other than 0): there the driver's
@@ -465,10 +466,11 @@ class XenstoreTransport(XlWrites, Transport):
         return balloons
 
     def node_location(self, domain: Domain, key: str) -> str | None:
-        if key == "target" and self.guest_driver(domain) is not None:
+        driver = self.guest_driver(domain) if key == "target" else None
+        if driver is not None:
             from ..linux_sysfs import TARGET_KB
 
-            return self.guest_driver(domain).path(TARGET_KB)
+            return driver.path(TARGET_KB)
         rel = GUEST_MIN if key == "min" and not self.endpoint.is_socket else NODE_PATHS.get(key)
         return None if rel is None else f"/local/domain/{domain.id}/{rel}"
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ...nodes import Balloon
     from .. import Domain, Plan
     from ..hypervisor import DomainInfo, Hypervisor
+    from ..linux_sysfs import LinuxBalloon
     from .endpoint import Endpoint
     from .txn import Txn
     from .wire import WireClient
@@ -52,6 +53,10 @@ class XlWrites:
         def list_path(self, path: str) -> list[str] | None: ...
         def transact(self, domid: int, body: Callable[[Txn], T], *, what: str) -> T: ...
         def transact_domains(self, domids: list[int], body: Callable[[list[Txn]], T], *, what: str) -> T: ...
+        def guest_driver(self, domain: Domain) -> LinuxBalloon | None: ...
+        def with_driver(
+            self, balloon: Balloon, domain: Domain, figures: tuple[int, int] | None = None
+        ) -> Balloon: ...
 
     # ------------------------------------------------------------ the hypervisor
 
@@ -164,7 +169,7 @@ class XlWrites:
                 # The same target again changes nothing for the driver, so its word stands.
                 txn.remove(DIAGNOSTIC)
             after = balloon_from(txn, domain, info, tolerate_malformed=True)
-            if driver is not None:
+            if driver is not None and figures is not None:
                 target_kib = stored_kib("target", values.get("target", before.target_kib), before)
                 after = self.with_driver(after, domain, (figures[0], target_kib))
                 if "target" in values:
@@ -179,7 +184,7 @@ class XlWrites:
         try:
             try:
                 result = self.transact(domain.id, body, what=what)
-                if host_target:
+                if host_target and driver is not None:
                     from ..linux_sysfs import TARGET_KB
 
                     self.note(
