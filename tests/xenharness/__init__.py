@@ -846,25 +846,3 @@ def ensure_debian_program(package: str, program: str, cache_dir: Path | None = N
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return found_program
-    top.mkdir(parents=True, exist_ok=True)
-    with open(top / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test processes
-        if promtool.exists():
-            return promtool
-        tmp = Path(tempfile.mkdtemp(prefix=".prometheus-", dir=top))
-        try:
-            cmd = ["apt-get", "download", "prometheus"]
-            if _run(cmd, cwd=tmp).returncode != 0:
-                _check(_run(["apt-get", "update"], timeout=900), "apt-get update")
-                _check(_run(cmd, cwd=tmp), "apt-get download prometheus")
-            found = sorted(tmp.glob("prometheus_*.deb"))
-            if len(found) != 1:
-                raise XenHarnessError(f"expected one prometheus .deb in {tmp}, got {found}")
-            _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]), f"dpkg -x {found[0].name}")
-            if not (tmp / "root" / "usr" / "bin" / "promtool").exists():
-                raise XenHarnessError("the prometheus package has no usr/bin/promtool")
-            found[0].unlink()  # only the unpacked tree is kept
-            (tmp / "root").rename(top / "prometheus")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return promtool
