@@ -59,7 +59,8 @@ class Xbctl:
 
     ON_NOTE(message) hears what the user should be told once (why the hypervisor is not
     used); without it, notes are dropped. `simulated_by_default` is True when no transport
-    was named and the simulator answers (no Xenstore, and no Xen, here).
+    was named and the simulator answers (no Xenstore, and no Xen, here). VIA names the front
+    end in the system log's record of every change (xbctl.journal): "api" unless told.
     """
 
     def __init__(
@@ -68,10 +69,12 @@ class Xbctl:
         sim_state: str | None = None,
         *,
         on_note: Callable[[str], None] | None = None,
+        via: str = "api",
     ) -> None:
         from .transports.choice import open_transport
 
         self.transport: Transport = open_transport(transport, sim_state)
+        self.via = via  # the front end, as the record of changes in the system log names it
         self.simulated_by_default = transport is None and self.transport.name == "sim"
         self.transport.on_note = on_note if on_note is not None else (lambda message: None)
 
@@ -146,6 +149,7 @@ class Xbctl:
             dry_run=dry_run,
             ignored=ignored,
             override_guest_floor=override_guest_floor,
+            via=self.via,
         )
 
     def write_settings(
@@ -204,6 +208,7 @@ class Xbctl:
             dry_run=dry_run,
             override_guest_floor=override_guest_floor,
             rewrite_unchanged=rewrite_unchanged,
+            via=self.via,
         )
 
     def configuration(self) -> "tuple[list[str], list[UnsafeFile]]":

@@ -194,6 +194,7 @@ def write_nodes(
     ignored: list[tuple[str, XbctlError]] | None = None,
     override_guest_floor: bool = False,
     rewrite_unchanged: bool = False,
+    via: str = "api",
 ) -> WriteResult:
     """Apply REQUESTS to one domain atomically: all are checked before anything is written.
 
@@ -201,6 +202,7 @@ def write_nodes(
     OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes. REWRITE_UNCHANGED:
     write a node even when it reads the value already (the policy service records its
     settings in the domain's own nodes: a min that equals today's default floor still lands).
+    VIA names the front end in the record of changes (xbctl.journal).
     """
     domain = transport.resolve_domain(domain_spec)
     return write_domains(
@@ -209,6 +211,7 @@ def write_nodes(
         dry_run=dry_run,
         override_guest_floor=override_guest_floor,
         rewrite_unchanged=rewrite_unchanged,
+        via=via,
     )[0]
 
 
@@ -314,6 +317,7 @@ def write_domains(
     dry_run: bool,
     override_guest_floor: bool = False,
     rewrite_unchanged: bool = False,
+    via: str = "api",
 ) -> list[WriteResult]:
     """Apply each resolved group's requests to its domain, all domains as one change.
 
@@ -321,8 +325,17 @@ def write_domains(
     anything is written; one refusal writes nothing anywhere. Without REWRITE_UNCHANGED (a
     settings file describes a state, and a value read written back changes nothing), a node
     that already holds its value is not written: no Xenstore write, no hypercall.
+
+    Every node a write changes, and a refusal, goes on record in the system log with VIA
+    (the front end: command, policy, ansible, api); a dry run records nothing.
     """
     from .rules import plan_writes
+
+    journal = None
+    if not dry_run:
+        from .journal import journal_for
+
+        journal = journal_for(transport, via)  # a bad XBCTL_SYSLOG fails before anything is written
 
     writer_is_host = transport.writer_is_host()
     planned: dict[Domain, object] = {}
@@ -366,16 +379,25 @@ def write_domains(
             for key, kib in values.items():
                 after = after.with_value(key, kib)
             outcomes[group.domain] = (before, after)
-    elif len(written) == 1:
-        outcomes[written[0].domain] = transport.update_balloon(written[0].domain, plan_for(written[0]))
-    elif written:
-        pairs = transport.update_balloons([(g.domain, plan_for(g)) for g in written])
-        for group, pair in zip(written, pairs):
-            outcomes[group.domain] = pair
-    return [
+    else:
+        try:
+            if len(written) == 1:
+                outcomes[written[0].domain] = transport.update_balloon(written[0].domain, plan_for(written[0]))
+            elif written:
+                pairs = transport.update_balloons([(g.domain, plan_for(g)) for g in written])
+                for group, pair in zip(written, pairs):
+                    outcomes[group.domain] = pair
+        except XbctlError as exc:
+            if journal is not None and exc.status == ExitStatus.REFUSED:
+                journal.refusal(written, exc)
+            raise
+    results = [
         _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged)
         for group in groups
     ]
+    if journal is not None:
+        journal.changes(results)
+    return results
 
 
 def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "list[Change]":

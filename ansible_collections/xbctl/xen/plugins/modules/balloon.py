@@ -144,7 +144,7 @@ def main():
     keys = list(values)
     result = dict(changed=False)
     try:
-        with Xbctl(params["transport"], params["sim_state"]) as xb:
+        with Xbctl(params["transport"], params["sim_state"], via="ansible") as xb:
             before = xb.read(params["domain"]).nodes
             plan = xb.apply(params["domain"], values, dry_run=True)
             write = plan
