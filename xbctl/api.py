@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .api_results import (
         ChangeEntry, DomainRef, ListEntry, ListResult, NodeValue, ReadResult, WaitResult, WriteResult, WritesResult,
     )
+    from .capacity import HostCapacity
     from .conf import UnsafeFile
     from .nodes import Balloon
     from .operations import DomainRequests, DomainRow, WaitOutcome
@@ -290,6 +291,13 @@ class Xbctl:
         """The host's free memory in KiB as `xl info` computes it, where known, else None."""
         return self.transport.host_free_kib()
 
+    def capacity(self, rows: "list[DomainRow] | None" = None) -> "HostCapacity":
+        """The host's total and free memory (where known) and the sums of the targets and maxima
+        of ROWS (default: every domain), with how far they overcommit it (xbctl.capacity)."""
+        from .capacity import host_capacity
+
+        return host_capacity(self.transport, self.list_rows() if rows is None else rows)
+
     # ------------------------------------------------------------- typed results
 
     def read(self, domain: str | int | None = None) -> "ReadResult":
@@ -303,7 +311,9 @@ class Xbctl:
         """Every visible domain, in one walk; an unreadable domain is an entry with an error."""
         from .api_results import list_result
 
-        return list_result(self.transport, self.list_rows(), self.host_free_kib())
+        rows = self.list_rows()
+        capacity = self.capacity(rows)
+        return list_result(self.transport, rows, capacity.free_kib, capacity)
 
     def plan(self, domain: str | int | None, values: Mapping[str, str | int]) -> "WriteResult":
         """What writing VALUES ({node: size text or KiB}) would change; raises if refused."""

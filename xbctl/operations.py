@@ -395,6 +395,7 @@ def write_domains(
         _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged)
         for group in groups
     ]
+    _warn_growth_beyond_free(transport, results, [outcomes[group.domain][0] for group in groups])
     if journal is not None:
         journal.changes(results)
     return results
@@ -441,6 +442,27 @@ def _write_result(
     return result
 
 
+def _warn_growth_beyond_free(transport: Transport, results: list[WriteResult], befores: "list[Balloon]") -> None:
+    """Warn on each result whose new target asks its domain to grow by more than the host has
+    free (less what the domains before it in the same change take): it will not get there."""
+    free_kib: int | None = None
+    asked = False
+    for result, before in zip(results, befores):
+        target = next((c for c in net_changes(result.changes) if c.node.key == "target"), None)
+        if target is None or target.new_kib <= before.current_kib:
+            continue
+        if not asked:  # one hypercall, and only for a write that grows a domain
+            asked, free_kib = True, transport.host_free_kib()
+        if free_kib is None:
+            return  # unknown (Xenstore alone, a guest): nothing to warn about
+        from .capacity import growth_beyond_free
+
+        warning = growth_beyond_free(result.domain, before, target.new_kib, free_kib)
+        if warning:
+            result.warnings.append(warning)
+        free_kib = max(free_kib - (target.new_kib - before.current_kib), 0)
+
+
 def wait_for_target(
     transport: Transport,
     domain: Domain,
@@ -480,7 +502,9 @@ def wait_for_target(
         if reached and balloon.target_kib == target_kib:
             return WaitOutcome(True, balloon)
         if balloon.diagnostic:
-            return WaitOutcome(False, balloon, f"the driver reports: {balloon.diagnostic}")
+            return WaitOutcome(
+                False, balloon, _short_of_memory(transport, balloon, target_kib, f"the driver reports: {balloon.diagnostic}")
+            )
         if balloon.target_kib != target_kib:
             return WaitOutcome(
                 False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile"
@@ -501,18 +525,25 @@ def wait_for_target(
                     if balloon.has_driver is None
                     else ""
                 )
-                return WaitOutcome(
-                    False,
-                    balloon,
-                    f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}",
-                )
+                reason = f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}"
+                return WaitOutcome(False, balloon, _short_of_memory(transport, balloon, target_kib, reason))
         remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
-            return WaitOutcome(False, balloon, f"timed out after {timeout_s:g} s")
+            return WaitOutcome(
+                False, balloon, _short_of_memory(transport, balloon, target_kib, f"timed out after {timeout_s:g} s")
+            )
         pause_s = 1.0 if remaining is None else remaining
         if follows_hypervisor:  # its figure changes without a Xenstore event: look again soon
             pause_s = min(pause_s, poll_s, max(stall_s - (now - last_move), 0.0))
         transport.wait_for_change(domain, pause_s)
+
+
+def _short_of_memory(transport: Transport, balloon: "Balloon", target_kib: int, reason: str) -> str:
+    """REASON, and that the host lacks the free memory the rest of the growth needs where it does."""
+    from .capacity import short_of_memory
+
+    short = short_of_memory(transport, balloon, target_kib)
+    return f"{reason}; {short}" if short else reason
 
 
 def require_sim(transport: Transport):
