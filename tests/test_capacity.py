@@ -79,6 +79,15 @@ def test_json_has_the_capacity_and_a_pipe_keeps_its_columns(xbctl):
     assert "host memory" not in piped.stdout and "sum of" not in piped.stdout
 
 
+def test_the_python_api_lists_the_capacity(xbctl):
+    from xbctl.api import Xbctl
+
+    with Xbctl("sim", str(xbctl.state_path)) as xb:
+        listing = xb.list()
+    assert (listing.capacity.total_kib, listing.capacity.free_kib) == (SIM_TOTAL_KIB, 2 * GIB)
+    assert listing.to_dict()["capacity"]["maxima"]["sum_kib"] == SIM_MAXIMA_KIB
+
+
 def test_the_simulated_hosts_total_holds_as_balloons_move(xbctl):
     xbctl("sim", "reset", "--clock", "manual", "--host-free", "100M")
     assert xbctl("-q", "mem-set", "web", "512").status == 0
