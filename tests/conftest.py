@@ -51,6 +51,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 # The xbctl under test is the one installed with this Python (its venv's console script),
 # whatever else PATH holds: every test that runs "the installed xbctl" finds it first.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# Writes are recorded in the system log (xbctl.journal): never in the log of the machine that
+# runs the suite. tests/test_journal.py switches the record on, towards a socket of its own.
+os.environ["XBCTL_SYSLOG"] = "off"
 
 
 class _SeparateStderrRunner(CliRunner):

@@ -193,6 +193,7 @@ int main(void)
     OFF(xc_domaininfo_t, outstanding_pages);
     OFF(xc_domaininfo_t, handle);
     printf("xc_physinfo_t %zu\n", sizeof(xc_physinfo_t));
+    OFF(xc_physinfo_t, total_pages);
     OFF(xc_physinfo_t, free_pages);
     OFF(xc_physinfo_t, outstanding_pages);
     printf("XEN_DOMINF_hvm_guest %d\n", XEN_DOMINF_hvm_guest);
@@ -250,6 +251,7 @@ def test_struct_layout_matches_libxen_dev_headers(xs_tools, tmp_path):
         "xc_domaininfo_t.outstanding_pages": 24,
         "xc_domaininfo_t.handle": 76,
         "xc_physinfo_t": 112,
+        "xc_physinfo_t.total_pages": 40,
         "xc_physinfo_t.free_pages": 48,
         "xc_physinfo_t.outstanding_pages": 64,
         "XEN_DOMINF_hvm_guest": 2,

@@ -33,9 +33,12 @@ SCENARIOS = {
     ],
     "mem-set domain size of a PV guest": [
         (["mem-set", "web", "512"], {"domain": 1, "size": 512 * MIB, "videoram": 0}),
-        (["mem-set", "web", "+10M"], {"domain": 1, "videoram": 0, "new": WEB_TARGET_KIB + 10 * MIB}),
         (["mem-set", "0", "3G"], {"domain": 0, "size": 3 * GIB, "videoram": 0}),
         (["-d", "web", "target", "600M"], {"domain": 1, "size": 600 * MIB, "videoram": 0}),
+    ],
+    "mem-set domain size that grows a PV guest": [
+        (["mem-set", "web", "+10M"], {"domain": 1, "videoram": 0, "new": WEB_TARGET_KIB + 10 * MIB}),
+        (["-d", "web", "target", "900M"], {"domain": 1, "size": 900 * MIB, "videoram": 0}),
     ],
     "mem-set domain size of an HVM or PVH guest": [
         (["mem-set", "db", "1024"], {"domain": 2, "size": GIB, "videoram": HVM_VIDEORAM_KIB}),

@@ -150,6 +150,17 @@ def test_list_json_equals_xl_list(real_host):
         assert current["value_kib"] // MIB == mem_mib[domid]
 
 
+def test_list_json_has_the_hosts_memory_as_xl_info_says(real_host):
+    document = json.loads(real_host.step("list")["list_json"]["stdout"])
+    info = {key.strip(): value.strip() for key, value in
+            (line.split(":", 1) for line in real_host.results["facts"]["xl_info"].splitlines() if ":" in line)}
+    capacity = document["capacity"]
+    # xl info prints whole MiB, rounded down; xbctl has physinfo's exact total_pages * 4 KiB.
+    assert capacity["total_kib"] // MIB == int(info["total_memory"]), (capacity, info["total_memory"])
+    assert capacity["free_kib"] is not None and 0 < capacity["free_kib"] < capacity["total_kib"], capacity
+    assert capacity["targets"]["sum_kib"] == sum(e["nodes"]["target"]["value_kib"] for e in document["domains"])
+
+
 # ---------------------------------------------------------------- the guest's driver and --wait
 
 

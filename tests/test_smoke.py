@@ -185,7 +185,7 @@ NOT_FOR_A_READ = {
     "typer", "click", "rich", "shellingham", "typing", "pathlib", "signal", "dataclasses", "fractions",
     "inspect", "tempfile", "subprocess", "threading", "ctypes", "socket", "fcntl", "math", "contextlib",
     "xbctl.cli.typer_app", "xbctl.completion", "xbctl.output_rich", "xbctl.json_output", "xbctl.api_results",
-    "xbctl.rules", "xbctl.assignments",
+    "xbctl.rules", "xbctl.assignments", "xbctl.journal", "xbctl.capacity",
 }
 
 

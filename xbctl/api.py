@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Callable, Mapping
 
     from .api_results import DomainRef, ListEntry, ListResult, NodeValue, ReadResult
+    from .capacity import HostCapacity
     from .conf import UnsafeFile
     from .nodes import Balloon
     from .operations import DomainRequests, DomainRow, WaitOutcome, WriteResult, WritesResult
@@ -67,7 +68,8 @@ class Xbctl:
 
     ON_NOTE(message) hears what the user should be told once (why the hypervisor is not
     used); without it, notes are dropped. `simulated_by_default` is True when no transport
-    was named and the simulator answers (no Xenstore, and no Xen, here).
+    was named and the simulator answers (no Xenstore, and no Xen, here). VIA names the front
+    end in the system log's record of every change (xbctl.journal): "api" unless told.
     """
 
     def __init__(
@@ -76,10 +78,12 @@ class Xbctl:
         sim_state: str | None = None,
         *,
         on_note: Callable[[str], None] | None = None,
+        via: str = "api",
     ) -> None:
         from .transports.choice import open_transport
 
         self.transport: Transport = open_transport(transport, sim_state)
+        self.via = via  # the front end, as the record of changes in the system log names it
         self.simulated_by_default = transport is None and self.transport.name == "sim"
         self.transport.on_note = on_note if on_note is not None else (lambda message: None)
 
@@ -154,6 +158,7 @@ class Xbctl:
             dry_run=dry_run,
             ignored=ignored,
             override_guest_floor=override_guest_floor,
+            via=self.via,
         )
 
     def write_settings(
@@ -212,6 +217,7 @@ class Xbctl:
             dry_run=dry_run,
             override_guest_floor=override_guest_floor,
             rewrite_unchanged=rewrite_unchanged,
+            via=self.via,
         )
 
     def configuration(self) -> "tuple[list[str], list[UnsafeFile]]":
@@ -229,7 +235,7 @@ class Xbctl:
         in order, per domain what its settings amount to (net, each credited to the line that
         set it last; old == new for a node that already held its value), and the notes."""
         from .conf import read_configuration
-        from .operations import net_changes
+        from .rules import net_changes
 
         if files is None:
             files, _unsafe = self.configuration()
@@ -290,6 +296,13 @@ class Xbctl:
         """The host's free memory in KiB as `xl info` computes it, where known, else None."""
         return self.transport.host_free_kib()
 
+    def capacity(self, rows: "list[DomainRow] | None" = None) -> "HostCapacity":
+        """The host's total and free memory (where known) and the sums of the targets and maxima
+        of ROWS (default: every domain), with how far they overcommit it (xbctl.capacity)."""
+        from .capacity import host_capacity
+
+        return host_capacity(self.transport, self.list_rows() if rows is None else rows)
+
     # ------------------------------------------------------------- typed results
 
     def read(self, domain: str | int | None = None) -> "ReadResult":
@@ -303,7 +316,9 @@ class Xbctl:
         """Every visible domain, in one walk; an unreadable domain is an entry with an error."""
         from .api_results import list_result
 
-        return list_result(self.transport, self.list_rows(), self.host_free_kib())
+        rows = self.list_rows()
+        capacity = self.capacity(rows)
+        return list_result(self.transport, rows, capacity.free_kib, capacity)
 
     def plan(self, domain: str | int | None, values: Mapping[str, str | int]) -> "Written":
         """What writing VALUES ({node: size text or KiB}) would change; raises if refused."""

@@ -69,6 +69,8 @@ class ListResult(_Document):
     domains: list[ListEntry]
     host_free_kib: int | None = None
     document: dict = field(default_factory=dict, repr=False, compare=False)
+    # The host's total and free memory and the domains' sums (xbctl.capacity.HostCapacity).
+    capacity: object = None
 
 
 def _node_values(balloon) -> dict[str, NodeValue]:
@@ -93,7 +95,7 @@ def read_result(transport, domain, balloon) -> ReadResult:
     return ReadResult(transport.name, DomainRef(domain.id, domain.name), _node_values(balloon), document)
 
 
-def list_result(transport, rows, host_free_kib: int | None) -> ListResult:
+def list_result(transport, rows, host_free_kib: int | None, capacity=None) -> ListResult:
     """The ListResult of ROWS (operations.DomainRow)."""
     from .json_output import list_document
 
@@ -110,4 +112,5 @@ def list_result(transport, rows, host_free_kib: int | None) -> ListResult:
                 row.problem_kind,
             )
         )
-    return ListResult(transport.name, entries, host_free_kib, list_document(transport, rows, host_free_kib))
+    document = list_document(transport, rows, host_free_kib, capacity)
+    return ListResult(transport.name, entries, host_free_kib, document, capacity)

@@ -88,8 +88,11 @@ def read_document(transport: "Transport", domain: "Domain", balloon: Balloon, no
     }
 
 
-def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib: int | None = None) -> dict:
-    """Every domain with all its nodes (null, with an error, when they could not be read)."""
+def list_document(
+    transport: "Transport", rows: list["DomainRow"], host_free_kib: int | None = None, capacity=None
+) -> dict:
+    """Every domain with all its nodes (null, with an error, when they could not be read), and
+    CAPACITY (xbctl.capacity.HostCapacity; null when the list names its domains)."""
     domains = []
     for row in rows:
         entry = {
@@ -104,7 +107,12 @@ def list_document(transport: "Transport", rows: list["DomainRow"], host_free_kib
             entry["error"] = row.problem
             entry["error_kind"] = row.problem_kind
         domains.append(entry)
-    return {**_envelope("list", transport), "host_free_kib": host_free_kib, "domains": domains}
+    return {
+        **_envelope("list", transport),
+        "host_free_kib": host_free_kib,
+        "capacity": capacity.to_dict() if capacity is not None else None,
+        "domains": domains,
+    }
 
 
 def write_document(result: "WriteResult") -> dict:

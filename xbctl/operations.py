@@ -289,6 +289,7 @@ def write_nodes(
     ignored: list[tuple[str, XbctlError]] | None = None,
     override_guest_floor: bool = False,
     rewrite_unchanged: bool = False,
+    via: str = "api",
 ) -> WriteResult:
     """Apply REQUESTS to one domain atomically: all are checked before anything is written.
 
@@ -296,6 +297,7 @@ def write_nodes(
     OVERRIDE_GUEST_FLOOR: the host goes below the floor the guest publishes. REWRITE_UNCHANGED:
     write a node even when it reads the value already (the policy service records its
     settings in the domain's own nodes: a min that equals today's default floor still lands).
+    VIA names the front end in the record of changes (xbctl.journal).
     """
     domain = transport.resolve_domain(domain_spec)
     return write_domains(
@@ -304,6 +306,7 @@ def write_nodes(
         dry_run=dry_run,
         override_guest_floor=override_guest_floor,
         rewrite_unchanged=rewrite_unchanged,
+        via=via,
     )[0]
 
 
@@ -410,6 +413,7 @@ def write_domains(
     dry_run: bool,
     override_guest_floor: bool = False,
     rewrite_unchanged: bool = False,
+    via: str = "api",
 ) -> list[WriteResult]:
     """Apply each resolved group's requests to its domain, all domains as one change.
 
@@ -417,8 +421,17 @@ def write_domains(
     anything is written; one refusal writes nothing anywhere. Without REWRITE_UNCHANGED (a
     settings file describes a state, and a value read written back changes nothing), a node
     that already holds its value is not written: no Xenstore write, no hypercall.
+
+    Every node a write changes, and a refusal, goes on record in the system log with VIA
+    (the front end: command, policy, ansible, api); a dry run records nothing.
     """
     from .rules import plan_writes
+
+    journal = None
+    if not dry_run:
+        from .journal import journal_for
+
+        journal = journal_for(transport, via)  # a bad XBCTL_SYSLOG fails before anything is written
 
     writer_is_host = transport.writer_is_host()
     planned: dict[Domain, object] = {}
@@ -463,30 +476,26 @@ def write_domains(
             for key, kib in values.items():
                 after = after.with_value(key, kib)
             outcomes[group.domain] = (before, after)
-    elif len(written) == 1:
-        outcomes[written[0].domain] = transport.update_balloon(written[0].domain, plan_for(written[0]))
-    elif written:
-        pairs = transport.update_balloons([(g.domain, plan_for(g)) for g in written])
-        for group, pair in zip(written, pairs):
-            outcomes[group.domain] = pair
-    return [
+    else:
+        try:
+            if len(written) == 1:
+                outcomes[written[0].domain] = transport.update_balloon(written[0].domain, plan_for(written[0]))
+            elif written:
+                pairs = transport.update_balloons([(g.domain, plan_for(g)) for g in written])
+                for group, pair in zip(written, pairs):
+                    outcomes[group.domain] = pair
+        except XbctlError as exc:
+            if journal is not None and exc.status == ExitStatus.REFUSED:
+                journal.refusal(written, exc)
+            raise
+    results = [
         _write_result(group, *outcomes[group.domain], planned[group.domain], dry_run, rewrite_unchanged, transport)
         for group in groups
     ]
-
-
-def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "list[Change]":
-    """What CHANGES (in request order) amount to: per node, from its first old value to its last
-    new one, credited to the last line that set it; nodes left as they were are dropped unless
-    KEEP_UNCHANGED (then old == new)."""
-
-    first: dict[str, Change] = {}
-    last: dict[str, Change] = {}
-    for change in changes:
-        first.setdefault(change.node, change)
-        last[change.node] = change
-    net = [c.since(first[key].old_kib) for key, c in last.items()]
-    return [c for c in net if keep_unchanged or c.old_kib != c.new_kib]
+    _warn_growth_beyond_free(transport, results, [outcomes[group.domain][0] for group in groups])
+    if journal is not None:
+        journal.changes(results)
+    return results
 
 
 def changed_only(result: WriteResult) -> WriteResult:
@@ -518,6 +527,29 @@ def _write_result(
             "nothing in it will act on target"
         )
     return result
+
+
+def _warn_growth_beyond_free(transport: Transport, results: list[WriteResult], befores: "list[Balloon]") -> None:
+    """Warn on each result whose new target asks its domain to grow by more than the host has
+    free (less what the domains before it in the same change take): it will not get there."""
+    from .rules import net_changes
+
+    free_kib: int | None = None
+    asked = False
+    for result, before in zip(results, befores):
+        target = next((c for c in net_changes(result.changes) if c.node == "target"), None)
+        if target is None or target.new_kib <= before.current_kib:
+            continue
+        if not asked:  # one hypercall, and only for a write that grows a domain
+            asked, free_kib = True, transport.host_free_kib()
+        if free_kib is None:
+            return  # unknown (Xenstore alone, a guest): nothing to warn about
+        from .capacity import growth_beyond_free
+
+        warning = growth_beyond_free(result.domain, before, target.new_kib, free_kib)
+        if warning:
+            result.warnings.append(warning)
+        free_kib = max(free_kib - (target.new_kib - before.current_kib), 0)
 
 
 def wait_for_target(
@@ -559,7 +591,9 @@ def wait_for_target(
         if reached and balloon.target_kib == target_kib:
             return WaitOutcome(True, balloon)
         if balloon.diagnostic:
-            return WaitOutcome(False, balloon, f"the driver reports: {balloon.diagnostic}")
+            return WaitOutcome(
+                False, balloon, _short_of_memory(transport, balloon, target_kib, f"the driver reports: {balloon.diagnostic}")
+            )
         if balloon.target_kib != target_kib:
             return WaitOutcome(
                 False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile"
@@ -580,19 +614,26 @@ def wait_for_target(
                     if balloon.has_driver is None
                     else ""
                 )
-                return WaitOutcome(
-                    False,
-                    balloon,
-                    f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}",
-                )
+                reason = f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}"
+                return WaitOutcome(False, balloon, _short_of_memory(transport, balloon, target_kib, reason))
         remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
-            return WaitOutcome(False, balloon, f"timed out after {timeout_s:g} s")
+            return WaitOutcome(
+                False, balloon, _short_of_memory(transport, balloon, target_kib, f"timed out after {timeout_s:g} s")
+            )
         pause_s = 1.0 if remaining is None else remaining
         if follows_hypervisor:  # its figure changes without a Xenstore event: look again soon
             assert poll_s is not None  # following the hypervisor: a figure to poll
             pause_s = min(pause_s, poll_s, max(stall_s - (now - last_move), 0.0))
         transport.wait_for_change(domain, pause_s)
+
+
+def _short_of_memory(transport: Transport, balloon: "Balloon", target_kib: int, reason: str) -> str:
+    """REASON, and that the host lacks the free memory the rest of the growth needs where it does."""
+    from .capacity import short_of_memory
+
+    short = short_of_memory(transport, balloon, target_kib)
+    return f"{reason}; {short}" if short else reason
 
 
 def require_sim(transport: Transport):

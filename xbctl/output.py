@@ -203,15 +203,17 @@ class Output:
 
             sys.stdout.write(dump(results.to_dict()))
 
-    def domains(self, transport, rows, host_free_kib, *, long: bool = False) -> None:
+    def domains(self, transport, rows, host_free_kib, *, long: bool = False, capacity=None) -> None:
         """Every domain's balloon: a table for people on a terminal, fixed columns for scripts
         (in a pipe, or with -n: then without the header line), or a document with --json.
-        LONG: every node in KiB, and the driver, in fixed columns wherever stdout goes."""
+        LONG: every node in KiB, and the driver, in fixed columns wherever stdout goes.
+        CAPACITY (the host's memory and the domains' sums) is in the document and under the
+        table, never in the fixed columns: scripts parse those, and --json has it."""
         self.warnings([w for row in rows if row.balloon for w in row.balloon.warnings])
         if self.as_json:
             from .json_output import dump, list_document
 
-            document = dump(list_document(transport, rows, host_free_kib))
+            document = dump(list_document(transport, rows, host_free_kib, capacity))
             # json.dumps escapes every control and non-ASCII character: nothing left to escape
             # (a list of 1,000 domains is half a megabyte of it).
             stream = sys.stdout.unescaped() if hasattr(sys.stdout, "unescaped") else sys.stdout
@@ -225,6 +227,10 @@ class Output:
         from .output_rich import print_domain_table
 
         print_domain_table(rows, host_free_kib, host_note=SIMULATED_HOST if self.simulated_host else None)
+        if capacity is not None:
+            from .output_rich import print_capacity
+
+            print_capacity(capacity)
 
     def metrics(self, exposition: str) -> None:
         """Prometheus metrics in the text exposition format (for node_exporter's textfile collector)."""

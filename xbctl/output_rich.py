@@ -126,6 +126,32 @@ def domain_table(
     return text
 
 
+def print_capacity(capacity) -> None:
+    """The host's capacity (xbctl.capacity.HostCapacity) under the domain table, in MiB."""
+    _console().print(Text("".join(line + "\n" for line in capacity_lines(capacity)).rstrip("\n")), overflow="ignore", crop=False)
+
+
+def capacity_lines(capacity) -> list[str]:
+    """CAPACITY for people: the host's memory, then each sum and how far it overcommits the host."""
+    if capacity.total_kib is None:
+        lines = ["host memory unknown: only the hypervisor reports it (Domain-0 with libxenctrl)"]
+    else:
+        lines = [f"host memory {format_mib(capacity.total_kib)} MiB, {format_mib(capacity.free_kib)} MiB free"]
+    for what, sum_kib in (("targets", capacity.targets_kib), ("maxima (xen-max)", capacity.maxima_kib)):
+        line = f"sum of {what} {format_mib(sum_kib)} MiB"
+        over_kib = capacity.overcommit_kib(sum_kib)
+        if over_kib is not None:
+            share = f"{capacity.percent_of_total(sum_kib):g}% of the host"
+            if over_kib > 0:
+                line += f": {share}, overcommitted by {format_mib(over_kib)} MiB"
+            else:
+                line += f": {share}, {format_mib(-over_kib)} MiB to spare"
+        lines.append(line)
+    if capacity.left_out:
+        lines.append(f"{capacity.left_out} unreadable domain{'s' if capacity.left_out > 1 else ''} not counted")
+    return lines
+
+
 @contextlib.contextmanager
 def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]], None]]:
     """The domain table redrawn in place on the terminal; yields the function that redraws it."""

@@ -197,7 +197,7 @@ class Applier:
             # reads already (a min equal to today's default floor); a dry run shows real changes.
             result = write_nodes(
                 self.transport, str(domain.id), requests, dry_run=self.dry_run, ignored=ignored,
-                rewrite_unchanged=not self.dry_run,
+                rewrite_unchanged=not self.dry_run, via="policy",
             )
         except XbctlError as exc:
             if connection_lost(self.transport, exc):

@@ -80,6 +80,20 @@ class Change:
         return f"Change({self.node}, {self.old_kib} -> {self.new_kib})"
 
 
+def net_changes(changes: "list[Change]", *, keep_unchanged: bool = False) -> "list[Change]":
+    """What CHANGES (in request order) amount to: per node, from its first old value to its last
+    new one, credited to the last line that set it; nodes left as they were are dropped unless
+    KEEP_UNCHANGED (then old == new)."""
+
+    first: dict[str, Change] = {}
+    last: dict[str, Change] = {}
+    for change in changes:
+        first.setdefault(change.node, change)
+        last[change.node] = change
+    net = [c.since(first[key].old_kib) for key, c in last.items()]
+    return [c for c in net if keep_unchanged or c.old_kib != c.new_kib]
+
+
 class WritePlan:
     """What a write does: the node values to write (in request order), the changes, what was skipped."""
 

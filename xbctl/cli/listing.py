@@ -39,4 +39,7 @@ def list_domains(invocation, options, output) -> None:
         raise usage_error("--long and --json are two outputs; give one", hint="--json has every node in KiB")
     xb = options.api()
     rows = xb.list_rows(invocation.args)
-    output.domains(xb.transport, rows, xb.host_free_kib(), long=long)
+    # The host's capacity beside every domain's sums; named domains are not the host's.
+    capacity = None if invocation.args else xb.capacity(rows)
+    host_free_kib = capacity.free_kib if capacity is not None else xb.host_free_kib()
+    output.domains(xb.transport, rows, host_free_kib, long=long, capacity=capacity)

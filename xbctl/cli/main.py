@@ -91,7 +91,7 @@ class Options:
         if self._api is None:
             from ..api import Xbctl
 
-            self._api = Xbctl(self.transport_name, self.sim_state, on_note=self.output.note)
+            self._api = Xbctl(self.transport_name, self.sim_state, on_note=self.output.note, via="command")
             self.output.simulated_host = self._api.simulated_by_default
         return self._api
 

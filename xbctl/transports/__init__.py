@@ -91,6 +91,10 @@ class Transport:
         """The host's free memory as `xl info` computes it, when known."""
         return None
 
+    def host_memory_kib(self) -> tuple[int, int] | None:
+        """The host's total and free memory in KiB as `xl info` computes them, when known."""
+        return None
+
     def hypervisor_poll_s(self) -> float | None:
         """How often --wait must re-read a figure that changes without notice (None: never)."""
         return None

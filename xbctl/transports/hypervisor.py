@@ -40,6 +40,7 @@ DOMAININFO_MAX_PAGES = 16
 DOMAININFO_OUTSTANDING_PAGES = 24
 DOMAININFO_HANDLE = 76  # u8[16]
 PHYSINFO_SIZE = 256  # 112 in these releases; the rest is slack against a longer struct
+PHYSINFO_TOTAL_PAGES = 40  # u64, the same in every checked release (tests/test_hypervisor_rig.py)
 FLAG_HVM = 1 << 1  # XEN_DOMINF_hvm_guest: HVM or PVH
 PAGE_KIB = 4
 NEEDED_SYMBOLS = (
@@ -320,14 +321,21 @@ class Hypervisor:
 
     def free_kib(self) -> int:
         """Free host memory as `xl info` shows it: (free_pages - outstanding_pages) * 4 KiB."""
+        return self.memory_kib()[1]
+
+    def memory_kib(self) -> tuple[int, int]:
+        """The host's total and free memory in KiB from one xc_physinfo, as `xl info` shows
+        them: total_pages * 4, (free_pages - outstanding_pages) * 4."""
         buffer = ctypes.create_string_buffer(PHYSINFO_SIZE)
         ctypes.set_errno(0)
         if self.library.xc_physinfo(self.handle, buffer) != 0:
             raise self._fail("xc_physinfo")
         _, free_at, outstanding_at = CHECKED_RELEASES[self.release]
-        free = int.from_bytes(buffer.raw[free_at : free_at + 8], "little")
-        outstanding = int.from_bytes(buffer.raw[outstanding_at : outstanding_at + 8], "little")
-        return max(free - outstanding, 0) * PAGE_KIB
+        raw = buffer.raw
+        total = int.from_bytes(raw[PHYSINFO_TOTAL_PAGES : PHYSINFO_TOTAL_PAGES + 8], "little")
+        free = int.from_bytes(raw[free_at : free_at + 8], "little")
+        outstanding = int.from_bytes(raw[outstanding_at : outstanding_at + 8], "little")
+        return total * PAGE_KIB, max(free - outstanding, 0) * PAGE_KIB
 
     def set_max_kib(self, domid: int, max_kib: int) -> None:
         """xc_domain_setmaxmem(DOMID, MAX_KIB)."""

@@ -154,6 +154,10 @@ class SimTransport(Transport):
         host = self.load()
         return host.host_free_kib if host.position == 0 else None  # a guest cannot ask
 
+    def host_memory_kib(self) -> tuple[int, int] | None:
+        host = self.load()
+        return (host.total_kib(), host.host_free_kib) if host.position == 0 else None
+
     def changing(self) -> AbstractContextManager[SimHost]:
         """The host, loaded under the writer lock, to change and save."""
         import contextlib  # writers only: a read does without it

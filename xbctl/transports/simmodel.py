@@ -285,6 +285,11 @@ class SimHost(_Record):
         """Simulated time in seconds."""
         return (time.time() if self.clock == "wall" else 0.0) + self.offset_s
 
+    def total_kib(self) -> int:
+        """The host's memory: the model only moves it between the free pool and the domains
+        (a Xen of its own takes none), so it is their sum, kept by every step."""
+        return self.host_free_kib + sum(domain.current_kib for domain in self.domains)
+
     def at_rest(self) -> bool:
         """True when nothing moves as time passes: the clock is manual, or every balloon is
         where its driver (or the lack of one) leaves it."""

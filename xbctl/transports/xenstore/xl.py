@@ -130,6 +130,18 @@ class XlWrites:
             self._drop_hypervisor(str(exc))
             return None
 
+    def host_memory_kib(self) -> tuple[int, int] | None:
+        hypervisor = self.hypervisor()
+        if hypervisor is None:
+            return None
+        from ..hypervisor import HypervisorError
+
+        try:
+            return hypervisor.memory_kib()
+        except HypervisorError as exc:
+            self._drop_hypervisor(str(exc))
+            return None
+
     def hypervisor_poll_s(self) -> float | None:
         return HYPERVISOR_POLL_S if self._hypervisor is not None else None
 

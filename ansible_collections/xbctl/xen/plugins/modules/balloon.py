@@ -302,7 +302,7 @@ def main():
                 diffs.append(dict(before_header=path, after_header=path, before=old_text, after=new_text))
         plan = None
         if live:
-            xb = Xbctl(params["transport"], params["sim_state"])
+            xb = Xbctl(params["transport"], params["sim_state"], via="ansible")
             if xb.simulated_by_default:
                 module.warn("xbctl: simulated host (no Xen here): no real domain is changed")
             plan = _plan_live(module, xb, params, values, diffs)
