@@ -116,6 +116,29 @@ def unsafe_configuration_error(unsafe: list[UnsafeFile], applied: int, dry_run: 
     )
 
 
+def failed_file_message(path: str, error: XbctlError) -> str:
+    """The line that says configuration file PATH was left out, and why (its FILE:LINE first)."""
+    return f"{error.message} ({path} not applied)" if error.message.startswith(path) else f"{path}: not applied: {error.message}"
+
+
+def failed_configuration_error(
+    failed: list[tuple[str, XbctlError]], unsafe: list[UnsafeFile], applied: int, dry_run: bool
+) -> XbctlError:
+    """The error that ends a run which left out the FAILED files (those that do not parse or
+    whose lines were refused) and the UNSAFE ones, and applied (with DRY_RUN: checked) APPLIED:
+    the first failed file's status."""
+    from .errors import XbctlError
+
+    count = len(failed) + len(unsafe)
+    verb = "checked" if dry_run else "applied"
+    others = "" if not applied else f"; the other {applied} were {verb}" if applied > 1 else f"; the other was {verb}"
+    return XbctlError(
+        f"{count} configuration file{'s were' if count > 1 else ' was'} not applied (see above){others}",
+        status=failed[0][1].status,
+        hint="correct the lines cited above; the files apply as a whole or not at all",
+    )
+
+
 def trusted_owners() -> frozenset[int]:
     """Who may own the configuration: root, and the user xbctl runs as (a user's own XBCTL_CONF_ROOT)."""
     return frozenset({0, os.geteuid()})
