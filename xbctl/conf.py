@@ -27,7 +27,6 @@ import stat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .assignments import Assignment
     from .errors import XbctlError
 
 CONF_ROOT_VARIABLE = "XBCTL_CONF_ROOT"
@@ -203,15 +202,3 @@ def _user_name(uid: int) -> str:
 def _is_configuration(path: str) -> bool:
     # A directory named x.conf is not a file; /dev/null (a mask) reads as an empty one.
     return os.path.isfile(path) or os.path.realpath(path) == os.devnull
-
-
-def read_configuration(paths: list[str]) -> list[Assignment]:
-    """Every assignment of PATHS in order, each with its FILE:LINE origin and [DOMAIN] section."""
-    from .assignments import read_settings_file
-
-    assignments: list[Assignment] = []
-    for path in paths:
-        if os.path.realpath(path) == os.devnull:
-            continue  # a masked vendor file
-        assignments.extend(read_settings_file(path))
-    return assignments

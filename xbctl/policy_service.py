@@ -304,7 +304,7 @@ class Applier:
             else:
                 self.log(NOTICE, f"{label}: {change.node.sysctl_name}: {change.old_kib} -> {change.new_kib} ({origin})")
         for name, error in result.skipped:
-            self.log(INFO, f"{label}: ignored: {error.message}")
+            self.log(WARNING, f"{label}: ignored: {error.message}")  # a `-name` (or `name?=`) line's failure
         for warning in dict.fromkeys(result.warnings):
             self.log(WARNING, f"{label}: warning: {warning}")
         if not changed:
