@@ -340,6 +340,8 @@ def test_installed_bash_completion_completes(installed, tmp_path):
 def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
     unit_text = (installed / UNIT).read_text()
     assert "\nExecStart=/usr/bin/xbctl policy --follow\n" in unit_text
+    # systemd waits for READY=1 (sent once the running domains are configured) before xendomains.
+    assert "\nType=notify\n" in unit_text and "\nBefore=xendomains.service\n" in unit_text
     # The record of configured domains (/run/xbctl) outlives a restart (a package upgrade), not a reboot.
     assert "\nRuntimeDirectory=xbctl\n" in unit_text and "\nRuntimeDirectoryPreserve=yes\n" in unit_text
     # verify checks that ExecStart's program exists and that man:xbctl(8) resolves: point both
@@ -352,7 +354,7 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
     # The check can fail: a misspelt setting is reported.
     broken = tmp_path / "broken" / "xbctl-policy.service"
     broken.parent.mkdir()
-    broken.write_text(checked.read_text().replace("Type=exec", "Type=exec-ish"))
+    broken.write_text(checked.read_text().replace("Type=notify", "Type=notify-ish"))
     refused = run(["systemd-analyze", "verify", str(broken)], env=env, cwd=tmp_path)
     assert "Failed to parse service type" in refused.stderr, refused
     exposure = run(["systemd-analyze", "security", "--offline=yes", str(checked)], env=env, cwd=tmp_path)

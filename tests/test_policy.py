@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -104,14 +105,36 @@ def test_refusal_for_one_domain_does_not_stop_the_others(xbctl, tmp_path):
         ("[web\ntarget = 1G\n", 2, "xbctl.conf:1"),
     ],
 )
-def test_malformed_configuration_changes_nothing(xbctl, tmp_path, text, status, fragment):
+def test_a_file_that_does_not_parse_is_left_out_and_the_others_apply(xbctl, tmp_path, text, status, fragment):
     root = tmp_path / "root"
     write_conf(root, "etc/xbctl.d/10-good.conf", "[db]\nmin = 600M\n")
-    write_conf(root, "etc/xbctl.conf", text)
-    before = xbctl.snapshot()
+    bad = write_conf(root, "etc/xbctl.conf", text)
     outcome = xbctl("policy", env={"XBCTL_CONF_ROOT": str(root)})
-    assert_clean_failure(outcome, status, fragment)
-    assert xbctl.snapshot() == before
+    assert outcome.status == status, outcome
+    assert f"xbctl policy: {root}/etc/{fragment}" in outcome.stderr and f"({bad} not applied)" in outcome.stderr
+    assert outcome.stderr.endswith(
+        "xbctl: 1 configuration file was not applied (see above); the other was applied\n"
+        "xbctl: hint: correct the lines cited above; the files apply as a whole or not at all\n"
+    ), outcome
+    assert xbctl.value("min", "db") == 600 * 1024  # 10-good.conf applied
+    assert (xbctl.value("target", "web"), xbctl.value("min", "web")) == (786432, 131072)  # xbctl.conf did not
+
+
+def test_a_refused_file_is_left_out_for_that_domain_alone(xbctl, tmp_path):
+    root = tmp_path / "root"
+    every = write_conf(root, "etc/xbctl.d/10-every.conf", "[*]\nmin = 600M\n[web]\n-machdep.xen.balloon.colour = 1\n")
+    write_conf(root, "etc/xbctl.d/20-mail.conf", "[mail]\ntarget = 400M\n")
+    outcome = xbctl("policy", env={"XBCTL_CONF_ROOT": str(root)})
+    assert outcome.status == 1, outcome
+    # mail's max is 512 MiB: 10-every.conf is left out for mail, whose 20-mail.conf still applies.
+    assert (f"mail (3): not applied: {every}:2: machdep.xen.balloon.min: Operation not permitted: "
+            f"600 MiB (614400 KiB) is above max 512 MiB (524288 KiB); {every} left out for this domain") in outcome.stderr
+    assert f"web (1): ignored: {every}:4: machdep.xen.balloon.colour: unknown node" in outcome.stderr  # "-": not a failure
+    assert xbctl.value("target", "mail") == 400 * 1024 and xbctl.value("min", "mail") == 256 * 1024
+    assert [xbctl.value("min", d) for d in ("web", "db")] == [600 * 1024, 600 * 1024]
+    # mail counts as configured (its other file was written): the next pass leaves every domain alone.
+    again = xbctl("policy", env={"XBCTL_CONF_ROOT": str(root)})
+    assert again.status == 0 and "not applied" not in again.stderr, again
 
 
 def test_follow_refused_on_the_simulator(xbctl, tmp_path):
@@ -307,9 +330,9 @@ min = 200M
 class Service:
     """`xbctl policy --follow` running against a XenHost, its stderr lines collected."""
 
-    def __init__(self, host: XenHost, conf_root: Path) -> None:
+    def __init__(self, host: XenHost, conf_root: Path, env: dict | None = None) -> None:
         self.host = host
-        self.process = host.popen("policy", "--follow", env={"XBCTL_CONF_ROOT": str(conf_root)})
+        self.process = host.popen("policy", "--follow", env={"XBCTL_CONF_ROOT": str(conf_root), **(env or {})})
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -492,10 +515,11 @@ def test_sighup_rereads_the_configuration_and_leaves_configured_domains(private_
     seen = service.wait_for_line("configuration re-read", after=seen)
     seen = service.wait_for_line("following @introduceDomain", after=seen)
     assert private_xs.dom(1, "memory/dynamic-min") == str(250 * 1024)  # web: left alone
-    # A configuration that does not parse is refused; the one before stays in force.
+    # A file that does not parse now is logged with FILE:LINE; the version read before stays in force.
     service.conf_path.write_text("[app]\nmin = lots\n")
     service.process.send_signal(signal.SIGHUP)
-    service.wait_for_line("configuration not re-read, the previous one stays", after=seen)
+    service.wait_for_line(f"{service.conf_path}:2: machdep.xen.balloon.min: invalid size 'lots'", after=seen)
+    service.wait_for_line(f"{service.conf_path}: does not parse now; the version read before stays in force", after=seen)
     # A domain that appears gets the settings re-read.
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         create_domain(client, 6, "app")
@@ -642,13 +666,67 @@ def test_policy_dry_run_and_reapply_over_xenstore(xs, tmp_path):
         assert client.read(b"/local/domain/2/memory/dynamic-min") == str(500 * 1024).encode()
 
 
-def test_follow_with_a_malformed_configuration_exits_2(private_xs, tmp_path):
+def test_follow_with_a_file_that_does_not_parse_applies_the_others_and_runs_on(private_xs, tmp_path):
     root = tmp_path / "conf"
-    write_conf(root, "etc/xbctl.conf", "[web]\nmin = 1 G\n")
-    before = private_xs.listing()
-    outcome = private_xs.process("policy", "--follow", env={"XBCTL_CONF_ROOT": str(root)}, timeout=30)
-    assert_clean_failure(outcome, 2, "xbctl.conf:2")
-    assert private_xs.listing() == before
+    bad = write_conf(root, "etc/xbctl.d/10-bad.conf", "[web]\nmin = 1 G\n[db]\nmin = 900M\n")
+    write_conf(root, "etc/xbctl.d/20-unknown.conf", "[db]\nbogus = 1\n")  # exit 4 would have ended it
+    write_conf(root, "etc/xbctl.conf", "[web]\nmin = 200M\n")
+    service = Service(private_xs, root)
+    try:
+        service.wait_for_line("following @introduceDomain")
+        log = "".join(service.lines)
+        assert f"xbctl policy: {bad}:2: machdep.xen.balloon.min: invalid size '1 G'" in log, log
+        assert f"{root}/etc/xbctl.d/20-unknown.conf:2: bogus: unknown node" in log, log
+        assert private_xs.dom(1, "memory/dynamic-min") == str(200 * 1024)  # xbctl.conf applied
+        assert not private_xs.exists("/local/domain/2/memory/dynamic-min")  # 10-bad.conf did not
+        assert service.process.poll() is None
+    finally:
+        assert service.stop() == 0
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_follow_is_ready_for_systemd_once_the_running_domains_are_configured(private_xs, tmp_path, abstract):
+    root = tmp_path / "conf"
+    write_conf(root, "etc/xbctl.d/50-guests.conf", "[web]\nmin = 200M\n[d*]\nmin = 600M\n[mail]\ntarget = 400M\n")
+    expected = {(1, "memory/dynamic-min"): str(200 * 1024), (2, "memory/dynamic-min"): str(600 * 1024),
+                (3, "memory/target"): str(400 * 1024)}
+    before = {key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}") if private_xs.exists(
+        f"/local/domain/{key[0]}/{key[1]}") else None for key in expected}
+    assert all(before[key] != value for key, value in expected.items()), before  # the pass has work to do
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        if abstract:  # sd_notify's "@name": a name in the abstract namespace, no file
+            name = f"@xbctl-test-notify-{os.getpid()}-{id(listener)}"
+            listener.bind("\0" + name[1:])
+        else:
+            name = str(tmp_path / "notify")
+            listener.bind(name)
+        listener.settimeout(60)  # a bound on a hang only: the assertions are about order, not time
+        service = Service(private_xs, root, env={"NOTIFY_SOCKET": name})
+        try:
+            before_ready = []
+            while True:
+                states = listener.recv(4096).decode().split("\n")
+                if "READY=1" in states:
+                    service.process.send_signal(signal.SIGSTOP)  # held still while Xenstore is read
+                    break
+                before_ready.append(states)
+            try:
+                # Xenstore as READY arrives: the first pass has configured the running domains.
+                at_ready = {key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}") if private_xs.exists(
+                    f"/local/domain/{key[0]}/{key[1]}") else None for key in expected}
+            finally:
+                service.process.send_signal(signal.SIGCONT)
+            assert at_ready == expected
+            assert before_ready == [], before_ready
+            assert [s for s in states if s.startswith("STATUS=")] == [
+                "STATUS=6 domain(s) configured in the last pass; following @introduceDomain with 1 configuration file(s)"
+            ], states
+            service.wait_for_line("following @introduceDomain")
+            assert not any("NOTIFY_SOCKET" in line for line in service.lines), service.lines
+            assert service.stop() == 0
+            assert listener.recv(4096).decode().split("\n") == ["STOPPING=1", "STATUS=stopping"]
+        finally:
+            service.stop()
 
 
 def test_journal_lines_carry_priorities(private_xs, tmp_path):

@@ -79,3 +79,47 @@ def test_output_of_e_feeds_f(xbctl, tmp_path):
     outcome = xbctl("-d", "web", "-f", write(tmp_path, saved))
     assert outcome.status == 0, outcome
     assert xbctl.value("target", "web") == 786432
+
+
+def test_semicolon_comments_and_dash_lines_as_sysctl_d_reads_them(xbctl, tmp_path):
+    path = write(
+        tmp_path,
+        "; sysctl.d's other comment\n-machdep.xen.balloon.colour = blue\n- machdep.xen.balloon.min = 8G ; too high\n"
+        "machdep.xen.balloon.target = 1G ; a comment after a value\n",
+    )
+    outcome = xbctl("-d", "db", "-f", path)
+    assert outcome.status == 0, outcome
+    assert outcome.stdout == "machdep.xen.balloon.target: 1572864 -> 1048576\n"
+    assert outcome.stderr == (
+        f"xbctl: ignored: {path}:2: machdep.xen.balloon.colour: unknown node\n"
+        f"xbctl: ignored: {path}:3: machdep.xen.balloon.min: Operation not permitted: "
+        "8 GiB (8388608 KiB) is above max 4 GiB (4194304 KiB)\n"
+    ), outcome
+    assert xbctl.value("min", "db") == 524288
+
+
+def test_a_dash_line_does_not_excuse_a_malformed_value(xbctl, tmp_path):
+    path = write(tmp_path, "machdep.xen.balloon.target = 1G\n-machdep.xen.balloon.min = lots\n")
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl("-d", "db", "-f", path), 2, f"{path}:2: machdep.xen.balloon.min", "invalid size 'lots'")
+    assert xbctl.snapshot() == before
+
+
+def test_every_domain_and_glob_sections_most_specific_last_and_f_is_all_or_nothing(xbctl, tmp_path):
+    path = write(tmp_path, "[web]\nmin = 300M\n[*]\nmin = 100M\n[m*]\nmin = 200M\n")
+    outcome = xbctl("-f", path)
+    assert outcome.status == 0, outcome
+    # [*] first, then [m*], then [web]: whatever their order in the file.
+    assert [xbctl.value("min", d) for d in ("Domain-0", "web", "db", "mail")] == [102400, 307200, 102400, 204800]
+    refused = write(tmp_path, "[*]\nmin = 600M\n")  # above mail's max: nothing is written anywhere
+    before = xbctl.snapshot()
+    assert_clean_failure(xbctl("-f", refused), 1, f"{refused}:2: machdep.xen.balloon.min: Operation not permitted")
+    assert xbctl.snapshot() == before
+
+
+def test_with_d_a_glob_section_sets_that_domain_alone(xbctl, tmp_path):
+    path = write(tmp_path, "[*]\nmin = 100M\n[d*]\nmin = 200M\n[w*]\nmin = 300M\n")
+    outcome = xbctl("-d", "db", "-f", path)
+    assert outcome.status == 0, outcome
+    assert f"xbctl: note: {path}:5: [w*] does not match db, which -d names; its lines are skipped" in outcome.stderr
+    assert [xbctl.value("min", d) for d in ("web", "db", "mail")] == [131072, 204800, 262144]

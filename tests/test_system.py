@@ -120,13 +120,28 @@ def test_system_json_names_the_line_behind_each_change(xbctl, root):
         (f"[web]\nmachdep.xen.balloon.nosuch = 1\n", 4, ":2: "),
     ],
 )
-def test_a_bad_or_refused_line_in_any_file_writes_nothing_anywhere(xbctl, root, text, status, message):
-    conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{MIN} = 200M\n")
+def test_a_bad_or_refused_line_leaves_its_file_out_and_the_others_apply(xbctl, root, text, status, message):
+    # sysctl.d's rule: a file that fails is reported, the other files still apply.
+    web = conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{MIN} = 200M\n")
     bad = conf(root, "etc/xbctl.d/50-bad.conf", text)
+    main = conf(root, "etc/xbctl.conf", "[db]\ntarget = 1G\n")
     before = xbctl.snapshot()
     outcome = xbctl("--system", env={"XBCTL_CONF_ROOT": str(root)})
-    assert_clean_failure(outcome, status, f"{bad}{message}")
-    assert xbctl.snapshot() == before
+    assert outcome.status == status, outcome
+    assert outcome.stdout == (
+        f"* Applying {web} ...\nweb: {MIN}: 131072 -> 204800\n* Applying {main} ...\ndb: {TARGET}: 1572864 -> 1048576\n"
+    ), outcome
+    assert f"xbctl: {bad}{message}" in outcome.stderr and f"({bad} not applied)\n" in outcome.stderr, outcome
+    assert outcome.stderr.endswith(
+        "xbctl: 1 configuration file was not applied (see above); the other 2 were applied\n"
+        "xbctl: hint: correct the lines cited above; the files apply as a whole or not at all\n"
+    ), outcome
+    assert "Traceback" not in outcome.stderr
+    after = xbctl.snapshot()
+    assert (xbctl.value("min", "web"), xbctl.value("target", "web")) == (200 * MIB, 768 * MIB)  # not 50-bad's 600M
+    assert xbctl.value("target", "db") == 1024 * MIB
+    assert xbctl.value("min", "db") == 512 * MIB
+    assert after != before
 
 
 def test_no_configuration_is_a_note_and_changes_nothing(xbctl, root):
@@ -210,10 +225,39 @@ def test_system_dry_run_over_xenstore_writes_nothing(xs, root):
     assert xs.dom(1, "memory/target") == str(640 * MIB)
 
 
-def test_system_refused_over_xenstore_writes_nothing(xs, root):
+def test_system_refused_over_xenstore_applies_the_other_files(xs, root):
     conf(root, "etc/xbctl.d/10-web.conf", f"[web]\n{TARGET} = 600M\n")
-    bad = conf(root, "etc/xbctl.conf", "[db]\ntarget = 64G\n")
-    before = xs.listing()
+    bad = conf(root, "etc/xbctl.conf", "[web]\nmin = 300M\n[db]\ntarget = 64G\n")
     outcome = xs.process("--system", env={"XBCTL_CONF_ROOT": str(root)})
-    assert_clean_failure(outcome, 1, f"{bad}:2: {TARGET}: Operation not permitted")
-    assert xs.listing() == before
+    assert outcome.status == 1, outcome
+    assert f"xbctl: {bad}:4: {TARGET}: Operation not permitted" in outcome.stderr, outcome
+    assert xs.dom(1, "memory/target") == str(600 * MIB)  # Debian's xenstore-read: 10-web.conf applied
+    assert not xs.exists("/local/domain/1/memory/dynamic-min")  # xbctl.conf is left out whole: no 300M
+    assert xs.dom(2, "memory/target") == str(1536 * MIB)
+
+
+# ---------------------------------------------------------------- sysctl.d's rules
+
+
+def test_dash_lines_semicolon_comments_and_every_domain_in_sysctl_d_s_order(xbctl, root):
+    # 10-web.conf names web; 90-defaults.conf, read later, is for every domain and guests named
+    # m*: the most specific section wins whatever file it is in.
+    web = conf(root, "etc/xbctl.d/10-web.conf", f"; web's own\n[web]\n{MIN} = 300M ; a floor\n")
+    defaults = conf(
+        root, "etc/xbctl.d/90-defaults.conf",
+        f"[*]\n-{MIN} = 600M\n-machdep.xen.balloon.colour = blue\n[m*]\n{MIN} = 200M\n[x*]\n{MIN} = 1M\n",
+    )
+    outcome = xbctl("--system", env={"XBCTL_CONF_ROOT": str(root)})
+    assert outcome.status == 0, outcome
+    assert outcome.stdout == (
+        f"* Applying {web} ...\nweb: {MIN}: 131072 -> 307200\n"
+        f"* Applying {defaults} ...\n"
+        f"Domain-0: {MIN}: 1048576 -> 614400\n"
+        f"db: {MIN}: 524288 -> 614400\n"
+        f"mail: {MIN}: 262144 -> 204800\n"
+    ), outcome
+    # A "-" line that fails is a warning, not a failure (mail's max is 512 MiB).
+    assert f"xbctl: ignored: {defaults}:2: {MIN}: Operation not permitted" in outcome.stderr, outcome
+    assert outcome.stderr.count(f"xbctl: ignored: {defaults}:3: machdep.xen.balloon.colour: unknown node\n") == 1
+    assert f"xbctl: note: {defaults}:6: [x*] matches no domain; its lines are skipped" in outcome.stderr
+    assert [xbctl.value("min", d) for d in ("web", "db", "mail")] == [300 * MIB, 600 * MIB, 200 * MIB]

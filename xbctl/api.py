@@ -229,22 +229,37 @@ class Xbctl:
 
     def apply_configuration(
         self, *, dry_run: bool = False, override_guest_floor: bool = False, files: "list[str] | None" = None
-    ) -> "tuple[list[str], list[Written], list[str]]":
+    ) -> "tuple[list[str], list[Written], list[str], list[tuple[str, XbctlError]]]":
         """`xbctl --system`: the configuration FILES (default: configuration()'s, files others
-        than root may change left out) as one change, unknown domains skipped. Returns the files
-        in order, per domain what its settings amount to (net, each credited to the line that
-        set it last; old == new for a node that already held its value), and the notes."""
-        from .conf import read_configuration
+        than root may change left out), unknown domains skipped, file by file as sysctl.d's: a
+        file that does not parse, or whose line is refused, is left out and the others apply
+        (as one change). Returns the files applied in order, per domain what its settings amount
+        to (net, each credited to the line that set it last; old == new for a node that already
+        held its value), the notes, and each file left out with its error, in file order."""
+        from .assignments import cited_file, origin_file
+        from .operations import checked_configuration
         from .rules import net_changes
 
         if files is None:
             files, _unsafe = self.configuration()
-        assignments = read_configuration(files)  # every file checked before anything is read or written
-        results, notes = self.write_settings(
-            assignments, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True
-        )
+        order = {path: index for index, path in enumerate(files)}
+        applied, assignments, failed = checked_configuration(files)  # no domain is read before this
+        while True:
+            chosen = [a for a in assignments if origin_file(a.origin) in applied]
+            try:
+                results, notes = self.write_settings(
+                    chosen, dry_run=dry_run, override_guest_floor=override_guest_floor, skip_unknown=True
+                )
+                break
+            except XbctlError as exc:
+                # Nothing was written: without the file of the line refused, the others are tried again.
+                culprit = None if exc.status == ExitStatus.UNAVAILABLE else cited_file(exc.message, applied)
+                if culprit is None:
+                    raise
+                failed.append((culprit, exc))
+                applied.remove(culprit)
         settled = [r.replace(changes=net_changes(r.changes, keep_unchanged=True)) for r in results]
-        return files, settled, notes
+        return applied, settled, notes, sorted(failed, key=lambda failure: order[failure[0]])
 
     def simulator(self):
         """The simulated host itself (for `sim advance|reset|log`); a usage error elsewhere."""

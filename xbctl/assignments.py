@@ -5,6 +5,9 @@ from __future__ import annotations
 from .errors import XbctlError, usage_error
 
 BLANKS = " \t"  # the only blanks a settings file may put around names and values
+COMMENT_CHARS = "#;"  # sysctl.d(5)'s two comment characters; either starts a comment anywhere
+ALL_DOMAINS = "*"  # the section for every domain: the glob that matches every name
+GLOB_CHARS = "*?["  # a section holding one of these is a shell glob over domain names
 SHOWN_CHARS = 80  # how much of a line a message quotes
 MAX_LINE_CHARS = 1024  # a name=value line outside its comment; real ones are under 60
 
@@ -49,7 +52,7 @@ def _shown(text: str) -> str:
 
 
 def parse_assignment(text: str, origin: str | None = None) -> Assignment:
-    """TEXT (`name=value` or `name?=value`) as an assignment."""
+    """TEXT (`name=value` or `name?=value`; in a file also sysctl.d's `-name=value`) as an assignment."""
     name, sep, value = text.partition("=")
     if not sep:
         raise usage_error(f"{_shown(text)} is not an assignment", hint="write name=value")
@@ -59,6 +62,8 @@ def parse_assignment(text: str, origin: str | None = None) -> Assignment:
     name = name.removesuffix("?")
     if origin is not None:
         name = name.rstrip(BLANKS)
+        if name.startswith("-"):  # sysctl.d(5): "-" before a name ignores this line's failure, as ?= does
+            optional, name = True, name[1:].lstrip(BLANKS)
     if not name:
         raise usage_error(f"{_shown(text)}: missing name before '='")
     return Assignment(name, value, optional, origin)
@@ -70,7 +75,7 @@ MAX_SETTINGS_BYTES = 1024 * 1024
 
 
 def read_settings_file(path: str) -> list[Assignment]:
-    """The assignments in settings file PATH: `#` comments and blank lines are skipped.
+    """The assignments in settings file PATH: `#` and `;` comments and blank lines are skipped.
 
     A line `[DOMAIN]` starts a section: the assignments after it (to the next section)
     are DOMAIN's; those before any section have no domain. Lines end at "\n" only (a "\r" before it, from a CRLF file, is dropped); only
@@ -98,7 +103,7 @@ def read_settings_file(path: str) -> list[Assignment]:
     # are not line ends here, so one physical line is always one numbered line.
     for number, line in enumerate(text.split("\n"), start=1):
         origin = f"{path}:{number}"
-        content = line.removesuffix("\r").split("#", 1)[0].strip(BLANKS)
+        content = _uncommented(line.removesuffix("\r")).strip(BLANKS)
         if not content:
             continue
         if len(content) > MAX_LINE_CHARS:
@@ -124,6 +129,52 @@ def read_settings_file(path: str) -> list[Assignment]:
     return assignments
 
 
+def _uncommented(line: str) -> str:
+    """LINE up to its first comment character."""
+    cut = min((index for index in map(line.find, COMMENT_CHARS) if index >= 0), default=len(line))
+    return line[:cut]
+
+
+def is_glob_section(spec: str | None) -> bool:
+    """True when section SPEC is a shell glob over domain names ([*], [web-*])."""
+    return spec is not None and any(c in spec for c in GLOB_CHARS)
+
+
+def section_rank(spec: str | None) -> int:
+    """How a section's lines rank: [*] first, then globs, then a domain's name or id (and the
+    lines before any section); a later rank overrides an earlier one."""
+    if spec == ALL_DOMAINS:
+        return 0
+    return 1 if is_glob_section(spec) else 2
+
+
+def in_precedence_order(assignments: list[Assignment]) -> list[Assignment]:
+    """ASSIGNMENTS in the order they apply: [*] lines, then glob sections', then the lines of
+    sections naming a domain, each kind in file order (so the most specific wins)."""
+    return sorted(assignments, key=lambda assignment: section_rank(assignment.domain))
+
+
+def glob_matches(spec: str, name: str) -> bool:
+    """True when glob section SPEC matches domain NAME (fnmatch's shell rules, case counts)."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, spec)
+
+
+def origin_file(origin: str | None) -> str:
+    """The FILE of a FILE:LINE origin ("" for none)."""
+    return (origin or "").rpartition(":")[0]
+
+
+def cited_file(message: str, files: list[str]) -> str | None:
+    """The file among FILES whose FILE:LINE starts MESSAGE (the line an error is about), or None."""
+    for path in sorted(files, key=len, reverse=True):  # /etc/a.conf.x before /etc/a.conf
+        line, colon, _rest = message.removeprefix(f"{path}:").partition(":")
+        if message.startswith(f"{path}:") and colon and line.isdigit():
+            return path
+    return None
+
+
 def _section_domain(content: str, origin: str) -> str:
     """The domain a `[DOMAIN]` section header at ORIGIN names."""
     if not content.endswith("]"):
@@ -145,10 +196,10 @@ def section_header(domain_name: str) -> str:
 def section_spec(domain_id: int, domain_name: str) -> str:
     """What a `[DOMAIN]` header calls a domain so that -f finds it again: its name (names
     outlive ids, which change when a guest restarts) when the name reads back as itself,
-    else its id (a name that is all digits, or that holds '#', blanks at either end, or
-    characters a settings file refuses)."""
+    else its id (a name that is all digits, or that holds a comment or glob character, blanks
+    at either end, or characters a settings file refuses)."""
     name = domain_name
-    plain = all(" " <= c <= "~" for c in name) and "#" not in name
+    plain = all(" " <= c <= "~" for c in name) and not any(c in name for c in COMMENT_CHARS + GLOB_CHARS)
     if not name or not plain or name != name.strip(BLANKS) or (name.isascii() and name.isdigit()):
         return str(domain_id)
     return name

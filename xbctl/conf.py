@@ -27,7 +27,6 @@ import stat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .assignments import Assignment
     from .errors import XbctlError
 
 CONF_ROOT_VARIABLE = "XBCTL_CONF_ROOT"
@@ -116,6 +115,29 @@ def unsafe_configuration_error(unsafe: list[UnsafeFile], applied: int, dry_run: 
     )
 
 
+def failed_file_message(path: str, error: XbctlError) -> str:
+    """The line that says configuration file PATH was left out, and why (its FILE:LINE first)."""
+    return f"{error.message} ({path} not applied)" if error.message.startswith(path) else f"{path}: not applied: {error.message}"
+
+
+def failed_configuration_error(
+    failed: list[tuple[str, XbctlError]], unsafe: list[UnsafeFile], applied: int, dry_run: bool
+) -> XbctlError:
+    """The error that ends a run which left out the FAILED files (those that do not parse or
+    whose lines were refused) and the UNSAFE ones, and applied (with DRY_RUN: checked) APPLIED:
+    the first failed file's status."""
+    from .errors import XbctlError
+
+    count = len(failed) + len(unsafe)
+    verb = "checked" if dry_run else "applied"
+    others = "" if not applied else f"; the other {applied} were {verb}" if applied > 1 else f"; the other was {verb}"
+    return XbctlError(
+        f"{count} configuration file{'s were' if count > 1 else ' was'} not applied (see above){others}",
+        status=failed[0][1].status,
+        hint="correct the lines cited above; the files apply as a whole or not at all",
+    )
+
+
 def trusted_owners() -> frozenset[int]:
     """Who may own the configuration: root, and the user xbctl runs as (a user's own XBCTL_CONF_ROOT)."""
     return frozenset({0, os.geteuid()})
@@ -180,15 +202,3 @@ def _user_name(uid: int) -> str:
 def _is_configuration(path: str) -> bool:
     # A directory named x.conf is not a file; /dev/null (a mask) reads as an empty one.
     return os.path.isfile(path) or os.path.realpath(path) == os.devnull
-
-
-def read_configuration(paths: list[str]) -> list[Assignment]:
-    """Every assignment of PATHS in order, each with its FILE:LINE origin and [DOMAIN] section."""
-    from .assignments import read_settings_file
-
-    assignments: list[Assignment] = []
-    for path in paths:
-        if os.path.realpath(path) == os.devnull:
-            continue  # a masked vendor file
-        assignments.extend(read_settings_file(path))
-    return assignments

@@ -186,6 +186,32 @@ def requests_from_assignments(
     return requests, ignored
 
 
+def checked_configuration(paths: list[str]) -> tuple[list[str], list[Assignment], list[tuple[str, XbctlError]]]:
+    """Configuration files PATHS read and checked one by one (their syntax, node names and
+    sizes: all that needs no domain), as sysctl.d's files apply: the files that pass, their
+    assignments in file order, and each other file with its first error (left out whole)."""
+    import os
+
+    from .assignments import read_settings_file
+
+    passed: list[str] = []
+    assignments: list[Assignment] = []
+    failed: list[tuple[str, XbctlError]] = []
+    for path in paths:
+        if os.path.realpath(path) == os.devnull:
+            passed.append(path)  # a masked vendor file: nothing to read
+            continue
+        try:
+            lines = read_settings_file(path)
+            requests_from_assignments(lines)  # unknown names and malformed values, with FILE:LINE
+        except XbctlError as exc:
+            failed.append((path, exc))
+            continue
+        passed.append(path)
+        assignments.extend(lines)
+    return passed, assignments, failed
+
+
 def request_for(
     node: Node, text: str, *, default_unit: str = "k", optional: bool = False, origin: str | None = None
 ) -> WriteRequest:
@@ -322,7 +348,10 @@ class DomainRequests:
 
 def requests_by_domain(assignments: list[Assignment]) -> list[DomainRequests]:
     """ASSIGNMENTS as write requests grouped by the domain their section names (None outside any
-    section), in the order the domains first appear; malformed lines raise in file order."""
+    section), [*] first, then glob sections, then the others, each kind in the order the sections
+    first appear (the most specific applies last, so it wins); malformed lines raise in file order."""
+    from .assignments import section_rank
+
     groups: dict[str | None, DomainRequests] = {}
     for assignment in assignments:
         requests, ignored = requests_from_assignments([assignment])
@@ -332,7 +361,7 @@ def requests_by_domain(assignments: list[Assignment]) -> list[DomainRequests]:
             group = groups[assignment.domain] = DomainRequests(assignment.domain, origin, [], [])
         group.requests.extend(requests)
         group.ignored.extend(ignored)
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda group: section_rank(group.spec))
 
 
 def resolve_groups(
@@ -348,8 +377,11 @@ def resolve_groups(
     A group without a spec is DEFAULT_SPEC's (the -d domain, or our own). PINNED (-d given):
     a section naming another domain is a usage error, never a silent redirection. An unknown
     domain in a section is an error citing its FILE:LINE, or with SKIP_UNKNOWN a note (the
-    group is left out). Names are matched like -d, against one listing of the domains.
+    group is left out). Names are matched like -d, against one listing of the domains. A glob
+    section ([*], [web-*]) is every domain whose name it matches (with PINNED, the -d domain
+    if it matches), none being a note.
     """
+    from .assignments import is_glob_section
     from .errors import usage_error
 
     needs_default = pinned or any(g.spec is None and g.domain is None for g in groups)
@@ -359,6 +391,16 @@ def resolve_groups(
     notes: list[str] = []
     for group in groups:
         domain = group.domain
+        if domain is None and is_glob_section(group.spec):
+            if listing is None:
+                listing = _DomainIndex(transport.list_domains())
+            matched = [d for d in listing.glob(group.spec) if not pinned or d == default]
+            if not matched:
+                what = f"does not match {default.name}, which -d names" if pinned and default else "matches no domain"
+                notes.append(f"{group.origin}: [{group.spec}] {what}; its lines are skipped")
+            for domain in matched:
+                _merge(merged, group, domain)
+            continue
         if domain is None and group.spec is None:
             domain = default
         elif domain is None:
@@ -378,13 +420,18 @@ def resolve_groups(
                     f"but -d names {default.name} (id {default.id})",
                     hint="a file with sections for other domains applies without -d",
                 )
-        target = merged.get(domain)
-        if target is None:
-            merged[domain] = DomainRequests(group.spec, group.origin, list(group.requests), list(group.ignored), domain)
-        else:
-            target.requests.extend(group.requests)
-            target.ignored.extend(group.ignored)
+        _merge(merged, group, domain)
     return list(merged.values()), notes
+
+
+def _merge(merged: "dict[Domain, DomainRequests]", group: DomainRequests, domain: "Domain") -> None:
+    """Add GROUP's requests to DOMAIN's in MERGED (after those already there)."""
+    target = merged.get(domain)
+    if target is None:
+        merged[domain] = DomainRequests(group.spec, group.origin, list(group.requests), list(group.ignored), domain)
+    else:
+        target.requests.extend(group.requests)
+        target.ignored.extend(group.ignored)
 
 
 class _DomainIndex:
@@ -392,6 +439,7 @@ class _DomainIndex:
     each exactly as -d would (transports.match_domain: the same errors, namesakes refused)."""
 
     def __init__(self, domains: "list[Domain]") -> None:
+        self.domains = domains
         self.by_id: dict[int, list[Domain]] = {}
         self.by_name: dict[str, list[Domain]] = {}
         for domain in domains:
@@ -404,6 +452,12 @@ class _DomainIndex:
         domid = parse_domain_id(spec) if spec else None
         candidates = self.by_id.get(domid, []) if domid is not None else self.by_name.get(spec, [])
         return match_domain(spec, candidates)
+
+    def glob(self, spec: str) -> "list[Domain]":
+        """The domains whose names glob section SPEC matches, by id."""
+        from .assignments import ALL_DOMAINS, glob_matches
+
+        return sorted((d for d in self.domains if spec == ALL_DOMAINS or glob_matches(spec, d.name)), key=lambda d: d.id)
 
 
 def write_domains(

@@ -146,10 +146,12 @@ class Output:
         SETTINGS (-f, --system: a file describes a state): a node that already held its value
         is shown only with -v; one line on stderr counts them (the JSON document has them all)."""
         self.simulated_note()
+        skipped: dict[str, None] = {}  # a line of a glob section is skipped once per domain: said once
         for result in results:
             self.warnings(result.warnings)
-            for _name, error in result.skipped:
-                self.say(f"ignored: {error.message}")
+            skipped.update((error.message, None) for _name, error in result.skipped)
+        for message in skipped:
+            self.say(f"ignored: {message}")
         if self.quiet:
             return
         held = sum(c.old_kib == c.new_kib for r in results for c in r.changes) if settings else 0

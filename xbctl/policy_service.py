@@ -72,22 +72,81 @@ def stderr_is_journal() -> bool:
     return (status.st_dev, status.st_ino) == (int(device), int(inode))
 
 
+class Notifier:
+    """sd_notify(3)'s datagram protocol: states such as READY=1 sent to $NOTIFY_SOCKET (a path,
+    or an abstract name given as @name), so a Type=notify unit is started once the first pass is
+    done. Without NOTIFY_SOCKET it does nothing; a socket that fails is logged once, never fatal."""
+
+    def __init__(self, log: ServiceLog) -> None:
+        self.log = log
+        address = os.environ.get("NOTIFY_SOCKET", "")
+        # "@name" is the abstract name "\0name" (the kernel's spelling); systemd passes a path.
+        self.address = "\0" + address[1:] if address.startswith("@") else address if address.startswith("/") else None
+        if address and self.address is None:
+            log(WARNING, f"NOTIFY_SOCKET={address}: not a Unix socket; systemd is not told when the service is ready")
+        self.failed = False
+
+    def __call__(self, *states: str) -> None:
+        """Send STATES (`READY=1`, `STATUS=...`) as one datagram."""
+        if self.address is None or self.failed:
+            return
+        import socket
+
+        message = "\n".join(printable(state) for state in states).encode()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sender:
+                sender.sendto(message, self.address)
+        except OSError as exc:
+            self.failed = True  # systemd's notify socket does not come back: one line, not one per event
+            self.log(WARNING, f"NOTIFY_SOCKET: {exc.strerror or exc}; systemd is not told how the service is")
+
+
 # ---------------------------------------------------------------- the configuration
 
 
 class Configuration:
     """The configuration files' assignments, each with its FILE:LINE and [DOMAIN] section."""
 
-    __slots__ = ("files", "assignments", "unsafe")
+    __slots__ = ("files", "assignments", "unsafe", "failed", "order")
 
-    def __init__(self, files: list[str], assignments: list[Assignment], unsafe: list[UnsafeFile] | None = None) -> None:
+    def __init__(
+        self,
+        files: list[str],
+        assignments: list[Assignment],
+        unsafe: list[UnsafeFile] | None = None,
+        failed: list[tuple[str, XbctlError]] | None = None,
+    ) -> None:
         self.files, self.assignments = files, assignments
         self.unsafe = unsafe or []  # files not applied: someone other than root may change them
+        self.failed = failed or []  # files not applied: they do not parse (FILE, its error)
+        self.order = files + [path for path, _error in self.failed]  # every file read, in the order they apply
+
+    def keeping(self, previous: Configuration) -> tuple[Configuration, list[str]]:
+        """This configuration with, for each file that does not parse now, its lines in PREVIOUS
+        (SIGHUP: an edit gone wrong leaves that file as it was), and those files."""
+        from .assignments import origin_file
+
+        kept = [path for path, _error in self.failed if path in previous.files]
+        if not kept:
+            return self, []
+        files = [path for path in self.order if path in self.files or path in kept]
+        lines: dict[str, list[Assignment]] = {path: [] for path in files}
+        for assignment in self.assignments:
+            lines[origin_file(assignment.origin)].append(assignment)
+        for assignment in previous.assignments:
+            if origin_file(assignment.origin) in kept:
+                lines[origin_file(assignment.origin)].append(assignment)
+        merged = Configuration(files, [a for path in files for a in lines[path]], self.unsafe, self.failed)
+        merged.order = self.order
+        return merged, kept
 
     def for_domain(self, domain: Domain, named: bool, own_id: int) -> list[Assignment]:
-        """The lines for DOMAIN in order: sections naming its id or (when NAMED) its exact name,
-        and, for our own domain, the lines before any section."""
-        return [a for a in self.assignments if section_matches(a.domain, domain, named, own_id)]
+        """The lines for DOMAIN in the order they apply: [*], then the glob sections matching
+        its name, then the sections naming its id or (when NAMED) its exact name and, for our
+        own domain, the lines before any section; each kind in file order."""
+        from .assignments import in_precedence_order
+
+        return in_precedence_order([a for a in self.assignments if section_matches(a.domain, domain, named, own_id)])
 
     def sections(self) -> dict[str | None, str]:
         """Each section's domain spec (None: our own domain) and where it first appears."""
@@ -98,26 +157,43 @@ class Configuration:
 
 
 def section_matches(spec: str | None, domain: Domain, named: bool, own_id: int) -> bool:
-    """True when a section for SPEC is DOMAIN's: its id, or its exact name (-d's rule)."""
+    """True when a section for SPEC is DOMAIN's: [*], a glob matching its name, its id, or its
+    exact name (-d's rule)."""
+    from .assignments import ALL_DOMAINS, glob_matches, is_glob_section
+
     if spec is None:
         return domain.id == own_id
+    if spec == ALL_DOMAINS:
+        return True
+    if is_glob_section(spec):
+        return named and glob_matches(spec, domain.name)
     if spec.isascii() and spec.isdigit():
         return int(spec) == domain.id
     return named and spec == domain.name
 
 
 def load_configuration(root: str | None = None, log: ServiceLog | None = None) -> Configuration:
-    """Read and check the configuration files: a malformed line is an error (exit 2) before anything
-    applies. Files someone other than root may change are left out, each logged to LOG (priority err)."""
-    from .conf import checked_configuration_files, read_configuration
-    from .operations import requests_from_assignments
+    """Read and check the configuration files one by one, as sysctl.d's: a file that does not
+    parse (a malformed line, an unknown name) and a file someone other than root may change
+    are left out, each logged to LOG (priority err); the others apply."""
+    from .conf import checked_configuration_files
+    from .operations import checked_configuration
 
     files, unsafe = checked_configuration_files(root)
     if log is not None:
         log_unsafe(log, unsafe)
-    assignments = read_configuration(files)
-    requests_from_assignments(assignments)  # unknown names and malformed values, with FILE:LINE
-    return Configuration(files, assignments, unsafe)
+    files, assignments, failed = checked_configuration(files)
+    if log is not None:
+        log_failed(log, failed)
+    return Configuration(files, assignments, unsafe, failed)
+
+
+def log_failed(log: ServiceLog, failed: list[tuple[str, XbctlError]]) -> None:
+    """Say which configuration files do not parse, with FILE:LINE: they are left out."""
+    from .conf import failed_file_message
+
+    for path, error in failed:
+        log(ERR, failed_file_message(path, error))
 
 
 def log_unsafe(log: ServiceLog, unsafe: list[UnsafeFile]) -> None:
@@ -165,6 +241,7 @@ class Applier:
         self.transport, self.configuration, self.log, self.dry_run = transport, configuration, log, dry_run
         self.own_id = transport.own_domain().id
         self.planned: list[PlannedChange] = []
+        self.files_refused = 0  # the status of the last apply() that left a file out (0: none)
         transport.on_note = lambda message: log(NOTICE, f"note: {message}")
 
     def domain_named(self, domain: Domain) -> bool:
@@ -181,31 +258,44 @@ class Applier:
     def apply(self, domain: Domain) -> int | None:
         """Apply DOMAIN's settings; None when it has none, else the status (0 done).
 
-        Exit status 4 (no such domain or no balloon nodes yet) is returned, not logged, so
-        the caller can wait for the domain to be built; a lost connection is raised.
+        File by file, as sysctl.d's: a file whose line is refused is logged and left out for
+        this domain, and the others apply (then 0, with files_refused set); the status is a
+        refusal's when every file was. Exit status 4 (no such domain or no balloon nodes yet)
+        is returned, not logged, so the caller can wait for the domain to be built; a lost
+        connection is raised.
         """
+        from .assignments import cited_file, origin_file
         from .operations import requests_from_assignments, write_nodes
 
+        self.files_refused = 0
         named = self.domain_named(domain)
         settings = self.configuration.for_domain(domain, named, self.own_id)
         if not settings:
             return None
-        requests, ignored = requests_from_assignments(settings)
         label = self.label(domain, named)
-        try:
-            # The service records its settings in the domain's own nodes, even a value a node
-            # reads already (a min equal to today's default floor); a dry run shows real changes.
-            result = write_nodes(
-                self.transport, str(domain.id), requests, dry_run=self.dry_run, ignored=ignored,
-                rewrite_unchanged=not self.dry_run, via="policy",
-            )
-        except XbctlError as exc:
-            if connection_lost(self.transport, exc):
-                raise
-            if exc.status == ExitStatus.UNKNOWN:
-                return int(exc.status)
-            self.log(ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}")
-            return int(exc.status)
+        while True:
+            requests, ignored = requests_from_assignments(settings)
+            try:
+                # The service records its settings in the domain's own nodes, even a value a node
+                # reads already (a min equal to today's default floor); a dry run shows real changes.
+                result = write_nodes(
+                    self.transport, str(domain.id), requests, dry_run=self.dry_run, ignored=ignored,
+                    rewrite_unchanged=not self.dry_run, via="policy",
+                )
+                break
+            except XbctlError as exc:
+                if connection_lost(self.transport, exc):
+                    raise
+                if exc.status == ExitStatus.UNKNOWN:
+                    return int(exc.status)
+                culprit = cited_file(exc.message, list(dict.fromkeys(origin_file(a.origin) for a in settings)))
+                left_out = f"; {culprit} left out for this domain" if culprit else ""
+                self.log(ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}{left_out}")
+                # Nothing was written: the other files are tried without that one.
+                settings = [a for a in settings if culprit and origin_file(a.origin) != culprit]
+                self.files_refused = self.files_refused or int(exc.status)
+                if not settings:
+                    return self.files_refused
         changed = [c for c in result.changes if c.old_kib != c.new_kib]
         for change, origin in zip(result.changes, self._origins(requests, result)):
             if change.old_kib == change.new_kib:
@@ -215,7 +305,7 @@ class Applier:
             else:
                 self.log(NOTICE, f"{label}: {change.name}: {change.old_kib} -> {change.new_kib} ({origin})")
         for name, error in result.skipped:
-            self.log(INFO, f"{label}: ignored: {error.message}")
+            self.log(WARNING, f"{label}: ignored: {error.message}")  # a `-name` (or `name?=`) line's failure
         for warning in dict.fromkeys(result.warnings):
             self.log(WARNING, f"{label}: warning: {warning}")
         if not changed:
@@ -261,6 +351,7 @@ class Applier:
                 done.status = done.status or status
             else:
                 done.configured[domain.id] = entry_for(domain, instance)
+                done.status = done.status or self.files_refused  # configured, less a file refused
         if done.left_alone:
             self.log(INFO, f"left alone: {len(done.left_alone)} domain(s) configured earlier, since they were created "
                      "(xbctl policy --reapply applies their settings again)")
@@ -270,7 +361,7 @@ class Applier:
         """Say which sections name no domain that exists now."""
         then = "its settings apply when it appears" if following else "skipped"
         for spec, origin in self.configuration.sections().items():
-            if spec is None:
+            if spec is None or spec == "*":
                 continue
             if not any(section_matches(spec, d, True, self.own_id) for d in domains):
                 self.log(INFO, f"[{spec}] ({origin}): no such domain now; {then}")
@@ -347,6 +438,8 @@ class Follower:
     ) -> None:
         self.configuration, self.log, self.open_transport, self.load = configuration, log, open_transport, load
         self.record = record
+        self.notify = Notifier(log)
+        self.ready = False  # READY=1 sent: once, after the first pass over the running domains
         self.signals: list[int] = []
         self.idle = False  # a signal may end the wait only while nothing is half done
 
@@ -364,6 +457,7 @@ class Follower:
         try:
             self._loop()
         finally:
+            self.notify("STOPPING=1", "STATUS=stopping")
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -375,11 +469,15 @@ class Follower:
             return False
         if signal.SIGHUP in pending:
             try:
-                self.configuration = self.load()
+                loaded = self.load()
             except XbctlError as exc:
                 self.log(ERR, f"configuration not re-read, the previous one stays: {exc.message}")
             else:
+                self.configuration, kept = loaded.keeping(self.configuration)
+                for path in kept:
+                    self.log(ERR, f"{path}: does not parse now; the version read before stays in force")
                 self.log(NOTICE, f"configuration re-read: {', '.join(self.configuration.files) or 'no files'}")
+                self.notify(f"STATUS={self._status()}")
         return True
 
     def _pause(self, seconds: float) -> None:
@@ -401,8 +499,16 @@ class Follower:
             except _Wake:
                 continue  # a signal ended a wait (or landed as it ended): act on it above
 
+    def _status(self, configured: int | None = None) -> str:
+        """The one line `systemctl status` shows for the service."""
+        done = "" if configured is None else f"{configured} domain(s) configured in the last pass; "
+        failed = len(self.configuration.failed) + len(self.configuration.unsafe)
+        left_out = f"; {failed} configuration file(s) left out (see the log)" if failed else ""
+        return f"{done}following @introduceDomain with {len(self.configuration.files)} configuration file(s){left_out}"
+
     def _backoff(self, message: str) -> None:
         self.log(WARNING, f"{message}; trying again in {self.backoff_s:g} s")
+        self.notify(f"STATUS=waiting for Xenstore: {message}")
         pause_s, self.backoff_s = self.backoff_s, min(self.backoff_s * 2, MAX_BACKOFF_S)
         self._pause(pause_s)
 
@@ -444,6 +550,10 @@ class Follower:
         pending: set[int] = set()
         for domid in done.unfinished:
             self._watch_pending(transport, domid, pending)
+        # Ready once the running domains are configured (and recorded): a unit ordered
+        # Before=xendomains.service then holds the domains started at boot until now.
+        self.notify(*(() if self.ready else ("READY=1",)), f"STATUS={self._status(len(done.configured))}")
+        self.ready = True
         self.log(INFO, "following @introduceDomain and @releaseDomain")
         while True:
             try:

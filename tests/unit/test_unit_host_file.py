@@ -19,6 +19,10 @@ from xbctl.transports.sim import SimTransport
         (" web", "[4]"),
         ("7", "[4]"),  # all digits would read back as an id
         ("a#b", "[4]"),  # '#' starts a comment
+        ("a;b", "[4]"),  # so does ';', as in sysctl.d
+        ("web-*", "[4]"),  # a glob would match other names too
+        ("web?", "[4]"),
+        ("[x]", "[4]"),
         ("caf\u00e9", "[4]"),  # a settings file is ASCII outside comments
         ("", "[4]"),
     ],

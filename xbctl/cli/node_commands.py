@@ -105,7 +105,9 @@ def apply_system(options, output) -> None:
     """`xbctl --system`: every configuration file in sysctl's order, as one validated change.
 
     A section naming a domain that does not exist now is skipped with a note; lines outside
-    any section are our own domain's. Like `sysctl --system`, each file is announced
+    any section are our own domain's. As with sysctl.d, a file that does not parse or whose
+    line is refused is named with its FILE:LINE and left out, the others still apply, and the
+    run ends with that file's exit status. Like `sysctl --system`, each file is announced
     (`* Applying FILE ...`) with what it set under it; only nodes whose value changes are
     written and shown (the others counted, or shown too with -v), so a second run prints
     the announcements alone (nothing with -q).
@@ -119,11 +121,17 @@ def apply_system(options, output) -> None:
 
         for problem in unsafe:  # said first (even with -q): a malformed file among the others ends the run
             say(problem.message)
-    files, settled, notes = xb.apply_configuration(
+    files, settled, notes, failed = xb.apply_configuration(
         dry_run=options.dry_run, override_guest_floor=options.override_guest_floor, files=files
     )
+    if failed:
+        from ..conf import failed_file_message
+        from ..output import say
+
+        for path, error in failed:  # said even with -q: the exit status alone does not say which
+            say(failed_file_message(path, error))
     changed = [xb.changed_only(result) for result in settled]
-    if not files and not unsafe:
+    if not files and not unsafe and not failed:
         output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
     for note in notes:
         output.note(note)
@@ -135,6 +143,12 @@ def apply_system(options, output) -> None:
     from ..api import WritesResult
 
     output.written_many(WritesResult(changed, xb.transport))  # --system's document lists what changed
+    if failed:
+        from ..conf import failed_configuration_error
+
+        error = failed_configuration_error(failed, unsafe, len(files), options.dry_run)
+        error.document_shown = output.as_json
+        raise error
     if unsafe:
         from ..conf import unsafe_configuration_error
 

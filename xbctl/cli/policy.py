@@ -32,8 +32,8 @@ def run_policy(invocation, options, output) -> None:
             )
         run_service(log, lambda: load_configuration(log=log))
         return
-    # Files others than root may change are logged and left out; a malformed file is exit 2
-    # before anything is written.
+    # Files others than root may change, and files that do not parse, are logged and left out;
+    # the others apply, and the exit status says that something was left out.
     configuration = load_configuration(log=log)
     transport = options.transport()
     if options.api().simulated_by_default:
@@ -57,6 +57,12 @@ def run_policy(invocation, options, output) -> None:
             f"some domains' settings {'would be refused' if options.dry_run else 'were not applied'} (see above)",
             status=ExitStatus(status),
         )
+    if configuration.failed:
+        from ..conf import failed_configuration_error
+
+        raise failed_configuration_error(
+            configuration.failed, configuration.unsafe, len(configuration.files), options.dry_run
+        )
     if configuration.unsafe:
         from ..conf import unsafe_configuration_error
 
@@ -67,7 +73,7 @@ def run_service(log, load_configuration) -> None:
     """`policy --follow` over Xenstore, until SIGTERM or SIGINT."""
     from ..policy_service import Follower, service_record
 
-    configuration = load_configuration()  # a malformed file is exit 2 before anything runs
+    configuration = load_configuration()  # a file that does not parse is logged and left out
     record = service_record()
     record.prepare()  # an unwritable record (exit 3) before anything runs
     record.load()  # so is a damaged one
