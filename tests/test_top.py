@@ -263,3 +263,25 @@ def test_keys_change_the_sort_and_count_ends_top(wall_host):
             process.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_batch_needs_neither_typer_nor_rich(tmp_path):
+    """From a checkout with nothing installed (`python3 -S`), the lean parser alone reads top's
+    own -n and -d (no Typer to fall back on) and a batch frame is plain text (no rich)."""
+    import sys
+    from pathlib import Path
+
+    tree = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XBCTL_")}
+    env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": ""})
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-S", "-m", "xbctl", *args], cwd=tree, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert run("sim", "reset", "--clock", "manual").returncode == 0
+    done = run("top", "-b", "-n", "2", "-d", "0.1", "-h", "--sort", "name", "-r")
+    assert (done.returncode, done.stderr) == (0, ""), done
+    found = frames(done.stdout)
+    assert len(found) == 2 and names(found[0]) == ["web", "mail", "db", "Domain-0"]
+    assert found[0][1].split()[2:5] == ["768M", "768M", "128M"]
