@@ -285,3 +285,11 @@ def test_batch_needs_neither_typer_nor_rich(tmp_path):
     found = frames(done.stdout)
     assert len(found) == 2 and names(found[0]) == ["web", "mail", "db", "Domain-0"]
     assert found[0][1].split()[2:5] == ["768M", "768M", "128M"]
+
+
+def test_the_sort_columns_are_declared_once_for_both_layers():
+    """The command spec (completion, --sort's choices) and top's s key cycle the same columns."""
+    from xbctl import top
+    from xbctl.cli import table
+
+    assert table.TOP_COLUMNS == top.COLUMNS
