@@ -443,3 +443,16 @@ def test_value_kinds_cover_the_spec():
     """The spec uses every kind it declares, and no other (a new kind needs its answer in _expected)."""
     used = {entry.kind for _, _, entry in VALUE_LINES}
     assert used == table.KINDS, (sorted(used - table.KINDS), sorted(table.KINDS - used))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_top_sort_offers_the_columns_and_its_own_options_win(shell, env):
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl top --sort ", env)
+    assert sorted(offered) == sorted(table.TOP_COLUMNS)
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl top --sort x", env)
+    assert offered == ["xen-max"]
+    # After top, -d is its delay (seconds: nothing to offer), not the global -d's domains.
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl top -d ", env)
+    assert not set(offered) & set(SIM_DOMAINS), offered
+    offered, _ = SHELL_COMPLETERS[shell]("xbctl top --filter ", env)
+    assert set(SIM_DOMAINS) <= set(offered), offered

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from xbctl.cli import table
-from xbctl.cli.table import ALL_COMMANDS, GLOBAL_OPTIONS, LOCAL_FLAGS, SYSCTL, TYPER_ONLY
+from xbctl.cli.table import ALL_COMMANDS, GLOBAL_OPTIONS, SYSCTL, TYPER_ONLY
 
-HELP_OPTIONS = {"-h", "--help"}
+HELP_OPTIONS = set(table.HELP_SPELLINGS)  # -h is --human; help is --help alone
 # An option's entry in click's plain help: indented two blanks, its spellings (and metavar),
 # then at least two blanks and its help, or its help alone on the next, deeper-indented line.
 ENTRY = re.compile(r"^  (-\S.*?)(?: {2,}(\S.*))?$")
@@ -24,8 +24,7 @@ def words(command) -> list[str]:
 def takes(command) -> set[str]:
     """Every spelling of every option the table says COMMAND takes, help included."""
     spellings = {spelling for spelling, (canonical, _) in GLOBAL_OPTIONS.items() if canonical in command.accepts}
-    spellings |= set(command.local_options)
-    spellings |= {alias for alias, canonical in LOCAL_FLAGS.items() if canonical in command.local_options}
+    spellings |= {spelling for option in command.options for spelling in option.spellings}
     return spellings | HELP_OPTIONS
 
 
@@ -67,8 +66,8 @@ def test_help_lists_every_option_the_command_takes(xbctl, command):
 def test_mem_set_help_lists_its_global_options_after_its_own(xbctl):
     text = xbctl("mem-set", "--help").stdout
     own, _, global_part = text.partition("\nGlobal options (before or after the command):\n")
-    assert "  -h, --help  Show this message and exit.\n" in own
-    for line in ("  --wait ", "  --dry-run ", "  --json ", "  -d, --domain NAME|ID "):
+    assert "  --help  Show this message and exit.\n" in own
+    for line in ("  -h, --human ", "  --wait ", "  --dry-run ", "  --json ", "  -d, --domain NAME|ID "):
         assert line in global_part, (line, text)
     assert "  -a, --all " not in text and "-f, --file" not in text  # mem-set does not take them
 

@@ -39,7 +39,7 @@ def commands(group, path=()):
 def option_strings() -> set[str]:
     """Every option string of the program and its commands."""
     root = get_command(app)
-    found = {"-h", "--help"}  # every command's help option (the root's context settings)
+    found = set(table.HELP_SPELLINGS)  # every command's help option (the root's context settings)
     for command in [root, *(command for _, command in commands(root))]:
         for param in command.params:
             if getattr(param, "param_type_name", "") == "option" and not param.hidden:

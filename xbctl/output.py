@@ -19,8 +19,9 @@ SIMULATED_HOST = "simulated host (no Xen here)"
 class Output:
     """The one place that decides how results look; commands hand it what they found."""
 
-    def __init__(self, *, as_json=False, quiet=False, values_only=False, equals=False, verbose=False):
+    def __init__(self, *, as_json=False, quiet=False, values_only=False, equals=False, verbose=False, human=False):
         self.as_json = as_json
+        self.human = human  # -h: sizes as 768M, 1.5G (never with -n, -e or --json: those stay KiB)
         self.quiet = quiet  # -q: nothing but errors (as NetBSD's sysctl -q)
         self.values_only = values_only
         self.equals = equals
@@ -129,7 +130,7 @@ class Output:
             lines.append(section_header(section_spec(domain.id, domain.name)))
         prefix = f"{domain.name}: " if name_domain and not self.equals and not self.values_only else ""
         for node in nodes:
-            value = balloon.value_kib(node.key)
+            value = self.size_text(balloon.value_kib(node.key))
             if self.values_only:
                 lines.append(f"{value}")
             elif self.equals:
@@ -137,6 +138,14 @@ class Output:
             else:
                 lines.append(f"{prefix}{node.sysctl_name} = {value}")
         return lines
+
+    def size_text(self, kib: int) -> str:
+        """KIB as a read or change line shows it: KiB, or with -h in the largest exact unit (1.5G)."""
+        if not self.human:
+            return f"{kib}"
+        from .units import human_size
+
+        return human_size(kib)
 
     def changes(self, results, *, name_domains: bool = False, files=None, settings: bool = False) -> None:
         """What writes did, sysctl-style (`name: old -> new`; `web: name: old -> new` with
@@ -167,7 +176,8 @@ class Output:
                 prefix = "" if self.values_only else f"{domain}{change.name}: "
                 path = (change.origin or "").rpartition(":")[0] if files is not None else ""
                 unchanged = " (unchanged)" if change.old_kib == change.new_kib and not self.values_only else ""
-                by_file.setdefault(path, []).append(f"{prefix}{change.old_kib} -> {change.new_kib}{unchanged}")
+                old, new = self.size_text(change.old_kib), self.size_text(change.new_kib)
+                by_file.setdefault(path, []).append(f"{prefix}{old} -> {new}{unchanged}")
         lines = []
         for path, changed in by_file.items():
             if files is not None:
@@ -223,12 +233,14 @@ class Output:
             return
         if long or self.values_only or not sys.stdout.isatty():
             self.simulated_note()  # on stderr: the lines scripts parse stay as they are
-            lines = domain_lines(rows, long=long, header=not self.values_only)
+            lines = domain_lines(rows, long=long, header=not self.values_only, human=self.human)
             sys.stdout.write("".join(line + "\n" for line in lines))
             return
         from .output_rich import print_domain_table
 
-        print_domain_table(rows, host_free_kib, host_note=SIMULATED_HOST if self.simulated_host else None)
+        print_domain_table(
+            rows, host_free_kib, host_note=SIMULATED_HOST if self.simulated_host else None, human=self.human
+        )
         if capacity is not None:
             from .output_rich import print_capacity
 
@@ -275,11 +287,12 @@ def plain_field(text: str) -> str:
     return shown or "''"
 
 
-def domain_lines(rows, *, long: bool = False, header: bool = True) -> list[str]:
+def domain_lines(rows, *, long: bool = False, header: bool = True, human: bool = False) -> list[str]:
     """The list as xl list lays it out: a header line, then one line per domain in fixed,
     right-aligned columns (MiB, or KiB when LONG, with the driver column), never wrapped.
 
     Every column but the last is one blank-free field; the last (balloon) is free text.
+    HUMAN (-h): every size in the largest exact unit (768M, 1.5G), as the parser reads them back.
     """
     from .cells import UNLIMITED, balloon_state, hypervisor_max_text
     from .nodes import NODES
@@ -290,6 +303,10 @@ def domain_lines(rows, *, long: bool = False, header: bool = True) -> list[str]:
     width = KIB_COLUMN if long else MIB_COLUMN
     # Whole MiB, rounded down, as xl list prints Mem: a number a script can compare.
     shown = str if long else whole_mib
+    if human:
+        from .units import human_size
+
+        shown = human_size
     # hv-max holds `unlimited` (9 characters) on most Domain-0s: its column fits it.
     widths = [width] * len(NODES) + ([max(width, len(UNLIMITED) + 1)] if with_hypervisor else [])
     lines = []

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from .errors import printable as escaped
 from .nodes import NODES, Balloon
-from .units import format_mib
+from .units import format_mib, human_size
 
 if TYPE_CHECKING:
     from .operations import DomainRow
@@ -38,11 +38,13 @@ def printable(text: str) -> str:
     return repr(shown) if shown != shown.strip() or not shown else shown
 
 
-def print_domain_table(rows: list["DomainRow"], host_free_kib: int | None = None, host_note: str | None = None) -> None:
+def print_domain_table(
+    rows: list["DomainRow"], host_free_kib: int | None = None, host_note: str | None = None, human: bool = False
+) -> None:
     """Print every domain's balloon as a table, memory in MiB as xl list does (HOST_NOTE
-    heading the caption)."""
+    heading the caption; HUMAN: sizes as -h shows them)."""
     console = _console()
-    table = domain_table(rows, host_free_kib, width=console.width, host_note=host_note)
+    table = domain_table(rows, host_free_kib, width=console.width, host_note=host_note, human=human)
     console.print(table, overflow="ignore", crop=False)
 
 
@@ -52,7 +54,8 @@ _STATE_STYLES = {"steady": "green", "moving": "yellow", "no driver": "dim", "unk
 
 
 def domain_table(
-    rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80, host_note: str | None = None
+    rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80, host_note: str | None = None,
+    human: bool = False, caption_note: str | None = None,
 ) -> Text:
     """Every domain's balloon as a table WIDTH columns wide at most, memory in MiB as xl list does.
 
@@ -61,17 +64,22 @@ def domain_table(
     HOST_NOTE (that the host is simulated) when there is one. Names
     are never cut; the balloon column wraps instead. Drawn line by line into one Text
     (rich's Table measures and renders every cell on its own: seconds for 1,000 domains).
+    HUMAN (-h): sizes in the largest exact unit (768M, 1.5G); CAPTION_NOTE ends the caption (top's keys).
     """
     from .cells import balloon_state, hypervisor_max_text
 
+    size_text, unit = (human_size, "") if human else (format_mib, " MiB")
     with_hypervisor = any(row.balloon and row.balloon.hypervisor_max_kib is not None for row in rows)
-    caption = "memory in MiB; exact KiB with --json"
+    caption = "sizes in K M G T (powers of 1024), exact" if human else "memory in MiB"
+    caption += "; exact KiB with --json"
     if host_free_kib is not None:
-        caption = f"host free memory {format_mib(host_free_kib)} MiB; " + caption
+        caption = f"host free memory {size_text(host_free_kib)}{unit}; " + caption
     if any(row.balloon and row.balloon.max_mismatch for row in rows):
         caption += "; ! the hypervisor's maximum disagrees with xen-max and target"
     if host_note:
         caption = f"{host_note}; {caption}"
+    if caption_note:
+        caption = f"{caption}; {caption_note}"
     headers = ["ID", "Name", *(node.key for node in NODES), *(["hv-max"] if with_hypervisor else []), "balloon"]
     cells: list[list[str]] = []
     states: list[tuple[str, str]] = []
@@ -81,9 +89,9 @@ def domain_table(
             values = ["-"] * (len(NODES) + with_hypervisor)
             state, style = f"unreadable: {escaped(row.problem or '')}", "red"
         else:
-            values = [format_mib(balloon.value_kib(node.key)) for node in NODES]
+            values = [size_text(balloon.value_kib(node.key)) for node in NODES]
             if with_hypervisor:
-                values.append(hypervisor_max_text(balloon, format_mib, " !"))
+                values.append(hypervisor_max_text(balloon, size_text, " !"))
             state = escaped(balloon_state(balloon))
             style = "red" if balloon.diagnostic else _STATE_STYLES.get(state, "")
         cells.append([str(row.domain.id), printable(row.domain.name), *values])
@@ -150,20 +158,6 @@ def capacity_lines(capacity) -> list[str]:
     if capacity.left_out:
         lines.append(f"{capacity.left_out} unreadable domain{'s' if capacity.left_out > 1 else ''} not counted")
     return lines
-
-
-@contextlib.contextmanager
-def live_table(rows: list["DomainRow"]) -> Iterator[Callable[[list["DomainRow"]], None]]:
-    """The domain table redrawn in place on the terminal; yields the function that redraws it."""
-    from rich.live import Live
-
-    console = _console()
-    with Live(domain_table(rows, width=console.width), console=console, auto_refresh=False, screen=False) as live:
-
-        def update(new_rows: list["DomainRow"]) -> None:
-            live.update(domain_table(new_rows, width=console.width), refresh=True)
-
-        yield update
 
 
 @contextlib.contextmanager

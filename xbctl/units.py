@@ -199,3 +199,17 @@ def format_mib(kib: int) -> str:
     if kib % KIB == 0:
         return str(kib // KIB)
     return f"{kib / KIB:.1f}"
+
+
+# -h/--human: the suffixes xbctl's own size parser reads (powers of 1024), largest first, in KiB.
+_HUMAN_UNITS = (("T", KIB**3), ("G", KIB**2), ("M", KIB))
+
+
+def human_size(kib: int) -> str:
+    """KIB in the largest unit (T, G, M, else K) in which it is at least 1 and exact to one
+    decimal: 786432 -> 768M, 1572864 -> 1.5G, 1000 -> 1000K; read back, it is KIB again."""
+    for suffix, unit_kib in _HUMAN_UNITS:
+        if kib >= unit_kib and kib * 10 % unit_kib == 0:
+            whole, tenths = divmod(kib * 10 // unit_kib, 10)
+            return f"{whole}{suffix}" if not tenths else f"{whole}.{tenths}{suffix}"
+    return f"{kib}K"

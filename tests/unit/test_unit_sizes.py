@@ -5,9 +5,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xbctl.errors import ExitStatus, XbctlError
-from xbctl.units import MAX_KIB, format_mib, is_node_kib, parse_number, parse_size, round_up_to_page
+from xbctl.units import KIB, MAX_KIB, format_mib, human_size, is_node_kib, parse_number, parse_size, round_up_to_page
 
 VALID = [
     # text, default unit, relative allowed, KiB, relative
@@ -83,3 +85,24 @@ def test_plain_numbers():
         assert caught.value.status == ExitStatus.USAGE and "--timeout" in caught.value.message
     with pytest.raises(XbctlError):
         parse_number("0", what="--rate", maximum=10, positive=True)
+
+
+@pytest.mark.parametrize(
+    "kib, shown",
+    [(0, "0K"), (4, "4K"), (1000, "1000K"), (1023, "1023K"), (1024, "1M"), (1536, "1.5M"), (786432, "768M"),
+     (1310720, "1280M"), (1572864, "1.5G"), (1024**3, "1T"), (MAX_KIB, "16777216T")],
+)
+def test_human_size_is_the_largest_exact_unit(kib, shown):
+    assert human_size(kib) == shown
+
+
+@given(st.one_of(
+    st.integers(0, MAX_KIB),
+    st.builds(lambda n, unit: min(n * unit, MAX_KIB), st.integers(0, 10**6), st.sampled_from([102, 1024, 104857, KIB**2])),
+))
+def test_human_size_reads_back_as_the_same_kib(kib):
+    shown = human_size(kib)
+    assert parse_size(shown).kib == kib
+    number = shown[:-1]
+    assert len(number.partition(".")[2]) <= 1  # one decimal at most
+    assert float(number) >= 1 or kib == 0  # never 0.5G: 512M

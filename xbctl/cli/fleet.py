@@ -53,8 +53,41 @@ def exporter_limits(local: dict):
     )
 
 
-def run_top(invocation, options, output) -> None:
-    """Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."""
-    from ..top import run_top as follow
+MAX_FRAMES = 10**9
+MAX_DELAY_S = 86400.0  # a day between frames: anything longer is a typo
 
-    follow(options.api())
+
+def run_top(invocation, options, output) -> None:
+    """Show the domain table, redrawn as balloons move (q or Ctrl-C quits); -b: frames for scripts."""
+    from ..top import DEFAULT_DELAY_S, View, run_top as follow
+
+    local = invocation.local
+    batch = bool(local.get("--batch"))
+    if "--delay" in local and not batch:
+        raise usage_error(
+            "--delay goes with --batch (-b)",
+            hint="on a terminal and in a pipe, top redraws whenever a balloon moves",
+        )
+    frames = top_frames(local.get("--iterations"))
+    delay_s = DEFAULT_DELAY_S
+    if "--delay" in local:
+        from ..units import parse_number
+
+        delay_s = parse_number(local["--delay"], what="--delay", maximum=MAX_DELAY_S, positive=True)
+    name_glob = local.get("--filter")
+    if name_glob == "":
+        raise usage_error("--filter: empty pattern", hint="a shell pattern for domain names, e.g. 'web*'")
+    view = View(local.get("--sort", "id"), bool(local.get("--reverse")), name_glob, human=output.human)
+    follow(options.api(), view, batch=batch, frames=frames, delay_s=delay_s)
+
+
+def top_frames(text: str | None) -> int | None:
+    """--iterations COUNT as a whole number of frames (None: until interrupted); exit 2 if malformed."""
+    if text is None:
+        return None
+    from ..units import parse_number
+
+    value = parse_number(text, what="--iterations", maximum=MAX_FRAMES, positive=True)
+    if not value.is_integer():
+        raise usage_error(f"--iterations: {text} is not a whole number")
+    return int(value)

@@ -120,8 +120,11 @@ def output_for(values: dict):
     """The Output of this run, chosen once from the options."""
     from ..output import Output
 
+    # -h changes what people read only: -n, -e and --json are for scripts and files, exact KiB always.
+    human = bool(values.get("-h")) and not any(values.get(option) for option in ("-n", "-e", "--json"))
     return Output(
         as_json=bool(values.get("--json")),
+        human=human,
         quiet=bool(values.get("-q")),
         values_only=bool(values.get("-n")),
         equals=bool(values.get("-e")),
@@ -229,8 +232,22 @@ def _dispatch(argv: list[str], state: dict) -> int:
 
         state["execute"] = execute
         return run_typer(argv, state)
+    if asks_help(invocation):
+        from .typer_app import run_typer
+
+        return run_typer(["--help"], state)
     execute(invocation, state)
     return ExitStatus.OK
+
+
+def asks_help(invocation) -> bool:
+    """`xbctl -h` with nothing to show: help, as -h has always given (elsewhere -h is --human)."""
+    from .table import SYSCTL
+
+    return (
+        invocation.command is SYSCTL and not invocation.args and "-h" in invocation.given
+        and not {"-a", "-A", "-f", "--system"} & set(invocation.given)
+    )
 
 
 def _typer_outcome(exc: Exception, argv: list[str], state: dict) -> int | None:

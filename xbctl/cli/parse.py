@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 
-from .table import COMMANDS, FLAG, GLOBAL_OPTIONS, GLOBALS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY
+from .table import (
+    COMMANDS, FLAG, GLOBAL_OPTIONS, GLOBALS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY, command_of, own_spellings,
+)
 
 # Global options with choices (--transport): a value not among them (given, or from the environment)
 # is Typer's to refuse, naming the choices.
@@ -52,6 +54,7 @@ def parse(argv: list[str]) -> Invocation:
     values: dict = {}
     positional: list[str] = []
     local_tokens: list[str] = []  # options not global: the command's own, checked below
+    own: dict = {}  # once the command is known: its own options' spellings, which win over global ones
     index = 0
     while index < len(argv):
         token = argv[index]
@@ -61,6 +64,7 @@ def parse(argv: list[str]) -> Invocation:
             break
         if not token.startswith("-") or token == "-" or looks_negative(token):
             positional.append(token)
+            own = own_spellings(command_of(positional))
             continue
         if token.startswith("--"):
             name, has_value, inline = token.partition("=")
@@ -94,6 +98,20 @@ def parse(argv: list[str]) -> Invocation:
         position = 1
         while position < len(token):
             spelling = "-" + token[position]
+            if spelling in own:  # the command's own short option (top -n 2 -d 0.5)
+                canonical, takes_value = own[spelling]
+                position += 1
+                if not takes_value:
+                    local_tokens.append(canonical)
+                    continue
+                value = token[position:]
+                if not value:
+                    if index >= len(argv):
+                        raise HandToTyper()  # "option requires an argument"
+                    value = argv[index]
+                    index += 1
+                local_tokens.append(f"{canonical}={value}")
+                break
             if spelling in LOCAL_FLAGS:  # a command's own flag, such as list's -l
                 local_tokens.append(LOCAL_FLAGS[spelling])
                 position += 1
@@ -175,7 +193,8 @@ def _invocation(given: list[str], values: dict, positional: list[str], local_tok
 
 def hoist(args: list[str], arity: dict[str, bool]) -> list[str]:
     """For Typer: move the global options (ARITY: spelling -> takes a value) found after the command
-    in front of it, and put `--` before a relative size such as -256M."""
+    in front of it (not the command's own: top's -n and -d), and put `--` before a relative size
+    such as -256M."""
     front: list[str] = []
     rest: list[str] = []
     index = 0
@@ -189,6 +208,14 @@ def hoist(args: list[str], arity: dict[str, bool]) -> list[str]:
             rest.append(token)
             continue
         name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
+        own = own_spellings(command_of([word for word in rest if not word.startswith("-")]))
+        if token.startswith("-") and name in own:
+            rest.append(token)
+            inline_value = ("=" in token) if token.startswith("--") else len(token) > 2
+            if own[name][1] and not inline_value and index < len(args):
+                rest.append(args[index])
+                index += 1
+            continue
         if token.startswith("-") and name in arity:
             front.append(token)
             inline_value = ("=" in token) if token.startswith("--") else len(token) > 2

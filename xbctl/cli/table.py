@@ -31,7 +31,8 @@ KINDS = frozenset({DOMAIN, NAME, SIZE, SIZE_MIB, FILE, SECONDS, NUMBER, CHOICE, 
 SHELLS = ("bash", "zsh", "fish")
 # A command's own option that takes no value (its entry in Command.local_options).
 FLAG = "flag"
-HELP_SPELLINGS = ("-h", "--help")
+# -h is --human (as free -h, df -h and BSD's sysctl -h); alone, with nothing to show, it asks for help.
+HELP_SPELLINGS = ("--help",)
 
 
 class Option:
@@ -107,6 +108,10 @@ GLOBALS = (
     Option(("-n",), "Print values only, without names.", attribute="values_only"),
     Option(("-e",), "Print name=value, for reuse with -f.", attribute="equals"),
     Option(("-q", "--quiet"), "Print nothing but errors."),
+    Option(
+        ("-h", "--human"),
+        "Sizes in the largest unit that keeps them exact (768M, 1.5G, 1000K), as free -h; not with -n, -e, --json.",
+    ),
     Option(("-v", "--verbose"), "With -f or --system, list the settings that were unchanged too."),
     Option(
         ("-f", "--file"),
@@ -157,8 +162,8 @@ TYPER_ONLY = frozenset(
     {*HELP_SPELLINGS, *(spelling for option in GLOBALS if option.typer_only for spelling in option.spellings)}
 )
 
-_READ = frozenset({"-n", "-e", "-d", "--json"})
-_WRITE = frozenset({"-q", "-n", "-d", "--json", "--dry-run", "--override-guest-floor"})
+_READ = frozenset({"-n", "-e", "-d", "--json", "-h"})
+_WRITE = frozenset({"-q", "-n", "-d", "--json", "--dry-run", "--override-guest-floor", "-h"})
 _WAIT = frozenset({"--wait", "--timeout"})
 
 
@@ -231,6 +236,8 @@ PROGRAM_EPILOG = (
     "6 written, but the output could not be written."
 )
 
+# The columns top sorts by, in the order its s key cycles through them.
+TOP_COLUMNS = ("id", "name", "current", "target", "min", "max", "xen-max", "hv-max", "balloon")
 _DOMAIN = Argument("domain", "DOMAIN", DOMAIN, "Domain name or id.")
 _STEPS = "Balloon steps (512 pages each) per"
 
@@ -285,7 +292,7 @@ COMMANDS = {
                 FILE, "FILE", attribute="output_file",
             ),
         ],
-        accepts={"--json", "-n"},
+        accepts={"--json", "-n", "-h"},
     ),
     "exporter": Command(
         "exporter", "fleet", "run_exporter", "Serve every domain's balloon as Prometheus metrics until interrupted.",
@@ -301,7 +308,26 @@ COMMANDS = {
         ],
         accepts={"-q"},
     ),
-    "top": Command("top", "fleet", "run_top", "Show the domain table, redrawn as balloons move (q or Ctrl-C quits)."),
+    "top": Command(
+        "top", "fleet", "run_top",
+        "Show the domain table, redrawn as balloons move (q or Ctrl-C quits; s changes the sort column,\n"
+        "r reverses it). With -b, print the list's plain lines every SECONDS for scripts, each frame\n"
+        "after a line `# TIME` (UTC, ISO 8601), as xentop -b does.",
+        options=[
+            Option(("--batch", "-b"), "Batch mode: plain frames every --delay seconds, no keys read (as xentop -b)."),
+            Option(
+                ("--iterations", "-n", "-i"), "Stop after COUNT frames (default: until interrupted).", NUMBER, "COUNT",
+            ),
+            Option(("--delay", "-d"), "Seconds between batch frames (default 3, as xentop).", SECONDS, "SECONDS"),
+            Option(
+                ("--sort",), "Sort by COLUMN (default id; sizes largest first).", CHOICE, "COLUMN",
+                choices=TOP_COLUMNS, unknown="column",
+            ),
+            Option(("--reverse", "-r"), "Reverse the sort order."),
+            Option(("--filter",), "Only domains whose name matches GLOB (shell-style: web*, db?).", DOMAIN, "GLOB"),
+        ],
+        accepts={"-h"},
+    ),
     "agent": Command(
         "agent", "agent", "run_agent_command",
         "Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target.",
@@ -381,6 +407,23 @@ LOCAL_FLAGS = {
     for command in ALL_COMMANDS for option in command.options if not option.takes_value
     for spelling in option.spellings
 }
+
+
+def command_of(words: list[str]) -> Command | None:
+    """The command the positional WORDS seen so far name (None: the sysctl form, or not yet known)."""
+    if not words:
+        return None
+    if words[0] == "sim":
+        return SIM_COMMANDS.get(words[1]) if len(words) > 1 else None
+    return COMMANDS.get(words[0])
+
+
+def own_spellings(command: Command | None) -> dict[str, tuple[str, bool]]:
+    """COMMAND's own options, spelling -> (canonical name, takes a value): after the command
+    they come before the global options (top's -n COUNT and -d SECONDS, as xentop and top)."""
+    if command is None:
+        return {}
+    return {spelling: (option.name, option.takes_value) for option in command.options for spelling in option.spellings}
 
 
 def command_named(name: str) -> Command | None:
