@@ -109,8 +109,14 @@ def peak_rss_kib(argv: list[str], env: dict) -> int | None:
     if not os.access(GNU_TIME, os.X_OK):
         return None
     with tempfile.NamedTemporaryFile("r") as report:
-        subprocess.run([GNU_TIME, "-f", "%M", "-o", report.name, *argv], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [GNU_TIME, "-f", "%M", "-o", report.name, *argv],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         return int(report.read().split()[-1])
 
 
@@ -130,7 +136,9 @@ def run_once_s(argv: list[str], env: dict, terminal: bool = False) -> float:
                 break
         os.close(master)
     else:
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
         child.stdout.read()
     stderr = child.stderr.read()
     child.wait()
@@ -153,8 +161,15 @@ def raw_pipelined_reads_s(socket_path, domains: int) -> float:
 
     header = struct.Struct("=IIII")
     read, directory = 2, 1  # XS_READ, XS_DIRECTORY
-    rels = [(read, "name"), (read, "memory/target"), (read, "memory/static-max"), (read, "memory/dynamic-min"),
-            (read, "memory/videoram"), (read, "control/feature-balloon"), (directory, "data/balloon")]
+    rels = [
+        (read, "name"),
+        (read, "memory/target"),
+        (read, "memory/static-max"),
+        (read, "memory/dynamic-min"),
+        (read, "memory/videoram"),
+        (read, "control/feature-balloon"),
+        (directory, "data/balloon"),
+    ]
     requests = [(op, f"/local/domain/{domid}/{rel}".encode() + b"\0") for domid in range(domains) for op, rel in rels]
     paths = [path for _op, path in requests]
     message = b"".join(header.pack(op, index, 0, len(path)) + path for index, (op, path) in enumerate(requests))
@@ -205,8 +220,13 @@ def regular_install(where: Path) -> tuple[str, str]:
     installed package pays. The venv has no packages of its own but xbctl: a .pth file lets it
     find Typer, rich and pyxs in this Python's site-packages, after its own.
     """
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     copy = where / "tree"
     for name in listed:
         if name and not name.startswith(".venv/") and (ROOT / name).is_file():
@@ -215,12 +235,19 @@ def regular_install(where: Path) -> tuple[str, str]:
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "xbctl-benchmark-deps.pth").write_text("".join(f"{path}\n" for path in site.getsitepackages()))
     # Built as any pip install builds it (setuptools in an isolated build environment).
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    str(copy)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", str(copy)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return str(python), str(venv / "bin" / "xbctl")
 
 
@@ -230,8 +257,9 @@ def main() -> None:
     runs = int(arguments[0]) if arguments else 21
     with tempfile.TemporaryDirectory(prefix="xbctl-bench-install-") as install:
         py, xbctl = regular_install(Path(install))
-        where = subprocess.run([py, "-c", "import xbctl; print(xbctl.__file__)"], capture_output=True, text=True,
-                               check=True, cwd=install).stdout.strip()  # not in the tree: -c looks in '' first
+        where = subprocess.run(
+            [py, "-c", "import xbctl; print(xbctl.__file__)"], capture_output=True, text=True, check=True, cwd=install
+        ).stdout.strip()  # not in the tree: -c looks in '' first
         print(f"xbctl: {xbctl} (package {Path(where).parent}, a regular install of a copy of {ROOT})")
         measure(py, xbctl, runs, start_up_only)
 
@@ -239,7 +267,10 @@ def main() -> None:
 def measure(py: str, xbctl: str, runs: int, start_up_only: bool) -> None:
     """Every row, for the xbctl and the Python (PY) of the scratch install."""
     tools = ensure_tools()
-    with tempfile.TemporaryDirectory(prefix="xbctl-bench-") as tmp, Xenstored(tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)) as daemon:
+    with (
+        tempfile.TemporaryDirectory(prefix="xbctl-bench-") as tmp,
+        Xenstored(tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)) as daemon,
+    ):
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_host(client)
         env = tools.env(daemon.socket_path)
@@ -308,14 +339,18 @@ def measure(py: str, xbctl: str, runs: int, start_up_only: bool) -> None:
             # xenstored's own share: the same 7,000 or so requests from a bare client that sends
             # them all at once and only counts the answers (no Python per answer to speak of).
             floor_s = raw_pipelined_reads_s(large.socket_path, 1000)
-            scale = list_at_scale(xbctl, runs, {
-                "--json list (simulator)": (["--json", "list"], sim_small, sim_large, False),
-                "list in a pipe (simulator)": (["list"], sim_small, sim_large, False),
-                "list table on a terminal (simulator)": (["list"], sim_small, sim_large, True),
-                "--json list (Xenstore)": (["--json", "list"], xs_small, xs_large, False),
-                "list in a pipe (Xenstore)": (["list"], xs_small, xs_large, False),
-                "list table on a terminal (Xenstore)": (["list"], xs_small, xs_large, True),
-            })
+            scale = list_at_scale(
+                xbctl,
+                runs,
+                {
+                    "--json list (simulator)": (["--json", "list"], sim_small, sim_large, False),
+                    "list in a pipe (simulator)": (["list"], sim_small, sim_large, False),
+                    "list table on a terminal (simulator)": (["list"], sim_small, sim_large, True),
+                    "--json list (Xenstore)": (["--json", "list"], xs_small, xs_large, False),
+                    "list in a pipe (Xenstore)": (["list"], xs_small, xs_large, False),
+                    "list table on a terminal (Xenstore)": (["list"], xs_small, xs_large, True),
+                },
+            )
     floor = results["python -c pass"]
     print(f"medians of {runs} runs; ratio to `python -c pass`")
     for name, seconds in results.items():
@@ -340,7 +375,9 @@ def measure(py: str, xbctl: str, runs: int, start_up_only: bool) -> None:
             peak = "peak RSS not measured (no GNU time)"
         else:
             peak = f"peak RSS {peak_kib / 1024:.1f} MB (goal <= 40 MB: {'met' if peak_kib <= 40 * 1024 else 'NOT met'})"
-        print(f"  {name:38} {small_s * 1000:7.1f} -> {large_s * 1000:7.1f} ms: {ratio:.2f}x (goal <= {goal}x: {verdict}); {peak}")
+        print(
+            f"  {name:38} {small_s * 1000:7.1f} -> {large_s * 1000:7.1f} ms: {ratio:.2f}x (goal <= {goal}x: {verdict}); {peak}"
+        )
     print(
         f"  xenstored alone answering the 7,000 requests of a 1,000-domain list, pipelined by a bare client: "
         f"{floor_s * 1000:.1f} ms (so over Xenstore at best (6-domain time + {floor_s * 1000:.0f} ms) / 6-domain time)"
@@ -389,7 +426,10 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
     Goals (issue: fast batches): 1,000 xenstore-write / xbctl -f >= 20x; xbctl -f / pyxs loop <= 1x.
     """
     domids = range(1, BATCH_DOMAINS + 1)
-    with tempfile.TemporaryDirectory(prefix="xbctl-batch-") as tmp, Xenstored(tools, Path(tmp) / "run", trace=False) as daemon:
+    with (
+        tempfile.TemporaryDirectory(prefix="xbctl-batch-") as tmp,
+        Xenstored(tools, Path(tmp) / "run", trace=False) as daemon,
+    ):
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_batch_host(client, domids)
         env = tools.env(daemon.socket_path)
@@ -399,7 +439,9 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
         plans = []
         for round_kib in (0, 4):  # alternate, so every run changes all 1,000 targets
             plan = Path(tmp) / f"plan{round_kib}.conf"
-            plan.write_text("".join(f"[guest{d}]\nmachdep.xen.balloon.target={524288 + 4 * d + round_kib}\n" for d in domids))
+            plan.write_text(
+                "".join(f"[guest{d}]\nmachdep.xen.balloon.target={524288 + 4 * d + round_kib}\n" for d in domids)
+            )
             plans.append(plan)
         pyxs_loops = [
             f"from pyxs import Client\nwith Client(unix_socket_path={str(daemon.socket_path)!r}) as c:\n"
@@ -412,8 +454,14 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
             for round_kib in (0, 4):
                 for d in domids:
                     done = subprocess.run(
-                        [str(tools.xenstore_write), f"/local/domain/{d}/memory/target", str(524288 + 4 * d + round_kib)],
-                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        [
+                            str(tools.xenstore_write),
+                            f"/local/domain/{d}/memory/target",
+                            str(524288 + 4 * d + round_kib),
+                        ],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
                     )
                     if done.returncode != 0:
                         raise SystemExit(f"xenstore-write failed: {done.stderr}")
@@ -434,31 +482,42 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
             pass_times.append(run_once_s([py, "-c", "pass"], env))
             replay_times.append(replay_s_once(daemon.socket_path, requests))
             paired_apply_times.append(run_once_s([xbctl, "-q", "-f", str(plans[index % 2])], env))
-        pass_s, replay_s, paired_apply_s = (statistics.median(times[1:]) for times in
-                                            (pass_times, replay_times, paired_apply_times))
+        pass_s, replay_s, paired_apply_s = (
+            statistics.median(times[1:]) for times in (pass_times, replay_times, paired_apply_times)
+        )
     sim_s = None
     sim_env = {**os.environ, "XBCTL_TRANSPORT": "sim", "NO_COLOR": "1"}
     with tempfile.TemporaryDirectory(prefix="xbctl-batch-sim-") as tmp:
         sim_env["XBCTL_SIM_STATE"] = str(Path(tmp) / "sim.json")
         reset = subprocess.run(
             [xbctl, "sim", "reset", "--clock", "manual", "--guests", str(BATCH_DOMAINS)],
-            env=sim_env, capture_output=True, text=True,
+            env=sim_env,
+            capture_output=True,
+            text=True,
         )
         if reset.returncode == 0:
-            listing = subprocess.run([xbctl, "-A", "-n", "machdep.xen.balloon.min"], env=sim_env,
-                                     capture_output=True, text=True, check=True)
-            names = subprocess.run([xbctl, "--json", "-A", "machdep.xen.balloon.min"], env=sim_env,
-                                   capture_output=True, text=True, check=True)
+            listing = subprocess.run(
+                [xbctl, "-A", "-n", "machdep.xen.balloon.min"], env=sim_env, capture_output=True, text=True, check=True
+            )
+            names = subprocess.run(
+                [xbctl, "--json", "-A", "machdep.xen.balloon.min"],
+                env=sim_env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             import json
 
             entries = json.loads(names.stdout)["domains"]
             sim_plans = []
             for bump in (0, 4096):
                 plan = Path(tmp) / f"sim{bump}.conf"
-                plan.write_text("".join(
-                    f"[{e['domain']['id']}]\nmachdep.xen.balloon.target={e['nodes']['min']['value_kib'] + 4096 + bump}\n"
-                    for e in entries
-                ))
+                plan.write_text(
+                    "".join(
+                        f"[{e['domain']['id']}]\nmachdep.xen.balloon.target={e['nodes']['min']['value_kib'] + 4096 + bump}\n"
+                        for e in entries
+                    )
+                )
                 sim_plans.append(plan)
             del listing
             sim_s = median_s([], sim_env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in sim_plans])
@@ -474,8 +533,10 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
     else:
         print(f"  xbctl -f (simulator): not measured: sim reset --guests: {sim_note}")
     speedup = c_total_s / apply_s
-    print(f"  goal: {BATCH_DOMAINS} xenstore-write / xbctl -f = {speedup:.1f}x "
-          f"(goal >= 20x: {'met' if speedup >= 20 else 'NOT met'})")
+    print(
+        f"  goal: {BATCH_DOMAINS} xenstore-write / xbctl -f = {speedup:.1f}x "
+        f"(goal >= 20x: {'met' if speedup >= 20 else 'NOT met'})"
+    )
     versus = apply_s / loop_s
     print(f"  goal: xbctl -f / pyxs loop = {versus:.2f}x (goal <= 1x: {'met' if versus <= 1 else 'NOT met'})")
     floor_s = pass_s + replay_s
@@ -483,12 +544,21 @@ def batch_rows(tools, py: str, xbctl: str, runs: int) -> None:
     print(f"    python -c pass                      {pass_s * 1000:8.1f} ms")
     print(f"    its {len(requests)} requests, a bare pipelined client {replay_s * 1000:8.1f} ms (xenstored's share)")
     print(f"    xbctl -f                            {paired_apply_s * 1000:8.1f} ms")
-    print(f"  goal: xbctl -f / (python -c pass + bare client) = {paired_apply_s / floor_s:.2f}x "
-          f"(goal <= 1.5x: {'met' if paired_apply_s <= 1.5 * floor_s else 'NOT met'})")
+    print(
+        f"  goal: xbctl -f / (python -c pass + bare client) = {paired_apply_s / floor_s:.2f}x "
+        f"(goal <= 1.5x: {'met' if paired_apply_s <= 1.5 * floor_s else 'NOT met'})"
+    )
 
 
-OPS = {"DIRECTORY": 1, "READ": 2, "TRANSACTION_START": 6, "TRANSACTION_END": 7, "WRITE": 11, "RM": 13,
-       "DIRECTORY_PART": 22}
+OPS = {
+    "DIRECTORY": 1,
+    "READ": 2,
+    "TRANSACTION_START": 6,
+    "TRANSACTION_END": 7,
+    "WRITE": 11,
+    "RM": 13,
+    "DIRECTORY_PART": 22,
+}
 
 
 def lay_out_batch_host(client, domids) -> None:
@@ -497,8 +567,11 @@ def lay_out_batch_host(client, domids) -> None:
         base = f"/local/domain/{domid}"
         name = "Domain-0" if domid == 0 else f"guest{domid}"
         for rel, value in (
-            ("name", name), ("domid", str(domid)), ("memory/static-max", "1048576"),
-            ("memory/target", "786432"), ("memory/videoram", "-1"),
+            ("name", name),
+            ("domid", str(domid)),
+            ("memory/static-max", "1048576"),
+            ("memory/target", "786432"),
+            ("memory/videoram", "-1"),
         ):
             client.write(f"{base}/{rel}".encode(), value.encode())
 
@@ -510,8 +583,13 @@ def recorded_requests(tools, xbctl: str, env: dict, plan: Path, domids, where: P
         with Client(unix_socket_path=str(traced.socket_path)) as client:
             lay_out_batch_host(client, domids)
         mark = traced.trace_path.stat().st_size
-        subprocess.run([xbctl, "-q", "-f", str(plan)], env={**env, "XENSTORED_PATH": str(traced.socket_path)},
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [xbctl, "-q", "-f", str(plan)],
+            env={**env, "XENSTORED_PATH": str(traced.socket_path)},
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         lines = traced.trace_path.read_bytes()[mark:].decode().splitlines()
     requests = []
     for line in lines:
@@ -558,9 +636,10 @@ def hypervisor_batch_rows(tools, xbctl: str, runs: int) -> None:
     rig) by one `xbctl -f`, against Debian's xl mem-set run once per domain over the same host
     (all 1,000 in one private mount namespace: xl's own cost, not unshare's). Goal: >= 50x."""
     domids = list(range(10, 10 + HV_DOMAINS))
-    with tempfile.TemporaryDirectory(prefix="xbctl-hv-batch-") as tmp, Xenstored(
-        tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)
-    ) as daemon:
+    with (
+        tempfile.TemporaryDirectory(prefix="xbctl-hv-batch-") as tmp,
+        Xenstored(tools, Path(tmp) / "run", trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)) as daemon,
+    ):
         hv = FakeHypervisor(tools, Path(tmp) / "hypervisor")
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_many_hypervisor_domains(client, hv, domids)
@@ -571,9 +650,11 @@ def hypervisor_batch_rows(tools, xbctl: str, runs: int) -> None:
         plans = []
         for run in range(runs + 1):  # every run lowers every target again: all 1,000 change
             plan = Path(tmp) / f"plan{run}.conf"
-            plan.write_text("".join(
-                f"[guest{d}]\nmachdep.xen.balloon.target={many_domain(d)[2] - 4096 * (run + 1)}\n" for d in domids
-            ))
+            plan.write_text(
+                "".join(
+                    f"[guest{d}]\nmachdep.xen.balloon.target={many_domain(d)[2] - 4096 * (run + 1)}\n" for d in domids
+                )
+            )
             plans.append(plan)
         apply_s = median_s([], env, runs, vary=[[xbctl, "-q", "-f", str(plan)] for plan in plans])
         calls = len(hv.log())
@@ -581,19 +662,31 @@ def hypervisor_batch_rows(tools, xbctl: str, runs: int) -> None:
         lowest_kib = {d: many_domain(d)[2] - 4096 * (runs + 2) for d in domids}
         lines = "\n".join(f'"$xl" mem-set {d} {lowest_kib[d]}k || exit $?' for d in domids)
         script = f'mount --bind "$1" /var/lib || exit 99\nxl=$2\n{lines}\n'
-        xl_env = hv.env({k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")},
-                        daemon.socket_path)
+        xl_env = hv.env(
+            {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")}, daemon.socket_path
+        )
         started = time.perf_counter()
-        done = subprocess.run([*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib), str(tools.xl)],
-                              env=xl_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            [*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib), str(tools.xl)],
+            env=xl_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         xl_s = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"xl mem-set failed ({done.returncode}): {done.stderr[-2000:]}")
     print(f"as Domain-0 with the hypervisor (Debian's libxenctrl over the rig): {HV_DOMAINS} domains, one target each")
-    print(f"  xbctl -f (median of {runs} runs)           {apply_s * 1000:8.1f} ms  ({calls // (runs + 1)} hypercalls a run)")
-    print(f"  xl mem-set x{HV_DOMAINS} (one namespace)       {xl_s * 1000:8.1f} ms  ({xl_s / HV_DOMAINS * 1000:.1f} ms each)")
+    print(
+        f"  xbctl -f (median of {runs} runs)           {apply_s * 1000:8.1f} ms  ({calls // (runs + 1)} hypercalls a run)"
+    )
+    print(
+        f"  xl mem-set x{HV_DOMAINS} (one namespace)       {xl_s * 1000:8.1f} ms  ({xl_s / HV_DOMAINS * 1000:.1f} ms each)"
+    )
     ratio = xl_s / apply_s
-    print(f"  goal: xl mem-set x{HV_DOMAINS} / xbctl -f = {ratio:.1f}x (goal >= 50x: {'met' if ratio >= 50 else 'NOT met'})")
+    print(
+        f"  goal: xl mem-set x{HV_DOMAINS} / xbctl -f = {ratio:.1f}x (goal >= 50x: {'met' if ratio >= 50 else 'NOT met'})"
+    )
 
 
 def real_host_rows(runs: int) -> None:
@@ -603,12 +696,17 @@ def real_host_rows(runs: int) -> None:
     guest's own report of its driver reaching the target (the report's Xenstore watch, stamped
     in Domain-0). Emulation makes every process slow there: the ratios are what compares."""
     import realhost
+
     from xbctl.transports.xenstore.xl import HYPERVISOR_POLL_S
 
     with tempfile.TemporaryDirectory(prefix="xbctl-realhost-bench-") as tmp:
-        run = realhost.run_program("bench", Path(tmp), Path(__file__).resolve().parent.parent,
-                                   timeout_s=float(os.environ.get("XBCTL_REALHOST_TIMEOUT") or 1500),
-                                   extra={"runs": runs})
+        run = realhost.run_program(
+            "bench",
+            Path(tmp),
+            Path(__file__).resolve().parent.parent,
+            timeout_s=float(os.environ.get("XBCTL_REALHOST_TIMEOUT") or 1500),
+            extra={"runs": runs},
+        )
         results = run.results or {}
         errors = results.get("errors") or {}
         steps = results.get("steps") or {}
@@ -619,17 +717,23 @@ def real_host_rows(runs: int) -> None:
         print(f"real host (Xen 4.17 under QEMU TCG; medians of {runs} runs, whole processes in Domain-0):")
         for name in ("xl list", "xbctl list", "xenstore-read", "xbctl -n current"):
             print(f"  {name:20} {median[name] * 1000:9.0f} ms")
-        print(f"  xbctl list / xl list: {median['xbctl list'] / median['xl list']:.1f}x; "
-              f"xbctl -n current / xenstore-read: {median['xbctl -n current'] / median['xenstore-read']:.1f}x")
+        print(
+            f"  xbctl list / xl list: {median['xbctl list'] / median['xl list']:.1f}x; "
+            f"xbctl -n current / xenstore-read: {median['xbctl -n current'] / median['xenstore-read']:.1f}x"
+        )
         waits = steps.get("wait_latency", {}).get("waits", [])
         for wait in waits:
-            print(f"  mem-set {wait['size_mib']:>3} MiB --wait: status {wait['status']}, {wait['command_s']:.1f} s in all; "
-                  f"the guest reported the target {wait['guest_reached_s']} s after the start, "
-                  f"xbctl exited {wait['exit_after_guest_s']} s after that report (negative: before it)")
+            print(
+                f"  mem-set {wait['size_mib']:>3} MiB --wait: status {wait['status']}, {wait['command_s']:.1f} s in all; "
+                f"the guest reported the target {wait['guest_reached_s']} s after the start, "
+                f"xbctl exited {wait['exit_after_guest_s']} s after that report (negative: before it)"
+            )
         after = [w["exit_after_guest_s"] for w in waits if w["exit_after_guest_s"] is not None]
         if after:
-            print(f"  --wait's latency behind the guest's own report: median {statistics.median(after):.2f} s "
-                  f"(xbctl re-reads the hypervisor every {HYPERVISOR_POLL_S:g} s; the report is itself a Xenstore round trip)")
+            print(
+                f"  --wait's latency behind the guest's own report: median {statistics.median(after):.2f} s "
+                f"(xbctl re-reads the hypervisor every {HYPERVISOR_POLL_S:g} s; the report is itself a Xenstore round trip)"
+            )
 
 
 if __name__ == "__main__":

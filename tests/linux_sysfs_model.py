@@ -67,8 +67,8 @@ def simple_strtoull(text: bytes) -> tuple[int, int]:
         else:
             base = 8
     value = 0
-    while at < len(text) and text[at:at + 1] in HEX_DIGITS and int(text[at:at + 1], 16) < base:
-        value = (value * base + int(text[at:at + 1], 16)) & ULONG
+    while at < len(text) and text[at : at + 1] in HEX_DIGITS and int(text[at : at + 1], 16) < base:
+        value = (value * base + int(text[at : at + 1], 16)) & ULONG
         at += 1
     return value, at
 
@@ -77,7 +77,7 @@ def memparse(text: bytes) -> int:
     """lib/cmdline.c memparse: simple_strtoull, then a suffix K M G T P E (either case) shifts it."""
     value, at = simple_strtoull(text)
     shifts = {b"k": 10, b"m": 20, b"g": 30, b"t": 40, b"p": 50, b"e": 60}
-    suffix = text[at:at + 1].lower()
+    suffix = text[at : at + 1].lower()
     return (value << shifts[suffix]) & ULONG if suffix in shifts else value
 
 
@@ -109,15 +109,28 @@ def kstrtoul(text: bytes) -> int:
 class LinuxBalloonSysfs:
     """The driver's state (in pages and its retry settings) and its sysfs files under ROOT."""
 
-    def __init__(self, root: Path, *, current_kb: int, target_kb: int | None = None, low_kb: int = 0,
-                 high_kb: int = 0, retry: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        current_kb: int,
+        target_kb: int | None = None,
+        low_kb: int = 0,
+        high_kb: int = 0,
+        retry: dict[str, int] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.directory = self.root / BALLOON_DIR
         self.current_pages = current_kb >> 2
         self.target_pages = (current_kb if target_kb is None else target_kb) >> 2
         self.low_pages, self.high_pages = low_kb >> 2, high_kb >> 2
-        self.retry = {"schedule_delay": 1, "max_schedule_delay": 32, "retry_count": 1, "max_retry_count": 4,
-                      **(retry or {})}
+        self.retry = {
+            "schedule_delay": 1,
+            "max_schedule_delay": 32,
+            "retry_count": 1,
+            "max_retry_count": 4,
+            **(retry or {}),
+        }
         (self.directory / "info").mkdir(parents=True, exist_ok=True)
         self.render()
 

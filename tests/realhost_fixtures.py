@@ -55,8 +55,9 @@ class Background:
             if os.environ.get(REUSE_ENV):
                 self.run = realhost.recorded_run(Path(os.environ[REUSE_ENV]))
                 return
-            self.run = realhost.run_program("checks", self.workdir, ROOT, timeout_s=boot_timeout_s(),
-                                            cancel=self.cancel)
+            self.run = realhost.run_program(
+                "checks", self.workdir, ROOT, timeout_s=boot_timeout_s(), cancel=self.cancel
+            )
         except BaseException:  # whatever happens becomes a failure with its reason, never a hang
             self.run = realhost.ProgramRun(None, None, traceback.format_exc())
 
@@ -111,8 +112,13 @@ class RealHost:
         if name in errors:
             pytest.fail(self.failure(f"step {name!r} failed in Domain-0:\n{errors[name]}"), pytrace=False)
         if name not in self.results.get("steps", {}):
-            pytest.fail(self.failure(f"step {name!r} never ran (steps done: {self.results.get('order')}; "
-                                     f"program error: {errors.get('program')})"), pytrace=False)
+            pytest.fail(
+                self.failure(
+                    f"step {name!r} never ran (steps done: {self.results.get('order')}; "
+                    f"program error: {errors.get('program')})"
+                ),
+                pytrace=False,
+            )
         return self.results["steps"][name]
 
 

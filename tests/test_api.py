@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import json_validator as validator
+
 from xbctl.api import ExitStatus, Xbctl, XbctlError
 
 
@@ -53,7 +53,10 @@ def test_plan_writes_nothing_then_apply_writes(api, xbctl):
     before = xbctl.snapshot()
     plan = api.plan("web", {"target": "512M", "min": 262144})
     assert plan.dry_run and plan.changed
-    assert [(c.node, c.old_kib, c.new_kib) for c in plan.changes] == [("target", 786432, 524288), ("min", 131072, 262144)]
+    assert [(c.node, c.old_kib, c.new_kib) for c in plan.changes] == [
+        ("target", 786432, 524288),
+        ("min", 131072, 262144),
+    ]
     assert xbctl.snapshot() == before
     done = api.apply("web", {"target": "512M", "min": 262144})
     validator().validate(done.to_dict())
@@ -153,8 +156,13 @@ def test_the_command_line_is_a_layer_over_the_api():
             continue
         for node in ast.walk(ast.parse(source.read_text())):
             constants_only = isinstance(node, ast.ImportFrom) and all(alias.name.isupper() for alias in node.names)
-            if isinstance(node, ast.ImportFrom) and node.module and (
-                node.module.startswith("operations") or (node.module.startswith("transports") and not constants_only)
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and (
+                    node.module.startswith("operations")
+                    or (node.module.startswith("transports") and not constants_only)
+                )
             ):
                 offenders.append(f"{source.name}:{node.lineno}: from {'.' * node.level}{node.module}")
     assert offenders == []

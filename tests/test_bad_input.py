@@ -1,7 +1,6 @@
 """Malformed values and usage fail with exit 2, a clear message, no traceback, and no change."""
 
 import pytest
-
 from conftest import assert_clean_failure
 
 MALFORMED = [
@@ -85,7 +84,9 @@ def test_mem_max(guarded, value):
     assert_clean_failure(guarded("mem-max", "web", value), 2)
 
 
-@pytest.mark.parametrize("value", [v for v in MALFORMED if "\n" not in v], ids=_ids([v for v in MALFORMED if "\n" not in v]))
+@pytest.mark.parametrize(
+    "value", [v for v in MALFORMED if "\n" not in v], ids=_ids([v for v in MALFORMED if "\n" not in v])
+)
 def test_settings_file(guarded, tmp_path, value):
     settings = tmp_path / "balloon.conf"
     settings.write_text(f"# web\nmachdep.xen.balloon.min=256M\nmachdep.xen.balloon.target={value}X\n")

@@ -25,8 +25,14 @@ def on_a_terminal(env: dict, *args: str) -> tuple[int, str, str]:
     """The installed xbctl ARGS with stdout on a terminal 120 columns wide: status, stdout, stderr."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen([shutil.which("xbctl"), *args], env={**env, "COLUMNS": "120"},
-                               stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [shutil.which("xbctl"), *args],
+        env={**env, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -64,8 +70,11 @@ def test_json_has_the_capacity_and_a_pipe_keeps_its_columns(xbctl):
         "total_kib": SIM_TOTAL_KIB,
         "free_kib": 2 * GIB,
         "targets": {"sum_kib": SIM_TARGETS_KIB, "overcommit_kib": -2 * GIB, "percent_of_total": 77.1},
-        "maxima": {"sum_kib": SIM_MAXIMA_KIB, "overcommit_kib": SIM_MAXIMA_KIB - SIM_TOTAL_KIB,
-                   "percent_of_total": 108.6},
+        "maxima": {
+            "sum_kib": SIM_MAXIMA_KIB,
+            "overcommit_kib": SIM_MAXIMA_KIB - SIM_TOTAL_KIB,
+            "percent_of_total": 108.6,
+        },
         "domains_counted": 4,
         "domains_left_out": 0,
     }
@@ -108,7 +117,10 @@ def test_a_target_beyond_the_hosts_free_memory_warns_with_the_numbers(xbctl):
     assert (planned.status, planned.stderr) == (0, warning + "xbctl: dry run: nothing was written\n"), planned
     written = xbctl("mem-set", "db", "2048")
     assert (written.status, written.stdout, written.stderr) == (
-        0, f"machdep.xen.balloon.target: {1536 * MIB} -> {2048 * MIB}\n", warning)
+        0,
+        f"machdep.xen.balloon.target: {1536 * MIB} -> {2048 * MIB}\n",
+        warning,
+    )
     assert xbctl.value("target", "db") == 2048 * MIB
     # Within the free memory, or shrinking: nothing to say.
     assert xbctl("mem-set", "web", "868").stderr == ""
@@ -122,16 +134,20 @@ def test_domains_growing_in_one_change_share_the_free_memory(xbctl, tmp_path):
     outcome = xbctl("-f", str(settings))
     assert outcome.status == 0, outcome
     assert "domain web" not in outcome.stderr
-    assert (f"xbctl: warning: domain db would grow by {200 * MIB} KiB (current {1536 * MIB} KiB, target "
-            f"{1736 * MIB} KiB), more than the host has free ({100 * MIB} KiB)") in outcome.stderr
+    assert (
+        f"xbctl: warning: domain db would grow by {200 * MIB} KiB (current {1536 * MIB} KiB, target "
+        f"{1736 * MIB} KiB), more than the host has free ({100 * MIB} KiB)"
+    ) in outcome.stderr
 
 
 def test_a_wait_that_stops_short_of_host_memory_says_so(xbctl):
     xbctl("sim", "reset", "--rate", "5000", "--host-free", "4M")
     outcome = xbctl("--wait", "--timeout", "60", "mem-set", "db", "1600")
     assert outcome.status == 5, outcome
-    assert ("increase reservation incomplete: was 512, returned 0; the host has 0 KiB free, "
-            f"short of the {60 * MIB} KiB the domain still needs\n") in outcome.stderr
+    assert (
+        "increase reservation incomplete: was 512, returned 0; the host has 0 KiB free, "
+        f"short of the {60 * MIB} KiB the domain still needs\n"
+    ) in outcome.stderr
 
 
 # ---------------------------------------------------------------- Xenstore, with and without the hypervisor
@@ -144,10 +160,16 @@ def test_over_xenstore_alone_the_host_figures_are_unknown(xs):
     assert capacity == {
         "total_kib": None,
         "free_kib": None,
-        "targets": {"sum_kib": sum(d["nodes"]["target"]["value_kib"] for d in domains),
-                    "overcommit_kib": None, "percent_of_total": None},
-        "maxima": {"sum_kib": sum(d["nodes"]["xen-max"]["value_kib"] for d in domains),
-                   "overcommit_kib": None, "percent_of_total": None},
+        "targets": {
+            "sum_kib": sum(d["nodes"]["target"]["value_kib"] for d in domains),
+            "overcommit_kib": None,
+            "percent_of_total": None,
+        },
+        "maxima": {
+            "sum_kib": sum(d["nodes"]["xen-max"]["value_kib"] for d in domains),
+            "overcommit_kib": None,
+            "percent_of_total": None,
+        },
         "domains_counted": len(domains),
         "domains_left_out": 0,
     }
@@ -172,11 +194,14 @@ def test_with_the_hypervisor_the_figures_are_physinfos(hv_host):
 
 def test_with_the_hypervisor_growth_past_its_free_memory_warns_and_a_stalled_wait_says_why(hv_host):
     hv_host.hv.set_host(free_pages=100 * MIB // 4, outstanding_pages=0)
-    outcome = hv_host.process("--wait", "--timeout", "60", "mem-set", "web", "1000",
-                              env={"XBCTL_STALL_TIMEOUT": "1"})
+    outcome = hv_host.process("--wait", "--timeout", "60", "mem-set", "web", "1000", env={"XBCTL_STALL_TIMEOUT": "1"})
     assert outcome.status == 5, outcome
-    assert (f"xbctl: warning: domain web would grow by {232 * MIB} KiB (current {768 * MIB} KiB, target "
-            f"{1000 * MIB} KiB), more than the host has free ({100 * MIB} KiB)") in outcome.stderr
-    assert (f"stopped moving: {768 * MIB} KiB for 1 s (the hypervisor's figure); the domain does not advertise "
-            f"a balloon driver: it may have none; the host has {100 * MIB} KiB free, short of the "
-            f"{232 * MIB} KiB the domain still needs") in outcome.stderr
+    assert (
+        f"xbctl: warning: domain web would grow by {232 * MIB} KiB (current {768 * MIB} KiB, target "
+        f"{1000 * MIB} KiB), more than the host has free ({100 * MIB} KiB)"
+    ) in outcome.stderr
+    assert (
+        f"stopped moving: {768 * MIB} KiB for 1 s (the hypervisor's figure); the domain does not advertise "
+        f"a balloon driver: it may have none; the host has {100 * MIB} KiB free, short of the "
+        f"{232 * MIB} KiB the domain still needs"
+    ) in outcome.stderr

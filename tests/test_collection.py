@@ -18,7 +18,16 @@ COLLECTION = ROOT / "ansible_collections" / "xbctl" / "xen"
 PLAYBOOK = ROOT / "examples" / "fleet.yml"
 ANSIBLE_BIN = Path(sys.executable).parent
 # Every sanity test runs (about 25 s once its virtualenvs are cached); these are asserted by name.
-SANITY_TESTS = ("validate-modules", "pylint", "pep8", "yamllint", "import", "ansible-doc", "compile", "runtime-metadata")
+SANITY_TESTS = (
+    "validate-modules",
+    "pylint",
+    "pep8",
+    "yamllint",
+    "import",
+    "ansible-doc",
+    "compile",
+    "runtime-metadata",
+)
 
 GET_PIP_STAND_IN = '''"""Stand-in for get-pip.py (its host is unreachable here): ensurepip, then pip install the arguments."""
 import os
@@ -62,7 +71,12 @@ def ensure_get_pip_stand_in() -> None:
 def ansible_test(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(ANSIBLE_BIN / "ansible-test"), *args, "--python", f"{sys.version_info.major}.{sys.version_info.minor}"],
-        cwd=COLLECTION, env=ansible_env(), capture_output=True, text=True, timeout=540, stdin=subprocess.DEVNULL,
+        cwd=COLLECTION,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=540,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -89,7 +103,10 @@ def test_galaxy_builds_an_installable_collection(tmp_path):
     env = ansible_env()
     built = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-galaxy"), "collection", "build", str(COLLECTION), "--output-path", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert built.returncode == 0, built
     assert "WARNING" not in built.stdout + built.stderr, built
@@ -100,8 +117,19 @@ def test_galaxy_builds_an_installable_collection(tmp_path):
         assert json.load(tar.extractfile("MANIFEST.json"))["collection_info"]["license"] == ["BSD-2-Clause"]
     assert "CHANGELOG.rst" in names and "tests/output" not in " ".join(names), names
     installed = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-galaxy"), "collection", "install", "--force", str(tarball), "-p", str(tmp_path / "c")],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            str(ANSIBLE_BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--force",
+            str(tarball),
+            "-p",
+            str(tmp_path / "c"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert installed.returncode == 0, installed
     assert (tmp_path / "c" / "ansible_collections" / "xbctl" / "xen" / "plugins" / "modules" / "balloon.py").exists()
@@ -109,7 +137,7 @@ def test_galaxy_builds_an_installable_collection(tmp_path):
 
 def license_terms(text: str) -> str:
     """The words of a BSD licence from its first condition on, whitespace aside."""
-    return " ".join(text[text.index("Redistribution and use"):].split())
+    return " ".join(text[text.index("Redistribution and use") :].split())
 
 
 def test_one_license_named_alike_everywhere():
@@ -131,7 +159,7 @@ def test_one_license_named_alike_everywhere():
     modules = sorted((COLLECTION / "plugins" / "modules").glob("*.py"))
     assert [m.name for m in modules] == ["balloon.py", "balloon_info.py"]
     for module in modules:
-        header = module.read_text().split('DOCUMENTATION', 1)[0]
+        header = module.read_text().split("DOCUMENTATION", 1)[0]
         assert f"# SPDX-License-Identifier: {spdx}\n" in header, module
         assert "# BSD 2-Clause License (see LICENSE or https://opensource.org/licenses/BSD-2-Clause)" in header, module
 
@@ -145,9 +173,14 @@ def run_playbook(inventory: Path, *args: str) -> tuple[subprocess.CompletedProce
     done = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK), *args],
         env=ansible_env(ANSIBLE_LOCAL_TEMP=str(inventory.parent / "tmp")),
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
-    recap = {host: dict(ok=int(ok), changed=int(ch), failed=int(fa)) for host, ok, ch, _u, fa in RECAP.findall(done.stdout)}
+    recap = {
+        host: dict(ok=int(ok), changed=int(ch), failed=int(fa)) for host, ok, ch, _u, fa in RECAP.findall(done.stdout)
+    }
     return done, recap
 
 
@@ -174,23 +207,23 @@ def fleet(tmp_path, xs):
   hosts:
     alpha:
       xbctl_transport: sim
-      sim_state: {sims['alpha'].state_path}
+      sim_state: {sims["alpha"].state_path}
       web_target: 512M
       xbctl_env:
-        XBCTL_CONF_ROOT: "{roots['alpha']}"
+        XBCTL_CONF_ROOT: "{roots["alpha"]}"
     bravo:
       xbctl_transport: sim
-      sim_state: {sims['bravo'].state_path}
+      sim_state: {sims["bravo"].state_path}
       web_target: 64M
       xbctl_env:
-        XBCTL_CONF_ROOT: "{roots['bravo']}"
+        XBCTL_CONF_ROOT: "{roots["bravo"]}"
     xs1:
       xbctl_transport: xenstore
       web_target: 600M
       xbctl_env:
         XENSTORED_PATH: "{xs.socket_path}"
         XBCTL_XENSTORE_TIMEOUT: "10"
-        XBCTL_CONF_ROOT: "{roots['xs1']}"
+        XBCTL_CONF_ROOT: "{roots["xs1"]}"
 """
     )
     return inventory, sims, xs, roots
@@ -213,8 +246,14 @@ def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
     assert recap["bravo"]["failed"] == 1 and recap["bravo"]["changed"] == 0, done.stdout
     assert "-machdep.xen.balloon.target: 786432\n+machdep.xen.balloon.target: 524288" in done.stdout
     assert "-machdep.xen.balloon.target: 786432\n+machdep.xen.balloon.target: 614400" in done.stdout
-    assert f"+++ after: {persisted(roots['alpha'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=512M" in done.stdout
-    assert f"+++ after: {persisted(roots['xs1'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=600M" in done.stdout
+    assert (
+        f"+++ after: {persisted(roots['alpha'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=512M"
+        in done.stdout
+    )
+    assert (
+        f"+++ after: {persisted(roots['xs1'])}\n@@ -0,0 +1,2 @@\n+[web]\n+machdep.xen.balloon.target=600M"
+        in done.stdout
+    )
     assert {host: tool.snapshot() for host, tool in sims.items()} == before
     assert xs.listing() == xs_before
     assert [list(root.iterdir()) for root in roots.values()] == [[], [], []]
@@ -264,14 +303,20 @@ def test_fleet_playbook_check_change_idempotence_and_per_host_failure(fleet):
 
 def test_the_documented_fleet_playbook_is_the_example_and_lints_in_the_production_profile():
     fleets = (ROOT / "docs" / "fleets.md").read_text()
-    shown = re.search(r"A fleet playbook \(\[`examples/fleet.yml`\]\(\.\./examples/fleet.yml\)\):\n\n```yaml\n(.*?)```",
-                      fleets, re.S)
+    shown = re.search(
+        r"A fleet playbook \(\[`examples/fleet.yml`\]\(\.\./examples/fleet.yml\)\):\n\n```yaml\n(.*?)```", fleets, re.S
+    )
     assert shown, "docs/fleets.md shows no fleet playbook"
     assert shown.group(1) == PLAYBOOK.read_text()
     assert "[examples/fleet.yml](examples/fleet.yml)" in (ROOT / "README.md").read_text()
     done = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor", "--profile", "production", str(PLAYBOOK)],
-        cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Profile 'production' was required, and it passed." in done.stdout + done.stderr
@@ -283,7 +328,11 @@ def test_fleets_doc_names_every_option_of_the_modules():
     for module in ("xbctl.xen.balloon", "xbctl.xen.balloon_info"):
         done = subprocess.run(
             [str(ANSIBLE_BIN / "ansible-doc"), "--json", module],
-            env=ansible_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
         )
         assert done.returncode == 0, done.stderr
         options = json.loads(done.stdout)[module]["doc"]["options"]
@@ -294,7 +343,12 @@ def test_fleets_doc_names_every_option_of_the_modules():
 def test_the_collection_lints():
     done = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor"],
-        cwd=COLLECTION, env=ansible_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        cwd=COLLECTION,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"Passed: 0 failure\(s\), 0 warning\(s\)", done.stdout + done.stderr), done.stdout + done.stderr

@@ -14,8 +14,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import assert_clean_failure
+
 from xbctl.cli.table import ALL_COMMANDS, EVERYWHERE, GLOBAL_OPTIONS, SYSCTL
 
 OPTIONS = sorted({canonical for canonical, _ in GLOBAL_OPTIONS.values()})
@@ -51,8 +51,13 @@ def _argv(command, option: str, state_path) -> tuple[list[str], list[str]]:
     args = list(SAMPLES[command.name])
     words = [] if command is SYSCTL else command.name.split()
     transport = "xenstore" if command.name == "agent" else "sim"
-    values = {"-d": "web", "--transport": transport, "--sim-state": str(state_path), "--timeout": "0.2",
-              "-f": "SETTINGS"}  # a settings file, written when the test runs
+    values = {
+        "-d": "web",
+        "--transport": transport,
+        "--sim-state": str(state_path),
+        "--timeout": "0.2",
+        "-f": "SETTINGS",
+    }  # a settings file, written when the test runs
     options = [option] + ([values.get(option, "")] if GLOBAL_OPTIONS[option][1] else [])
     if option == "--timeout" and option in command.accepts:
         options = ["--wait", *options]
@@ -86,8 +91,9 @@ def run_until_interrupted(xbctl, argv: list[str]) -> int:
     argv = [f"127.0.0.1:{port}" if arg == "LISTEN" else arg for arg in argv]
     env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
     command = os.path.join(os.path.dirname(sys.executable), "xbctl")
-    with subprocess.Popen([command, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:
+    with subprocess.Popen(
+        [command, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
         if "--listen" in argv:
             deadline = time.monotonic() + 20
             while True:
@@ -150,7 +156,10 @@ def test_option_works_or_is_refused_naming_both(xbctl, tmp_path, command, option
         assert outcome.status == 3 and "no-socket" in outcome.stderr, outcome
     elif option == "--system":
         assert outcome.status == 0 and xbctl.value("target", "web") == 700 * 1024, outcome
-        assert f"* Applying {tmp_path}/etc/xbctl.conf ...\nweb: machdep.xen.balloon.target: 786432 -> 716800\n" == outcome.stdout
+        assert (
+            f"* Applying {tmp_path}/etc/xbctl.conf ...\nweb: machdep.xen.balloon.target: 786432 -> 716800\n"
+            == outcome.stdout
+        )
     elif command.name == "policy" and option == "--dry-run":
         assert outcome.status == 0 and xbctl.value("target", "web") == 768 * 1024, outcome
         assert outcome.stdout.startswith("web (1): machdep.xen.balloon.target: 786432 -> 716800 ("), outcome
@@ -275,6 +284,7 @@ def test_typer_parses_to_the_same_outcome(tmp_path, monkeypatch, args):
         tool = Xbctl(tmp_path / name / "sim.json")
         assert tool("sim", "reset", "--clock", "manual").status == 0
         if name == "typer":
+
             def hand_over(argv):
                 raise parse.HandToTyper()
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_help import takes, words
+
 from xbctl.cli import table
 from xbctl.cli.table import ALL_COMMANDS, SYSCTL, TYPER_ONLY
 from xbctl.completion import SCRIPT_FILES, SHELLS, completion_script
@@ -63,7 +63,7 @@ def bash_complete(line: str, env: dict[str, str]) -> tuple[list[str], subprocess
         [
             f"source {COMPLETIONS / SCRIPT_FILES['bash']}",
             "spec=$(complete -p xbctl) || exit 9",
-            'func=${spec#*-F }; func=${func%% *}',
+            "func=${spec#*-F }; func=${func%% *}",
             f"COMP_LINE={_sh(line)}; COMP_POINT=${{#COMP_LINE}}",
             "COMP_WORDS=(" + " ".join(_sh(w) for w in words) + ")",
             f"COMP_CWORD={len(words) - 1}",
@@ -173,7 +173,9 @@ SHELL_COMPLETERS = {"bash": bash_complete, "zsh": zsh_complete, "fish": fish_com
 @pytest.mark.parametrize("shell", SHELLS)
 def test_checked_in_scripts_are_what_the_app_generates(shell, env):
     shipped = (COMPLETIONS / SCRIPT_FILES[shell]).read_text()
-    assert shipped == completion_script(shell), f"regenerate: xbctl --show-completion {shell} > completions/{SCRIPT_FILES[shell]}"
+    assert shipped == completion_script(shell), (
+        f"regenerate: xbctl --show-completion {shell} > completions/{SCRIPT_FILES[shell]}"
+    )
     shown = subprocess.run(["xbctl", "--show-completion", shell], env=env, capture_output=True, text=True, timeout=60)
     assert (shown.returncode, shown.stdout, shown.stderr) == (0, shipped, "")
 
@@ -322,7 +324,10 @@ def _unreachable_envs(env: dict[str, str], tmp_path: Path):
     corrupt = tmp_path / "corrupt" / "sim.json"
     corrupt.parent.mkdir()
     corrupt.write_text('{"schema": 1, "tor')
-    yield "missing xenstored socket", {**env, "XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": str(tmp_path / "no" / "socket")}
+    yield (
+        "missing xenstored socket",
+        {**env, "XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": str(tmp_path / "no" / "socket")},
+    )
     yield "corrupt simulator state", {**env, "XBCTL_SIM_STATE": str(corrupt)}
 
 
@@ -399,8 +404,11 @@ def _value_lines():
             sample = {table.DOMAIN: "web", table.NAME: "machdep.xen.balloon.current"}.get(argument.kind, "1")
             if command is SYSCTL:  # the first name is the program's first word: its second is the argument's
                 before = [sample]
-            yield (f"{' '.join(words)} {argument.metavar or argument.attribute}",
-                   " ".join([*words, *before]) + " ", argument)
+            yield (
+                f"{' '.join(words)} {argument.metavar or argument.attribute}",
+                " ".join([*words, *before]) + " ",
+                argument,
+            )
             before.append(sample)
 
 
@@ -429,8 +437,9 @@ def _expected(entry, tmp_path: Path) -> tuple[str, list[str]]:
 VALUE_LINES = list(_value_lines())
 
 
-@pytest.mark.parametrize("line, entry", [(line, entry) for _, line, entry in VALUE_LINES],
-                         ids=[name for name, _, _ in VALUE_LINES])
+@pytest.mark.parametrize(
+    "line, entry", [(line, entry) for _, line, entry in VALUE_LINES], ids=[name for name, _, _ in VALUE_LINES]
+)
 def test_every_value_in_the_spec_completes_by_its_kind(line, entry, env, tmp_path):
     """Each option value and argument of the command spec completes as its kind says (bash)."""
     typed, expected = _expected(entry, tmp_path)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from pyxs import Client
-
 from test_policy import Service, create_domain, wait_for_values, write_conf
 from test_transport_choice import nobody  # noqa: F401  (the fixture: user nobody can run the installed xbctl)
 
@@ -66,26 +65,49 @@ def link_to_a_file_anyone_can_write(root: Path) -> None:
 
 # (how the case spoils 50-web.conf, what names the culprit, with its owner and mode)
 UNSAFE_WEB_FILE = [
-    pytest.param(lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o666),
-                 "{file}: not applied: writable by its group and every user (owner root, mode 0666)", id="file-0666"),
-    pytest.param(lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o664),
-                 "{file}: not applied: writable by its group (owner root, mode 0664)", id="file-group-writable"),
-    pytest.param(lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o646),
-                 "{file}: not applied: writable by every user (owner root, mode 0646)", id="file-world-writable"),
-    pytest.param(lambda root: os.chown(root / "etc/xbctl.d/50-web.conf", NOBODY, -1),
-                 "{file}: not applied: not owned by root (owner nobody, mode 0644)", id="file-of-nobody"),
-    pytest.param(lambda root: (root / "etc/xbctl.d").chmod(0o777),
-                 "{file}: not applied: its directory {root}/etc/xbctl.d is writable by its group and every user "
-                 "(owner root, mode 0777)", id="directory-0777"),
-    pytest.param(lambda root: (root / "etc/xbctl.d").chmod(0o1777),
-                 "{file}: not applied: its directory {root}/etc/xbctl.d is writable by its group and every user "
-                 "(owner root, mode 1777)", id="directory-sticky-1777"),
-    pytest.param(lambda root: os.chown(root / "etc/xbctl.d", NOBODY, -1),
-                 "{file}: not applied: its directory {root}/etc/xbctl.d is not owned by root (owner nobody, mode 0755)",
-                 id="directory-of-nobody"),
-    pytest.param(link_to_a_file_anyone_can_write,
-                 "{file}: not applied: the file it links to {root}/srv/web.conf is writable by its group and every "
-                 "user (owner root, mode 0666)", id="link-to-a-file-0666"),
+    pytest.param(
+        lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o666),
+        "{file}: not applied: writable by its group and every user (owner root, mode 0666)",
+        id="file-0666",
+    ),
+    pytest.param(
+        lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o664),
+        "{file}: not applied: writable by its group (owner root, mode 0664)",
+        id="file-group-writable",
+    ),
+    pytest.param(
+        lambda root: (root / "etc/xbctl.d/50-web.conf").chmod(0o646),
+        "{file}: not applied: writable by every user (owner root, mode 0646)",
+        id="file-world-writable",
+    ),
+    pytest.param(
+        lambda root: os.chown(root / "etc/xbctl.d/50-web.conf", NOBODY, -1),
+        "{file}: not applied: not owned by root (owner nobody, mode 0644)",
+        id="file-of-nobody",
+    ),
+    pytest.param(
+        lambda root: (root / "etc/xbctl.d").chmod(0o777),
+        "{file}: not applied: its directory {root}/etc/xbctl.d is writable by its group and every user "
+        "(owner root, mode 0777)",
+        id="directory-0777",
+    ),
+    pytest.param(
+        lambda root: (root / "etc/xbctl.d").chmod(0o1777),
+        "{file}: not applied: its directory {root}/etc/xbctl.d is writable by its group and every user "
+        "(owner root, mode 1777)",
+        id="directory-sticky-1777",
+    ),
+    pytest.param(
+        lambda root: os.chown(root / "etc/xbctl.d", NOBODY, -1),
+        "{file}: not applied: its directory {root}/etc/xbctl.d is not owned by root (owner nobody, mode 0755)",
+        id="directory-of-nobody",
+    ),
+    pytest.param(
+        link_to_a_file_anyone_can_write,
+        "{file}: not applied: the file it links to {root}/srv/web.conf is writable by its group and every "
+        "user (owner root, mode 0666)",
+        id="link-to-a-file-0666",
+    ),
 ]
 
 
@@ -133,8 +155,10 @@ def test_a_configuration_root_anyone_can_write_leaves_out_everything(xbctl, root
     outcome = run(xbctl, root, command)
     assert outcome.status == 1, outcome
     for relative in ("usr/lib/xbctl.d/10-vendor.conf", "etc/xbctl.d/50-web.conf", "etc/xbctl.conf"):
-        assert (f"{prefix(command)}{root}/{relative}: not applied: the directory {root} above it is writable by its "
-                "group and every user (owner root, mode 0777)\n") in outcome.stderr, outcome.stderr
+        assert (
+            f"{prefix(command)}{root}/{relative}: not applied: the directory {root} above it is writable by its "
+            "group and every user (owner root, mode 0777)\n"
+        ) in outcome.stderr, outcome.stderr
     assert f"xbctl: 3 configuration files were not applied: {LEFT_OUT} them (see above)\n" in outcome.stderr
     assert "no configuration files under" not in outcome.stderr  # there are: they were left out
     assert xbctl.snapshot() == before
@@ -162,8 +186,10 @@ def test_a_mask_in_a_directory_anyone_can_write_is_left_out_and_the_vendor_file_
     (root / "etc/xbctl.d").chmod(0o777)
     outcome = run(xbctl, root, "--system")
     assert outcome.status == 1, outcome
-    assert (f"xbctl: {root}/etc/xbctl.d/50-web.conf: not applied: its directory {root}/etc/xbctl.d is writable by "
-            "its group and every user (owner root, mode 0777)\n") in outcome.stderr
+    assert (
+        f"xbctl: {root}/etc/xbctl.d/50-web.conf: not applied: its directory {root}/etc/xbctl.d is writable by "
+        "its group and every user (owner root, mode 0777)\n"
+    ) in outcome.stderr
     assert xbctl.value("target", "web") == 768 * 1024  # neither 600M nor anything else
 
 
@@ -180,8 +206,11 @@ def test_system_dry_run_json_and_quiet_still_name_the_file_and_fail(xbctl, root)
     assert document.status == 1 and named in document.stderr, document
     written = json.loads(document.stdout)  # one document: what applied (no error document after it)
     assert [d["domain"]["name"] for d in written["domains"]] == ["db", "web"]
-    assert all(change["origin"].startswith((f"{root}/usr/lib/", f"{root}/etc/xbctl.conf"))
-               for d in written["domains"] for change in d["changes"])
+    assert all(
+        change["origin"].startswith((f"{root}/usr/lib/", f"{root}/etc/xbctl.conf"))
+        for d in written["domains"]
+        for change in d["changes"]
+    )
     quiet = run(xbctl, root, "-q", "--system")
     assert quiet.status == 1 and quiet.stdout == "" and quiet.stderr.startswith(named), quiet
 
@@ -217,16 +246,15 @@ def test_follow_names_the_file_it_leaves_out_and_applies_the_others(private_xs, 
     evil.chmod(0o666)
     service = Service(private_xs, conf)
     try:
-        service.wait_for_line(
-            f"{evil}: not applied: writable by its group and every user (owner root, mode 0666)"
-        )
+        service.wait_for_line(f"{evil}: not applied: writable by its group and every user (owner root, mode 0666)")
         service.wait_for_line(f"applying {conf}/etc/xbctl.conf to the domains not configured yet")
         service.wait_for_line("following @introduceDomain")
         with Client(unix_socket_path=str(private_xs.socket_path)) as client:
             create_domain(client, 6, "app")
             client.introduce_domain(6, 0x1006, 16)
-        wait_for_values(private_xs, 6, {"memory/target": str(512 * 1024), "memory/dynamic-min": str(256 * 1024)},
-                        timeout_s=10.0)
+        wait_for_values(
+            private_xs, 6, {"memory/target": str(512 * 1024), "memory/dynamic-min": str(256 * 1024)}, timeout_s=10.0
+        )
     finally:
         assert service.stop() == 0
     assert "921600" not in "".join(service.lines)
@@ -238,11 +266,14 @@ def test_follow_names_the_file_it_leaves_out_and_applies_the_others(private_xs, 
 def as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", shutil.which("xbctl"), *args],
-        env={**os.environ, "NO_COLOR": "1", **env}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "NO_COLOR": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-def test_a_user_trusts_root_and_itself_and_no_one_else(nobody):
+def test_a_user_trusts_root_and_itself_and_no_one_else(nobody):  # noqa: F811  (the fixture imported above)
     """Run by nobody on its own XBCTL_CONF_ROOT: its own files and root's apply; another user's do not."""
     home = Path(tempfile.mkdtemp(prefix="xbctl-nobody-", dir="/tmp"))  # /tmp: nobody can reach it
     try:
@@ -269,4 +300,3 @@ def test_a_user_trusts_root_and_itself_and_no_one_else(nobody):
         assert read.stdout == "1572864\n", read
     finally:
         shutil.rmtree(home)
-

@@ -8,7 +8,6 @@ changes anything.
 from __future__ import annotations
 
 import pytest
-
 from conftest import assert_clean_failure
 
 # (arguments with OWN for the guest's own domain name, exit status, what the message says)

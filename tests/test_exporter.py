@@ -11,7 +11,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import assert_clean_failure
 from xenharness import ensure_promtool
 
@@ -67,14 +66,20 @@ def test_domain_ids_are_on_the_info_series_alone(xbctl):
         assert f'xen_balloon_domain_info{{domain="{domain}",domid="{domid}"}} 1.0' in page, page
     series = [line for line in page.splitlines() if line and not line.startswith("#")]
     assert len(series) > 40 and [line for line in series if "domid=" in line] == [
-        line for line in series if line.startswith("xen_balloon_domain_info{")], page
+        line for line in series if line.startswith("xen_balloon_domain_info{")
+    ], page
 
 
 def test_a_name_two_domains_hold_is_exported_once(xs, promtool):
     # A domain renamed away while its successor starts: Prometheus refuses a page with two
     # samples of one series, so the values under that name are the newer domain's.
-    for rel, value in (("name", "web"), ("domid", "7"), ("memory/static-max", "2097152"),
-                       ("memory/target", "1048576"), ("memory/videoram", "0")):
+    for rel, value in (
+        ("name", "web"),
+        ("domid", "7"),
+        ("memory/static-max", "2097152"),
+        ("memory/target", "1048576"),
+        ("memory/videoram", "0"),
+    ):
         xs.write(f"/local/domain/7/{rel}", value)
     outcome = xs("list", "--format", "prometheus")
     assert outcome.status == 0, outcome
@@ -114,8 +119,15 @@ def test_output_says_down_when_xenstore_is_gone(xbctl, tmp_path):
     (tmp_path / "out").mkdir()
     target = tmp_path / "out" / "xbctl.prom"
     target.write_text('xen_balloon_up 1.0\nxen_balloon_target_bytes{domain="web"} 1.0\n')
-    outcome = xbctl.process("list", "--format", "prometheus", "--output", str(target), timeout=30,
-                            env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"})
+    outcome = xbctl.process(
+        "list",
+        "--format",
+        "prometheus",
+        "--output",
+        str(target),
+        timeout=30,
+        env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"},
+    )
     assert_clean_failure(outcome, 3, "Xenstore at /nonexistent/socket")
     page = target.read_text()
     assert "\nxen_balloon_up 0.0\n" in page and 'xen_balloon_scrape_error{error="unavailable"} 1.0' in page, page
@@ -138,7 +150,9 @@ def test_output_that_cannot_be_written_fails_clearly(xbctl, tmp_path, where):
 
 def test_output_goes_with_the_prometheus_format_only(xbctl, tmp_path):
     before = xbctl.snapshot()
-    assert_clean_failure(xbctl("list", "--output", str(tmp_path / "x.prom")), 2, "--output goes with --format prometheus")
+    assert_clean_failure(
+        xbctl("list", "--output", str(tmp_path / "x.prom")), 2, "--output goes with --format prometheus"
+    )
     assert not (tmp_path / "x.prom").exists() and xbctl.snapshot() == before
 
 
@@ -199,8 +213,12 @@ def sim_popen(xbctl):
 
     env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
     return lambda *args: subprocess.Popen(
-        [shutil.which("xbctl"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, text=True,
+        [shutil.which("xbctl"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
 
 
@@ -268,7 +286,9 @@ def test_lost_xenstore_is_a_scrape_error_metric(private_xs, promtool, exporter_o
 
 @pytest.mark.parametrize("args", [["exporter", "--listen", "127.0.0.1:9"], ["list", "--format", "prometheus"], ["top"]])
 def test_unreachable_xenstore_fails_at_start_not_per_scrape(xbctl, args):
-    outcome = xbctl.process(*args, env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"}, timeout=30)
+    outcome = xbctl.process(
+        *args, env={"XBCTL_TRANSPORT": "xenstore", "XENSTORED_PATH": "/nonexistent/socket"}, timeout=30
+    )
     assert_clean_failure(outcome, 3, "Xenstore at /nonexistent/socket")
 
 

@@ -21,7 +21,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import lay_out_host
 
@@ -163,8 +162,15 @@ def big_sim(xbctl):
     env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
 
     def popen(*args: str, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(["xbctl", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, **kwargs)
+        return subprocess.Popen(
+            ["xbctl", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
 
     return popen
 
@@ -210,8 +216,14 @@ def hang_up(port: int, how: str) -> None:
 
 
 HANG_UPS = [
-    "before the request", "in the middle of the request", "after the request", "after the request, with a reset",
-    "after shutting down both ways", "during the answer", "during the answer, with a reset", "after the answer",
+    "before the request",
+    "in the middle of the request",
+    "after the request",
+    "after the request, with a reset",
+    "after shutting down both ways",
+    "during the answer",
+    "during the answer, with a reset",
+    "after the answer",
 ]
 
 
@@ -341,7 +353,9 @@ def test_two_hundred_concurrent_scrapes_each_get_data(xs, exporters):
 def test_a_hung_xenstored_holds_no_more_than_max_requests_threads(private_xs, exporters):
     # xenstored stopped (SIGSTOP) mid-burst: every worker waits on the one walk, the other
     # requests wait for a worker without a thread of their own; resumed, every scrape has data.
-    exporter = exporters(lambda *args, **kwargs: private_xs.popen(*args, env={"XBCTL_XENSTORE_TIMEOUT": "120"}, **kwargs))
+    exporter = exporters(
+        lambda *args, **kwargs: private_xs.popen(*args, env={"XBCTL_XENSTORE_TIMEOUT": "120"}, **kwargs)
+    )
     has_data(exporter.scrape())
     idle_fds, idle_threads = exporter.idle()
     os.kill(private_xs.daemon.pid, signal.SIGSTOP)
@@ -394,12 +408,14 @@ def test_scrapes_while_xenstored_restarts(private_xs, exporters):
         for _ in range(3):
             private_xs.daemon.kill()
             seen = len(outcomes)
-            private_xs.wait_for(lambda: "unavailable" in outcomes[seen:], "a scrape without xenstored", WAIT_S)
+            private_xs.wait_for(
+                lambda seen=seen: "unavailable" in outcomes[seen:], "a scrape without xenstored", WAIT_S
+            )
             private_xs.daemon.start()
             with __import__("pyxs").Client(unix_socket_path=str(private_xs.socket_path)) as client:
                 lay_out_host(client)  # a restarted xenstored is empty until the toolstack fills it
             seen = len(outcomes)
-            private_xs.wait_for(lambda: "data" in outcomes[seen:], "a scrape after the restart", WAIT_S)
+            private_xs.wait_for(lambda seen=seen: "data" in outcomes[seen:], "a scrape after the restart", WAIT_S)
     finally:
         stop.set()
         for scraper in scrapers:
@@ -409,15 +425,18 @@ def test_scrapes_while_xenstored_restarts(private_xs, exporters):
     exporter.back_to(idle)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-requests", "0"], "--max-requests: 0 is out of range"),
-    (["--max-requests", "1.5"], "--max-requests: 1.5 is not a whole number"),
-    (["--max-requests", "many"], "--max-requests: invalid number 'many'"),
-    (["--max-connections", "-3"], "--max-connections: invalid number '-3'"),
-    (["--max-connections", "100000"], "--max-connections: 100000 is out of range"),
-    (["--client-timeout", "0"], "--client-timeout: 0 is out of range"),
-    (["--client-timeout", "nan"], "--client-timeout: invalid number 'nan'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-requests", "0"], "--max-requests: 0 is out of range"),
+        (["--max-requests", "1.5"], "--max-requests: 1.5 is not a whole number"),
+        (["--max-requests", "many"], "--max-requests: invalid number 'many'"),
+        (["--max-connections", "-3"], "--max-connections: invalid number '-3'"),
+        (["--max-connections", "100000"], "--max-connections: 100000 is out of range"),
+        (["--client-timeout", "0"], "--client-timeout: 0 is out of range"),
+        (["--client-timeout", "nan"], "--client-timeout: invalid number 'nan'"),
+    ],
+)
 def test_bad_limits_fail_clearly(xbctl, args, message):
     before = xbctl.snapshot()
     assert_clean_failure(xbctl.process("exporter", "--listen", "127.0.0.1:9", *args, timeout=30), 2, message)
@@ -431,8 +450,15 @@ def test_more_connections_than_descriptors_fail_clearly(xbctl):
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
-    done = subprocess.run(["xbctl", "exporter", "--listen", "127.0.0.1:9", "--max-connections", "1000"], env=env,
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, preexec_fn=limit)
+    done = subprocess.run(
+        ["xbctl", "exporter", "--listen", "127.0.0.1:9", "--max-connections", "1000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit,
+    )
     assert (done.returncode, done.stdout) == (2, ""), done
     assert done.stderr == (
         "xbctl: --max-connections 1000: needs 1064 descriptors, the limit is 1024\n"
@@ -449,8 +475,15 @@ def test_a_low_soft_limit_is_raised_for_the_connections(xbctl, exporters):
             preexec_fn()
             resource.setrlimit(resource.RLIMIT_NOFILE, (100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-        return subprocess.Popen(["xbctl", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=low)
+        return subprocess.Popen(
+            ["xbctl", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=low,
+        )
 
     exporter = exporters(popen)
     limits = open(f"/proc/{exporter.pid}/limits").read()
@@ -461,9 +494,17 @@ def test_a_low_soft_limit_is_raised_for_the_connections(xbctl, exporters):
 
 def test_paths_other_than_metrics(xbctl, exporters):
     env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
-    exporter = exporters(lambda *args, **kw: subprocess.Popen(
-        ["xbctl", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, **kw))
+    exporter = exporters(
+        lambda *args, **kw: subprocess.Popen(
+            ["xbctl", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+    )
     status, page = http_get(exporter.port, "/metrics?name[]=xen_balloon_target_bytes")
     assert status == 200
     has_data(page)
@@ -487,4 +528,6 @@ def test_paths_other_than_metrics(xbctl, exporters):
         assert parse_answer(read_all(client))[0] == 400
     has_data(exporter.scrape(), domains=("Domain-0", "web", "db", "mail"))
     exporter.stop()
-    assert [line for line in exporter.stderr] == [f"xbctl: serving metrics at http://127.0.0.1:{exporter.port}/metrics\n"]
+    assert [line for line in exporter.stderr] == [
+        f"xbctl: serving metrics at http://127.0.0.1:{exporter.port}/metrics\n"
+    ]

@@ -14,7 +14,6 @@ import subprocess
 import threading
 
 import pytest
-
 from conftest import Outcome, assert_clean_failure
 from linux_sysfs_model import MODES, LinuxBalloonSysfs
 from xen_fixtures import GUEST_ID, MIB, xbctl_command
@@ -34,8 +33,14 @@ def in_guest(xs, driver, *args: str, prefix: tuple[str, ...] = (), sysfs_root=No
     driver is DRIVER (or whose /sys is SYSFS_ROOT)."""
     xs.guest_bus.flush()
     env = {**xs.guest_env(), "XBCTL_SYSFS_ROOT": str(sysfs_root or driver.root)}
-    done = subprocess.run([*prefix, xbctl_command(), *args], env=xs.process_env(env), capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*prefix, xbctl_command(), *args],
+        env=xs.process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 
@@ -54,8 +59,11 @@ def test_a_guest_reads_current_and_target_from_its_own_driver(xs, driver):
         "min, max, xen-max from Xenstore\n"
     )
     document = in_guest(xs, driver, "--json", "-a").json()
-    assert document["nodes"]["current"] == {"name": "machdep.xen.balloon.current", "value_kib": 400 * MIB,
-                                            "source": "sysfs"}
+    assert document["nodes"]["current"] == {
+        "name": "machdep.xen.balloon.current",
+        "value_kib": 400 * MIB,
+        "source": "sysfs",
+    }
     assert document["nodes"]["target"]["source"] == "sysfs"
     assert document["nodes"]["target"]["value_kib"] == 448 * MIB
     assert document["driver"] == "yes"
@@ -81,7 +89,10 @@ def test_root_in_the_guest_sets_its_drivers_target(xs, driver):
     written = in_guest(xs, driver, "--json", "target", "+4M")
     assert written.status == 0, written
     assert written.json()["changes"][0] == {
-        "node": "target", "name": "machdep.xen.balloon.target", "old_kib": 300 * MIB, "new_kib": 304 * MIB
+        "node": "target",
+        "name": "machdep.xen.balloon.target",
+        "old_kib": 300 * MIB,
+        "new_kib": 304 * MIB,
     }
     driver.settle()
     assert driver.read("target_kb") == f"{304 * MIB}\n"

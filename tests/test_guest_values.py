@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pyxs import Client
-
 from conftest import assert_clean_failure
+from pyxs import Client
 from xen_fixtures import GUEST_ID, MIB
 
 MAIL = f"/local/domain/{GUEST_ID}"
@@ -44,7 +43,9 @@ def test_guest_floor_within_sense_is_honoured_and_the_host_can_override_it(xs):
     guest_writes(xs, {"data/balloon/min": str(300 * MIB)})
     before = xs.listing()
     refused = xs("mem-set", "mail", "200", env=NO_LIBRARY)
-    assert_clean_failure(refused, 1, "below min 300 MiB (307200 KiB) (the guest's data/balloon/min)", "--override-guest-floor")
+    assert_clean_failure(
+        refused, 1, "below min 300 MiB (307200 KiB) (the guest's data/balloon/min)", "--override-guest-floor"
+    )
     assert xs.listing() == before
     # min below the guest's floor: refused with the same way out, which then works.
     assert_clean_failure(xs("-d", "mail", "min", "64M", env=NO_LIBRARY), 1, "safeguard floor", "--override-guest-floor")
@@ -144,7 +145,6 @@ def test_without_a_usable_libxenctrl_every_command_works_and_says_once_why(xs, l
     # A guest never asks the hypervisor: no note there.
     inside = xs.guest("-a")
     assert inside.status == 0 and "hypervisor" not in inside.stderr, inside
-
 
 
 def test_a_data_balloon_the_reader_may_not_list_is_read_node_by_node(xs):

@@ -11,15 +11,14 @@ import resource
 import shutil
 import signal
 import stat
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Outcome, Xbctl, assert_clean_failure
+
 from xbctl.assignments import MAX_SETTINGS_BYTES
 from xbctl.units import MAX_KIB
 
@@ -63,9 +62,14 @@ def test_a_file_without_our_marker_is_never_moved_or_replaced(xbctl, tmp_path, c
     os.chmod(foreign, 0o644)
     before = directory_listing(home)
     for args in (
-        ["-a"], ["list"], ["sim", "log"],  # reads
-        ["-d", "web", "target", "512M"], ["-w", "machdep.xen.balloon.min=1G"], ["mem-max", "db", "3G"],
-        ["sim", "advance", "1"], ["sim", "reset"],  # writes
+        ["-a"],
+        ["list"],
+        ["sim", "log"],  # reads
+        ["-d", "web", "target", "512M"],
+        ["-w", "machdep.xen.balloon.min=1G"],
+        ["mem-max", "db", "3G"],
+        ["sim", "advance", "1"],
+        ["sim", "reset"],  # writes
     ):
         outcome = xbctl("--sim-state", str(foreign), *args)
         assert_clean_failure(outcome, 3, FOREIGN)
@@ -167,7 +171,9 @@ def test_sigkill_loop_then_one_write_leaves_no_temporary_and_valid_state(xbctl):
         batch = [
             subprocess.Popen(
                 [exe, "-q", "-d", "web", "target", rng.choice(["+4", "-4", "600M", "700M"])],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for _ in range(4)
         ]
@@ -203,7 +209,11 @@ def test_settings_file_at_the_limit_is_read_and_one_byte_more_is_refused(xbctl, 
 def test_long_lines_are_refused_and_quoted_short(xbctl, tmp_path):
     path = tmp_path / "long.conf"
     before = xbctl.snapshot()
-    for line in ("machdep.xen.balloon.target=" + "9" * 2000, "x" * 5000, "# " + "x" * 5000 + "\nno equals " + "y" * 900):
+    for line in (
+        "machdep.xen.balloon.target=" + "9" * 2000,
+        "x" * 5000,
+        "# " + "x" * 5000 + "\nno equals " + "y" * 900,
+    ):
         path.write_text(line + "\n")
         outcome = xbctl("-d", "web", "-f", str(path))
         assert outcome.status == 2 and len(outcome.stderr) < 400, outcome
@@ -218,8 +228,12 @@ def _limit_memory() -> None:
 
 def test_dev_zero_fails_at_once_with_exit_2(xbctl):
     done = subprocess.run(
-        [installed_xbctl(), "-f", "/dev/zero"], env=process_env(xbctl), capture_output=True, text=True,
-        timeout=30, preexec_fn=_limit_memory,
+        [installed_xbctl(), "-f", "/dev/zero"],
+        env=process_env(xbctl),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=_limit_memory,
     )
     outcome = Outcome(done.returncode, done.stdout, done.stderr)
     assert_clean_failure(outcome, 2, f"/dev/zero: larger than {MAX_SETTINGS_BYTES} bytes")
@@ -228,8 +242,11 @@ def test_dev_zero_fails_at_once_with_exit_2(xbctl):
 def test_standard_input_is_read_no_further_than_the_limit(xbctl):
     """-f /dev/stdin fed from an endless writer: xbctl stops reading after limit + 1 bytes."""
     reader = subprocess.Popen(
-        [installed_xbctl(), "-f", "/dev/stdin"], env=process_env(xbctl), stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [installed_xbctl(), "-f", "/dev/stdin"],
+        env=process_env(xbctl),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     chunk = b"# " + b"x" * 4093 + b"\n"
     sent = 0
@@ -261,8 +278,7 @@ def test_standard_input_is_read_no_further_than_the_limit(xbctl):
 def test_only_newline_ends_a_line(xbctl, tmp_path, separator):
     path = tmp_path / "balloon.conf"
     path.write_text(
-        "# one physical line, two settings?\n"
-        f"machdep.xen.balloon.target=600M{separator}machdep.xen.balloon.min=200M\n",
+        f"# one physical line, two settings?\nmachdep.xen.balloon.target=600M{separator}machdep.xen.balloon.min=200M\n",
         newline="",
     )
     before = xbctl.snapshot()
@@ -354,8 +370,13 @@ INTERRUPT_HOOK = Path(__file__).resolve().parent / "interrupt"  # its sitecustom
 
 def _interrupted_run(xbctl: Xbctl, args: list[str], at: str, report: Path | None = None) -> subprocess.CompletedProcess:
     """The installed xbctl ARGS, sent SIGINT at profiler event AT of its run (see interrupt/sitecustomize.py)."""
-    env = process_env(xbctl, PYTHONPATH=str(INTERRUPT_HOOK), PYTHONHASHSEED="0", XBCTL_TEST_INTERRUPT=at,
-                      XBCTL_TEST_INTERRUPT_REPORT=str(report or ""))
+    env = process_env(
+        xbctl,
+        PYTHONPATH=str(INTERRUPT_HOOK),
+        PYTHONHASHSEED="0",
+        XBCTL_TEST_INTERRUPT=at,
+        XBCTL_TEST_INTERRUPT_REPORT=str(report or ""),
+    )
     return subprocess.run([installed_xbctl(), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -375,8 +396,9 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl, tmp_path):
     nothing happened; never a traceback, never a Ctrl-C lost while xbctl works.
     """
     args = ["-d", "web", "-a"]
-    whole = subprocess.run([installed_xbctl(), *args], env=process_env(xbctl), capture_output=True, text=True,
-                           timeout=60)
+    whole = subprocess.run(
+        [installed_xbctl(), *args], env=process_env(xbctl), capture_output=True, text=True, timeout=60
+    )
     assert whole.returncode == 0 and whole.stderr == "", whole
     report = tmp_path / "events"
     counted = _interrupted_run(xbctl, args, "count", report)
@@ -419,16 +441,24 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(xbctl, tmp_path):
 def test_a_write_whose_output_fails_has_its_own_exit_status(xbctl):
     with open("/dev/full", "w") as full:
         done = subprocess.run(
-            [installed_xbctl(), "-d", "web", "target", "600M"], env=process_env(xbctl), stdout=full,
-            stderr=subprocess.PIPE, text=True, timeout=60,
+            [installed_xbctl(), "-d", "web", "target", "600M"],
+            env=process_env(xbctl),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 6, done
         assert done.stderr.startswith("xbctl: the write was made, but its output could not be written"), done
         assert xbctl.value("target", "web") == 600 * MIB
         for args in (["-d", "web", "-a"], ["--dry-run", "-d", "web", "target", "500M"]):
             done = subprocess.run(
-                [installed_xbctl(), *args], env=process_env(xbctl), stdout=full, stderr=subprocess.PIPE,
-                text=True, timeout=60,
+                [installed_xbctl(), *args],
+                env=process_env(xbctl),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
             )
             assert done.returncode == 1 and "cannot write to standard output" in done.stderr, done
     assert xbctl.value("target", "web") == 600 * MIB  # the dry run wrote nothing
@@ -436,8 +466,12 @@ def test_a_write_whose_output_fails_has_its_own_exit_status(xbctl):
 
 def test_a_write_to_a_closed_standard_output_exits_6(xbctl):
     done = subprocess.run(
-        [installed_xbctl(), "--json", "-d", "web", "min", "200M"], env=process_env(xbctl), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, timeout=60,
+        [installed_xbctl(), "--json", "-d", "web", "min", "200M"],
+        env=process_env(xbctl),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
         preexec_fn=lambda: os.close(1),
     )
     assert done.returncode == 6, done

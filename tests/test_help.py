@@ -74,7 +74,7 @@ def test_mem_set_help_lists_its_global_options_after_its_own(xbctl):
 
 def test_v_is_for_settings_files_and_system_only(xbctl):
     before = xbctl.snapshot()
-    for args in (["-v", "-a"], ["-v", "-d", "web", f"machdep.xen.balloon.target=600M"]):
+    for args in (["-v", "-a"], ["-v", "-d", "web", "machdep.xen.balloon.target=600M"]):
         outcome = xbctl(*args)
         assert (outcome.status, outcome.stdout) == (2, ""), outcome
         assert outcome.stderr.startswith("xbctl: -v goes with -f and --system\n"), outcome

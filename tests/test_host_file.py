@@ -4,9 +4,8 @@ change for every domain (one simulator save; one transaction in a real xenstored
 from __future__ import annotations
 
 import pytest
-from pyxs import Client
-
 from conftest import assert_clean_failure
+from pyxs import Client
 from xen_fixtures import MIB, XL_MAXMEM_CONSTANT_KIB, domain_uuid, lay_out_many_hypervisor_domains, many_domain
 
 TARGET = "machdep.xen.balloon.target"
@@ -28,9 +27,7 @@ def test_sections_set_their_own_domains_and_every_line_names_its_domain(xbctl, t
     outcome = xbctl("-f", path)
     assert outcome.status == 0, outcome
     assert outcome.stdout == (
-        f"web: {TARGET}: 786432 -> 524288\n"
-        f"db: {TARGET}: 1572864 -> 1048576\n"
-        f"db: {MIN}: 524288 -> 262144\n"
+        f"web: {TARGET}: 786432 -> 524288\ndb: {TARGET}: 1572864 -> 1048576\ndb: {MIN}: 524288 -> 262144\n"
     )
     assert xbctl.value("target", "web") == 524288
     assert (xbctl.value("target", "db"), xbctl.value("min", "db")) == (1048576, 262144)
@@ -68,7 +65,11 @@ def test_a_refused_line_in_the_last_domain_writes_nothing_anywhere(xbctl, tmp_pa
         (f"[web]\n{TARGET}=512M\n[]\n", 2, ":3: empty section name"),
         (f"[web\n{TARGET}=512M\n", 2, ":1: '[web' is neither a section nor an assignment"),
         (f"[web]\n{TARGET}=512M\n[db]\n{TARGET}=lots\n", 2, ":4: machdep.xen.balloon.target: invalid size 'lots'"),
-        (f"[web]\n{TARGET}=512M\n[db]\nmachdep.xen.balloon.colour=1\n", 4, ":4: machdep.xen.balloon.colour: unknown node"),
+        (
+            f"[web]\n{TARGET}=512M\n[db]\nmachdep.xen.balloon.colour=1\n",
+            4,
+            ":4: machdep.xen.balloon.colour: unknown node",
+        ),
         (f"[web]\n{TARGET}=512M\n[db]\nmachdep.xen.balloon.current=1G\n", 1, ":4: machdep.xen.balloon.current"),
     ],
     ids=["unknown-name", "unknown-id", "empty-section", "unclosed-section", "malformed", "unknown-node", "read-only"],
@@ -159,7 +160,10 @@ def test_export_of_the_whole_host_applies_back_as_a_no_op(xbctl, tmp_path):
     outcome = xbctl("-f", path)
     # No target is written, so no driver warning either; the unchanged lines are counted, not shown.
     assert (outcome.status, outcome.stdout, outcome.stderr) == (
-        0, "", "xbctl: note: nothing changed: 12 settings unchanged (-v lists them)\n"), outcome
+        0,
+        "",
+        "xbctl: note: nothing changed: 12 settings unchanged (-v lists them)\n",
+    ), outcome
     document = xbctl("--json", "-f", path).json()
     assert document["kind"] == "writes" and document["changed"] is False
     assert [d["domain"]["name"] for d in document["domains"]] == ["Domain-0", "web", "db", "mail"]
@@ -191,7 +195,10 @@ def test_restoring_an_export_shows_what_changes_and_counts_the_rest(xbctl, tmp_p
     assert (xbctl.value("target", "web"), xbctl.value("min", "guest300")) == (768 * MIB, int(dry.stdout.split()[-1]))
     again = xbctl("-f", path)
     assert (again.status, again.stdout, again.stderr) == (
-        0, "", "xbctl: note: nothing changed: 903 settings unchanged (-v lists them)\n"), again
+        0,
+        "",
+        "xbctl: note: nothing changed: 903 settings unchanged (-v lists them)\n",
+    ), again
 
 
 def test_one_unchanged_setting_is_counted_in_the_singular(xbctl, tmp_path):
@@ -246,8 +253,11 @@ def add_guests(xs, count: int, first: int = 10) -> list[int]:
         for domid in domids:
             base = f"/local/domain/{domid}"
             for rel, value in (
-                ("name", f"guest{domid}"), ("domid", str(domid)), ("memory/static-max", str(1024 * MIB)),
-                ("memory/target", str(768 * MIB)), ("memory/videoram", "-1"),
+                ("name", f"guest{domid}"),
+                ("domid", str(domid)),
+                ("memory/static-max", str(1024 * MIB)),
+                ("memory/target", str(768 * MIB)),
+                ("memory/videoram", "-1"),
             ):
                 client.write(f"{base}/{rel}".encode(), value.encode())
     return domids
@@ -310,8 +320,12 @@ def test_all_domains_over_xenstore_names_every_domain(xs):
     outcome = xs.process("-A", TARGET)
     assert outcome.status == 0, outcome
     assert outcome.stdout.splitlines() == [
-        f"Domain-0: {TARGET} = 4194304", f"web: {TARGET} = 786432", f"db: {TARGET} = 1572864",
-        f"mail: {TARGET} = 524288", f"web : {TARGET} = 262144", f"7: {TARGET} = 262144",
+        f"Domain-0: {TARGET} = 4194304",
+        f"web: {TARGET} = 786432",
+        f"db: {TARGET} = 1572864",
+        f"mail: {TARGET} = 524288",
+        f"web : {TARGET} = 262144",
+        f"7: {TARGET} = 262144",
     ]
 
 
@@ -423,8 +437,14 @@ def test_a_failed_hypercall_puts_back_every_maximum_and_writes_nothing(hv_host, 
     before = hv_host.tree()
     path = settings(tmp_path, f"[web]\n{TARGET}=512M\n[db]\n{TARGET}=1G\n")
     outcome = hv_host.process("-f", path)
-    assert_clean_failure(outcome, 1, "xc_domain_setmaxmem(2, ", "EPERM", "nothing was written",
-                         f"the hypervisor's maximum for web was put back to {web_max_kib} KiB")
+    assert_clean_failure(
+        outcome,
+        1,
+        "xc_domain_setmaxmem(2, ",
+        "EPERM",
+        "nothing was written",
+        f"the hypervisor's maximum for web was put back to {web_max_kib} KiB",
+    )
     assert hv_host.hv.domain(1).max_kib == web_max_kib
     assert hv_host.tree() == before
 
@@ -457,9 +477,15 @@ def test_a_thousand_domains_as_domain_0_apply_all_or_nothing(hv_thousand, tmp_pa
     hv_host.hv.fail("max_mem", "EPERM", domid=domids[-1])
     before_tree, before_table = hv_host.tree(), hv_host.hv.domains()
     failed = hv_host.process("-f", path)
-    assert_clean_failure(failed, 1, f"xc_domain_setmaxmem({domids[-1]}, ", "EPERM", "nothing was written",
-                         "the hypervisor's maximum of all 999 domains changed (guest1008, guest1007, guest1006, ...) "
-                         "was put back to what it was")
+    assert_clean_failure(
+        failed,
+        1,
+        f"xc_domain_setmaxmem({domids[-1]}, ",
+        "EPERM",
+        "nothing was written",
+        "the hypervisor's maximum of all 999 domains changed (guest1008, guest1007, guest1006, ...) "
+        "was put back to what it was",
+    )
     assert len(hv_host.hv.writes()) == 1000 + 999  # each raised, the last refused; 999 put back
     assert hv_host.hv.domains() == before_table
     assert hv_host.tree() == before_tree

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
 from conftest import Outcome
 from xen_fixtures import XenHost, lay_out_host, xbctl_command
 
@@ -310,7 +309,10 @@ LIES = {
         "protocol error: reply in transaction",
     ),
     "directory part without a generation": Case(
-        lambda: listing_of_domain_list, in_parts(lambda n: b"not a generation"), ("list",), "protocol error: directory part"
+        lambda: listing_of_domain_list,
+        in_parts(lambda n: b"not a generation"),
+        ("list",),
+        "protocol error: directory part",
     ),
     "directory part that brings no name": Case(
         lambda: listing_of_domain_list, in_parts(lambda n: b"7\0"), ("list",), "protocol error: directory part"
@@ -328,7 +330,9 @@ LIES = {
         "protocol error: a directory listing of more than",
     ),
     "length 2^31 in the middle of list": Case(lambda: nth_read(12), huge(1 << 31), ("list",), "protocol error"),
-    "HTTP at the socket": Case(lambda: any_request, answering(lambda r: HTTP_REPLY), ("read", "write", "list"), "protocol error"),
+    "HTTP at the socket": Case(
+        lambda: any_request, answering(lambda r: HTTP_REPLY), ("read", "write", "list"), "protocol error"
+    ),
     "drip every 0.5 s": Case(lambda: any_request, dripping(0.5), ("read", "write", "list"), "no reply within 1 s"),
     # Each byte within the default 5 s deadline: a deadline per read would never expire.
     "drip every 4 s": Case(lambda: any_request, dripping(4.0), ("read",), "no reply within 5 s", deadline_s=5.0),
@@ -539,8 +543,11 @@ def test_a_directory_that_cannot_be_listed_in_parts_fails_clearly(prepared, tmp_
                 break
             answered.append(len(answered))
             body = part(len(answered) - 1)
-            reply = packet(ERROR, got[0].rq_id, got[0].tx_id, b"ENOSYS\0") if body is None else packet(
-                DIRECTORY_PART, got[0].rq_id, got[0].tx_id, body)
+            reply = (
+                packet(ERROR, got[0].rq_id, got[0].tx_id, b"ENOSYS\0")
+                if body is None
+                else packet(DIRECTORY_PART, got[0].rq_id, got[0].tx_id, body)
+            )
             client.sendall(reply)
         stopping.wait(30)
 
@@ -550,7 +557,9 @@ def test_a_directory_that_cannot_be_listed_in_parts_fails_clearly(prepared, tmp_
         run = run_measured(prepared, COMMANDS["list"], env, tmp_path)
     finally:
         peer.close()
-    lines = [line for line in run.outcome.stderr.splitlines() if not line.startswith("xbctl: note: hypervisor not used")]
+    lines = [
+        line for line in run.outcome.stderr.splitlines() if not line.startswith("xbctl: note: hypervisor not used")
+    ]
     assert run.outcome.status == status and lines[0] == f"xbctl: {says}", run.outcome
     assert len(answered) == parts, answered
 
@@ -563,7 +572,9 @@ def flooding_distinct(events: int):
         path, token = request.payload.split(b"\0")[:2]
         upstream.sendall(raw)
         padding = b"/" + b"x" * (4000 - len(path) - len(token))
-        burst = b"".join(packet(WATCH_EVENT, 0, 0, path + padding + b"%06d" % n + b"\0" + token + b"\0") for n in range(events))
+        burst = b"".join(
+            packet(WATCH_EVENT, 0, 0, path + padding + b"%06d" % n + b"\0" + token + b"\0") for n in range(events)
+        )
         end = time.monotonic() + 3.0
         relay = threading.Thread(target=relay_requests, args=(client, upstream, end), daemon=True)
         relay.start()
@@ -608,7 +619,9 @@ def test_xenstored_killed_during_list_is_connection_lost_never_internal_error(pr
         seen = daemon.trace_path.stat().st_size
         listing = private_xs.popen("list")
         # Kill it once xbctl is listing, somewhere in the middle of its reads.
-        private_xs.wait_for(lambda: b"DIRECTORY (/local/domain )" in trace_since(daemon.trace_path, seen), "list")
+        private_xs.wait_for(
+            lambda seen=seen: b"DIRECTORY (/local/domain )" in trace_since(daemon.trace_path, seen), "list"
+        )
         time.sleep(rng.uniform(0, 0.05))
         daemon.kill()
         stdout, stderr = listing.communicate(timeout=30)
@@ -617,7 +630,9 @@ def test_xenstored_killed_during_list_is_connection_lost_never_internal_error(pr
             continue  # it finished first
         interrupted += 1
         assert listing.returncode == 3, (attempt, listing.returncode, stderr)
-        message = "".join(line for line in stderr.splitlines(True) if not line.startswith("xbctl: note: hypervisor not used"))
+        message = "".join(
+            line for line in stderr.splitlines(True) if not line.startswith("xbctl: note: hypervisor not used")
+        )
         assert message.startswith(f"xbctl: Xenstore at {private_xs.socket_path}: connection lost"), (attempt, stderr)
         assert stdout == "", (attempt, stdout)
     assert interrupted >= 20, f"only {interrupted} of 30 runs were cut short: the kills came too late"

@@ -4,7 +4,6 @@ exact KiB wherever scripts and files do (-n, -e, --json); `xbctl -h` alone is st
 from __future__ import annotations
 
 import pytest
-
 from conftest import assert_clean_failure
 
 
@@ -41,8 +40,15 @@ def test_what_it_shows_writes_back_as_the_same_value(xbctl):
 
 
 @pytest.mark.parametrize(
-    "args", [["-n", "-d", "db", "target"], ["-e", "-d", "db", "-a"], ["--json", "-d", "db", "-a"], ["-n", "list"],
-             ["--json", "list"], ["-A", "-e"]],
+    "args",
+    [
+        ["-n", "-d", "db", "target"],
+        ["-e", "-d", "db", "-a"],
+        ["--json", "-d", "db", "-a"],
+        ["-n", "list"],
+        ["--json", "list"],
+        ["-A", "-e"],
+    ],
     ids=["-n", "-e", "--json", "list -n", "list --json", "-A -e"],
 )
 def test_scripts_and_files_keep_kib(xbctl, args):
@@ -69,7 +75,9 @@ def test_h_alone_is_help_and_help_stays(xbctl):
     assert outcome.status == 0 and "--batch" in outcome.stdout, outcome
 
 
-@pytest.mark.parametrize("args", [["-h", "policy"], ["sim", "log", "-h"], ["-h", "exporter", "--listen", "127.0.0.1:9"]])
+@pytest.mark.parametrize(
+    "args", [["-h", "policy"], ["sim", "log", "-h"], ["-h", "exporter", "--listen", "127.0.0.1:9"]]
+)
 def test_h_where_no_size_is_shown_is_refused(xbctl, args):
     before = xbctl.snapshot()
     outcome = xbctl(*args)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import GIB, MIB
 
@@ -26,8 +25,12 @@ def test_current_is_the_hypervisors_figure(hv_host):
         "value_kib": 701 * MIB,
         "source": "hypervisor",
     }
-    assert document["hypervisor"] == {"used": True, "library": document["hypervisor"]["library"],
-                                      "release": "4.17", "reason": None}
+    assert document["hypervisor"] == {
+        "used": True,
+        "library": document["hypervisor"]["library"],
+        "release": "4.17",
+        "reason": None,
+    }
     plain = hv_host.process("-d", "web", "-n", "current")
     assert (plain.status, plain.stdout, plain.stderr) == (0, f"{701 * MIB}\n", "")
 
@@ -194,8 +197,10 @@ def test_a_domain_the_hypervisor_does_not_hold_reads_from_xenstore_with_a_warnin
 # ---------------------------------------------------------------- mem-max and the video memory, as the hypervisor sees them
 
 
-@pytest.mark.parametrize(("domain", "domid", "size", "max_kib"),
-                         [("web", 1, "2048", 2 * GIB), ("db", 2, "3g", 3 * GIB), ("Domain-0", 0, "6g", 6 * GIB)])
+@pytest.mark.parametrize(
+    ("domain", "domid", "size", "max_kib"),
+    [("web", 1, "2048", 2 * GIB), ("db", 2, "3g", 3 * GIB), ("Domain-0", 0, "6g", 6 * GIB)],
+)
 def test_mem_max_sets_the_hypervisors_maximum_with_libxls_slack(hv_host, domain, domid, size, max_kib):
     others = {d: info.max_pages for d, info in hv_host.hv.domains().items() if d != domid}
     outcome = hv_host.process("mem-max", domain, size)

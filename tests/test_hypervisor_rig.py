@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from xen_fixtures import GIB, LAYOUT, MIB, domain_uuid, layout_domains
 from xenharness import compiler
 from xenharness.hypervisor import LOG_ENV, TABLE_ENV, Domain, FakeHypervisor, Host
@@ -51,8 +50,13 @@ GETINFOLIST = textwrap.dedent("""
 
 
 def getinfolist(hv: FakeHypervisor, first: int = 0, count: int = 64) -> dict:
-    done = subprocess.run([sys.executable, "-c", GETINFOLIST, str(first), str(count)],
-                          env=hv.env(), capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", GETINFOLIST, str(first), str(count)],
+        env=hv.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -149,9 +153,13 @@ WRITES = textwrap.dedent("""
 def test_writes_change_the_table_and_are_logged(hv):
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     env.update({TABLE_ENV: str(hv.table_path), LOG_ENV: str(hv.log_path)})
-    done = subprocess.run([sys.executable, "-c", WRITES, str(Path(__file__).parent),
-                           str(hv.directory)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITES, str(Path(__file__).parent), str(hv.directory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "xc_domain_setmaxmem(2, 1049600) = 0",
@@ -204,8 +212,7 @@ int main(void)
 
 def dynamic_symbols(path, defined: bool) -> set[tuple[str, str]]:
     """(name, version) of the functions PATH defines or imports (objdump -T)."""
-    out = subprocess.run(["objdump", "-T", str(path)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(["objdump", "-T", str(path)], check=True, capture_output=True, text=True).stdout
     found = set()
     for line in out.splitlines():
         parts = line.split()
@@ -215,15 +222,24 @@ def dynamic_symbols(path, defined: bool) -> set[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("prefix, rig_lib", [("xencall", "libxencall.so.1"),
-                                             ("xenforeignmemory", "libxenforeignmemory.so.1")])
+@pytest.mark.parametrize(
+    "prefix, rig_lib", [("xencall", "libxencall.so.1"), ("xenforeignmemory", "libxenforeignmemory.so.1")]
+)
 def test_rig_libraries_define_everything_debians_libraries_import(xs_tools, prefix, rig_lib):
     # Debian's libraries are linked BIND_NOW: one missing symbol and nothing loads.
     wanted = set()
-    for lib in ("libxenctrl.so.4.17", "libxendevicemodel.so.1", "libxenhypfs.so.1",
-                "libxenguest.so.4.17", "libxenlight.so.4.17"):
-        wanted |= {(n, v) for n, v in dynamic_symbols(xs_tools.lib_dir / lib, defined=False)
-                   if n.startswith(prefix + "_") or n.startswith(prefix) and n[len(prefix):].isdigit()}
+    for lib in (
+        "libxenctrl.so.4.17",
+        "libxendevicemodel.so.1",
+        "libxenhypfs.so.1",
+        "libxenguest.so.4.17",
+        "libxenlight.so.4.17",
+    ):
+        wanted |= {
+            (n, v)
+            for n, v in dynamic_symbols(xs_tools.lib_dir / lib, defined=False)
+            if n.startswith(prefix + "_") or n.startswith(prefix) and n[len(prefix) :].isdigit()
+        }
     assert ("xencall_buffers_never_fault", "VERS_1.1") in wanted or prefix != "xencall"
     assert ("xenforeignmemory_open", "VERS_1.0") in wanted or prefix != "xenforeignmemory"
     provided = dynamic_symbols(xs_tools.client_lib_dir / rig_lib, defined=True)
@@ -237,11 +253,16 @@ def test_struct_layout_matches_libxen_dev_headers(xs_tools, tmp_path):
     source = tmp_path / "offsets.c"
     source.write_text(OFFSETS_C)
     exe = tmp_path / "offsets"
-    subprocess.run([compiler(), "-D__XEN_TOOLS__", f"-I{xs_tools.include_dir}", "-o", str(exe),
-                    str(source)], check=True, capture_output=True, text=True)
-    printed = dict(line.rsplit(" ", 1)
-                   for line in subprocess.run([str(exe)], check=True, capture_output=True,
-                                              text=True).stdout.splitlines())
+    subprocess.run(
+        [compiler(), "-D__XEN_TOOLS__", f"-I{xs_tools.include_dir}", "-o", str(exe), str(source)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    printed = dict(
+        line.rsplit(" ", 1)
+        for line in subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    )
     assert {k: int(v) for k, v in printed.items()} == {
         "xc_domaininfo_t": 112,
         "xc_domaininfo_t.domain": 0,
@@ -270,8 +291,7 @@ def test_xl_list_shows_the_table(hv_host):
 
 
 def test_xl_info_free_memory_is_free_minus_outstanding(hv_host):
-    hv_host.hv.set_host(free_pages=3 * GIB // 4, outstanding_pages=GIB // 4,
-                        total_pages=16 * GIB // 4)
+    hv_host.hv.set_host(free_pages=3 * GIB // 4, outstanding_pages=GIB // 4, total_pages=16 * GIB // 4)
     done = hv_host.xl("info")
     assert done.status == 0, done.stderr
     fields = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
@@ -314,13 +334,25 @@ def test_xl_leaves_a_raised_maximum_when_pod_fails(hv_host):
 
 
 def test_table_round_trips(hv):
-    hv.reset([Domain(domid=7, tot_pages=1, max_pages=2, flags=2, outstanding_pages=3,
-                     handle=domain_uuid(7), pod_target=4, vcpus=3, cpu_time=5)],
-             host=Host(free_pages=11, outstanding_pages=12, total_pages=13))
+    hv.reset(
+        [
+            Domain(
+                domid=7,
+                tot_pages=1,
+                max_pages=2,
+                flags=2,
+                outstanding_pages=3,
+                handle=domain_uuid(7),
+                pod_target=4,
+                vcpus=3,
+                cpu_time=5,
+            )
+        ],
+        host=Host(free_pages=11, outstanding_pages=12, total_pages=13),
+    )
     hv.fail("max_mem", "EBUSY", domid=7, times=2)
     table = hv.table()
     assert table.domains == {7: Domain(7, 1, 2, 2, 3, domain_uuid(7), 4, 3, 5)}
     assert (table.host.free_pages, table.host.outstanding_pages) == (11, 12)
-    assert [(f.op, f.err, f.domid, f.times) for f in table.failures] == [
-        ("max_mem", errno.EBUSY, 7, 2)]
+    assert [(f.op, f.err, f.domid, f.times) for f in table.failures] == [("max_mem", errno.EBUSY, 7, 2)]
     assert getinfolist(hv)["domains"][0]["outstanding_pages"] == 3

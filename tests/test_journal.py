@@ -10,10 +10,8 @@ import re
 import shutil
 import socket
 import tempfile
-from pathlib import Path
 
 import pytest
-
 from conftest import assert_clean_failure
 
 from xbctl.api import Xbctl
@@ -65,8 +63,13 @@ def syslog():
 
 
 def who(via: str, origin: str | None = None, transport: str = "sim", sudo_user: str | None = None) -> str:
-    return (f"user={USER}" + (f" sudo_user={sudo_user}" if sudo_user else "") + f" via={via}"
-            + (f" origin={origin}" if origin else "") + f" transport={transport}")
+    return (
+        f"user={USER}"
+        + (f" sudo_user={sudo_user}" if sudo_user else "")
+        + f" via={via}"
+        + (f" origin={origin}" if origin else "")
+        + f" transport={transport}"
+    )
 
 
 def test_a_command_line_write_records_each_changed_node(xbctl, syslog):
@@ -74,10 +77,16 @@ def test_a_command_line_write_records_each_changed_node(xbctl, syslog):
     assert outcome.status == 0, outcome
     assert outcome.stderr == ""
     assert syslog.records() == [
-        (NOTICE_USER, f"change domain=web domid=1 node=machdep.xen.balloon.target old_kib={768 * MIB} "
-                      f"new_kib={512 * MIB} " + who("command", sudo_user="alice")),
-        (NOTICE_USER, f"change domain=web domid=1 node=machdep.xen.balloon.min old_kib={128 * MIB} "
-                      f"new_kib={200 * MIB} " + who("command", sudo_user="alice")),
+        (
+            NOTICE_USER,
+            f"change domain=web domid=1 node=machdep.xen.balloon.target old_kib={768 * MIB} "
+            f"new_kib={512 * MIB} " + who("command", sudo_user="alice"),
+        ),
+        (
+            NOTICE_USER,
+            f"change domain=web domid=1 node=machdep.xen.balloon.min old_kib={128 * MIB} "
+            f"new_kib={200 * MIB} " + who("command", sudo_user="alice"),
+        ),
     ]
 
 
@@ -106,7 +115,7 @@ def test_a_refusal_is_recorded_at_a_lower_priority_and_changes_nothing(xbctl, sy
     assert_clean_failure(outcome, 1, "below min")
     [(priority, message)] = syslog.records()
     assert priority == INFO_USER
-    assert message.startswith(f"refused domain=web domid=1 {who('command')} reason=\"")
+    assert message.startswith(f'refused domain=web domid=1 {who("command")} reason="')
     assert "below min 128 MiB" in message
     assert xbctl.snapshot() == before
     # A dry run that would be refused records nothing either.
@@ -122,15 +131,21 @@ def test_a_settings_file_records_the_line_that_set_each_node(xbctl, syslog, tmp_
     records = syslog.records()
     assert records[:2] == [
         # What was written: the first value to the last, credited to the line that set it last.
-        (NOTICE_USER, f"change domain=web domid=1 node=machdep.xen.balloon.target old_kib={768 * MIB} "
-                      f"new_kib={640 * MIB} " + who("command", f"{settings}:3")),
-        (NOTICE_USER, f"change domain=db domid=2 node=machdep.xen.balloon.min old_kib={512 * MIB} "
-                      f"new_kib={600 * MIB} " + who("command", f"{settings}:5")),
+        (
+            NOTICE_USER,
+            f"change domain=web domid=1 node=machdep.xen.balloon.target old_kib={768 * MIB} "
+            f"new_kib={640 * MIB} " + who("command", f"{settings}:3"),
+        ),
+        (
+            NOTICE_USER,
+            f"change domain=db domid=2 node=machdep.xen.balloon.min old_kib={512 * MIB} "
+            f"new_kib={600 * MIB} " + who("command", f"{settings}:5"),
+        ),
     ]
     # `name?=value` refused is skipped, and recorded as such.
     [(priority, message)] = records[2:]
     assert priority == INFO_USER
-    assert message.startswith(f"skipped domain=db domid=2 {who('command')} reason=\"{settings}:6: ")
+    assert message.startswith(f'skipped domain=db domid=2 {who("command")} reason="{settings}:6: ')
 
 
 def test_the_policy_service_records_its_changes(xbctl, syslog, tmp_path):
@@ -141,8 +156,11 @@ def test_the_policy_service_records_its_changes(xbctl, syslog, tmp_path):
     outcome = xbctl("policy", env=env)
     assert outcome.status == 0, outcome
     assert syslog.records() == [
-        (NOTICE_USER, f"change domain=web domid=1 node=machdep.xen.balloon.min old_kib={128 * MIB} "
-                      f"new_kib={200 * MIB} " + who("policy", f"{conf}:2")),
+        (
+            NOTICE_USER,
+            f"change domain=web domid=1 node=machdep.xen.balloon.min old_kib={128 * MIB} "
+            f"new_kib={200 * MIB} " + who("policy", f"{conf}:2"),
+        ),
     ]
     # Configured once: a second pass rewrites nothing, and records nothing.
     assert xbctl("policy", "--reapply", env=env).status == 0
@@ -156,14 +174,18 @@ def test_the_python_api_records_its_writes(xbctl, syslog, monkeypatch):
         assert xb.apply("mail", {"target": "400M"}).changed
         xb.apply("mail", {"target": "300M"}, dry_run=True)
     assert syslog.records() == [
-        (NOTICE_USER, f"change domain=mail domid=3 node=machdep.xen.balloon.target old_kib={512 * MIB} "
-                      f"new_kib={400 * MIB} " + who("api")),
+        (
+            NOTICE_USER,
+            f"change domain=mail domid=3 node=machdep.xen.balloon.target old_kib={512 * MIB} "
+            f"new_kib={400 * MIB} " + who("api"),
+        ),
     ]
 
 
 def test_a_missing_log_socket_is_a_note_and_the_write_stands(xbctl, tmp_path):
-    outcome = xbctl("-d", "web", "target=512M",
-                    env={"XBCTL_SYSLOG": None, "XBCTL_SYSLOG_SOCKET": str(tmp_path / "no-such-log")})
+    outcome = xbctl(
+        "-d", "web", "target=512M", env={"XBCTL_SYSLOG": None, "XBCTL_SYSLOG_SOCKET": str(tmp_path / "no-such-log")}
+    )
     assert outcome.status == 0, outcome
     assert outcome.stdout.startswith("machdep.xen.balloon.target: 786432 -> 524288")
     assert outcome.stderr == (

@@ -20,12 +20,16 @@ import time
 import urllib.request
 
 import pytest
-from pyxs import Client
-
 from conftest import Outcome
+from pyxs import Client
 from test_policy import Service, create_domain, destroy_domain, write_conf
 from xen_fixtures import (
-    LAYOUT, MIB, XenHost, large_host_domids, lay_out_many_domains, many_domain,
+    LAYOUT,
+    MIB,
+    XenHost,
+    large_host_domids,
+    lay_out_many_domains,
+    many_domain,
 )
 
 TARGET = "machdep.xen.balloon.target"
@@ -36,7 +40,9 @@ LAST = DOMIDS[-1]  # 32751: the highest id Xen hands out
 
 def plain(outcome: Outcome) -> Outcome:
     """OUTCOME less the hypervisor layer's note (no libxenctrl on a test machine)."""
-    kept = "".join(line for line in outcome.stderr.splitlines(True) if not line.startswith("xbctl: note: hypervisor not used"))
+    kept = "".join(
+        line for line in outcome.stderr.splitlines(True) if not line.startswith("xbctl: note: hypervisor not used")
+    )
     return Outcome(outcome.status, outcome.stdout, kept)
 
 
@@ -90,7 +96,11 @@ def test_all_domains_read_export_and_apply_back(large_host, tmp_path):
 def test_system_applies_to_domains_found_among_thousands(large_host, tmp_path):
     (tmp_path / "etc/xbctl.d").mkdir(parents=True)
     first, last = many_domain(10), many_domain(LAST)
-    write_conf(tmp_path, "etc/xbctl.conf", f"[guest10]\n{TARGET} = {first[2] - 8 * MIB}\n[guest32751]\n{TARGET} = {last[2] - 8 * MIB}\n")
+    write_conf(
+        tmp_path,
+        "etc/xbctl.conf",
+        f"[guest10]\n{TARGET} = {first[2] - 8 * MIB}\n[guest32751]\n{TARGET} = {last[2] - 8 * MIB}\n",
+    )
     try:
         outcome = large_host.process("--system", env={"XBCTL_CONF_ROOT": str(tmp_path)})
         assert outcome.status == 0, outcome
@@ -229,7 +239,10 @@ def test_a_listing_of_4096_bytes_comes_whole_and_one_byte_more_in_parts(private_
     lines = [line for line in traced(private_xs, mark) if "(/local/domain " in line or "E2BIG" in line]
     if parts:  # XS_DIRECTORY refused (E2BIG), then XS_DIRECTORY_PART from offset 0 on
         assert [line.split(" ", 4)[4] for line in lines[:3]] == [
-            "DIRECTORY (/local/domain )", "ERROR (E2BIG )", "DIRECTORY_PART (/local/domain 0 )"], lines
+            "DIRECTORY (/local/domain )",
+            "ERROR (E2BIG )",
+            "DIRECTORY_PART (/local/domain 0 )",
+        ], lines
         assert len(lines) == 4 and "DIRECTORY_PART (/local/domain 40" in lines[3], lines
     else:  # one reply of exactly 4,096 bytes
         assert [line.split(" ", 4)[4] for line in lines] == ["DIRECTORY (/local/domain )"], lines

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import re
 
-from pyxs import Client
-
 from conftest import assert_clean_failure
+from pyxs import Client
 from xen_fixtures import MANY_FIRST_ID, lay_out_many_domains, many_domain
 
 MIB = 1024
@@ -78,7 +77,12 @@ def test_named_domains_are_listed_in_the_order_given_each_once(xbctl):
 
 
 def test_an_unknown_domain_fails_the_whole_list_and_prints_nothing(xbctl):
-    for args in (["list", "web", "nosuch"], ["list", "nosuch", "web"], ["list", "--long", "99"], ["-n", "list", "32752"]):
+    for args in (
+        ["list", "web", "nosuch"],
+        ["list", "nosuch", "web"],
+        ["list", "--long", "99"],
+        ["-n", "list", "32752"],
+    ):
         assert_clean_failure(xbctl(*args), 4, "unknown domain")
     assert_clean_failure(xbctl("list", ""), 2, "empty domain name")
 
@@ -139,8 +143,13 @@ def test_sim_reset_guests_refuses_what_it_cannot_boot_and_changes_nothing(xbctl)
     xbctl("-q", "-d", "web", "target", "600M")
     before = xbctl.snapshot()
     for text, says in (
-        ("2001", "at most 2000 guests"), ("99999999999", "not a whole number"), ("-1", "--guests"),
-        ("1e3", "not a whole number"), ("", "not a whole number"), ("٣", "not a whole number"), ("+3", "not a whole"),
+        ("2001", "at most 2000 guests"),
+        ("99999999999", "not a whole number"),
+        ("-1", "--guests"),
+        ("1e3", "not a whole number"),
+        ("", "not a whole number"),
+        ("٣", "not a whole number"),
+        ("+3", "not a whole"),
     ):
         assert_clean_failure(xbctl("sim", "reset", "--guests", text), 2, says)
     assert xbctl.snapshot() == before
@@ -196,8 +205,11 @@ def test_a_thousand_domains_over_xenstore_are_listed_right(xs):
     assert plain.status == 0, plain
     lines = plain.stdout.splitlines()
     assert len(lines) == 1 + 6 + 1000
-    assert lines[-1].split()[:4] == [f"guest{MANY_FIRST_ID + 999}", str(MANY_FIRST_ID + 999), *[
-        str(many_domain(MANY_FIRST_ID + 999)[2] // MIB)] * 2]
+    assert lines[-1].split()[:4] == [
+        f"guest{MANY_FIRST_ID + 999}",
+        str(MANY_FIRST_ID + 999),
+        *[str(many_domain(MANY_FIRST_ID + 999)[2] // MIB)] * 2,
+    ]
     named = xs.process("-n", "list", f"guest{MANY_FIRST_ID + 500}", "db")
     assert [line.split()[0] for line in named.stdout.splitlines()] == [f"guest{MANY_FIRST_ID + 500}", "db"]
 

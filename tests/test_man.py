@@ -172,7 +172,10 @@ def test_synopsis_forms_are_read():
     assert listing.arguments == [("domain", True, True)] and listing.any_options
     exporter = next(form for form in forms if form.commands == ["exporter"])
     assert exporter.options == {
-        "--listen": "host:port", "--max-requests": "n", "--max-connections": "n", "--client-timeout": "seconds"
+        "--listen": "host:port",
+        "--max-requests": "n",
+        "--max-connections": "n",
+        "--client-timeout": "seconds",
     }
     agent = next(form for form in forms if form.commands == ["agent"])
     assert agent.before == ["-d"] and not agent.any_options
@@ -204,7 +207,10 @@ def test_synopsis_matches_the_command_spec():
                 assert argument in arguments, (command.name, argument, arguments)
                 shown_arguments.add(argument[0])
             required = [name for name, optional, _ in arguments if not optional]
-            assert [name for name, _, _ in form.arguments if name in required] == required, (command.name, form.arguments)
+            assert [name for name, _, _ in form.arguments if name in required] == required, (
+                command.name,
+                form.arguments,
+            )
         assert shown_options == {option.name for option in command.options}, (command.name, shown_options)
         assert shown_arguments == {a.metavar.lower() for a in command.arguments}, (command.name, shown_arguments)
     named = {name for form in forms for name in form.commands}
@@ -252,7 +258,9 @@ def test_exit_statuses_match_the_program():
 def test_environment_lists_every_variable_the_program_reads():
     read = set()
     for source in (ROOT / "xbctl").glob("*.py"):
-        read.update(re.findall(r"(?<![A-Z_])(XBCTL_[A-Z_]+|XENSTORED_[A-Z]+|NO_COLOR|XDG_STATE_HOME)", source.read_text()))
+        read.update(
+            re.findall(r"(?<![A-Z_])(XBCTL_[A-Z_]+|XENSTORED_[A-Z]+|NO_COLOR|XDG_STATE_HOME)", source.read_text())
+        )
     documented = set(re.findall(r"^\.It Ev (\S+)", section("ENVIRONMENT"), re.M))
     assert read <= documented, sorted(read - documented)
 
@@ -333,9 +341,7 @@ def test_save_and_restore_example_works_on_the_simulator(tmp_path):
     assert xbctl, "xbctl is not installed"
 
     def sh(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
+        return subprocess.run(["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
     assert sh("xbctl sim reset").returncode == 0
     assert sh("xbctl -d web -q min 64M").returncode == 0
@@ -395,8 +401,12 @@ def test_conf_page_example_applies(tmp_path):
     path = tmp_path / lines[0][2:].lstrip("/")
     path.parent.mkdir(parents=True)
     path.write_text(body)
-    env = {**os.environ, "XBCTL_CONF_ROOT": str(tmp_path), "XBCTL_TRANSPORT": "sim",
-           "XBCTL_SIM_STATE": str(tmp_path / "sim.json")}
+    env = {
+        **os.environ,
+        "XBCTL_CONF_ROOT": str(tmp_path),
+        "XBCTL_TRANSPORT": "sim",
+        "XBCTL_SIM_STATE": str(tmp_path / "sim.json"),
+    }
     done = subprocess.run([shutil.which("xbctl"), "--system"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "web: machdep.xen.balloon.min: 131072 -> 262144" in done.stdout

@@ -9,7 +9,6 @@ import ast
 import re
 
 import pytest
-
 from test_man import section
 from xen_fixtures import GIB, HVM_VIDEORAM_KIB, MIB
 
@@ -94,7 +93,8 @@ def evaluate(expression: str, names: dict[str, int]) -> int:
         if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult, ast.Div):
             left, right = value(node.left), value(node.right)
             return {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}.get(
-                type(node.op), left / right if right else float("nan"))
+                type(node.op), left / right if right else float("nan")
+            )
         raise AssertionError(f"{expression!r}: not an argument the test can evaluate")
 
     result = value(ast.parse(expression, mode="eval").body)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from xenharness import ensure_node_exporter, ensure_promtool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +27,22 @@ DASHBOARD = ROOT / "monitoring" / "xbctl-dashboard.json"
 TARGET_LABELS = {"job", "instance"}
 # What the rules may name beside xbctl's: Prometheus' own up, node_exporter's textfile mtime.
 FOREIGN = {"up": {"job", "instance"}, "node_textfile_mtime_seconds": {"job", "instance", "file"}}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-            "offset", "inf", "nan", "atan2"}
+KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +77,20 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> dict[str, set[str]]:
     """{metric: its label names} of a real scrape of `xbctl exporter` (on the simulated host)."""
-    env = {**os.environ, "XBCTL_TRANSPORT": "sim",
-           "XBCTL_SIM_STATE": str(tmp_path_factory.mktemp("sim") / "state.json")}
+    env = {
+        **os.environ,
+        "XBCTL_TRANSPORT": "sim",
+        "XBCTL_SIM_STATE": str(tmp_path_factory.mktemp("sim") / "state.json"),
+    }
     port = free_port()
-    process = subprocess.Popen([shutil.which("xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [shutil.which("xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         page = get(f"http://127.0.0.1:{port}/metrics", process)
     finally:
@@ -115,12 +137,18 @@ def test_the_expression_check_can_fail(served):
     # The checks below are only as good as this one: it must catch a metric or a label that
     # does not exist, in selectors, bare names and arithmetic.
     assert unserved('xen_balloon_target_bytes{domain="web",domid="1"}', served) == [
-        "xen_balloon_target_bytes labels ['domid']"]
+        "xen_balloon_target_bytes labels ['domid']"
+    ]
     assert unserved("sum by (domain) (xen_balloon_target_byte) / on(domain) xen_balloon_max_bytes", served) == [
-        "metric xen_balloon_target_byte"]
-    assert unserved('rate(xen_balloon_bogus[5m]) > 0 and up == 0', served, FOREIGN) == ["metric xen_balloon_bogus"]
-    assert unserved('max_over_time(xen_balloon_up{instance=~"$instance"}[1h:5m]) unless xen_balloon_scrape_error == 1',
-                    served) == []
+        "metric xen_balloon_target_byte"
+    ]
+    assert unserved("rate(xen_balloon_bogus[5m]) > 0 and up == 0", served, FOREIGN) == ["metric xen_balloon_bogus"]
+    assert (
+        unserved(
+            'max_over_time(xen_balloon_up{instance=~"$instance"}[1h:5m]) unless xen_balloon_scrape_error == 1', served
+        )
+        == []
+    )
     assert unserved('xen_balloon_domain_info{domain=~"$domain",domid!="0"}', served) == []
 
 
@@ -134,8 +162,9 @@ def test_rules_pass_promtool_check(promtool):
 
 
 def test_rules_pass_their_promtool_tests(promtool, tmp_path):
-    done = subprocess.run([str(promtool), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(promtool), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
     # The tests can fail: the same tests against rules whose driver alert ignores what the
     # driver says (`or` for `unless`) fail.
@@ -159,8 +188,14 @@ def test_rules_name_what_the_exporter_serves(served):
     names = [rule["alert"] for rule in rules()]
     # What the kit promises: a balloon stuck below target, a driver that does not answer, the
     # host overcommitted, the exporter (or its textfile) down.
-    for needed in ("XenBalloonStuckBelowTarget", "XenBalloonDriverNotAnswering", "XenHostMemoryOvercommitted",
-                   "XbctlExporterDown", "XbctlTextfileStale", "XenBalloonScrapeFailing"):
+    for needed in (
+        "XenBalloonStuckBelowTarget",
+        "XenBalloonDriverNotAnswering",
+        "XenHostMemoryOvercommitted",
+        "XbctlExporterDown",
+        "XbctlTextfileStale",
+        "XenBalloonScrapeFailing",
+    ):
         assert needed in names, names
     for rule in rules():
         assert unserved(rule["expr"], served, FOREIGN) == [], (rule["alert"], rule["expr"])
@@ -213,9 +248,17 @@ def test_dashboard_queries_parse(promtool, tmp_path):
     expressions = dashboard_expressions()
     for expr in expressions:
         assert set(re.findall(r"\$\{?(\w+)", expr)) <= defined, expr
-    recorded = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query{number}", "expr": re.sub(r"\$\{?\w+\}?", ".*", expr)}
-        for number, expr in enumerate(expressions)]}]}
+    recorded = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query{number}", "expr": re.sub(r"\$\{?\w+\}?", ".*", expr)}
+                    for number, expr in enumerate(expressions)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard.rules.yml"
     path.write_text(yaml.safe_dump(recorded))
     done = subprocess.run([str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
@@ -251,9 +294,18 @@ def test_node_exporter_reads_the_textfile(xbctl, tmp_path):
     assert outcome.status == 0, outcome
     port = free_port()
     node_exporter = subprocess.Popen(
-        [str(ensure_node_exporter()), "--collector.disable-defaults", "--collector.textfile",
-         f"--collector.textfile.directory={directory}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            str(ensure_node_exporter()),
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={directory}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         page = get(f"http://127.0.0.1:{port}/metrics", node_exporter)
     finally:

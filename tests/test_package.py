@@ -35,25 +35,37 @@ PROMETHEUS_CLIENT_OLDEST = "0.16"  # Debian 12's python3-prometheus-client, reco
 
 def debian_env(**extra: str) -> dict[str, str]:
     # PYTHONNOUSERSITE: Debian's Python sees Debian's packages only, never a Typer under ~/.local.
-    return {"HOME": os.environ.get("HOME", "/root"), "PATH": DEBIAN_PATH, "LANG": "C.UTF-8",
-            "PYTHONNOUSERSITE": "1", **extra}
+    return {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": DEBIAN_PATH,
+        "LANG": "C.UTF-8",
+        "PYTHONNOUSERSITE": "1",
+        **extra,
+    }
 
 
 def installed_env(installed: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment to run the unpacked package with Debian's Python, on the simulator."""
-    return debian_env(PYTHONPATH=str(installed / DEBIAN_SITE.lstrip("/")), XBCTL_TRANSPORT="sim",
-                      XBCTL_SIM_STATE=str(tmp_path / "sim.json"), COLUMNS="100", **extra)
+    return debian_env(
+        PYTHONPATH=str(installed / DEBIAN_SITE.lstrip("/")),
+        XBCTL_TRANSPORT="sim",
+        XBCTL_SIM_STATE=str(tmp_path / "sim.json"),
+        COLUMNS="100",
+        **extra,
+    )
 
 
 def run(argv: list[str], *, env: dict, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def copy_tree(destination: Path) -> Path:
     """The project's files (tracked, or new and not ignored) copied to DESTINATION."""
-    files = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                env={**os.environ}, cwd=ROOT).stdout.split("\0")
+    files = run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], env={**os.environ}, cwd=ROOT
+    ).stdout.split("\0")
     for name in files:
         if not name or name.startswith(".venv/") or not (ROOT / name).is_file():
             continue
@@ -125,14 +137,21 @@ def test_package_puts_each_file_where_its_tool_looks(deb):
     assert recommends == f"python3-prometheus-client (>= {PROMETHEUS_CLIENT_OLDEST})", recommends
     candidate = run(["apt-cache", "policy", "python3-prometheus-client"], env=debian_env()).stdout
     version = re.search(r"Candidate: (\S+)", candidate).group(1)
-    assert run(["dpkg", "--compare-versions", version, "ge", PROMETHEUS_CLIENT_OLDEST], env=debian_env()).returncode == 0
+    assert (
+        run(["dpkg", "--compare-versions", version, "ge", PROMETHEUS_CLIENT_OLDEST], env=debian_env()).returncode == 0
+    )
     conffiles = run(["dpkg-deb", "-I", str(deb), "conffiles"], env=debian_env()).stdout
     assert conffiles.split() == ["/etc/xbctl.conf"], conffiles
     # What the optional parts need: libxenctrl (the hypervisor), node_exporter (the textfile
     # timer; Debian 12 has 1.5, which reads /var/lib/prometheus/node-exporter), xenstored.
-    suggests = [item.strip() for item in run(["dpkg-deb", "-f", str(deb), "Suggests"], env=debian_env()).stdout.split(",")]
-    assert suggests == ["libxenmisc4.17", f"prometheus-node-exporter (>= {NODE_EXPORTER_OLDEST})",
-                        "xen-utils-4.17 | xen-utils"], suggests
+    suggests = [
+        item.strip() for item in run(["dpkg-deb", "-f", str(deb), "Suggests"], env=debian_env()).stdout.split(",")
+    ]
+    assert suggests == [
+        "libxenmisc4.17",
+        f"prometheus-node-exporter (>= {NODE_EXPORTER_OLDEST})",
+        "xen-utils-4.17 | xen-utils",
+    ], suggests
     candidate = run(["apt-cache", "policy", "prometheus-node-exporter"], env=debian_env()).stdout
     version = re.search(r"Candidate: (\S+)", candidate).group(1)
     assert run(["dpkg", "--compare-versions", version, "ge", NODE_EXPORTER_OLDEST], env=debian_env()).returncode == 0
@@ -212,8 +231,11 @@ def test_installed_xbctl_runs_on_debians_python(installed, tmp_path):
     # line needs neither Typer nor rich.
     script = installed / "usr/bin/xbctl"
     assert script.read_text().startswith("#!/usr/bin/python3\n")
-    env = debian_env(PYTHONPATH=str(installed / "usr/lib/python3/dist-packages"),
-                     XBCTL_SIM_STATE=str(tmp_path / "sim.json"), XBCTL_TRANSPORT="sim")
+    env = debian_env(
+        PYTHONPATH=str(installed / "usr/lib/python3/dist-packages"),
+        XBCTL_SIM_STATE=str(tmp_path / "sim.json"),
+        XBCTL_TRANSPORT="sim",
+    )
     done = run([str(script), "-a"], env=env)
     assert done.returncode == 0, done
     assert done.stdout.splitlines() == [
@@ -242,9 +264,15 @@ def test_installed_exporter_serves_on_debians_prometheus_client(installed, tmp_p
     with socket.socket() as probe_port:
         probe_port.bind(("127.0.0.1", 0))
         port = probe_port.getsockname()[1]
-    with subprocess.Popen([str(installed / "usr/bin/xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"], env=env,
-                          cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+    with subprocess.Popen(
+        [str(installed / "usr/bin/xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         try:
             said = process.stderr.readline()  # bounded: printed once listening, or the process ends
             assert said == f"xbctl: serving metrics at http://127.0.0.1:{port}/metrics\n", (said, process.stderr.read())
@@ -265,16 +293,25 @@ def test_installed_exporter_serves_on_debians_prometheus_client(installed, tmp_p
 # Help and usage errors: Typer's work. Each comes out of the unpacked package on Debian's own
 # Typer exactly as out of this tree on the pinned Typer the tests run with.
 TYPER_LINES = [
-    ["--help"], ["mem-set", "--help"], ["list", "--help"], ["sim", "reset", "--help"],
-    ["-Z"], ["mem-set", "web"], ["list", "--bogus"], ["--transport", "bogus", "-a"], ["sim", "reset", "--clock", "x"],
+    ["--help"],
+    ["mem-set", "--help"],
+    ["list", "--help"],
+    ["sim", "reset", "--help"],
+    ["-Z"],
+    ["mem-set", "web"],
+    ["list", "--bogus"],
+    ["--transport", "bogus", "-a"],
+    ["sim", "reset", "--clock", "x"],
 ]
 
 
 def test_installed_help_and_usage_errors_on_debians_typer(installed, tmp_path):
     env = installed_env(installed, tmp_path)
     # Typer 0.2x carries its own click (typer._click; no `click` need be installed beside it).
-    probe = ("import typer\ntry:\n    from typer import _click as click\nexcept ImportError:\n    import click\n"
-             "print(typer.__version__, typer.__file__, getattr(click, '__version__', 'bundled'))")
+    probe = (
+        "import typer\ntry:\n    from typer import _click as click\nexcept ImportError:\n    import click\n"
+        "print(typer.__version__, typer.__file__, getattr(click, '__version__', 'bundled'))"
+    )
     typer_version, typer_file, click_version = run([DEBIAN_PYTHON, "-c", probe], env=env, cwd=tmp_path).stdout.split()
     assert typer_file.startswith(DEBIAN_SITE + "/") and typer_version == installed_typer_version(), typer_file
     script = str(installed / "usr/bin/xbctl")
@@ -283,21 +320,35 @@ def test_installed_help_and_usage_errors_on_debians_typer(installed, tmp_path):
     assert help_text.stdout.startswith("Usage: xbctl [OPTIONS] COMMAND [ARGS]...\n"), help_text.stdout[:500]
     assert "\nCommands:\n  current " in help_text.stdout and "╭" not in help_text.stdout, help_text.stdout
     mem_set = run([script, "mem-set", "--help"], env=env)
-    assert mem_set.returncode == 0 and mem_set.stdout.startswith("Usage: xbctl mem-set [OPTIONS] DOMAIN SIZE\n"), mem_set
+    assert mem_set.returncode == 0 and mem_set.stdout.startswith("Usage: xbctl mem-set [OPTIONS] DOMAIN SIZE\n"), (
+        mem_set
+    )
     unknown = run([script, "-Z"], env=env)
     assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
-        2, "", "xbctl: no such option: -Z\nxbctl: hint: see 'xbctl --help'\n"), unknown
+        2,
+        "",
+        "xbctl: no such option: -Z\nxbctl: hint: see 'xbctl --help'\n",
+    ), unknown
     # The same words as the pinned Typer's, from this tree (the test run's Python).
     pinned = run([sys.executable, "-c", probe], env={**os.environ}, cwd=tmp_path).stdout.split()[0]
-    tree_env = {**os.environ, "PYTHONPATH": str(ROOT), "XBCTL_TRANSPORT": "sim",
-                "XBCTL_SIM_STATE": str(tmp_path / "tree-sim.json"), "COLUMNS": "100"}
+    tree_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XBCTL_TRANSPORT": "sim",
+        "XBCTL_SIM_STATE": str(tmp_path / "tree-sim.json"),
+        "COLUMNS": "100",
+    }
     for args in TYPER_LINES:
         debian = run([script, *args], env=env)
         tree = run([sys.executable, "-m", "xbctl", *args], env=tree_env, cwd=tmp_path)
         assert debian.returncode in (0, 2) and (debian.stdout or debian.stderr), (args, debian)
         versions = f"Debian's Typer {typer_version} (click {click_version}), pinned Typer {pinned}"
         assert (debian.returncode, debian.stdout, debian.stderr) == (tree.returncode, tree.stdout, tree.stderr), (
-            args, versions, debian, tree)
+            args,
+            versions,
+            debian,
+            tree,
+        )
 
 
 def test_installed_man_page_renders(installed):
@@ -316,21 +367,23 @@ def test_installed_bash_completion_completes(installed, tmp_path):
     bin_dir.mkdir()
     (bin_dir / "xbctl").symlink_to(installed / "usr/bin/xbctl")
     completion = installed / "usr/share/bash-completion/completions/xbctl"
-    script = "\n".join([
-        f"source {completion}",
-        "COMP_LINE='xbctl mem-'; COMP_POINT=${#COMP_LINE}",
-        "COMP_WORDS=(xbctl mem-); COMP_CWORD=1",
-        'COMPREPLY=(); _xbctl_completion xbctl mem- xbctl',
-        'printf "%s\\n" "${COMPREPLY[@]}"',
-        "COMP_LINE='xbctl pol'; COMP_POINT=${#COMP_LINE}",
-        "COMP_WORDS=(xbctl pol); COMP_CWORD=1",
-        'COMPREPLY=(); _xbctl_completion xbctl pol xbctl',
-        'printf "%s\\n" "${COMPREPLY[@]}"',
-        "COMP_LINE='xbctl -d w'; COMP_POINT=${#COMP_LINE}",  # a domain: click resolves the option
-        "COMP_WORDS=(xbctl -d w); COMP_CWORD=2",
-        'COMPREPLY=(); _xbctl_completion xbctl w -d',
-        'printf "%s\\n" "${COMPREPLY[@]}"',
-    ])
+    script = "\n".join(
+        [
+            f"source {completion}",
+            "COMP_LINE='xbctl mem-'; COMP_POINT=${#COMP_LINE}",
+            "COMP_WORDS=(xbctl mem-); COMP_CWORD=1",
+            "COMPREPLY=(); _xbctl_completion xbctl mem- xbctl",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+            "COMP_LINE='xbctl pol'; COMP_POINT=${#COMP_LINE}",
+            "COMP_WORDS=(xbctl pol); COMP_CWORD=1",
+            "COMPREPLY=(); _xbctl_completion xbctl pol xbctl",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+            "COMP_LINE='xbctl -d w'; COMP_POINT=${#COMP_LINE}",  # a domain: click resolves the option
+            "COMP_WORDS=(xbctl -d w); COMP_CWORD=2",
+            "COMPREPLY=(); _xbctl_completion xbctl w -d",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+        ]
+    )
     env = installed_env(installed, tmp_path, PATH=f"{bin_dir}:{DEBIAN_PATH}", HOME=str(tmp_path))
     done = run(["bash", "--norc", "--noprofile", "-c", script], env=env, timeout=60)
     assert done.returncode == 0, done

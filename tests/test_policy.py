@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pyxs import Client
-
 from conftest import assert_clean_failure
+from pyxs import Client
 from xen_fixtures import XenHost, lay_out_host
 
 from xbctl.conf import configuration_files
@@ -47,9 +46,7 @@ def test_files_in_sysctl_order(tmp_path):
     (root / "etc/xbctl.d/dir.conf").mkdir()
     files = configuration_files(str(root))
     # By file name across both directories, /etc's replacing /usr/lib's; xbctl.conf last.
-    assert files == [
-        str(early), str(vendor_only), str(root / "etc/xbctl.d/30-masked.conf"), str(admin), str(main)
-    ]
+    assert files == [str(early), str(vendor_only), str(root / "etc/xbctl.d/30-masked.conf"), str(admin), str(main)]
     assert str(overridden) not in files and str(masked) not in files
 
 
@@ -75,7 +72,9 @@ def test_policy_applies_later_files_over_earlier(xbctl, tmp_path):
     assert xbctl.value("min", "web") == 200 * 1024
     assert xbctl.value("min", "db") == 600 * 1024
     # Which file set what: FILE:LINE on every change, in the order the lines apply.
-    assert f"web (1): machdep.xen.balloon.target: 786432 -> 716800 ({root}/etc/xbctl.d/50-site.conf:2)\n" in outcome.stderr
+    assert (
+        f"web (1): machdep.xen.balloon.target: 786432 -> 716800 ({root}/etc/xbctl.d/50-site.conf:2)\n" in outcome.stderr
+    )
     assert f"web (1): machdep.xen.balloon.target: 716800 -> 655360 ({root}/etc/xbctl.conf:2)\n" in outcome.stderr
     assert f"web (1): machdep.xen.balloon.min: 131072 -> 204800 ({root}/etc/xbctl.d/50-site.conf:3)\n" in outcome.stderr
     assert "900M" not in outcome.stderr and "921600" not in outcome.stderr
@@ -91,7 +90,10 @@ def test_refusal_for_one_domain_does_not_stop_the_others(xbctl, tmp_path):
     write_conf(root, "etc/xbctl.conf", "[db]\nmin = 9G\n[ghost]\ntarget = 1G\n[web]\ntarget = 600M\n")
     outcome = xbctl("policy", env={"XBCTL_CONF_ROOT": str(root)})
     assert outcome.status == 1, outcome
-    assert f"db (2): not applied: {root}/etc/xbctl.conf:2: machdep.xen.balloon.min: Operation not permitted" in outcome.stderr
+    assert (
+        f"db (2): not applied: {root}/etc/xbctl.conf:2: machdep.xen.balloon.min: Operation not permitted"
+        in outcome.stderr
+    )
     assert f"[ghost] ({root}/etc/xbctl.conf:4): no such domain now; skipped" in outcome.stderr
     assert xbctl.value("target", "web") == 600 * 1024
     assert xbctl.value("min", "db") != 9 * GIB_KIB
@@ -127,9 +129,13 @@ def test_a_refused_file_is_left_out_for_that_domain_alone(xbctl, tmp_path):
     outcome = xbctl("policy", env={"XBCTL_CONF_ROOT": str(root)})
     assert outcome.status == 1, outcome
     # mail's max is 512 MiB: 10-every.conf is left out for mail, whose 20-mail.conf still applies.
-    assert (f"mail (3): not applied: {every}:2: machdep.xen.balloon.min: Operation not permitted: "
-            f"600 MiB (614400 KiB) is above max 512 MiB (524288 KiB); {every} left out for this domain") in outcome.stderr
-    assert f"web (1): ignored: {every}:4: machdep.xen.balloon.colour: unknown node" in outcome.stderr  # "-": not a failure
+    assert (
+        f"mail (3): not applied: {every}:2: machdep.xen.balloon.min: Operation not permitted: "
+        f"600 MiB (614400 KiB) is above max 512 MiB (524288 KiB); {every} left out for this domain"
+    ) in outcome.stderr
+    assert (
+        f"web (1): ignored: {every}:4: machdep.xen.balloon.colour: unknown node" in outcome.stderr
+    )  # "-": not a failure
     assert xbctl.value("target", "mail") == 400 * 1024 and xbctl.value("min", "mail") == 256 * 1024
     assert [xbctl.value("min", d) for d in ("web", "db")] == [600 * 1024, 600 * 1024]
     # mail counts as configured (its other file was written): the next pass leaves every domain alone.
@@ -267,7 +273,9 @@ def test_record_is_replaced_whole_or_not_at_all(xbctl, conf_env, monkeypatch):
     left.write_text("{")
     monkeypatch.setattr(configured.os, "replace", crash)
     outcome = xbctl("policy", env=conf_env)
-    assert_clean_failure_after_log(outcome, 3, f"the record of configured domains {record}: cannot write it: No space left on device")
+    assert_clean_failure_after_log(
+        outcome, 3, f"the record of configured domains {record}: cannot write it: No space left on device"
+    )
     assert renamed == [record]
     assert record.read_text() == kept  # the old record, whole
     assert sorted(p.name for p in record.parent.iterdir() if p.name.endswith(".tmp")) == []
@@ -286,7 +294,9 @@ def test_an_unwritable_record_fails_before_anything_is_written(xs, tmp_path):
     (tmp_path / "a-file").write_text("")
     env = {"XBCTL_CONF_ROOT": str(root), "XBCTL_RUNTIME_DIR": str(tmp_path / "a-file" / "xbctl")}
     before = xs.listing()
-    assert_clean_failure(xs.process("policy", env=env), 3, "a-file/xbctl/configured.json: cannot write it: Not a directory")
+    assert_clean_failure(
+        xs.process("policy", env=env), 3, "a-file/xbctl/configured.json: cannot write it: Not a directory"
+    )
     assert_clean_failure(xs.process("policy", "--follow", env=env, timeout=30), 3, "cannot write it: Not a directory")
     assert xs.listing() == before
     # A dry run writes no record, so it needs none.
@@ -304,7 +314,14 @@ def test_policy_help_lists_its_options(xbctl):
     assert "with --system or policy" in " ".join(top.split())
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"format": "something else"}', '{"format": "xbctl-configured-domains", "version": 99, "domains": {}}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"format": "something else"}',
+        '{"format": "xbctl-configured-domains", "version": 99, "domains": {}}',
+    ],
+)
 def test_a_damaged_record_changes_nothing(xbctl, conf_env, text):
     record = xbctl.state_path.with_name("sim.json.configured.json")
     record.write_text(text)
@@ -385,16 +402,24 @@ def restart(service: Service) -> Service:
 
 
 def create_domain(
-    client: Client, domid: int, name: str | None, static_max_kib: int = GIB_KIB,
-    uuid: str | None = None, start_time: str | None = None,
+    client: Client,
+    domid: int,
+    name: str | None,
+    static_max_kib: int = GIB_KIB,
+    uuid: str | None = None,
+    start_time: str | None = None,
 ) -> None:
     """DOMID's nodes as libxl writes them before it introduces the domain (NAME None: not yet);
     with UUID, its `vm` link to /vm/UUID holding uuid, name and START_TIME."""
     base = f"/local/domain/{domid}"
     client.mkdir(base.encode())
     client.set_perms(base.encode(), [b"n0", f"r{domid}".encode()])
-    nodes = [("domid", str(domid)), ("memory/static-max", str(static_max_kib)),
-             ("memory/target", str(static_max_kib)), ("memory/videoram", "-1")]
+    nodes = [
+        ("domid", str(domid)),
+        ("memory/static-max", str(static_max_kib)),
+        ("memory/target", str(static_max_kib)),
+        ("memory/videoram", "-1"),
+    ]
     if name is not None:
         nodes.insert(0, ("name", name))
     if uuid is not None:
@@ -431,8 +456,10 @@ def wait_for_values(host: XenHost, domid: int, expected: dict[str, str], timeout
     """Seconds until DOMID's nodes hold EXPECTED (read with the C client); fails after TIMEOUT_S."""
     started = time.monotonic()
     while True:
-        found = {rel: host.read(f"/local/domain/{domid}/{rel}") if host.exists(f"/local/domain/{domid}/{rel}") else None
-                 for rel in expected}
+        found = {
+            rel: host.read(f"/local/domain/{domid}/{rel}") if host.exists(f"/local/domain/{domid}/{rel}") else None
+            for rel in expected
+        }
         elapsed = time.monotonic() - started
         if found == expected:
             return elapsed
@@ -446,8 +473,9 @@ APPLIED = {"memory/target": str(512 * 1024), "memory/dynamic-min": str(256 * 102
 def test_follow_applies_at_start_and_to_a_domain_introduced_later(private_xs, service):
     # At start: web, which exists.
     assert private_xs.dom(1, "memory/dynamic-min") == str(200 * 1024)
-    assert any("[app] (" in line and "no such domain now; its settings apply when it appears" in line
-               for line in service.lines), service.lines
+    assert any(
+        "[app] (" in line and "no such domain now; its settings apply when it appears" in line for line in service.lines
+    ), service.lines
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         create_domain(client, 6, "app")
         assert not private_xs.exists("/local/domain/6/memory/dynamic-min")
@@ -519,7 +547,9 @@ def test_sighup_rereads_the_configuration_and_leaves_configured_domains(private_
     service.conf_path.write_text("[app]\nmin = lots\n")
     service.process.send_signal(signal.SIGHUP)
     service.wait_for_line(f"{service.conf_path}:2: machdep.xen.balloon.min: invalid size 'lots'", after=seen)
-    service.wait_for_line(f"{service.conf_path}: does not parse now; the version read before stays in force", after=seen)
+    service.wait_for_line(
+        f"{service.conf_path}: does not parse now; the version read before stays in force", after=seen
+    )
     # A domain that appears gets the settings re-read.
     with Client(unix_socket_path=str(private_xs.socket_path)) as client:
         create_domain(client, 6, "app")
@@ -688,10 +718,17 @@ def test_follow_with_a_file_that_does_not_parse_applies_the_others_and_runs_on(p
 def test_follow_is_ready_for_systemd_once_the_running_domains_are_configured(private_xs, tmp_path, abstract):
     root = tmp_path / "conf"
     write_conf(root, "etc/xbctl.d/50-guests.conf", "[web]\nmin = 200M\n[d*]\nmin = 600M\n[mail]\ntarget = 400M\n")
-    expected = {(1, "memory/dynamic-min"): str(200 * 1024), (2, "memory/dynamic-min"): str(600 * 1024),
-                (3, "memory/target"): str(400 * 1024)}
-    before = {key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}") if private_xs.exists(
-        f"/local/domain/{key[0]}/{key[1]}") else None for key in expected}
+    expected = {
+        (1, "memory/dynamic-min"): str(200 * 1024),
+        (2, "memory/dynamic-min"): str(600 * 1024),
+        (3, "memory/target"): str(400 * 1024),
+    }
+    before = {
+        key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}")
+        if private_xs.exists(f"/local/domain/{key[0]}/{key[1]}")
+        else None
+        for key in expected
+    }
     assert all(before[key] != value for key, value in expected.items()), before  # the pass has work to do
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         if abstract:  # sd_notify's "@name": a name in the abstract namespace, no file
@@ -712,8 +749,12 @@ def test_follow_is_ready_for_systemd_once_the_running_domains_are_configured(pri
                 before_ready.append(states)
             try:
                 # Xenstore as READY arrives: the first pass has configured the running domains.
-                at_ready = {key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}") if private_xs.exists(
-                    f"/local/domain/{key[0]}/{key[1]}") else None for key in expected}
+                at_ready = {
+                    key: private_xs.read(f"/local/domain/{key[0]}/{key[1]}")
+                    if private_xs.exists(f"/local/domain/{key[0]}/{key[1]}")
+                    else None
+                    for key in expected
+                }
             finally:
                 service.process.send_signal(signal.SIGCONT)
             assert at_ready == expected
@@ -738,9 +779,14 @@ def test_journal_lines_carry_priorities(private_xs, tmp_path):
         status = os.fstat(log.fileno())
         done = subprocess.run(
             [private_xs_command(), "policy"],
-            env=private_xs.process_env({"XBCTL_CONF_ROOT": str(root),
-                                        "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}),
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, timeout=60,
+            env=private_xs.process_env(
+                {"XBCTL_CONF_ROOT": str(root), "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+            ),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
         )
     lines = log_path.read_text().splitlines()
     assert done.returncode == 0, lines

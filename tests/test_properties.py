@@ -8,15 +8,24 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import Xbctl
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import Xbctl
 from xbctl.errors import ExitStatus, XbctlError
 from xbctl.units import MAX_KIB, parse_size
 
-UNIT_KIB = {"b": Fraction(1, 1024), "k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1024**2, "gib": 1024**2,
-            "t": 1024**3, "tib": 1024**3}
+UNIT_KIB = {
+    "b": Fraction(1, 1024),
+    "k": 1,
+    "kib": 1,
+    "m": 1024,
+    "mib": 1024,
+    "g": 1024**2,
+    "gib": 1024**2,
+    "t": 1024**3,
+    "tib": 1024**3,
+}
 WRITABLE = ("machdep.xen.balloon.target", "machdep.xen.balloon.min", "machdep.xen.balloon.xen-max")
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -78,8 +87,11 @@ sizes = st.one_of(
         st.one_of(st.just(""), st.integers(min_value=0, max_value=10**6).map(lambda n: f".{n}")),
         st.one_of(st.just(""), units_in_any_case()),
     ).map("".join),
-    st.tuples(st.sampled_from(["", "+", "-"]), st.sampled_from(["0x", "0X"]),
-              st.integers(min_value=0, max_value=2**60).map(lambda n: f"{n:x}")).map("".join),
+    st.tuples(
+        st.sampled_from(["", "+", "-"]),
+        st.sampled_from(["0x", "0X"]),
+        st.integers(min_value=0, max_value=2**60).map(lambda n: f"{n:x}"),
+    ).map("".join),
     st.text(max_size=30),
     st.text(alphabet="0123456789.+-xXkKmMgGtTbBiI _\t\n\u0665\uff15", max_size=12),
     around_the_dot,
@@ -114,8 +126,12 @@ def check_against_the_reference(text: str, default_unit: str, relative: bool) ->
         size = parse_size(text, default_unit=default_unit, allow_relative=relative)
     except XbctlError as exc:
         assert exc.status == ExitStatus.USAGE, exc
-        assert expected is None or abs(expected) > MAX_KIB or (text[:1] in "+-" and text and not relative) \
-            or len(text) > 64, (text, expected, exc.message)
+        assert (
+            expected is None
+            or abs(expected) > MAX_KIB
+            or (text[:1] in "+-" and text and not relative)
+            or len(text) > 64
+        ), (text, expected, exc.message)
         return
     assert expected is not None and abs(expected) <= MAX_KIB, (text, size)
     assert size.kib == expected
@@ -146,8 +162,28 @@ def test_any_target_on_the_command_line_is_written_as_the_reference_says_or_refu
 
 blanks = st.text(alphabet=" \t", max_size=3)
 plausible_values = st.one_of(
-    st.sampled_from(["600M", "700m", "786432", "0xC0000", "1G", "1.5G", "512MiB", "+4", "-4", "+1M", "-64m",
-                     "300M", "200M", "1024M", "2g", "2097152", "4096k", "1T"]),
+    st.sampled_from(
+        [
+            "600M",
+            "700m",
+            "786432",
+            "0xC0000",
+            "1G",
+            "1.5G",
+            "512MiB",
+            "+4",
+            "-4",
+            "+1M",
+            "-64m",
+            "300M",
+            "200M",
+            "1024M",
+            "2g",
+            "2097152",
+            "4096k",
+            "1T",
+        ]
+    ),
     st.integers(min_value=100, max_value=2048).map(lambda n: f"{n}M"),
     sizes,
 )

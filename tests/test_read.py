@@ -89,7 +89,10 @@ def test_list_json(xbctl):
     assert [d["name"] for d in document["domains"]] == ["Domain-0", "web", "db", "mail"]
     web = document["domains"][1]
     assert web["nodes"]["target"] == {
-        "name": "machdep.xen.balloon.target", "value_kib": 786432, "memory_target_kib": 786432, "videoram_kib": 0
+        "name": "machdep.xen.balloon.target",
+        "value_kib": 786432,
+        "memory_target_kib": 786432,
+        "videoram_kib": 0,
     }
     # three states: the driverless guest says so; Linux's (db) says nothing; NetBSD's publishes
     assert [d["has_driver"] for d in document["domains"]] == [True, True, None, False]

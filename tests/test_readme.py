@@ -35,8 +35,9 @@ def test_the_readme_is_short():
 
 
 def test_every_command_is_one_this_file_accounts_for():
-    commands = [line for line in code_lines() if not line.startswith("$ ") and not any(
-        line in printed for _, printed in tour())]
+    commands = [
+        line for line in code_lines() if not line.startswith("$ ") and not any(line in printed for _, printed in tour())
+    ]
     assert commands == [
         # tests/test_package.py::test_readme_first_command_works_with_debians_python runs it as written
         "python3 -m venv ~/.venvs/xbctl && ~/.venvs/xbctl/bin/pip install . && ~/.venvs/xbctl/bin/xbctl -a",
@@ -56,8 +57,12 @@ def test_the_path_line_puts_the_venv_first(tmp_path):
     home = tmp_path / "home"
     (home / ".venvs/xbctl/bin").mkdir(parents=True)
     os.symlink(shutil.which("xbctl"), home / ".venvs/xbctl/bin/xbctl")
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "XBCTL_TRANSPORT": "sim",
-           "XBCTL_SIM_STATE": str(tmp_path / "sim.json")}
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/bin:/bin",
+        "XBCTL_TRANSPORT": "sim",
+        "XBCTL_SIM_STATE": str(tmp_path / "sim.json"),
+    }
     now = subprocess.run(["bash", "-c", f"{line} && command -v xbctl"], env=env, capture_output=True, text=True)
     assert (now.returncode, now.stdout) == (0, f"{home}/.venvs/xbctl/bin/xbctl\n"), now
     later = subprocess.run(["bash", "-c", ". ~/.profile && xbctl -n target"], env=env, capture_output=True, text=True)
@@ -70,6 +75,7 @@ def test_the_tour_prints_what_the_readme_shows(tmp_path):
     env = {**os.environ, "XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json")}
     env.pop("XENSTORED_PATH", None)
     for command, printed in steps:
-        done = subprocess.run(["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            ["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert (done.stdout + done.stderr).splitlines() == printed, (command, done)

@@ -19,7 +19,6 @@ import os
 import re
 
 import pytest
-
 from conftest import Outcome
 from xen_fixtures import domain_uuid
 from xenharness.hypervisor import Domain
@@ -71,12 +70,15 @@ def pipe_rows(text: str) -> dict[int, dict[str, str]]:
     for line in lines[1:]:
         fields = line.split()
         for start in range(1, len(fields) - len(figures) + 1):
-            if all(re.fullmatch(r"\d+|-", f) for f in fields[start:start + len(figures)]):
+            if all(re.fullmatch(r"\d+|-", f) for f in fields[start : start + len(figures)]):
                 break
         else:
             raise AssertionError(f"not a list row: {line!r}")
-        row = {"Name": " ".join(fields[:start]), **dict(zip(figures, fields[start:start + len(figures)])),
-               header[-1]: " ".join(fields[start + len(figures):])}
+        row = {
+            "Name": " ".join(fields[:start]),
+            **dict(zip(figures, fields[start : start + len(figures)])),
+            header[-1]: " ".join(fields[start + len(figures) :]),
+        }
         rows[int(row["ID"])] = row
     return rows
 
@@ -152,8 +154,12 @@ def test_list_json_equals_xl_list(real_host):
 
 def test_list_json_has_the_hosts_memory_as_xl_info_says(real_host):
     document = json.loads(real_host.step("list")["list_json"]["stdout"])
-    info = {key.strip(): value.strip() for key, value in
-            (line.split(":", 1) for line in real_host.results["facts"]["xl_info"].splitlines() if ":" in line)}
+    info = {
+        key.strip(): value.strip()
+        for key, value in (
+            line.split(":", 1) for line in real_host.results["facts"]["xl_info"].splitlines() if ":" in line
+        )
+    }
     capacity = document["capacity"]
     # xl info prints whole MiB, rounded down; xbctl has physinfo's exact total_pages * 4 KiB.
     assert capacity["total_kib"] // MIB == int(info["total_memory"]), (capacity, info["total_memory"])
@@ -191,8 +197,17 @@ def test_mem_set_wait_reaches_the_target_with_the_real_driver(real_host, step_na
 
 # Files of the guest's sysfs probe (guest-init.sh), in its order; those the balloon thread
 # changes by itself as it moves (its figures, its retry state) are compared only as read first.
-PROBED_FILES = ("target_kb", "target", "info/current_kb", "info/low_kb", "info/high_kb", "schedule_delay",
-                "max_schedule_delay", "retry_count", "max_retry_count")
+PROBED_FILES = (
+    "target_kb",
+    "target",
+    "info/current_kb",
+    "info/low_kb",
+    "info/high_kb",
+    "schedule_delay",
+    "max_schedule_delay",
+    "retry_count",
+    "max_retry_count",
+)
 MOVING_FILES = ("info/current_kb", "info/low_kb", "info/high_kb", "schedule_delay", "retry_count")
 
 
@@ -209,10 +224,15 @@ def test_the_sysfs_model_does_what_the_real_guests_driver_did(real_host, tmp_pat
     real_modes = dict(entry.split(":") for entry in lines[1][1].split())
     assert {name: int(mode, 8) for name, mode in real_modes.items()} == MODES
     model = LinuxBalloonSysfs(
-        tmp_path / "sys", current_kb=int(first["info/current_kb"]), target_kb=int(first["target_kb"]),
-        low_kb=int(first["info/low_kb"]), high_kb=int(first["info/high_kb"]),
-        retry={name: int(first[name], 16) for name in ("schedule_delay", "max_schedule_delay", "retry_count",
-                                                        "max_retry_count")},  # shown in hex
+        tmp_path / "sys",
+        current_kb=int(first["info/current_kb"]),
+        target_kb=int(first["target_kb"]),
+        low_kb=int(first["info/low_kb"]),
+        high_kb=int(first["info/high_kb"]),
+        retry={
+            name: int(first[name], 16)
+            for name in ("schedule_delay", "max_schedule_delay", "retry_count", "max_retry_count")
+        },  # shown in hex
     )
     assert model.shown() == {name: f"{text}\n" for name, text in first.items()}  # the show functions
     writes = lines[2:]
@@ -226,9 +246,10 @@ def test_the_sysfs_model_does_what_the_real_guests_driver_did(real_host, tmp_pat
         modelled = {file: value.rstrip("\n") for file, value in model.shown().items() if file not in MOVING_FILES}
         assert modelled == real, (name, text)
     # A writer that leaves its text in the tree's file meets the same store (what xbctl does).
-    files = LinuxBalloonSysfs(tmp_path / "files", current_kb=int(first["info/current_kb"]),
-                              target_kb=int(first["target_kb"]))
-    for _kind, name, text, status, _error, *after in writes:
+    files = LinuxBalloonSysfs(
+        tmp_path / "files", current_kb=int(first["info/current_kb"]), target_kb=int(first["target_kb"])
+    )
+    for _kind, name, text, _status, _error, *after in writes:
         if name == "target_kb":
             (files.directory / name).write_text(f"{text}\n")
             files.settle()
@@ -259,11 +280,14 @@ def test_mem_max_sets_xens_own_limit_as_xl_does(real_host):
 # ---------------------------------------------------------------- refusals change nothing
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("target_below_min", "below min"),
-    ("target_above_max", "above max"),
-    ("xen_max_below_target", "below"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("target_below_min", "below min"),
+        ("target_above_max", "above max"),
+        ("xen_max_below_target", "below"),
+    ],
+)
 def test_refusal_changes_nothing(real_host, case, message):
     step = real_host.step("refusals")
     refused = step["cases"][case]
@@ -297,9 +321,13 @@ def test_linux_driver_reads_unknown_in_the_exporter(real_host):
     samples = metrics(real_host.step("exporter")["scrape"]["text"])
     guest = str(real_host.results["guest_domid"])
     assert samples[("xen_balloon_domain_info", frozenset({("domain", GUEST), ("domid", guest)}))] == 1.0
-    states = {value: number for (name, labels), number in samples.items()
-              if name == "xen_balloon_driver_state" and ("domain", GUEST) in labels
-              for key, value in labels if key != "domain"}
+    states = {
+        value: number
+        for (name, labels), number in samples.items()
+        if name == "xen_balloon_driver_state" and ("domain", GUEST) in labels
+        for key, value in labels
+        if key != "domain"
+    }
     assert states.get("unknown") == 1.0, states
     assert states.get("no_driver", 0.0) == 0.0, states
 
@@ -314,10 +342,16 @@ def test_exporter_serves_every_domains_figures(real_host):
     held_kib = dump_kib(step["dump"])
     mem_mib = xl_mem_mib(step["xl"])
     # Values are keyed by name; the info series maps each name to its id.
-    domids = {dict(labels)["domain"]: int(dict(labels)["domid"]) for (name, labels) in samples
-              if name == "xen_balloon_domain_info"}
-    current = {domids[dict(labels)["domain"]]: value for (name, labels), value in samples.items()
-               if name == "xen_balloon_current_bytes"}
+    domids = {
+        dict(labels)["domain"]: int(dict(labels)["domid"])
+        for (name, labels) in samples
+        if name == "xen_balloon_domain_info"
+    }
+    current = {
+        domids[dict(labels)["domain"]]: value
+        for (name, labels), value in samples.items()
+        if name == "xen_balloon_current_bytes"
+    }
     assert set(current) == set(mem_mib)
     for domid, value in current.items():
         assert value == held_kib[domid] * 1024
@@ -438,8 +472,14 @@ def test_the_rig_leaves_what_the_real_hypervisor_leaves(real_host, hv_host):
     hv_host.hv.set_domain(domid, tot_pages=start["dump"]["nr_pages"], max_pages=start["dump"]["max_pages"])
     for node in ("target", "static-max", "videoram"):
         hv_host.write(f"/local/domain/{domid}/memory/{node}", start["nodes"][node])
-    hv_host.hv.write_userdata(domid, "web", hvm=False, uuid=domain_uuid(domid),
-                              max_memkb=int(start["nodes"]["static-max"]), target_memkb=int(start["nodes"]["target"]))
+    hv_host.hv.write_userdata(
+        domid,
+        "web",
+        hvm=False,
+        uuid=domain_uuid(domid),
+        max_memkb=int(start["nodes"]["static-max"]),
+        target_memkb=int(start["nodes"]["target"]),
+    )
     assert xl_list_mem(hv_host, domid) == start["xl"]["mem_mib"]
     compared = []
     for real_step in real["steps"]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import GIB, GUEST_ID, MIB
 
@@ -52,8 +51,10 @@ def test_target_counts_the_video_memory_everywhere(hv_host):
     assert exported == f"[db]\nmachdep.xen.balloon.target={target_kib}\n"  # -e prints what -n prints
     document = hv_host.process("--json", "-d", "db", "target").json()
     assert document["nodes"]["target"] == {
-        "name": "machdep.xen.balloon.target", "value_kib": target_kib,
-        "memory_target_kib": raw_kib, "videoram_kib": videoram_kib,
+        "name": "machdep.xen.balloon.target",
+        "value_kib": target_kib,
+        "memory_target_kib": raw_kib,
+        "videoram_kib": videoram_kib,
     }
     listed = {d["name"]: d for d in hv_host.process("--json", "list").json()["domains"]}
     assert listed["db"]["nodes"]["target"]["value_kib"] == target_kib
@@ -149,7 +150,10 @@ def test_a_linux_guests_driver_is_unknown_everywhere(hv_host):
     hv_host.write("/local/domain/1/control/feature-balloon", "0")
     warned = hv_host.process("mem-set", "web", "690")
     assert "warning: domain web says it has no balloon driver" in warned.stderr, warned
-    assert next(d for d in hv_host.process("--json", "list").json()["domains"] if d["name"] == "web")["has_driver"] is False
+    assert (
+        next(d for d in hv_host.process("--json", "list").json()["domains"] if d["name"] == "web")["has_driver"]
+        is False
+    )
 
 
 # ---------------------------------------------------------------- errors a person can act on
@@ -159,14 +163,22 @@ def test_refusals_speak_the_unit_typed_and_name_the_way_past(hv_host):
     before = hv_host.tree()
     above = hv_host.process("mem-set", "web", "2g")
     assert_clean_failure(
-        above, 1, "2 GiB (2097152 KiB) is above max 1 GiB (1048576 KiB): xen-max 1 GiB (1048576 KiB)",
+        above,
+        1,
+        "2 GiB (2097152 KiB) is above max 1 GiB (1048576 KiB): xen-max 1 GiB (1048576 KiB)",
         "raise xen-max first (xbctl mem-max DOMAIN SIZE)",
     )
     # db's ceiling counts its video memory, as xl mem-set compares memory/target with static-max
     hvm = hv_host.process("mem-set", "db", "2057")
-    assert_clean_failure(hvm, 1, "above max 2056 MiB (2105344 KiB): xen-max 2048 MiB (2097152 KiB) plus its 8192 KiB of video memory")
+    assert_clean_failure(
+        hvm, 1, "above max 2056 MiB (2105344 KiB): xen-max 2048 MiB (2097152 KiB) plus its 8192 KiB of video memory"
+    )
     low_max = hv_host.process("mem-max", "db", "1000")
-    assert_clean_failure(low_max, 1, "1000 MiB (1024000 KiB) is below target 1544 MiB (1581056 KiB) less its 8192 KiB of video memory (1536 MiB (1572864 KiB))")
+    assert_clean_failure(
+        low_max,
+        1,
+        "1000 MiB (1024000 KiB) is below target 1544 MiB (1581056 KiB) less its 8192 KiB of video memory (1536 MiB (1572864 KiB))",
+    )
     assert hv_host.hv.writes() == [] and hv_host.tree() == before
 
 
@@ -175,20 +187,34 @@ def test_growing_past_the_guests_boot_size_says_why(hv_host):
     hv_host.write("/local/domain/1/data/balloon/max", str(900 * MIB))
     before = hv_host.tree()
     refused = hv_host.process("-d", "web", "target", "950M")
-    assert_clean_failure(refused, 1, "950 MiB (972800 KiB) is above max 900 MiB (921600 KiB)", "boot-time size",
-                         "after it boots with more")
+    assert_clean_failure(
+        refused,
+        1,
+        "950 MiB (972800 KiB) is above max 900 MiB (921600 KiB)",
+        "boot-time size",
+        "after it boots with more",
+    )
     assert hv_host.hv.writes() == [] and hv_host.tree() == before
 
 
 @pytest.mark.parametrize("node, value", [("min", "4096"), ("target", "512"), ("xen-max", "60000")])
 def test_a_small_bare_number_in_a_node_command_is_kib_but_warns(xs, node, value):
     outcome = xs("--dry-run", "-d", "web", node, value)
-    assert f"xbctl: warning: machdep.xen.balloon.{node}: {value} is {value} KiB, as the driver counts; " \
-           f"write {value}M for {value} MiB" in outcome.stderr, outcome
+    assert (
+        f"xbctl: warning: machdep.xen.balloon.{node}: {value} is {value} KiB, as the driver counts; "
+        f"write {value}M for {value} MiB" in outcome.stderr
+    ), outcome
 
 
-@pytest.mark.parametrize("args", [("-d", "web", "min", "65536"), ("-d", "web", "min", "64M"),
-                                  ("mem-set", "web", "512"), ("-d", "web", "target", "-4")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-d", "web", "min", "65536"),
+        ("-d", "web", "min", "64M"),
+        ("mem-set", "web", "512"),
+        ("-d", "web", "target", "-4"),
+    ],
+)
 def test_no_unit_warning_where_none_is_due(xs, args):
     outcome = xs("--dry-run", *args)
     assert "M for" not in outcome.stderr, outcome

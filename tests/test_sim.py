@@ -7,8 +7,7 @@ import stat
 import subprocess
 
 import pytest
-
-from conftest import Xbctl, assert_clean_failure
+from conftest import assert_clean_failure
 
 MIB = 1024
 STEP_KIB = 512 * 4
@@ -199,8 +198,12 @@ def test_concurrent_relative_changes_lose_no_update(xbctl):
     env = {**os.environ, **{k: v for k, v in xbctl.env.items() if v is not None}}
     start_kib = xbctl.value("target", "web")
     writers = [
-        subprocess.Popen([exe, "-q", "-d", "web", "target", "+4" if i % 2 else "-8"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [exe, "-q", "-d", "web", "target", "+4" if i % 2 else "-8"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for i in range(24)
     ]
     reads = 0
@@ -272,9 +275,24 @@ def test_a_symlinked_state_path_updates_the_file_it_points_to(xbctl, tmp_path):
         lambda s: s["domains"][1].update(boot_kib=2**54, target_kib=2**54),
         lambda s: s["log"].append({"t": 1e308, "domain": "web", "message": "x"}),
     ],
-    ids=["position", "no-domains", "nan-offset", "log-entry", "string-kib", "float-kib", "huge-kib",
-         "negative-free", "bool-schema", "zero-rate", "unknown-field", "huge-offset", "huge-negative-tick",
-         "huge-rate", "huge-boot", "huge-log-time"],
+    ids=[
+        "position",
+        "no-domains",
+        "nan-offset",
+        "log-entry",
+        "string-kib",
+        "float-kib",
+        "huge-kib",
+        "negative-free",
+        "bool-schema",
+        "zero-rate",
+        "unknown-field",
+        "huge-offset",
+        "huge-negative-tick",
+        "huge-rate",
+        "huge-boot",
+        "huge-log-time",
+    ],
 )
 def test_damaged_fields_are_reported_as_corrupt(xbctl, damage):
     xbctl("-q", "mem-set", "web", "700")  # make sure a state file exists

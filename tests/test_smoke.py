@@ -2,8 +2,8 @@
 
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -25,8 +25,13 @@ def test_installed_command_prints_all_nodes(xbctl):
 
 def test_python_dash_m_runs_the_same_tool(xbctl):
     env = {**os.environ, **{k: v for k, v in xbctl.env.items() if v is not None}}
-    done = subprocess.run([sys.executable, "-m", "xbctl", "-n", "-d", "web", "target"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "xbctl", "-n", "-d", "web", "target"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "786432\n", "")
 
 
@@ -43,13 +48,23 @@ def test_unusable_state_directory_is_a_clear_error(xbctl):
 
 def _on_terminal(xbctl, *args, extra_env=None):
     """Run xbctl ARGS on a pseudo-terminal (util-linux script); returns (status, screen)."""
-    env = {**os.environ, **{k: v for k, v in xbctl.env.items() if v is not None}, "TERM": "xterm-256color",
-           "COLUMNS": "120"}
+    env = {
+        **os.environ,
+        **{k: v for k, v in xbctl.env.items() if v is not None},
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
     env.pop("NO_COLOR")
     env.update(extra_env or {})
     command = " ".join([shutil.which("xbctl"), *args])
-    done = subprocess.run(["script", "-qec", command, "/dev/null"], env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     return done.returncode, done.stdout
 
 
@@ -98,23 +113,36 @@ def _env(xbctl):
 def test_output_that_cannot_be_written_is_a_clear_error(xbctl):
     for args in (["-a"], ["--json", "-a"], ["list"], ["--help"]):
         with open("/dev/full", "w") as full:
-            done = subprocess.run([shutil.which("xbctl"), *args], env=_env(xbctl), stdout=full,
-                                  stderr=subprocess.PIPE, text=True, timeout=60)
+            done = subprocess.run(
+                [shutil.which("xbctl"), *args],
+                env=_env(xbctl),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr.startswith("xbctl: cannot write to standard output: No space left on device"), done.stderr
         assert "Traceback" not in done.stderr
 
 
 def test_closed_stdout_is_a_clear_error(xbctl):
-    done = subprocess.run([shutil.which("xbctl"), "-a"], env=_env(xbctl), stderr=subprocess.PIPE, text=True,
-                          timeout=60, preexec_fn=lambda: os.close(1))
+    done = subprocess.run(
+        [shutil.which("xbctl"), "-a"],
+        env=_env(xbctl),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
     assert done.returncode == 1
     assert done.stderr == "xbctl: cannot write to standard output: it is closed\n"
 
 
 def test_a_reader_that_goes_away_ends_xbctl_quietly_like_a_c_tool(xbctl):
-    reader_gone = subprocess.Popen([shutil.which("xbctl"), "-a"], env=_env(xbctl), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
+    reader_gone = subprocess.Popen(
+        [shutil.which("xbctl"), "-a"], env=_env(xbctl), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     reader_gone.stdout.close()
     assert reader_gone.wait(timeout=60) == -signal.SIGPIPE
     assert reader_gone.stderr.read() == b""
@@ -122,8 +150,13 @@ def test_a_reader_that_goes_away_ends_xbctl_quietly_like_a_c_tool(xbctl):
 
 def _interrupt_wait(xbctl, *options):
     """Start `xbctl OPTIONS --wait mem-set web 600`, Ctrl-C it once it waits; returns its Outcome."""
-    waiting = subprocess.Popen([shutil.which("xbctl"), *options, "--wait", "mem-set", "web", "600"],
-                               env=_env(xbctl), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        [shutil.which("xbctl"), *options, "--wait", "mem-set", "web", "600"],
+        env=_env(xbctl),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert waiting.stderr.readline() == "xbctl: web: current 786432 KiB, target 614400 KiB\n"
         waiting.send_signal(signal.SIGINT)
@@ -149,8 +182,7 @@ def test_ctrl_c_during_wait_with_json_still_prints_the_write(xbctl):
     assert "interrupted" in interrupted.stderr
     document = interrupted.json()
     assert document["kind"] == "write" and document["changes"][0]["new_kib"] == 614400
-    assert document["wait"] == {"reached": False, "current_kib": 786432, "target_kib": 614400,
-                                "reason": "interrupted"}
+    assert document["wait"] == {"reached": False, "current_kib": 786432, "target_kib": 614400, "reason": "interrupted"}
 
 
 def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
@@ -174,7 +206,9 @@ def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
     assert (written.status, written.stdout) == (0, "machdep.xen.balloon.target: 786432 -> 614400\n"), written
     helped = run("--help")
     assert_clean_failure(
-        helped, 3, "xbctl: this needs the Python package typer, which is not installed\n",
+        helped,
+        3,
+        "xbctl: this needs the Python package typer, which is not installed\n",
         "apt-get install python3-typer); reads and writes work without it",
     )
 
@@ -182,10 +216,33 @@ def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
 # What a read needs no part of: Typer and rich (help, the terminal's table), and the standard
 # library's slow imports (typing, pathlib, signal's enum...). Not timed: tests/benchmark.py times it.
 NOT_FOR_A_READ = {
-    "typer", "click", "rich", "shellingham", "typing", "pathlib", "signal", "dataclasses", "fractions",
-    "inspect", "tempfile", "subprocess", "threading", "ctypes", "socket", "fcntl", "math", "contextlib",
-    "xbctl.cli.typer_app", "xbctl.completion", "xbctl.output_rich", "xbctl.json_output", "xbctl.api_results",
-    "xbctl.rules", "xbctl.assignments", "xbctl.journal", "xbctl.capacity",
+    "typer",
+    "click",
+    "rich",
+    "shellingham",
+    "typing",
+    "pathlib",
+    "signal",
+    "dataclasses",
+    "fractions",
+    "inspect",
+    "tempfile",
+    "subprocess",
+    "threading",
+    "ctypes",
+    "socket",
+    "fcntl",
+    "math",
+    "contextlib",
+    "xbctl.cli.typer_app",
+    "xbctl.completion",
+    "xbctl.output_rich",
+    "xbctl.json_output",
+    "xbctl.api_results",
+    "xbctl.rules",
+    "xbctl.assignments",
+    "xbctl.journal",
+    "xbctl.capacity",
 }
 
 
@@ -199,8 +256,14 @@ def test_a_read_on_the_simulator_imports_only_what_it_needs(tmp_path):
     env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": ""})
 
     def imported(*args: str) -> set[str]:
-        done = subprocess.run([sys.executable, "-S", "-X", "importtime", *args], cwd=tree, env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-S", "-X", "importtime", *args],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done
         return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
 

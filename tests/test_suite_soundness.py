@@ -93,10 +93,22 @@ def test_the_walk_sees_what_it_must():
 def run_property_test(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """One property test of the suite, every example it tries printed."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--hypothesis-verbosity=verbose",
-         "tests/test_properties.py::test_every_spelling_around_the_dot_is_what_the_reference_says", *args],
-        cwd=ROOT, env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            "--hypothesis-verbosity=verbose",
+            "tests/test_properties.py::test_every_spelling_around_the_dot_is_what_the_reference_says",
+            *args,
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -116,7 +128,8 @@ def test_ci_runs_the_property_tests_derandomized_and_says_so():
 
 def test_outside_ci_the_header_prints_the_seed_that_runs_the_same_examples_again():
     first = run_property_test({"CI": None})
-    seed = re.search(r"^hypothesis: seed (\d+) \(pytest --hypothesis-seed=\1 runs the same examples again\)$",
-                     first.stdout, re.M)
+    seed = re.search(
+        r"^hypothesis: seed (\d+) \(pytest --hypothesis-seed=\1 runs the same examples again\)$", first.stdout, re.M
+    )
     assert seed, first.stdout[:2000]
     assert tried(run_property_test({"CI": None}, f"--hypothesis-seed={seed.group(1)}")) == tried(first)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import MIB
 
@@ -114,10 +113,14 @@ def test_system_json_names_the_line_behind_each_change(xbctl, root):
 @pytest.mark.parametrize(
     "text, status, message",
     [
-        (f"[web]\n{TARGET} = 600M\n[db]\n{TARGET} = bogus\n", 2, ":4: machdep.xen.balloon.target: invalid size 'bogus'"),
+        (
+            f"[web]\n{TARGET} = 600M\n[db]\n{TARGET} = bogus\n",
+            2,
+            ":4: machdep.xen.balloon.target: invalid size 'bogus'",
+        ),
         (f"[web]\n{TARGET} = 600M\n[db]\n{MIN} = 4G\n", 1, ":4: machdep.xen.balloon.min: Operation not permitted"),
         (f"[web]\n{TARGET} = 600M\n[db\n", 2, ":3: '[db' is neither a section nor an assignment"),
-        (f"[web]\nmachdep.xen.balloon.nosuch = 1\n", 4, ":2: "),
+        ("[web]\nmachdep.xen.balloon.nosuch = 1\n", 4, ":2: "),
     ],
 )
 def test_a_bad_or_refused_line_leaves_its_file_out_and_the_others_apply(xbctl, root, text, status, message):
@@ -148,7 +151,10 @@ def test_no_configuration_is_a_note_and_changes_nothing(xbctl, root):
     before = xbctl.snapshot()
     outcome = xbctl("--system", env={"XBCTL_CONF_ROOT": str(root)})
     assert (outcome.status, outcome.stdout) == (0, ""), outcome
-    assert outcome.stderr == f"xbctl: note: no configuration files under {root} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)\n"
+    assert (
+        outcome.stderr
+        == f"xbctl: note: no configuration files under {root} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)\n"
+    )
     assert xbctl.snapshot() == before
 
 
@@ -212,7 +218,9 @@ def test_system_dry_run_over_xenstore_writes_nothing(xs, root):
     before = xs.listing()
     outcome = xs.process("--dry-run", "--system", env={"XBCTL_CONF_ROOT": str(root)})
     assert outcome.status == 0, outcome
-    assert f"web: {TARGET}: 786432 -> 655360" in outcome.stdout and f"db: {TARGET}: 1572864 -> 1048576" in outcome.stdout
+    assert (
+        f"web: {TARGET}: 786432 -> 655360" in outcome.stdout and f"db: {TARGET}: 1572864 -> 1048576" in outcome.stdout
+    )
     assert "dry run: nothing was written" in outcome.stderr
     assert xs.listing() == before  # Debian's xenstore-ls
     assert xs.dom(1, "memory/target") == str(768 * MIB)  # Debian's xenstore-read
@@ -244,7 +252,8 @@ def test_dash_lines_semicolon_comments_and_every_domain_in_sysctl_d_s_order(xbct
     # m*: the most specific section wins whatever file it is in.
     web = conf(root, "etc/xbctl.d/10-web.conf", f"; web's own\n[web]\n{MIN} = 300M ; a floor\n")
     defaults = conf(
-        root, "etc/xbctl.d/90-defaults.conf",
+        root,
+        "etc/xbctl.d/90-defaults.conf",
         f"[*]\n-{MIN} = 600M\n-machdep.xen.balloon.colour = blue\n[m*]\n{MIN} = 200M\n[x*]\n{MIN} = 1M\n",
     )
     outcome = xbctl("--system", env={"XBCTL_CONF_ROOT": str(root)})

@@ -14,7 +14,6 @@ import termios
 import time
 
 import pytest
-
 from conftest import Xbctl
 
 SETTLED_WEB = re.compile(r"1 │ web\s+│\s+600 │\s+600 │.*steady")
@@ -60,8 +59,12 @@ def start_on_pty(tool: Xbctl, *args: str) -> tuple[subprocess.Popen, int, int]:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     process = subprocess.Popen(
-        [shutil.which("xbctl"), "top", *args], stdin=slave, stdout=slave, stderr=slave,
-        env={**env_for(tool), "TERM": "xterm"}, start_new_session=True,
+        [shutil.which("xbctl"), "top", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**env_for(tool), "TERM": "xterm"},
+        start_new_session=True,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     return process, master, slave
@@ -95,8 +98,11 @@ def test_top_on_a_terminal_follows_a_target_change_to_the_end(wall_host, quit_wi
 
 def test_top_in_a_pipe_prints_one_table_per_change(wall_host):
     process = subprocess.Popen(
-        [shutil.which("xbctl"), "top"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env_for(wall_host),
+        [shutil.which("xbctl"), "top"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(wall_host),
     )
     try:
         fd = process.stdout.fileno()
@@ -276,8 +282,9 @@ def test_batch_needs_neither_typer_nor_rich(tmp_path):
     env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": ""})
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-S", "-m", "xbctl", *args], cwd=tree, env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-S", "-m", "xbctl", *args], cwd=tree, env=env, capture_output=True, text=True, timeout=60
+        )
 
     assert run("sim", "reset", "--clock", "manual").returncode == 0
     done = run("top", "-b", "-n", "2", "-d", "0.1", "-h", "--sort", "name", "-r")

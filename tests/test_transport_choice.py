@@ -14,14 +14,12 @@ import os
 import re
 import select
 import shutil
-import sys
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
-
-from conftest import assert_clean_failure
 from xen_machine import DEFAULT_SOCKET, SHOWN, needs_root, run_on
 
 WEB = "/local/domain/1"
@@ -82,7 +80,7 @@ def test_on_xen_without_xenstore_every_command_fails_and_the_simulator_stays_out
 def test_on_xen_only_a_named_simulator_answers(xbctl, how):
     document = run_on(["--json", "mem-set", "web", "512"], {**xbctl.env, **UNNAMED}, xen="sysfs")
     assert document.status == 3 and document.stderr == NO_XENSTORE + ON_XEN_HINT, document
-    assert document.json()["error"]["message"] == NO_XENSTORE[len("xbctl: "):].strip()
+    assert document.json()["error"]["message"] == NO_XENSTORE[len("xbctl: ") :].strip()
     named = ["--transport", "sim"] if how.startswith("--") else []
     env = {**xbctl.env, **UNNAMED, **({} if named else {"XBCTL_TRANSPORT": "sim"})}
     outcome = run_on([*named, "mem-set", "web", "512"], env, xen="sysfs")
@@ -115,8 +113,11 @@ def off_xen():
             xen = kind.read().strip() == "xen"
     except OSError:
         xen = False
-    there = [path for path in ("/proc/xen/capabilities", DEFAULT_SOCKET, "/dev/xen/xenbus", "/proc/xen/xenbus")
-             if os.path.lexists(path)]
+    there = [
+        path
+        for path in ("/proc/xen/capabilities", DEFAULT_SOCKET, "/dev/xen/xenbus", "/proc/xen/xenbus")
+        if os.path.lexists(path)
+    ]
     if xen or there:
         pytest.skip("this machine is Xen or has a Xenstore: the default is not the simulator here")
 
@@ -127,8 +128,11 @@ def off_xen():
         (["mem-set", "web", "512"], "machdep.xen.balloon.target: 786432 -> 524288\n", ""),
         (["-d", "web", "machdep.xen.balloon.min=256M"], "machdep.xen.balloon.min: 131072 -> 262144\n", ""),
         (["-n", "-d", "web", "target", "600M"], "786432 -> 614400\n", ""),
-        (["-d", "web", "--dry-run", "target", "600M"], "machdep.xen.balloon.target: 786432 -> 614400\n",
-         "xbctl: dry run: nothing was written\n"),
+        (
+            ["-d", "web", "--dry-run", "target", "600M"],
+            "machdep.xen.balloon.target: 786432 -> 614400\n",
+            "xbctl: dry run: nothing was written\n",
+        ),
     ],
     ids=["mem-set", "assignment", "-n", "dry-run"],
 )
@@ -139,8 +143,15 @@ def test_a_write_on_the_unnamed_simulator_says_it_is_simulated(xbctl, off_xen, a
 
 @pytest.mark.parametrize(
     "args",
-    [["-q", "mem-set", "web", "512"], ["--json", "mem-set", "web", "512"], ["--transport", "sim", "mem-set", "web", "512"],
-     ["--json", "list"], ["--json", "-a"], ["-n", "target"], ["-d", "web", "min"]],
+    [
+        ["-q", "mem-set", "web", "512"],
+        ["--json", "mem-set", "web", "512"],
+        ["--transport", "sim", "mem-set", "web", "512"],
+        ["--json", "list"],
+        ["--json", "-a"],
+        ["-n", "target"],
+        ["-d", "web", "min"],
+    ],
     ids=" ".join,
 )
 def test_no_note_with_q_json_a_named_simulator_or_a_single_read(xbctl, off_xen, args):
@@ -213,8 +224,11 @@ def test_the_table_on_a_terminal_is_captioned_simulated(xbctl, off_xen):
 
 @functools.cache
 def _nobody_can_run_xbctl() -> bool:
-    done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                           shutil.which("xbctl"), "--version"], capture_output=True, text=True)
+    done = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", shutil.which("xbctl"), "--version"],
+        capture_output=True,
+        text=True,
+    )
     return done.returncode == 0
 
 
@@ -250,8 +264,9 @@ def nobody():
             os.chmod(directory, mode)
 
 
-@pytest.mark.parametrize(("directory_mode", "xen"), [(0o755, "sysfs"), (0o700, None)],
-                         ids=["socket-0600-on-xen", "directory-0700-off-xen"])
+@pytest.mark.parametrize(
+    ("directory_mode", "xen"), [(0o755, "sysfs"), (0o700, None)], ids=["socket-0600-on-xen", "directory-0700-off-xen"]
+)
 def test_xenstores_socket_refused_to_a_user_says_run_as_root(xs, nobody, directory_mode, xen):
     # xenstored makes its socket 0600 (root's); a directory only root may enter hides it from
     # a user's stat(), which must not pass for "no Xenstore here, simulate".
@@ -264,7 +279,10 @@ def test_xenstores_socket_refused_to_a_user_says_run_as_root(xs, nobody, directo
     document = run_on(["--json", "-d", "web", "target"], env, user=nobody, **where)
     assert document.status == 3
     assert document.json()["error"] == {
-        "message": refused(DEFAULT_SOCKET)[len("xbctl: "):].strip(), "hint": None, "errno": "EACCES", "exit_status": 3,
+        "message": refused(DEFAULT_SOCKET)[len("xbctl: ") :].strip(),
+        "hint": None,
+        "errno": "EACCES",
+        "exit_status": 3,
     }
     assert xs.read(f"{WEB}/memory/target") == "786432"
     as_root = run_on(["-n", "-d", "web", "target"], {**env, "XBCTL_LIBXENCTRL": ""}, **where)
@@ -276,12 +294,18 @@ def test_privcmd_refused_to_a_user_says_run_as_root(private_xs, xs_tools, nobody
     # libxencall opens /dev/xen/privcmd as on a Xen host: root's, 0600.
     os.chmod(private_xs.socket_path, 0o666)
     env = {
-        **private_xs.env, **UNNAMED, "XBCTL_SIM_STATE": None,
+        **private_xs.env,
+        **UNNAMED,
+        "XBCTL_SIM_STATE": None,
         "LD_LIBRARY_PATH": f"{SHOWN}/clientlib:{SHOWN}/lib",
         "XBCTL_LIBXENCTRL": f"{SHOWN}/lib/{xs_tools.libxenctrl.name}",
     }
-    where = {"xen": "sysfs", "xenstored_socket": private_xs.socket_path, "privcmd": True,
-             "show": {"clientlib": xs_tools.client_lib_dir, "lib": xs_tools.lib_dir}}
+    where = {
+        "xen": "sysfs",
+        "xenstored_socket": private_xs.socket_path,
+        "privcmd": True,
+        "show": {"clientlib": xs_tools.client_lib_dir, "lib": xs_tools.lib_dir},
+    }
     for args in (["mem-set", "web", "600"], ["-d", "web", "target"], ["list"], ["-A"]):
         outcome = run_on(args, env, user=nobody, **where)
         assert outcome == type(outcome)(3, "", refused("/dev/xen/privcmd")), args

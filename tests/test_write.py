@@ -1,7 +1,6 @@
 """Writing nodes: every form, page rounding, relative changes, dry runs, and every refusal."""
 
 import pytest
-
 from conftest import assert_clean_failure
 
 MIB = 1024
@@ -114,7 +113,10 @@ REFUSALS = [
     (["-d", "web", "target", "1000b"], "1000b is not a whole number of KiB"),
     (["-d", "web", "target", "1.5k"], "1.5k is not a whole number of KiB"),
     (["mem-set", "web", "0.0001G"], "0.0001G is not a whole number of KiB"),
-    (["-d", "web", "machdep.xen.balloon.target=600M", "machdep.xen.balloon.min=700M"], "700 MiB (716800 KiB) is above target 600 MiB (614400 KiB)"),
+    (
+        ["-d", "web", "machdep.xen.balloon.target=600M", "machdep.xen.balloon.min=700M"],
+        "700 MiB (716800 KiB) is above target 600 MiB (614400 KiB)",
+    ),
 ]
 
 
@@ -137,9 +139,7 @@ def test_refusal_json_carries_errno_and_status(xbctl):
 def test_xen_max_from_a_guest_is_refused(xbctl):
     assert xbctl("sim", "reset", "--clock", "manual", "--position", "web").status == 0
     before = xbctl.snapshot()
-    assert_clean_failure(
-        xbctl("xen-max", "1G"), 1, "xen-max: Operation not permitted: only the host administrator"
-    )
+    assert_clean_failure(xbctl("xen-max", "1G"), 1, "xen-max: Operation not permitted: only the host administrator")
     assert xbctl.snapshot() == before
     # as over Xenstore, memory/target is the toolstack's: a guest reads it, cannot write it
     assert_clean_failure(xbctl("target", "512M"), 1, "Permission denied: inside a guest, target")

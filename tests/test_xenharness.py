@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from pyxs import Client
+from pyxs._internal import Op
 from pyxs.exceptions import ConnectionError as PyXSConnectionError
 from pyxs.exceptions import PyXSError
-from pyxs._internal import Op
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from xenharness import (DEBIAN_PACKAGES, XenHarnessError, Xenstored, XenstoreError,  # noqa: E402
-                        ensure_tools)
+from xenharness import DEBIAN_PACKAGES, XenHarnessError, Xenstored, XenstoreError, ensure_tools  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +58,18 @@ def _bounded(fn, timeout=5.0):
 
 # ---------------------------------------------------------------- tools
 
+
 def test_tools_are_unpacked_and_stamp_makes_second_call_instant(xen_tools):
     assert xen_tools.xenstored.name == "xenstored"
     assert os.access(xen_tools.xenstored, os.X_OK)
     for name in ("read", "write", "ls", "rm"):
         assert os.access(xen_tools.clients[name], os.X_OK)
     assert (xen_tools.lib_dir / "libxenstore.so.4").exists()
-    assert {"xen-utils-4.17", "xenstore-utils", "libxenstore4",
-            "libxentoolcore1"} <= set(xen_tools.versions) == set(DEBIAN_PACKAGES)
+    assert (
+        {"xen-utils-4.17", "xenstore-utils", "libxenstore4", "libxentoolcore1"}
+        <= set(xen_tools.versions)
+        == set(DEBIAN_PACKAGES)
+    )
     assert all(v.startswith("4.17") for p, v in xen_tools.versions.items() if "xen" in p)
     t0 = time.monotonic()
     again = ensure_tools()
@@ -75,8 +78,7 @@ def test_tools_are_unpacked_and_stamp_makes_second_call_instant(xen_tools):
 
 
 def _dynsyms(path: Path, defined: bool) -> set[tuple[str, str]]:
-    out = subprocess.run(["objdump", "-T", str(path)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(["objdump", "-T", str(path)], check=True, capture_output=True, text=True).stdout
     syms = set()
     for line in out.splitlines():
         parts = line.split()
@@ -92,8 +94,11 @@ def _dynsyms(path: Path, defined: bool) -> set[tuple[str, str]]:
 
 
 def test_stubs_export_every_versioned_symbol_xenstored_imports(xen_tools):
-    wanted = {(n, v) for n, v in _dynsyms(xen_tools.xenstored, defined=False)
-              if n.startswith(("xc_", "xenevtchn_", "xengnttab_"))}
+    wanted = {
+        (n, v)
+        for n, v in _dynsyms(xen_tools.xenstored, defined=False)
+        if n.startswith(("xc_", "xenevtchn_", "xengnttab_"))
+    }
     # What was measured when the harness was written: all must still be asked for.
     assert ("xc_domain_getinfo", "VERS_4.17.0") in wanted
     assert ("xenevtchn_fdopen", "VERS_1.2") in wanted
@@ -103,13 +108,13 @@ def test_stubs_export_every_versioned_symbol_xenstored_imports(xen_tools):
         provided |= _dynsyms(xen_tools.stub_dir / lib, defined=True)
     assert wanted <= provided, wanted - provided
     env = dict(os.environ, LD_LIBRARY_PATH=str(xen_tools.stub_dir))
-    ldd = subprocess.run(["ldd", str(xen_tools.xenstored)], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    ldd = subprocess.run(["ldd", str(xen_tools.xenstored)], env=env, check=True, capture_output=True, text=True).stdout
     assert "not found" not in ldd
     assert str(xen_tools.stub_dir / "libxenctrl.so.4.17") in ldd
 
 
 # ---------------------------------------------------------------- daemon
+
 
 def test_daemon_starts_answers_and_stops(xen_tools, tmp_path):
     daemon = Xenstored(xen_tools, tmp_path / "run")
@@ -170,6 +175,7 @@ def test_kill_makes_socket_stop_answering(xen_tools, tmp_path):
 
 # ---------------------------------------------------------------- C clients
 
+
 def test_c_write_then_c_read_roundtrip(xenstored):
     xenstored.xs_write("/harness/c/value", "hello world")
     assert xenstored.xs_read("/harness/c/value") == "hello world"
@@ -196,10 +202,14 @@ def test_listing_is_full_tree_with_perms(xenstored):
     changed = set(before.splitlines()) ^ set(after.splitlines())
     assert changed == {'/harness/list/a = "1"   (n0)', '/harness/list/a = "2"   (n0)'}
     assert xenstored.xs_ls("/harness/list", perms=False).splitlines() == [
-        '/harness/list/a = "2"', '/harness/list/b = ""', '/harness/list/b/c = "two words"']
+        '/harness/list/a = "2"',
+        '/harness/list/b = ""',
+        '/harness/list/b/c = "two words"',
+    ]
 
 
 # ---------------------------------------------------------------- pyxs
+
 
 def test_pyxs_and_c_clients_see_each_others_writes(xenstored, pyxs_client):
     xenstored.xs_write("/harness/mix/from-c", "c-value")
@@ -312,6 +322,7 @@ def test_special_watches_for_domain_introduction(xenstored, pyxs_client):
 
 # ---------------------------------------------------------------- a guest's ring
 
+
 def test_unprivileged_domain_over_its_ring(xenstored, pyxs_client):
     domid = 11
     base = f"/local/domain/{domid}"
@@ -338,8 +349,7 @@ def test_unprivileged_domain_over_its_ring(xenstored, pyxs_client):
         # The guest may write below its own home; new nodes are its own.
         guest.write("data/balloon/current", "1024")
         assert xenstored.xs_read(f"{base}/data/balloon/current") == "1024"
-        assert f'{base}/data/balloon/current = "1024"   (n{domid})' in \
-            xenstored.xs_listing().splitlines()
+        assert f'{base}/data/balloon/current = "1024"   (n{domid})' in xenstored.xs_listing().splitlines()
         # Watches fire on the ring: on registration, then on dom0's write.
         guest.watch("memory/target", "t")
         assert guest.wait_event() == ("memory/target", "t")

@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import MIB
 
@@ -159,7 +158,12 @@ ODD_DOMAINS = [
 @pytest.mark.parametrize("spec, status", ODD_DOMAINS)
 def test_unknown_or_odd_domain_changes_nothing(xs, spec, status):
     before = xs.listing()
-    for args in (("-d", spec, "target", "200M"), ("mem-set", spec, "200"), ("mem-max", spec, "300"), ("-d", spec, "-a")):
+    for args in (
+        ("-d", spec, "target", "200M"),
+        ("mem-set", spec, "200"),
+        ("mem-max", spec, "300"),
+        ("-d", spec, "-a"),
+    ):
         outcome = xs(*args)
         assert_clean_failure(outcome, status, "domain")
     assert xs.listing() == before
@@ -222,7 +226,12 @@ def test_new_target_clears_the_drivers_old_complaint(xs):
 def test_list_shows_every_domain(xs):
     document = xs("--json", "list").json()
     assert [(d["id"], d["name"]) for d in document["domains"]] == [
-        (0, "Domain-0"), (1, "web"), (2, "db"), (3, "mail"), (4, "web "), (5, "7"),
+        (0, "Domain-0"),
+        (1, "web"),
+        (2, "db"),
+        (3, "mail"),
+        (4, "web "),
+        (5, "7"),
     ]
     table = xs.process("list")
     assert table.status == 0 and "mail" in table.stdout and "Traceback" not in table.stderr
@@ -382,8 +391,12 @@ def test_malformed_target_still_checks_min_and_max_and_refuses_relative_changes(
     before = xs.listing()
     assert_clean_failure(xs("mem-set", "web", "16"), 1, "below min 32 MiB (32768 KiB)")
     assert_clean_failure(xs("mem-set", "web", "2G"), 1, "above max 1 GiB (1048576 KiB)")
-    for args in (("mem-set", "web", "+64"), ("-d", "web", "target", "-64M"), ("-d", "web", "min", "64M"),
-                 ("mem-max", "web", "900")):
+    for args in (
+        ("mem-set", "web", "+64"),
+        ("-d", "web", "target", "-64M"),
+        ("-d", "web", "min", "64M"),
+        ("mem-max", "web", "900"),
+    ):
         assert_clean_failure(xs(*args), 3, f"{WEB}/memory/target", "not a number of KiB")
     # Reads keep reporting it.
     assert_clean_failure(xs("-d", "web", "-a"), 3, "not a number of KiB")

@@ -6,9 +6,8 @@ import signal
 import subprocess
 
 import pytest
-from pyxs import Client
-
 from conftest import assert_clean_failure
+from pyxs import Client
 from xen_fixtures import GUEST_ID, GuestBus, XenHost, xbctl_command
 
 WEB = "/local/domain/1"
@@ -164,9 +163,7 @@ def test_guest_agent_over_quota_gets_a_named_error(xs_tools, tmp_path):
     from xenharness import Xenstored
 
     # Domain 3 owns control/ and data/ already: two more nodes and its quota is spent.
-    quota = Xenstored(
-        xs_tools, tmp_path / "quota", extra_domains=OTHER_DOMAINS, extra_args=("--entry-nb", "4")
-    )
+    quota = Xenstored(xs_tools, tmp_path / "quota", extra_domains=OTHER_DOMAINS, extra_args=("--entry-nb", "4"))
     with quota:
         with Client(unix_socket_path=str(quota.socket_path)) as client:
             client.introduce_domain(GUEST_ID, 0x1000 + GUEST_ID, 10 + GUEST_ID)
@@ -191,7 +188,10 @@ def test_wait_on_a_terminal_shows_the_progress_bar(xs, web_agent):
     waiting = subprocess.Popen(
         [xbctl_command(), "-d", "web", "--wait", "target", "700M"],
         env=xs.process_env({"COLUMNS": "120", "TERM": "xterm"}),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
     )
     os.close(slave)
     screen = b""

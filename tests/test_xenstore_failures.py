@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import assert_clean_failure
 from xen_fixtures import XenHost
 
@@ -47,9 +46,7 @@ def test_auto_transport_picks_xenstore_when_its_socket_is_there(xs, tmp_path):
 def test_stopped_daemon_times_out_instead_of_hanging(private_xs: XenHost):
     os.kill(private_xs.daemon.pid, signal.SIGSTOP)
     try:
-        outcome = private_xs.process(
-            "-d", "web", "target", "600M", env={"XBCTL_XENSTORE_TIMEOUT": "0.5"}, timeout=30
-        )
+        outcome = private_xs.process("-d", "web", "target", "600M", env={"XBCTL_XENSTORE_TIMEOUT": "0.5"}, timeout=30)
     finally:
         os.kill(private_xs.daemon.pid, signal.SIGCONT)
     assert_clean_failure(outcome, 3, str(private_xs.socket_path), "no reply within 0.5 s")
@@ -197,7 +194,9 @@ def test_a_listen_queue_that_stays_full_fails_clearly_at_the_deadline(xs, tmp_pa
                 filler.close()
                 break
             queued.append(filler)
-        outcome = xs.process("-n", "-d", "1", "target", env={"XENSTORED_PATH": str(path), "XBCTL_XENSTORE_TIMEOUT": "0.5"})
+        outcome = xs.process(
+            "-n", "-d", "1", "target", env={"XENSTORED_PATH": str(path), "XBCTL_XENSTORE_TIMEOUT": "0.5"}
+        )
     finally:
         for sock in (*queued, listener):
             sock.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import Outcome
 from xen_fixtures import GIB, MIB, HypervisorHost, domain_uuid
 from xenharness.hypervisor import Domain
@@ -50,8 +49,7 @@ def run(host: HypervisorHost, tool: str, args: tuple[str, ...], prepare=None) ->
     host.hv.clear_log()
     before = host.tree()
     outcome = host.xl(*args) if tool == "xl" else host.process(*args)
-    return Effect(outcome, host.hv.log(), host.hv.writes(), host.hv.domains(), host.tree(),
-                  before)
+    return Effect(outcome, host.hv.log(), host.hv.writes(), host.hv.domains(), host.tree(), before)
 
 
 def both(host: HypervisorHost, *args: str, prepare=None) -> tuple[Effect, Effect]:
@@ -70,34 +68,52 @@ def assert_same_effect(xl: Effect, xbctl: Effect) -> None:
 
 # (command, domain, size, what xl's hypercalls are: a check that the case tests something)
 SUCCEEDING = [
-    pytest.param("mem-max", "1", "2048", [f"max_mem domid=1 max_memkb={2 * GIB + 1024}"],
-                 id="mem-max-pv-above-static-max"),
-    pytest.param("mem-max", "1", "768", [f"max_mem domid=1 max_memkb={768 * MIB + 1024}"],
-                 id="mem-max-pv-equal-to-target"),
-    pytest.param("mem-max", "2", "3g", [f"max_mem domid=2 max_memkb={3 * GIB + 1024}"],
-                 id="mem-max-hvm-with-unit"),
-    pytest.param("mem-max", "0", "6g", [f"max_mem domid=0 max_memkb={6 * GIB + 1024}"],
-                 id="mem-max-domain-0"),
-    pytest.param("mem-set", "1", "512", [f"max_mem domid=1 max_memkb={512 * MIB + 1024}"],
-                 id="mem-set-pv-below-target"),
-    pytest.param("mem-set", "web", "1g", [f"max_mem domid=1 max_memkb={GIB + 1024}"],
-                 id="mem-set-pv-by-name-to-static-max"),
-    pytest.param("mem-set", "2", "1024",
-                 [f"max_mem domid=2 max_memkb={GIB + 1024}",
-                  f"set_pod_target domid=2 target_pages={(GIB - 8 * MIB + 1024) // 4}"],
-                 id="mem-set-hvm-with-videoram-below-target"),
-    pytest.param("mem-set", "2", "2048",
-                 [f"max_mem domid=2 max_memkb={2 * GIB + 1024}",
-                  f"set_pod_target domid=2 target_pages={(2 * GIB - 8 * MIB + 1024) // 4}"],
-                 id="mem-set-hvm-with-videoram-raised"),
-    pytest.param("mem-set", "2", "2056",
-                 [f"max_mem domid=2 max_memkb={2056 * MIB + 1024}",
-                  f"set_pod_target domid=2 target_pages={(2 * GIB + 1024) // 4}"],
-                 id="mem-set-hvm-static-max-plus-videoram"),
-    pytest.param("mem-set", "0", "2048", [f"max_mem domid=0 max_memkb={2 * GIB + 1024}"],
-                 id="mem-set-domain-0"),
-    pytest.param("mem-set", "3", "384", [f"max_mem domid=3 max_memkb={384 * MIB + 1024}"],
-                 id="mem-set-pv-mail"),
+    pytest.param(
+        "mem-max", "1", "2048", [f"max_mem domid=1 max_memkb={2 * GIB + 1024}"], id="mem-max-pv-above-static-max"
+    ),
+    pytest.param(
+        "mem-max", "1", "768", [f"max_mem domid=1 max_memkb={768 * MIB + 1024}"], id="mem-max-pv-equal-to-target"
+    ),
+    pytest.param("mem-max", "2", "3g", [f"max_mem domid=2 max_memkb={3 * GIB + 1024}"], id="mem-max-hvm-with-unit"),
+    pytest.param("mem-max", "0", "6g", [f"max_mem domid=0 max_memkb={6 * GIB + 1024}"], id="mem-max-domain-0"),
+    pytest.param(
+        "mem-set", "1", "512", [f"max_mem domid=1 max_memkb={512 * MIB + 1024}"], id="mem-set-pv-below-target"
+    ),
+    pytest.param(
+        "mem-set", "web", "1g", [f"max_mem domid=1 max_memkb={GIB + 1024}"], id="mem-set-pv-by-name-to-static-max"
+    ),
+    pytest.param(
+        "mem-set",
+        "2",
+        "1024",
+        [
+            f"max_mem domid=2 max_memkb={GIB + 1024}",
+            f"set_pod_target domid=2 target_pages={(GIB - 8 * MIB + 1024) // 4}",
+        ],
+        id="mem-set-hvm-with-videoram-below-target",
+    ),
+    pytest.param(
+        "mem-set",
+        "2",
+        "2048",
+        [
+            f"max_mem domid=2 max_memkb={2 * GIB + 1024}",
+            f"set_pod_target domid=2 target_pages={(2 * GIB - 8 * MIB + 1024) // 4}",
+        ],
+        id="mem-set-hvm-with-videoram-raised",
+    ),
+    pytest.param(
+        "mem-set",
+        "2",
+        "2056",
+        [
+            f"max_mem domid=2 max_memkb={2056 * MIB + 1024}",
+            f"set_pod_target domid=2 target_pages={(2 * GIB + 1024) // 4}",
+        ],
+        id="mem-set-hvm-static-max-plus-videoram",
+    ),
+    pytest.param("mem-set", "0", "2048", [f"max_mem domid=0 max_memkb={2 * GIB + 1024}"], id="mem-set-domain-0"),
+    pytest.param("mem-set", "3", "384", [f"max_mem domid=3 max_memkb={384 * MIB + 1024}"], id="mem-set-pv-mail"),
 ]
 
 
@@ -133,14 +149,14 @@ def test_target_write_has_the_effect_of_xl_mem_set(hv_host, domain, size):
 def test_mem_set_writes_the_vm_memory_node(hv_host):
     xl, xbctl = both(hv_host, "mem-set", "2", "1024")
     uuid = domain_uuid(2)
-    assert f"/vm/{uuid}/memory = \"{(GIB - 8 * MIB) // MIB}\"" in xl.tree
+    assert f'/vm/{uuid}/memory = "{(GIB - 8 * MIB) // MIB}"' in xl.tree
     assert_same_effect(xl, xbctl)
 
 
 def test_mem_set_domain_0_creates_its_vm_node_like_xl(hv_host):
     # xen-init-dom0 writes no /vm for Domain-0; libxl writes /vm/<zero uuid>/memory anyway.
     xl, xbctl = both(hv_host, "mem-set", "0", "3072")
-    assert f"/vm/{domain_uuid(0)}/memory = \"3072\"" in xl.tree
+    assert f'/vm/{domain_uuid(0)}/memory = "3072"' in xl.tree
     assert_same_effect(xl, xbctl)
 
 
@@ -193,7 +209,7 @@ def test_target_below_the_video_memory_is_refused_like_xl(hv_host, size):
 def test_target_equal_to_the_video_memory_is_a_zero_memory_target_like_xl(hv_host):
     xl, xbctl = both(hv_host, "mem-set", "2", "8", prepare=no_host_floor_for_db)
     assert xl.succeeded, xl.outcome
-    assert "/local/domain/2/memory/target = \"0\"" in xl.tree, xl.tree
+    assert '/local/domain/2/memory/target = "0"' in xl.tree, xl.tree
     assert_same_effect(xl, xbctl)
 
 
@@ -220,7 +236,7 @@ def test_failed_pod_call_is_undone_where_xl_leaves_it_half_done(hv_host):
     assert xl.domains[2].max_pages == (GIB + 1024) // 4  # xl's half-done change
     assert not xbctl.succeeded
     assert xbctl.outcome.stderr.startswith("xbctl: ")
-    original_max_kib = (2 * GIB + 1024)
+    original_max_kib = 2 * GIB + 1024
     assert xbctl.writes == [raised, pod, f"max_mem domid=2 max_memkb={original_max_kib}"]
     assert xbctl.domains[2].max_pages == original_max_kib // 4  # put back
     assert xbctl.tree == xbctl.tree_before == xl.tree
@@ -242,8 +258,7 @@ def test_current_is_what_xl_list_shows(hv_host, domid):
     outcome = hv_host.process("-d", str(domid), "--json", "current")
     assert outcome.status == 0, outcome
     node = outcome.json()["nodes"]["current"]
-    assert node == {"name": "machdep.xen.balloon.current", "value_kib": mem_kib,
-                    "source": "hypervisor"}
+    assert node == {"name": "machdep.xen.balloon.current", "value_kib": mem_kib, "source": "hypervisor"}
     plain = hv_host.process("-d", str(domid), "current")
     assert plain.status == 0, plain
     assert plain.stdout == f"machdep.xen.balloon.current = {mem_kib}\n"

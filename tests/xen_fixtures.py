@@ -245,11 +245,19 @@ def lay_out_many_domains(client: Client, count: int | None = None, domids: list[
     for domid in domids:
         name, static_max_kib, target_kib = many_domain(domid)
         base = f"/local/domain/{domid}"
-        nodes = [("name", name), ("domid", str(domid)), ("memory/static-max", str(static_max_kib)),
-                 ("memory/target", str(target_kib)), ("memory/videoram", "-1")]
+        nodes = [
+            ("name", name),
+            ("domid", str(domid)),
+            ("memory/static-max", str(static_max_kib)),
+            ("memory/target", str(target_kib)),
+            ("memory/videoram", "-1"),
+        ]
         if domid % 3 == 0:
-            nodes += [("control/feature-balloon", "1"), ("data/balloon/current", str(target_kib)),
-                      ("data/balloon/max", str(static_max_kib))]
+            nodes += [
+                ("control/feature-balloon", "1"),
+                ("data/balloon/current", str(target_kib)),
+                ("data/balloon/max", str(static_max_kib)),
+            ]
         for rel, value in nodes:
             client.write(f"{base}/{rel}".encode(), value.encode())
     return domids
@@ -304,8 +312,9 @@ def private_xs(xs_tools, tmp_path) -> XenHost:
 def large_daemon(xs_tools, tmp_path_factory):
     """A xenstored of its own holding a large host, laid out once for the session: LAYOUT's
     6 domains and the 4,000 of large_host_domids() (tests that change it put it back)."""
-    daemon = Xenstored(xs_tools, tmp_path_factory.mktemp("xenstored-large"), trace=False,
-                       extra_domains=(*OTHER_DOMAINS, GUEST_ID))
+    daemon = Xenstored(
+        xs_tools, tmp_path_factory.mktemp("xenstored-large"), trace=False, extra_domains=(*OTHER_DOMAINS, GUEST_ID)
+    )
     with daemon:
         with Client(unix_socket_path=str(daemon.socket_path)) as client:
             lay_out_host(client)
@@ -333,7 +342,7 @@ def domain_uuid(domid: int) -> str:
     """The domain handle: all zeros for Domain-0 (as Xen boots it), a fixed one per guest."""
     if domid == 0:
         return "00000000-0000-0000-0000-000000000000"
-    return f"{domid:08x}-5eed-4b1c-9a3e-{0xdb000000 + domid:012x}"
+    return f"{domid:08x}-5eed-4b1c-9a3e-{0xDB000000 + domid:012x}"
 
 
 def layout_domains() -> list[Domain]:
@@ -342,14 +351,16 @@ def layout_domains() -> list[Domain]:
     domains = []
     for domid, (_name, static_max_kib, target_kib) in LAYOUT.items():
         extra = 0 if domid == 0 else XL_MAXMEM_CONSTANT_KIB
-        domains.append(Domain(
-            domid=domid,
-            flags=2 if domid in HVM_DOMAINS else 0,
-            tot_pages=target_kib // 4,
-            max_pages=(static_max_kib + extra) // 4,
-            handle=domain_uuid(domid),
-            vcpus=2 if domid == 0 else 1,
-        ))
+        domains.append(
+            Domain(
+                domid=domid,
+                flags=2 if domid in HVM_DOMAINS else 0,
+                tot_pages=target_kib // 4,
+                max_pages=(static_max_kib + extra) // 4,
+                handle=domain_uuid(domid),
+                vcpus=2 if domid == 0 else 1,
+            )
+        )
     return domains
 
 
@@ -362,7 +373,7 @@ def lay_out_hypervisor_host(client: Client, hv: FakeHypervisor) -> None:
     /var/lib/xen: guests get memory/videoram (0 for PV, 8 MiB for HVM), a `vm` link to
     /vm/<uuid> (uuid, name); Domain-0 (set up by xen-init-dom0) has neither."""
     lay_out_host(client)
-    for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
+    for domid, (name, _static_max_kib, _target_kib) in LAYOUT.items():
         base = f"/local/domain/{domid}"
         if domid == 0:
             client.delete(f"{base}/memory/videoram".encode())
@@ -378,9 +389,15 @@ def lay_out_hypervisor_host(client: Client, hv: FakeHypervisor) -> None:
     hv.reset(layout_domains())
     hv.clear_userdata()
     for domid, (name, static_max_kib, target_kib) in LAYOUT.items():
-        hv.write_userdata(domid, name, hvm=domid in HVM_DOMAINS, uuid=domain_uuid(domid),
-                          max_memkb=static_max_kib, target_memkb=target_kib,
-                          video_memkb=videoram_kib(domid))
+        hv.write_userdata(
+            domid,
+            name,
+            hvm=domid in HVM_DOMAINS,
+            uuid=domain_uuid(domid),
+            max_memkb=static_max_kib,
+            target_memkb=target_kib,
+            video_memkb=videoram_kib(domid),
+        )
 
 
 def lay_out_many_hypervisor_domains(client: Client, hv: FakeHypervisor, domids: list[int]) -> None:
@@ -397,8 +414,14 @@ def lay_out_many_hypervisor_domains(client: Client, hv: FakeHypervisor, domids: 
         client.write(f"{base}/vm".encode(), f"/vm/{uuid}".encode())
         client.write(f"/vm/{uuid}/uuid".encode(), uuid.encode())
         client.write(f"/vm/{uuid}/name".encode(), name.encode())
-        domains.append(Domain(domid=domid, tot_pages=target_kib // 4,
-                              max_pages=(static_max_kib + XL_MAXMEM_CONSTANT_KIB) // 4, handle=uuid))
+        domains.append(
+            Domain(
+                domid=domid,
+                tot_pages=target_kib // 4,
+                max_pages=(static_max_kib + XL_MAXMEM_CONSTANT_KIB) // 4,
+                handle=uuid,
+            )
+        )
         hv.write_userdata(domid, name, hvm=False, uuid=uuid, max_memkb=static_max_kib, target_memkb=target_kib)
     hv.reset(domains)
 

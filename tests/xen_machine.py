@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import Outcome
 
 # Where run_on shows a test's directories (SHOW=) inside the namespace, to any user.
@@ -100,11 +99,22 @@ def run_on(
     become = f"setpriv --reuid={user} --regid=nogroup --clear-groups " if user else ""
     steps.append(f'exec {become}"$@"')
     full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(steps), "sh",
-            shutil.which("xbctl") or "xbctl", *args]
+    argv = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "\n".join(steps),
+        "sh",
+        shutil.which("xbctl") or "xbctl",
+        *args,
+    ]
     try:
-        done = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     finally:
         scratch.rmdir()
     return Outcome(done.returncode, done.stdout, done.stderr)

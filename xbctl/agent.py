@@ -22,8 +22,8 @@ from typing import Callable
 
 from .errors import ExitStatus, XbctlError, usage_error
 from .nodes import BALLAST_PAGES
-from .transports.simmodel import SimDomain, SimHost
 from .transports import Transport
+from .transports.simmodel import SimDomain, SimHost
 from .units import round_up_to_page
 
 IDLE_POLL_S = 0.2  # how often an idle agent looks at its stop flag
@@ -181,7 +181,14 @@ class Agent:
 
     def publish(self, *, announce: bool = False) -> None:
         """Write what changed of current/max/min/diagnostic (and the feature flag) in one transaction."""
-        from .transports.xenstore.transport import DIAGNOSTIC, FEATURE_BALLOON, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, TARGET
+        from .transports.xenstore.transport import (
+            DIAGNOSTIC,
+            FEATURE_BALLOON,
+            GUEST_CURRENT,
+            GUEST_MAX,
+            GUEST_MIN,
+            TARGET,
+        )
 
         wanted: dict[str, str | None] = {
             GUEST_CURRENT: str(self.sim.current_kib),
@@ -249,4 +256,3 @@ class Agent:
             if exc.status != ExitStatus.UNKNOWN:
                 raise
         self.say(f"domain {self.domain.name}: stopped at current {self.sim.current_kib} KiB")
-

@@ -37,8 +37,18 @@ if TYPE_CHECKING:
     from .transports import Domain, Transport
 
 __all__ = [
-    "Xbctl", "XbctlError", "ExitStatus", "DomainRef", "NodeValue", "ReadResult",
-    "ListEntry", "ListResult", "ChangeEntry", "WaitResult", "WriteResult", "WritesResult",
+    "Xbctl",
+    "XbctlError",
+    "ExitStatus",
+    "DomainRef",
+    "NodeValue",
+    "ReadResult",
+    "ListEntry",
+    "ListResult",
+    "ChangeEntry",
+    "WaitResult",
+    "WriteResult",
+    "WritesResult",
 ]
 
 _RESULT_TYPES = ("DomainRef", "NodeValue", "ReadResult", "ListEntry", "ListResult")
@@ -359,7 +369,7 @@ class Xbctl:
         target = next((c for c in result.changes if c.node == "target"), None)
         if wait and target is not None and not dry_run:
             result.wait = self.wait_for_target(result.domain, target.new_kib, timeout_s, _progress(on_progress))
-        result.hypervisor  # asked now, while the connection is open: to_dict() may come after close()
+        result.ask_transport()  # now, while the connection is open: to_dict() may come after close()
         return result
 
     def apply_file(self, *paths: str, dry_run: bool = False) -> "WritesResult":
@@ -372,7 +382,7 @@ class Xbctl:
         assignments = [assignment for path in paths for assignment in read_settings_file(path)]
         results, _notes = self.write_settings(assignments, dry_run=dry_run)
         for result in results:
-            result.hypervisor  # asked now, while the connection is open
+            result.ask_transport()  # now, while the connection is open
         return WritesResult(results, self.transport)
 
     def wait(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+
 @dataclass(frozen=True)
 class DomainRef:
     """A domain: its id and name."""
@@ -80,7 +81,11 @@ def _node_values(balloon) -> dict[str, NodeValue]:
         node.key: NodeValue(
             node.sysctl_name,
             balloon.value_kib(node.key),
-            balloon.current_source if node.key == "current" else balloon.target_source if node.key == "target" else None,
+            balloon.current_source
+            if node.key == "current"
+            else balloon.target_source
+            if node.key == "target"
+            else None,
         )
         for node in NODES
     }

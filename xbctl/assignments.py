@@ -108,8 +108,7 @@ def read_settings_file(path: str) -> list[Assignment]:
             continue
         if len(content) > MAX_LINE_CHARS:
             raise usage_error(
-                f"{origin}: line too long ({len(content)} characters, at most {MAX_LINE_CHARS} "
-                "outside a comment)"
+                f"{origin}: line too long ({len(content)} characters, at most {MAX_LINE_CHARS} outside a comment)"
             )
         odd = next((c for c in content if not (" " <= c <= "~" or c == "\t")), None)
         if odd is not None:

@@ -25,7 +25,13 @@ class HostCapacity:
     __slots__ = ("total_kib", "free_kib", "targets_kib", "maxima_kib", "counted", "left_out")
 
     def __init__(
-        self, total_kib: int | None, free_kib: int | None, targets_kib: int, maxima_kib: int, counted: int, left_out: int
+        self,
+        total_kib: int | None,
+        free_kib: int | None,
+        targets_kib: int,
+        maxima_kib: int,
+        counted: int,
+        left_out: int,
     ) -> None:
         self.total_kib, self.free_kib = total_kib, free_kib
         self.targets_kib, self.maxima_kib = targets_kib, maxima_kib

@@ -322,8 +322,7 @@ def _command_words(ctx: Any, root: Any, incomplete: str) -> Answer:
     if incomplete.startswith("-") and ctx is not root:
         # Global options may follow the command (xbctl mem-set web 512 --wait): those the
         # command table says it takes, as its --help lists them.
-        from .cli.table import GLOBAL_OPTIONS
-        from .cli.table import command_of_context
+        from .cli.table import GLOBAL_OPTIONS, command_of_context
 
         command = command_of_context(ctx)
         accepts = command.accepts if command is not None else frozenset()

@@ -117,7 +117,11 @@ def unsafe_configuration_error(unsafe: list[UnsafeFile], applied: int, dry_run: 
 
 def failed_file_message(path: str, error: XbctlError) -> str:
     """The line that says configuration file PATH was left out, and why (its FILE:LINE first)."""
-    return f"{error.message} ({path} not applied)" if error.message.startswith(path) else f"{path}: not applied: {error.message}"
+    return (
+        f"{error.message} ({path} not applied)"
+        if error.message.startswith(path)
+        else f"{path}: not applied: {error.message}"
+    )
 
 
 def failed_configuration_error(

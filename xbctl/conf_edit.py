@@ -128,7 +128,9 @@ def edit_settings(text: str, domain: str, values: dict) -> str:
             line = f"{node.sysctl_name}={value}" + (f" {comment}" if comment else "")
         out.append(line)
         last_of_section = len(out)
-    missing = [f"{nodes[key].sysctl_name}={value}" for key, value in values.items() if value is not None and key not in seen]
+    missing = [
+        f"{nodes[key].sysctl_name}={value}" for key, value in values.items() if value is not None and key not in seen
+    ]
     if missing:
         if last_of_section is None:
             if out and out[-1].strip(BLANKS):
@@ -198,9 +200,7 @@ def write_configuration_file(path: str, text: str) -> None:
         try:
             read_settings_file(temporary)
         except XbctlError as exc:
-            raise XbctlError(
-                exc.message.replace(temporary, path), status=exc.status, hint=exc.hint
-            ) from None
+            raise XbctlError(exc.message.replace(temporary, path), status=exc.status, hint=exc.hint) from None
         os.replace(temporary, real)
     except BaseException:
         try:

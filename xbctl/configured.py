@@ -31,7 +31,9 @@ DAMAGED = (
     "remove it (every running domain then counts as not configured; "
     "'xbctl policy --dry-run' shows what that would change)"
 )
-UNUSABLE = "it lives in $XBCTL_RUNTIME_DIR (default /run/xbctl; the simulator's beside its state), which must be writable"
+UNUSABLE = (
+    "it lives in $XBCTL_RUNTIME_DIR (default /run/xbctl; the simulator's beside its state), which must be writable"
+)
 
 
 def record_for(transport: Transport) -> Record:
@@ -138,7 +140,9 @@ class Record:
             raise self._error(f"cannot write it: {exc.strerror}", UNUSABLE) from None
 
     def _error(self, why: str, hint: str) -> XbctlError:
-        return XbctlError(f"the record of configured domains {self.path}: {why}", status=ExitStatus.UNAVAILABLE, hint=hint)
+        return XbctlError(
+            f"the record of configured domains {self.path}: {why}", status=ExitStatus.UNAVAILABLE, hint=hint
+        )
 
 
 def _entries(document: object) -> dict[int, dict]:

@@ -30,9 +30,7 @@ def printable(text: str, *, keep_layout: bool = False) -> str:
         return text
     if keep_layout and text.replace("\n", "").replace("\t", "").isprintable():
         return text  # the common case of whole output: no character-by-character pass
-    return "".join(
-        c if c.isprintable() or (keep_layout and c in "\n\t") else repr(c)[1:-1] for c in text
-    )
+    return "".join(c if c.isprintable() or (keep_layout and c in "\n\t") else repr(c)[1:-1] for c in text)
 
 
 class XbctlError(Exception):
@@ -57,9 +55,7 @@ class XbctlError(Exception):
 
     def with_prefix(self, prefix: str) -> "XbctlError":
         """The same error, its message prefixed (for example with FILE:LINE)."""
-        return XbctlError(
-            f"{prefix}: {self.message}", status=self.status, hint=self.hint, errno_name=self.errno_name
-        )
+        return XbctlError(f"{prefix}: {self.message}", status=self.status, hint=self.hint, errno_name=self.errno_name)
 
 
 # What went wrong, as a word from a fixed set: monitoring labels and scripts match on these,

@@ -65,18 +65,23 @@ class BalloonCollector:
         labels = ["domain"]
         gauges = {key: GaugeMetricFamily(name, doc, labels=labels) for key, name, doc in GAUGES}
         info = GaugeMetricFamily(
-            "xen_balloon_domain_info", "1 for each domain; domid is its id now (a new one at each guest reboot).",
+            "xen_balloon_domain_info",
+            "1 for each domain; domid is its id now (a new one at each guest reboot).",
             labels=["domain", "domid"],
         )
         state = StateSetMetricFamily(
-            "xen_balloon_driver_state", "The balloon driver's state (steady, moving, stuck, no_driver, unknown).", labels=labels
+            "xen_balloon_driver_state",
+            "The balloon driver's state (steady, moving, stuck, no_driver, unknown).",
+            labels=labels,
         )
         read_error = GaugeMetricFamily(
             "xen_balloon_domain_read_error",
             "1 when the domain's balloon nodes could not be read, else 0; error: missing, malformed, permission.",
             labels=[*labels, "error"],
         )
-        up = GaugeMetricFamily("xen_balloon_up", "1 when the domains could be listed (Xenstore or the simulator answered), else 0.")
+        up = GaugeMetricFamily(
+            "xen_balloon_up", "1 when the domains could be listed (Xenstore or the simulator answered), else 0."
+        )
         scrape_error = GaugeMetricFamily(
             "xen_balloon_scrape_error",
             "1 when the transport could not be read at all, else 0; error: unavailable, usage, ...",
@@ -121,7 +126,8 @@ class BalloonCollector:
         up.add_metric([], 0 if failure else 1)
         scrape_error.add_metric([failure or ""], 1 if failure else 0)
         build = GaugeMetricFamily(
-            "xen_balloon_build_info", "1; the labels say which xbctl, on which Python, reads which transport.",
+            "xen_balloon_build_info",
+            "1; the labels say which xbctl, on which Python, reads which transport.",
             labels=["version", "python", "transport"],
         )
         build.add_metric([__version__, platform.python_version(), self._answered or "unknown"], 1)
@@ -189,7 +195,8 @@ def write_textfile(path: str, text: str) -> None:
         temporary = None
     except OSError as exc:
         raise XbctlError(
-            f"--output {path}: {exc.strerror or exc}", status=ExitStatus.REFUSED,
+            f"--output {path}: {exc.strerror or exc}",
+            status=ExitStatus.REFUSED,
             hint="the directory must exist and be writable (Debian's: /var/lib/prometheus/node-exporter)",
         ) from None
     finally:
@@ -240,9 +247,7 @@ def serve(listen: str, transport: str | None, sim_state: str | None, ready=None,
     try:
         server = Server(host, port, SharedWalk(lambda: generate_latest(registry)), limits, quiet_log)
     except OSError as exc:
-        raise XbctlError(
-            f"--listen {listen}: {exc.strerror or exc}", status=ExitStatus.UNAVAILABLE
-        ) from None
+        raise XbctlError(f"--listen {listen}: {exc.strerror or exc}", status=ExitStatus.UNAVAILABLE) from None
     # The command line restores SIGPIPE's default (xbctl -a | head ends quietly); a server must
     # not die of a client that hung up, nor of a log reader that went away.
     in_main = threading.current_thread() is threading.main_thread()

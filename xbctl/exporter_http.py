@@ -42,8 +42,10 @@ MAX_HEAD_BYTES = 16 * 1024  # a request line and headers; Prometheus sends a few
 POLL_S = 0.25  # how often the accepting thread looks up, so SIGINT is seen promptly
 # The text exposition format generate_latest() writes, in every prometheus_client version.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LANDING = b"<html><head><title>xbctl exporter</title></head><body>" \
+LANDING = (
+    b"<html><head><title>xbctl exporter</title></head><body>"
     b'<h1>xbctl exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>\n'
+)
 
 
 class Limits:
@@ -51,8 +53,12 @@ class Limits:
 
     __slots__ = ("max_requests", "max_connections", "client_timeout_s")
 
-    def __init__(self, max_requests: int = DEFAULT_MAX_REQUESTS, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+    ) -> None:
         self.max_requests = max_requests
         self.max_connections = max_connections
         self.client_timeout_s = client_timeout_s

@@ -78,8 +78,14 @@ class Journal:
                 lines.append((NOTICE, _message("change", fields)))
             for _name, error in result.skipped:
                 if error.status == ExitStatus.REFUSED:  # `name?=value` refused: skipped, not fatal
-                    lines.append((INFO, _message("skipped", [*_domain_fields(result.domain), *self._who(None),
-                                                             ("reason", error.message)])))
+                    lines.append(
+                        (
+                            INFO,
+                            _message(
+                                "skipped", [*_domain_fields(result.domain), *self._who(None), ("reason", error.message)]
+                            ),
+                        )
+                    )
         self._send(lines)
 
     def refusal(self, groups: "list[DomainRequests]", error: "XbctlError") -> None:

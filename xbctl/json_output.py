@@ -124,7 +124,10 @@ def write_document(result: "WriteResult") -> dict:
         "dry_run": result.dry_run,
         "changes": [
             {
-                "node": c.node, "name": c.name, "old_kib": c.old_kib, "new_kib": c.new_kib,
+                "node": c.node,
+                "name": c.name,
+                "old_kib": c.old_kib,
+                "new_kib": c.new_kib,
                 **({"origin": c.origin} if c.origin else {}),
             }
             for c in result.changes
@@ -133,8 +136,12 @@ def write_document(result: "WriteResult") -> dict:
         "warnings": list(result.warnings),
         "wait": None
         if wait is None
-        else {"reached": wait.reached, "current_kib": wait.current_kib, "target_kib": wait.target_kib,
-              "reason": wait.reason},
+        else {
+            "reached": wait.reached,
+            "current_kib": wait.current_kib,
+            "target_kib": wait.target_kib,
+            "reason": wait.reason,
+        },
     }
 
 

@@ -5,13 +5,13 @@ This table feeds reads, writes, help, completion and the man page.
 
 from __future__ import annotations
 
+from .errors import refused, unknown
+
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 
     from .errors import XbctlError
-
-from .errors import refused, unknown
 
 SYSCTL_PREFIX = "machdep.xen.balloon"
 BALLAST_PAGES = 256  # NetBSD keeps uvmexp.freemin + 256 pages out of the balloon's reach
@@ -248,7 +248,11 @@ class Node:
     __slots__ = ("key", "writable", "summary", "rule", "host_only")
 
     def __init__(
-        self, key: str, writable: bool, summary: str, rule: "Callable[..., None]",
+        self,
+        key: str,
+        writable: bool,
+        summary: str,
+        rule: "Callable[..., None]",
         host_only: bool = False,
     ) -> None:
         self.key, self.writable, self.summary, self.rule, self.host_only = key, writable, summary, rule, host_only
@@ -322,4 +326,3 @@ def select_nodes(name: str) -> tuple[Node, ...]:
     if SYSCTL_PREFIX == name or SYSCTL_PREFIX.startswith(name + "."):
         return NODES
     return (find_node(name),)
-

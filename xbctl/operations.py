@@ -14,12 +14,10 @@ TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable
 
-    from .rules import Change, WriteRequest
-
     from .assignments import Assignment
     from .nodes import Balloon, Node
+    from .rules import Change, WriteRequest
     from .transports import Domain, Transport
-
 
 
 def __getattr__(name: str):
@@ -32,10 +30,24 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Change", "DomainRequests", "DomainRow", "DEFAULT_STALL_S", "WaitOutcome", "WriteRequest", "WriteResult",
+    "Change",
+    "DomainRequests",
+    "DomainRow",
+    "DEFAULT_STALL_S",
+    "WaitOutcome",
+    "WriteRequest",
+    "WriteResult",
     "WritesResult",
-    "list_balloons", "read_balloon", "request_for", "requests_by_domain", "requests_from_assignments",
-    "require_sim", "resolve_groups", "wait_for_target", "write_domains", "write_nodes",
+    "list_balloons",
+    "read_balloon",
+    "request_for",
+    "requests_by_domain",
+    "requests_from_assignments",
+    "require_sim",
+    "resolve_groups",
+    "wait_for_target",
+    "write_domains",
+    "write_nodes",
 ]
 
 
@@ -56,8 +68,18 @@ class WriteResult:
     of the hypervisor (asked of SOURCE, the transport, on first use: a text write never asks).
     """
 
-    __slots__ = ("domain", "changes", "after", "dry_run", "skipped", "warnings", "wait", "transport", "_source",
-                 "_hypervisor")
+    __slots__ = (
+        "domain",
+        "changes",
+        "after",
+        "dry_run",
+        "skipped",
+        "warnings",
+        "wait",
+        "transport",
+        "_source",
+        "_hypervisor",
+    )
 
     def __init__(
         self,
@@ -92,6 +114,10 @@ class WriteResult:
     def ignored(self) -> "list[dict]":
         """The names `name?=value` ignored, and why: [{"name": ..., "reason": ...}]."""
         return [{"name": name, "reason": error.message} for name, error in self.skipped]
+
+    def ask_transport(self) -> None:
+        """Ask the transport now what the document's envelope says of it (before it closes)."""
+        _ = self.hypervisor
 
     def replace(self, **fields) -> "WriteResult":
         """A copy with FIELDS (e.g. changes=..., wait=...) replaced."""
@@ -180,9 +206,7 @@ def requests_from_assignments(
                 raise located from None
             ignored.append((assignment.name, located))
             continue
-        requests.append(
-            request_for(node, assignment.value, optional=assignment.optional, origin=assignment.origin)
-        )
+        requests.append(request_for(node, assignment.value, optional=assignment.optional, origin=assignment.origin))
     return requests, ignored
 
 
@@ -223,7 +247,7 @@ def request_for(
         size = parse_size(text, default_unit=default_unit, allow_relative=node.key == "target")
     except XbctlError as exc:
         prefixed = exc.with_prefix(node.sysctl_name)
-        raise prefixed.with_prefix(origin) if origin else prefixed
+        raise (prefixed.with_prefix(origin) if origin else prefixed) from None
     return WriteRequest(node, size, optional, origin)
 
 
@@ -457,7 +481,9 @@ class _DomainIndex:
         """The domains whose names glob section SPEC matches, by id."""
         from .assignments import ALL_DOMAINS, glob_matches
 
-        return sorted((d for d in self.domains if spec == ALL_DOMAINS or glob_matches(spec, d.name)), key=lambda d: d.id)
+        return sorted(
+            (d for d in self.domains if spec == ALL_DOMAINS or glob_matches(spec, d.name)), key=lambda d: d.id
+        )
 
 
 def write_domains(
@@ -569,9 +595,7 @@ def _write_result(
     domain = group.domain
     result = WriteResult(domain, plan.changes, after, dry_run, [*group.ignored, *plan.skipped], source=transport)
     result.warnings.extend(before.warnings)
-    target_written = any(
-        c.node == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes
-    )
+    target_written = any(c.node == "target" and (rewrite_unchanged or c.old_kib != c.new_kib) for c in plan.changes)
     # Only a domain that says it has no driver (feature-balloon = 0) is worth a warning:
     # Linux and NetBSD never advertise theirs, and a warning about the normal case teaches
     # people to ignore warnings.
@@ -646,12 +670,12 @@ def wait_for_target(
             return WaitOutcome(True, balloon)
         if balloon.diagnostic:
             return WaitOutcome(
-                False, balloon, _short_of_memory(transport, balloon, target_kib, f"the driver reports: {balloon.diagnostic}")
+                False,
+                balloon,
+                _short_of_memory(transport, balloon, target_kib, f"the driver reports: {balloon.diagnostic}"),
             )
         if balloon.target_kib != target_kib:
-            return WaitOutcome(
-                False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile"
-            )
+            return WaitOutcome(False, balloon, f"target was changed to {balloon.target_kib} KiB meanwhile")
         now = time.monotonic()
         if follows_hypervisor:
             if previous_kib is not None and abs(goal_kib - current_kib) > abs(goal_kib - previous_kib):
@@ -668,7 +692,9 @@ def wait_for_target(
                     if balloon.has_driver is None
                     else ""
                 )
-                reason = f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}"
+                reason = (
+                    f"stopped moving: {current_kib} KiB for {stall_s:g} s (the hypervisor's figure){unknown_driver}"
+                )
                 return WaitOutcome(False, balloon, _short_of_memory(transport, balloon, target_kib, reason))
         remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
@@ -701,7 +727,6 @@ def require_sim(transport: Transport):
             hint="use --transport sim",
         )
     return transport
-
 
 
 def wait_for_any_change(transport: Transport, timeout_s: float) -> bool:

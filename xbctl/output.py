@@ -87,7 +87,8 @@ class Output:
     def _sources_note(self, balloon, nodes) -> None:
         """Inside a Linux guest, which figures its own driver gave (on stderr: the lines stay sysctl's)."""
         from_driver = [
-            node.key for node in nodes
+            node.key
+            for node in nodes
             if (node.key == "current" and balloon.current_source == "sysfs")
             or (node.key == "target" and balloon.target_source == "sysfs")
         ]
@@ -311,9 +312,7 @@ def domain_lines(rows, *, long: bool = False, header: bool = True, human: bool =
     widths = [width] * len(NODES) + ([max(width, len(UNLIMITED) + 1)] if with_hypervisor else [])
     lines = []
     if header:
-        columns = [
-            f"{'Name':<{NAME_COLUMN}}", f"{'ID':>{ID_COLUMN}}", *(f"{key:>{w}}" for key, w in zip(keys, widths))
-        ]
+        columns = [f"{'Name':<{NAME_COLUMN}}", f"{'ID':>{ID_COLUMN}}", *(f"{key:>{w}}" for key, w in zip(keys, widths))]
         lines.append(" ".join([*columns, *(["driver "] if long else []), "balloon"]))
     for row in rows:
         balloon = row.balloon

@@ -54,8 +54,12 @@ _STATE_STYLES = {"steady": "green", "moving": "yellow", "no driver": "dim", "unk
 
 
 def domain_table(
-    rows: list["DomainRow"], host_free_kib: int | None = None, width: int = 80, host_note: str | None = None,
-    human: bool = False, caption_note: str | None = None,
+    rows: list["DomainRow"],
+    host_free_kib: int | None = None,
+    width: int = 80,
+    host_note: str | None = None,
+    human: bool = False,
+    caption_note: str | None = None,
 ) -> Text:
     """Every domain's balloon as a table WIDTH columns wide at most, memory in MiB as xl list does.
 
@@ -136,7 +140,9 @@ def domain_table(
 
 def print_capacity(capacity) -> None:
     """The host's capacity (xbctl.capacity.HostCapacity) under the domain table, in MiB."""
-    _console().print(Text("".join(line + "\n" for line in capacity_lines(capacity)).rstrip("\n")), overflow="ignore", crop=False)
+    _console().print(
+        Text("".join(line + "\n" for line in capacity_lines(capacity)).rstrip("\n")), overflow="ignore", crop=False
+    )
 
 
 def capacity_lines(capacity) -> list[str]:

@@ -237,7 +237,9 @@ class Applier:
     """Applies the configuration to domains of one transport, logging what it did (with
     DRY_RUN, collecting in `planned` what it would change instead)."""
 
-    def __init__(self, transport: Transport, configuration: Configuration, log: ServiceLog, dry_run: bool = False) -> None:
+    def __init__(
+        self, transport: Transport, configuration: Configuration, log: ServiceLog, dry_run: bool = False
+    ) -> None:
         self.transport, self.configuration, self.log, self.dry_run = transport, configuration, log, dry_run
         self.own_id = transport.own_domain().id
         self.planned: list[PlannedChange] = []
@@ -279,8 +281,13 @@ class Applier:
                 # The service records its settings in the domain's own nodes, even a value a node
                 # reads already (a min equal to today's default floor); a dry run shows real changes.
                 result = write_nodes(
-                    self.transport, str(domain.id), requests, dry_run=self.dry_run, ignored=ignored,
-                    rewrite_unchanged=not self.dry_run, via="policy",
+                    self.transport,
+                    str(domain.id),
+                    requests,
+                    dry_run=self.dry_run,
+                    ignored=ignored,
+                    rewrite_unchanged=not self.dry_run,
+                    via="policy",
                 )
                 break
             except XbctlError as exc:
@@ -290,7 +297,9 @@ class Applier:
                     return int(exc.status)
                 culprit = cited_file(exc.message, list(dict.fromkeys(origin_file(a.origin) for a in settings)))
                 left_out = f"; {culprit} left out for this domain" if culprit else ""
-                self.log(ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}{left_out}")
+                self.log(
+                    ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}{left_out}"
+                )
                 # Nothing was written: the other files are tried without that one.
                 settings = [a for a in settings if culprit and origin_file(a.origin) != culprit]
                 self.files_refused = self.files_refused or int(exc.status)
@@ -304,7 +313,7 @@ class Applier:
                 self.planned.append(PlannedChange(label, change.name, change.old_kib, change.new_kib, origin))
             else:
                 self.log(NOTICE, f"{label}: {change.name}: {change.old_kib} -> {change.new_kib} ({origin})")
-        for name, error in result.skipped:
+        for _name, error in result.skipped:
             self.log(WARNING, f"{label}: ignored: {error.message}")  # a `-name` (or `name?=`) line's failure
         for warning in dict.fromkeys(result.warnings):
             self.log(WARNING, f"{label}: warning: {warning}")
@@ -338,7 +347,9 @@ class Applier:
             if entry is not None:
                 if same_instance(entry["instance"], instance):
                     done.left_alone.append(domain)
-                    self.log(DEBUG, f"{self.label(domain)}: configured at {entry.get('configured_at', '?')}; left alone")
+                    self.log(
+                        DEBUG, f"{self.label(domain)}: configured at {entry.get('configured_at', '?')}; left alone"
+                    )
                     continue
                 done.recreated.add(domain.id)  # the id of a domain configured earlier, now another's
             if not self.domain_named(domain) and domain.id != self.own_id:
@@ -353,8 +364,11 @@ class Applier:
                 done.configured[domain.id] = entry_for(domain, instance)
                 done.status = done.status or self.files_refused  # configured, less a file refused
         if done.left_alone:
-            self.log(INFO, f"left alone: {len(done.left_alone)} domain(s) configured earlier, since they were created "
-                     "(xbctl policy --reapply applies their settings again)")
+            self.log(
+                INFO,
+                f"left alone: {len(done.left_alone)} domain(s) configured earlier, since they were created "
+                "(xbctl policy --reapply applies their settings again)",
+            )
         return done
 
     def note_absent(self, domains: list[Domain], following: bool) -> None:
@@ -407,8 +421,11 @@ def apply_once(
         only = {transport.resolve_domain(spec).id for spec in reapply}
     applier = Applier(transport, configuration, log, dry_run=dry_run)
     what = "the domains named" if only else "every domain" if reapply is not None else "the domains not configured yet"
-    log(INFO, f"{'checking' if dry_run else 'applying'} {len(configuration.files)} configuration file(s): "
-        f"{', '.join(configuration.files) or 'none'}, for {what}")
+    log(
+        INFO,
+        f"{'checking' if dry_run else 'applying'} {len(configuration.files)} configuration file(s): "
+        f"{', '.join(configuration.files) or 'none'}, for {what}",
+    )
     done = applier.apply_all(following=False, recorded=None if reapply is not None else recorded, only=only)
     for domid in sorted(done.unfinished):
         log(INFO, f"domain {domid}: skipped: it has no name or balloon nodes yet")

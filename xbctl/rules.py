@@ -66,7 +66,13 @@ class Change:
     def since(self, old_kib: int) -> "Change":
         """This change, from OLD_KIB (what several changes to one node amount to)."""
         net = Change.__new__(Change)
-        net.node, net.name, net.old_kib, net.new_kib, net.origin = self.node, self.name, old_kib, self.new_kib, self.origin
+        net.node, net.name, net.old_kib, net.new_kib, net.origin = (
+            self.node,
+            self.name,
+            old_kib,
+            self.new_kib,
+            self.origin,
+        )
         return net
 
     def __eq__(self, other: object) -> bool:
@@ -211,7 +217,7 @@ def plan_writes(
         try:
             new_kib = resolve_kib(request, balloon)
             unit = request.size.unit
-            request.node.check_write(new_kib, balloon, writer_is_host, lambda kib: size_in_unit(kib, unit))
+            request.node.check_write(new_kib, balloon, writer_is_host, lambda kib, unit=unit: size_in_unit(kib, unit))
         except XbctlError as exc:
             located = exc.with_prefix(request.origin) if request.origin else exc
             if request.optional:

@@ -110,8 +110,14 @@ def _keys_typed(fd: int) -> list[bytes]:
     return keys
 
 
-def run_top(xb: "Xbctl", view: View | None = None, *, batch: bool = False, frames: int | None = None,
-            delay_s: float = DEFAULT_DELAY_S) -> None:
+def run_top(
+    xb: "Xbctl",
+    view: View | None = None,
+    *,
+    batch: bool = False,
+    frames: int | None = None,
+    delay_s: float = DEFAULT_DELAY_S,
+) -> None:
     """Show every domain's balloon until q or Ctrl-C (a terminal), until interrupted (a pipe),
     or until FRAMES frames were shown; BATCH: a plain frame every DELAY_S seconds."""
     view = view or View()

@@ -128,9 +128,7 @@ def parse_size(text: str, *, default_unit: str = "k", allow_relative: bool = Fal
                 hint="units: " + " ".join(UNIT_SUFFIXES) + " (case-insensitive, powers of 1024)",
             )
         if "." in number and unit is None:
-            raise usage_error(
-                f"invalid size {text!r}: a decimal needs a unit", hint="e.g. 1.5G or 1536M"
-            )
+            raise usage_error(f"invalid size {text!r}: a decimal needs a unit", hint="e.g. 1.5G or 1536M")
         amount = _kib_of(number, UNIT_BYTES[unit_key])
     if amount > MAX_KIB:
         raise usage_error(f"invalid size {text!r}: out of range (at most {MAX_KIB} KiB)")

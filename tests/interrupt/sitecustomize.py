@@ -59,7 +59,7 @@ def _install() -> None:
         elif event == "call" and code.co_name == "cb" and code.co_filename == "<frozen importlib._bootstrap>":
             # importlib's weak-reference callback of a module lock: an exception there can only
             # be reported ("Exception ignored"); the first one after each change of handler.
-            if not any(what == "callback" for _index, what in landmarks[landmarks.index(last_change(landmarks)) + 1:]):
+            if not any(what == "callback" for _index, what in landmarks[landmarks.index(last_change(landmarks)) + 1 :]):
                 landmarks.append((index, "callback"))
         elif event == "c_call" and arg is os._exit:
             landmarks.append((index, "os._exit"))

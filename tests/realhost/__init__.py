@@ -80,8 +80,15 @@ PACKAGES: tuple[str, ...] = (
 KERNEL_META = "linux-image-amd64"
 #: Modules Domain-0 loads (their dependencies are found from each module's depends=).
 DOM0_MODULES: tuple[str, ...] = (
-    "virtio_pci", "9pnet_virtio", "9p", "overlay",
-    "xen_evtchn", "xen_privcmd", "xenfs", "xen_gntdev", "xen_gntalloc",
+    "virtio_pci",
+    "9pnet_virtio",
+    "9p",
+    "overlay",
+    "xen_evtchn",
+    "xen_privcmd",
+    "xenfs",
+    "xen_gntdev",
+    "xen_gntalloc",
 )
 #: Files of this directory an image is built from (their bytes are part of the cache key).
 SOURCES: tuple[str, ...] = ("dom0-init.sh", "guest-init.sh")
@@ -89,8 +96,9 @@ _FORMAT = 2
 QEMU = "qemu-system-x86_64"
 #: Xen's command line: Domain-0 gets a fixed size (its balloon may not grow past it); a console
 #: ring that holds a whole domain dump (`xl debug-keys q`, read back with `xl dmesg -c`).
-XEN_ARGS = ("dom0_mem=512M,max:512M dom0_max_vcpus=2 console=com1 com1=115200,8n1 conring_size=1m "
-            "loglvl=all guest_loglvl=all")
+XEN_ARGS = (
+    "dom0_mem=512M,max:512M dom0_max_vcpus=2 console=com1 com1=115200,8n1 conring_size=1m loglvl=all guest_loglvl=all"
+)
 DOM0_KERNEL_ARGS = "console=hvc0 quiet"
 
 
@@ -121,8 +129,7 @@ class Images:
 
 def _run(cmd: list[str], *, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise RealHostError(f"command not found: {cmd[0]}") from exc
     except subprocess.TimeoutExpired as exc:
@@ -258,14 +265,31 @@ def _key() -> str:
 def _images(base: Path, stamp: dict) -> Images:
     root = base / "root"
     version = stamp["kernel_version"]
-    return Images(base=base, root=root, xen=base / "xen-4.17", vmlinuz=root / "boot" / f"vmlinuz-{version}",
-                  vmlinux=base / "vmlinux", dom0_initrd=base / "dom0.cpio", guest_initrd=base / "guest.cpio",
-                  kernel_version=version, versions=stamp["versions"])
+    return Images(
+        base=base,
+        root=root,
+        xen=base / "xen-4.17",
+        vmlinuz=root / "boot" / f"vmlinuz-{version}",
+        vmlinux=base / "vmlinux",
+        dom0_initrd=base / "dom0.cpio",
+        guest_initrd=base / "guest.cpio",
+        kernel_version=version,
+        versions=stamp["versions"],
+    )
 
 
 def _complete(images: Images) -> bool:
-    return all(p.exists() for p in (images.xen, images.vmlinuz, images.vmlinux, images.dom0_initrd, images.guest_initrd,
-                                    images.xen_libs / "usr/lib/x86_64-linux-gnu/libxencall.so.1"))
+    return all(
+        p.exists()
+        for p in (
+            images.xen,
+            images.vmlinuz,
+            images.vmlinux,
+            images.dom0_initrd,
+            images.guest_initrd,
+            images.xen_libs / "usr/lib/x86_64-linux-gnu/libxencall.so.1",
+        )
+    )
 
 
 def default_cache_dir() -> Path:
@@ -307,7 +331,7 @@ def ensure_images(cache_dir: Path | None = None) -> Images:
                 versions[package] = _deb_field(deb, "Version")
                 target = tmp / ("xenlibs" if package.startswith("libxen") else "root")
                 _run(["dpkg", "-x", str(deb), str(target)])
-            kernel_version = kernel[len("linux-image-"):]
+            kernel_version = kernel[len("linux-image-") :]
             with gzip.open(tmp / "root" / "boot" / "xen-4.17-amd64.gz") as packed:
                 (tmp / "xen-4.17").write_bytes(packed.read())
             (tmp / "vmlinux").write_bytes(unpack_bzimage(tmp / "root" / "boot" / f"vmlinuz-{kernel_version}"))
@@ -332,6 +356,7 @@ def ensure_images(cache_dir: Path | None = None) -> Images:
 # --------------------------------------------------------------------------
 # A boot
 # --------------------------------------------------------------------------
+
 
 @dataclass
 class Boot:
@@ -373,35 +398,80 @@ class Boot:
     def describe(self, lines: int = 60) -> str:
         """Why the boot is not OK: how it ended, the job's status and output's end, the console's end."""
         job_tail = "\n".join(self.job_log().splitlines()[-30:])
-        return (f"real host boot {self.ended} after {self.seconds:.0f} s; job status {self.job_status}\n"
-                f"--- job.log (last lines) ---\n{job_tail}\n"
-                f"--- serial console (last {lines} lines: {self.serial_path}) ---\n{self.serial_tail(lines)}\n"
-                + (f"--- qemu stderr ---\n{self.qemu_stderr}" if self.qemu_stderr.strip() else ""))
+        return (
+            f"real host boot {self.ended} after {self.seconds:.0f} s; job status {self.job_status}\n"
+            f"--- job.log (last lines) ---\n{job_tail}\n"
+            f"--- serial console (last {lines} lines: {self.serial_path}) ---\n{self.serial_tail(lines)}\n"
+            + (f"--- qemu stderr ---\n{self.qemu_stderr}" if self.qemu_stderr.strip() else "")
+        )
 
 
-def qemu_command(images: Images, directory: Path, serial_path: Path, *, layers: list[Path],
-                 memory_mib: int = 1536, cpus: int = 2, job_timeout_s: int = 600) -> list[str]:
+def qemu_command(
+    images: Images,
+    directory: Path,
+    serial_path: Path,
+    *,
+    layers: list[Path],
+    memory_mib: int = 1536,
+    cpus: int = 2,
+    job_timeout_s: int = 600,
+) -> list[str]:
     """The QEMU command line of a boot whose read-write share is DIRECTORY."""
     for path in (directory, *layers):
         if "," in str(path) or " " in str(path):
             raise RealHostError(f"QEMU's -initrd and -virtfs cannot take a path with ',' or ' ': {path}")
-    dom0_args = (f"{DOM0_KERNEL_ARGS} realhost_out={directory} realhost_timeout={job_timeout_s} "
-                 f"realhost_layers={len(layers)}")
+    dom0_args = (
+        f"{DOM0_KERNEL_ARGS} realhost_out={directory} realhost_timeout={job_timeout_s} realhost_layers={len(layers)}"
+    )
     return [
-        QEMU, "-machine", "pc", "-accel", "tcg", "-cpu", "qemu64", "-smp", str(cpus), "-m", str(memory_mib),
-        "-nodefaults", "-display", "none", "-no-reboot",
-        "-kernel", str(images.xen), "-append", XEN_ARGS,
-        "-initrd", f"{images.vmlinux} {dom0_args},{images.dom0_initrd}",
-        "-chardev", f"file,id=serial,path={serial_path}", "-serial", "chardev:serial",
-        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-        "-virtfs", f"local,path={directory},mount_tag=out,security_model=none,multidevs=remap",
-        *(arg for n, layer in enumerate(layers)
-          for arg in ("-virtfs", f"local,path={layer},mount_tag=layer{n},security_model=none,readonly=on")),
+        QEMU,
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "qemu64",
+        "-smp",
+        str(cpus),
+        "-m",
+        str(memory_mib),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        str(images.xen),
+        "-append",
+        XEN_ARGS,
+        "-initrd",
+        f"{images.vmlinux} {dom0_args},{images.dom0_initrd}",
+        "-chardev",
+        f"file,id=serial,path={serial_path}",
+        "-serial",
+        "chardev:serial",
+        "-virtfs",
+        "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        "-virtfs",
+        f"local,path={directory},mount_tag=out,security_model=none,multidevs=remap",
+        *(
+            arg
+            for n, layer in enumerate(layers)
+            for arg in ("-virtfs", f"local,path={layer},mount_tag=layer{n},security_model=none,readonly=on")
+        ),
     ]
 
 
-def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeout_s: float = 900,
-         memory_mib: int = 1536, cpus: int = 2, cancel: threading.Event | None = None) -> Boot:
+def boot(
+    images: Images,
+    directory: Path,
+    job: str,
+    *,
+    layers: list[Path],
+    timeout_s: float = 900,
+    memory_mib: int = 1536,
+    cpus: int = 2,
+    cancel: threading.Event | None = None,
+) -> Boot:
     """Boot the real host, run the shell script JOB in Domain-0, wait for the power-off.
 
     DIRECTORY (empty or new) becomes Domain-0's read-write share at the same path; JOB is
@@ -416,8 +486,9 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
             (directory / stale).unlink()
     serial_path = directory.parent / f"{directory.name}.serial.log"
     job_timeout_s = max(30, int(timeout_s) - 120)
-    command = qemu_command(images, directory, serial_path, layers=layers, memory_mib=memory_mib, cpus=cpus,
-                           job_timeout_s=job_timeout_s)
+    command = qemu_command(
+        images, directory, serial_path, layers=layers, memory_mib=memory_mib, cpus=cpus, job_timeout_s=job_timeout_s
+    )
     (directory.parent / f"{directory.name}.qemu-command").write_text(" ".join(command) + "\n")
     if shutil.which("setpriv"):
         # QEMU dies with the thread that started it (a test run killed outright leaves no QEMU).
@@ -425,8 +496,9 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as stderr:
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True
+            )
         except FileNotFoundError as exc:
             raise RealHostError(f"{QEMU} not found (Debian package qemu-system-x86; tests/run installs it)") from exc
         try:
@@ -441,8 +513,7 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
                         with contextlib.suppress(ProcessLookupError):
                             os.killpg(process.pid, signal.SIGKILL)
                         process.wait()
-                        ended = (f"timed out after {timeout_s:.0f} s" if time.monotonic() > deadline
-                                 else "cancelled")
+                        ended = f"timed out after {timeout_s:.0f} s" if time.monotonic() > deadline else "cancelled"
                         break
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -459,7 +530,17 @@ def boot(images: Images, directory: Path, job: str, *, layers: list[Path], timeo
 # --------------------------------------------------------------------------
 
 #: Not copied into the tree xbctl is installed from (pip writes build/ and *.egg-info into it).
-_NOT_COPIED = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", "*.pyc")
+_NOT_COPIED = (
+    ".git",
+    ".venv",
+    "build",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    "*.pyc",
+)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -470,8 +551,10 @@ def install_xbctl(source: Path, dest: Path, python: str = SYSTEM_PYTHON) -> Path
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*_NOT_COPIED))
     venv = dest / "venv"
     _run([python, "-m", "venv", str(venv)])
-    _run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{copy}[exporter]"],
-         timeout=1200)
+    _run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{copy}[exporter]"],
+        timeout=1200,
+    )
     if not (venv / "bin" / "xbctl").exists():
         raise RealHostError(f"pip installed no xbctl into {venv}")
     return venv
@@ -491,9 +574,17 @@ class ProgramRun:
         return self.boot.describe()
 
 
-def run_program(mode: str, workdir: Path, source: Path, *, python: str | None = None, timeout_s: float = 900,
-                cancel: threading.Event | None = None, extra: dict | None = None,
-                cache_dir: Path | None = None) -> ProgramRun:
+def run_program(
+    mode: str,
+    workdir: Path,
+    source: Path,
+    *,
+    python: str | None = None,
+    timeout_s: float = 900,
+    cancel: threading.Event | None = None,
+    extra: dict | None = None,
+    cache_dir: Path | None = None,
+) -> ProgramRun:
     """Install xbctl from SOURCE, boot the real host and run dom0_checks.py in MODE ("checks" or
     "bench") in Domain-0 with PYTHON (default: this one, whose venv has pyxs); never raises for
     a failure, which the returned run describes."""
@@ -522,11 +613,14 @@ def run_program(mode: str, workdir: Path, source: Path, *, python: str | None = 
         **(extra or {}),
     }
     (out / "config.json").write_text(json.dumps(config, indent=1))
-    job = (f"set -e\nsh {HERE / 'dom0-start-xen.sh'}\n"
-           f"exec {python or sys.executable} {HERE / 'dom0_checks.py'} {out / 'config.json'}\n")
+    job = (
+        f"set -e\nsh {HERE / 'dom0-start-xen.sh'}\n"
+        f"exec {python or sys.executable} {HERE / 'dom0_checks.py'} {out / 'config.json'}\n"
+    )
     finished = boot(images, out, job, layers=[images.xen_libs, tools.root], timeout_s=timeout_s, cancel=cancel)
-    (workdir / "boot.json").write_text(json.dumps({"ended": finished.ended, "seconds": finished.seconds,
-                                                   "qemu_stderr": finished.qemu_stderr}))
+    (workdir / "boot.json").write_text(
+        json.dumps({"ended": finished.ended, "seconds": finished.seconds, "qemu_stderr": finished.qemu_stderr})
+    )
     return recorded_run(workdir)
 
 

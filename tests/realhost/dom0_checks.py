@@ -91,11 +91,20 @@ def run(argv: list[str], *, env: dict | None = None, timeout: float = 300, stdin
     started = time.monotonic()
     record = {"argv": argv, "started": started}
     try:
-        done = subprocess.run(argv, env=env or base_env(), input=stdin, capture_output=True, text=True,
-                              timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
+        done = subprocess.run(
+            argv,
+            env=env or base_env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
         record.update(status=done.returncode, stdout=done.stdout, stderr=done.stderr)
     except subprocess.TimeoutExpired as exc:
-        record.update(status=None, stdout=_text(exc.stdout), stderr=_text(exc.stderr) + f"\n[timed out after {timeout} s]")
+        record.update(
+            status=None, stdout=_text(exc.stdout), stderr=_text(exc.stderr) + f"\n[timed out after {timeout} s]"
+        )
     record["ended"] = time.monotonic()
     record["seconds"] = round(record["ended"] - started, 3)
     return record
@@ -208,8 +217,7 @@ class GuestReports:
                 current_kb, target_kb, seq = (int(v) for v in value.decode().split())
                 with self.changed:
                     if not self.reports or self.reports[-1]["seq"] != seq:
-                        self.reports.append({"t": stamp, "current_kb": current_kb, "target_kb": target_kb,
-                                             "seq": seq})
+                        self.reports.append({"t": stamp, "current_kb": current_kb, "target_kb": target_kb, "seq": seq})
                     self.changed.notify_all()
 
     def latest(self) -> dict | None:
@@ -298,7 +306,8 @@ class Host:
         path.write_text(
             f'name = "{GUEST}"\ntype = "pv"\nkernel = "{self.config["kernel"]}"\n'
             f'ramdisk = "{self.config["ramdisk"]}"\nmemory = {GUEST_MEMORY_MIB}\nmaxmem = {GUEST_MAXMEM_MIB}\n'
-            f'vcpus = 1\nextra = "console=hvc0 quiet"\non_poweroff = "destroy"\non_crash = "destroy"\n')
+            f'vcpus = 1\nextra = "console=hvc0 quiet"\non_poweroff = "destroy"\non_crash = "destroy"\n'
+        )
         return path
 
     def create_guest(self, record: dict) -> tuple[int, GuestReports]:
@@ -323,8 +332,14 @@ class Host:
     def start(self, argv: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
         """A background process, stdout and stderr into LOG_NAME in the share."""
         log = open(self.out / log_name, "w")
-        process = subprocess.Popen(argv, env={**base_env(), **(env or {})}, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            env={**base_env(), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.processes.append(process)
         return process
@@ -354,14 +369,16 @@ def memory_nodes(domid: int) -> dict[str, str | None]:
 def capabilities(pid: int) -> dict[str, str]:
     """The Cap* and NoNewPrivs lines of /proc/PID/status."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return dict(line.split(":\t", 1) for line in status.splitlines()
-                if line.startswith(("Cap", "NoNewPrivs", "Uid")))
+    return dict(line.split(":\t", 1) for line in status.splitlines() if line.startswith(("Cap", "NoNewPrivs", "Uid")))
 
 
 def policy_applied(domid: int):
     """The guest's memory nodes once the policy's settings are all there."""
-    want = {"target": POLICY_SETTINGS_MIB["target"] * MIB, "static-max": POLICY_SETTINGS_MIB["xen-max"] * MIB,
-            "dynamic-min": POLICY_SETTINGS_MIB["min"] * MIB}
+    want = {
+        "target": POLICY_SETTINGS_MIB["target"] * MIB,
+        "static-max": POLICY_SETTINGS_MIB["xen-max"] * MIB,
+        "dynamic-min": POLICY_SETTINGS_MIB["min"] * MIB,
+    }
     nodes = memory_nodes(domid)
     return nodes if all(nodes.get(k) == str(v) for k, v in want.items()) else None
 
@@ -393,6 +410,7 @@ def scrape(port: int, timeout_s: float = 120) -> dict:
 # The checks
 # --------------------------------------------------------------------------
 
+
 def checks(config: dict, rec: Recorder) -> None:
     host = Host(config)
     rec.results["facts"] = {
@@ -410,13 +428,24 @@ def checks(config: dict, rec: Recorder) -> None:
         lines = [f"[{GUEST}]"] + [f"machdep.xen.balloon.{k} = {v}M" for k, v in POLICY_SETTINGS_MIB.items()]
         (conf / "50-guest.conf").write_text("\n".join(lines) + "\n")
         r["conf"] = (conf / "50-guest.conf").read_text()
-        argv = ["sh", str(Path(config["rig"]) / "as-unit.sh"), "--keep", str(Path(config["venv"]).resolve()),
-                "--runtime-directory", "xbctl", "--", host.xbctl, "policy", "--follow"]
+        argv = [
+            "sh",
+            str(Path(config["rig"]) / "as-unit.sh"),
+            "--keep",
+            str(Path(config["venv"]).resolve()),
+            "--runtime-directory",
+            "xbctl",
+            "--",
+            host.xbctl,
+            "policy",
+            "--follow",
+        ]
         r["argv"] = argv
         policy = host.start(argv, "policy.log", env={"XBCTL_CONF_ROOT": CONF_ROOT})
         # It has started once it says it follows (or has applied once): then read its capabilities.
-        r["ready"] = bool(wait_until(lambda: "follow" in host.log("policy.log").lower() or policy.poll() is not None,
-                                     180))
+        r["ready"] = bool(
+            wait_until(lambda: "follow" in host.log("policy.log").lower() or policy.poll() is not None, 180)
+        )
         r["running"] = policy.poll() is None
         r["capabilities"] = capabilities(policy.pid) if r["running"] else None
         r["mounts"] = Path(f"/proc/{policy.pid}/mountinfo").read_text() if r["running"] else None
@@ -482,9 +511,11 @@ def checks(config: dict, rec: Recorder) -> None:
         r["before"] = snapshot()
         r["nodes_before"] = memory_nodes(domid)
         r["cases"] = {}
-        for case, args in (("target_below_min", ("-d", GUEST, "target", "100M")),
-                           ("target_above_max", ("mem-set", GUEST, "500")),
-                           ("xen_max_below_target", ("mem-max", GUEST, "300"))):
+        for case, args in (
+            ("target_below_min", ("-d", GUEST, "target", "100M")),
+            ("target_above_max", ("mem-set", GUEST, "500")),
+            ("xen_max_below_target", ("mem-max", GUEST, "300")),
+        ):
             outcome = host.x(*args)
             r["cases"][case] = {"command": outcome, "after": snapshot()}
 
@@ -523,8 +554,22 @@ def checks(config: dict, rec: Recorder) -> None:
     with rec.step("non_root") as r:
         for path in (host.xbctl, os.path.realpath(sys.executable), os.path.realpath(config["venv"] + "/bin/python")):
             open_ancestors(path)
-        r["command"] = run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-                            "env", "HOME=/tmp", host.xbctl, "-d", GUEST, "target", "300M"])
+        r["command"] = run(
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                "--",
+                "env",
+                "HOME=/tmp",
+                host.xbctl,
+                "-d",
+                GUEST,
+                "target",
+                "300M",
+            ]
+        )
         r["nodes_after"] = memory_nodes(domid)
 
     with rec.step("policy_stop") as r:
@@ -545,9 +590,23 @@ def checks(config: dict, rec: Recorder) -> None:
         # Without the socket, xbctl talks through /dev/xen/xenbus, which a Domain-0 always has.
         r["no_socket"] = host.x("mem-set", GUEST, "300")
         # No Xenstore to reach at all (no socket, no xenbus device) on a machine that is Xen.
-        r["no_xenstore"] = run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                                "mount -t tmpfs tmpfs /dev/xen && mount -t tmpfs tmpfs /proc/xen && "
-                                'exec "$@"', "hide-xenbus", host.xbctl, "mem-set", GUEST, "300"])
+        r["no_xenstore"] = run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                'mount -t tmpfs tmpfs /dev/xen && mount -t tmpfs tmpfs /proc/xen && exec "$@"',
+                "hide-xenbus",
+                host.xbctl,
+                "mem-set",
+                GUEST,
+                "300",
+            ]
+        )
         r["hypervisor_type"] = Path("/sys/hypervisor/type").read_text().strip()
         r["dump_after"] = xen_dump()["domains"]
 
@@ -569,15 +628,26 @@ def parity_sequence(domid: int) -> dict:
     record: dict = {"domid": domid}
     record["pause"] = xl("pause", GUEST)
     try:
-        record["start"] = {"nodes": memory_nodes(domid), "dump": xen_dump()["domains"][str(domid)],
-                           "xl": xl_list()["domains"].get(domid),
-                           "uuid": xs_read(f"/local/domain/{domid}/vm")}
+        record["start"] = {
+            "nodes": memory_nodes(domid),
+            "dump": xen_dump()["domains"][str(domid)],
+            "xl": xl_list()["domains"].get(domid),
+            "uuid": xs_read(f"/local/domain/{domid}/vm"),
+        }
         steps = []
         for command, size in PARITY_STEPS:
             done = xl(command, str(domid), size)
-            steps.append({"command": command, "size": size, "status": done["status"], "stderr": done["stderr"],
-                          "nodes": memory_nodes(domid), "dump": xen_dump()["domains"][str(domid)],
-                          "xl": xl_list()["domains"].get(domid)})
+            steps.append(
+                {
+                    "command": command,
+                    "size": size,
+                    "status": done["status"],
+                    "stderr": done["stderr"],
+                    "nodes": memory_nodes(domid),
+                    "dump": xen_dump()["domains"][str(domid)],
+                    "xl": xl_list()["domains"].get(domid),
+                }
+            )
         record["steps"] = steps
     finally:
         record["unpause"] = xl("unpause", GUEST)
@@ -587,6 +657,7 @@ def parity_sequence(domid: int) -> dict:
 # --------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------
+
 
 def bench(config: dict, rec: Recorder) -> None:
     """Timings for tests/benchmark.py: xbctl list against xl list, xbctl -n current against
@@ -619,9 +690,15 @@ def bench(config: dict, rec: Recorder) -> None:
             # The guest's report may reach Domain-0 after xbctl saw the hypervisor's figure.
             reports.wait_for(lambda rep, s=size_mib: rep["current_kb"] == s * MIB, 60)
             reached = [rep for rep in reports.since(started) if rep["current_kb"] == size_mib * MIB]
-            waits.append({"size_mib": size_mib, "status": done["status"], "command_s": done["seconds"],
-                          "guest_reached_s": round(reached[0]["t"] - started, 3) if reached else None,
-                          "exit_after_guest_s": round(done["ended"] - reached[0]["t"], 3) if reached else None})
+            waits.append(
+                {
+                    "size_mib": size_mib,
+                    "status": done["status"],
+                    "command_s": done["seconds"],
+                    "guest_reached_s": round(reached[0]["t"] - started, 3) if reached else None,
+                    "exit_after_guest_s": round(done["ended"] - reached[0]["t"], 3) if reached else None,
+                }
+            )
         r["waits"] = waits
     reports.close()
 

@@ -47,12 +47,15 @@ def groups_of(tmp_path, text: str):
 
 
 def test_sections_naming_one_domain_merge_and_the_origin_is_the_first_header(tmp_path):
-    groups = groups_of(tmp_path, "[web]\nmachdep.xen.balloon.target=1G\n[db]\nmachdep.xen.balloon.min=1G\n"
-                                 "[1]\nmachdep.xen.balloon.min=200M\n")
+    groups = groups_of(
+        tmp_path,
+        "[web]\nmachdep.xen.balloon.target=1G\n[db]\nmachdep.xen.balloon.min=1G\n[1]\nmachdep.xen.balloon.min=200M\n",
+    )
     resolved, notes = resolve_groups(host(tmp_path), groups)
     assert notes == []
     assert [(g.domain.name, len(g.requests), g.origin.rsplit(":", 1)[1]) for g in resolved] == [
-        ("web", 2, "1"), ("db", 1, "3"),
+        ("web", 2, "1"),
+        ("db", 1, "3"),
     ]
 
 

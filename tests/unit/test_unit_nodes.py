@@ -84,7 +84,5 @@ def test_driver_rules(key, new_kib, host, says):
 
 def test_a_refusal_names_where_min_comes_from():
     with pytest.raises(XbctlError) as caught:
-        NODE_BY_KEY["target"].check_write(
-            64 * MIB, balloon(min_origin="memory/dynamic-min", min_hint="lower it"), True
-        )
+        NODE_BY_KEY["target"].check_write(64 * MIB, balloon(min_origin="memory/dynamic-min", min_hint="lower it"), True)
     assert "(memory/dynamic-min)" in caught.value.message and caught.value.hint == "lower it"

@@ -96,7 +96,10 @@ def test_a_guest_may_not_write_the_toolstacks_nodes(key, text):
 
 def test_the_guest_refusal_names_the_store_path_when_there_is_one():
     error = refusal(
-        balloon(), request("target", "512M"), request("min", "256M"), host=False,
+        balloon(),
+        request("target", "512M"),
+        request("min", "256M"),
+        host=False,
         locate=lambda key: f"/local/domain/1/memory/{key}",
     )
     assert error.message == (

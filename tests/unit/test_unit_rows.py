@@ -11,7 +11,9 @@ def balloon(target_kib: int) -> Balloon:
 
 def test_rows_with_the_same_values_are_equal():
     assert DomainRow(Domain(1, "web"), balloon(1024)) == DomainRow(Domain(1, "web"), balloon(1024))
-    assert [DomainRow(Domain(2, "db"), None, "gone", "missing")] == [DomainRow(Domain(2, "db"), None, "gone", "missing")]
+    assert [DomainRow(Domain(2, "db"), None, "gone", "missing")] == [
+        DomainRow(Domain(2, "db"), None, "gone", "missing")
+    ]
 
 
 def test_rows_that_differ_in_anything_are_not():

@@ -58,16 +58,7 @@ def test_bad_settings_files_cite_the_line(tmp_path, content, says):
 
 def test_sections_name_the_domain_of_the_lines_after_them(tmp_path):
     path = tmp_path / "host.conf"
-    path.write_text(
-        "target=1G\n"
-        "[ web ]  # the web server\n"
-        "target=2G\n"
-        "\n"
-        "[7]\n"
-        "min ?= 4K\n"
-        "[web]\n"
-        "target=3G\n"
-    )
+    path.write_text("target=1G\n[ web ]  # the web server\ntarget=2G\n\n[7]\nmin ?= 4K\n[web]\ntarget=3G\n")
     assert read_settings_file(str(path)) == [
         Assignment("target", "1G", False, f"{path}:1", None),
         Assignment("target", "2G", False, f"{path}:3", "web"),

@@ -89,17 +89,32 @@ def test_plain_numbers():
 
 @pytest.mark.parametrize(
     "kib, shown",
-    [(0, "0K"), (4, "4K"), (1000, "1000K"), (1023, "1023K"), (1024, "1M"), (1536, "1.5M"), (786432, "768M"),
-     (1310720, "1280M"), (1572864, "1.5G"), (1024**3, "1T"), (MAX_KIB, "16777216T")],
+    [
+        (0, "0K"),
+        (4, "4K"),
+        (1000, "1000K"),
+        (1023, "1023K"),
+        (1024, "1M"),
+        (1536, "1.5M"),
+        (786432, "768M"),
+        (1310720, "1280M"),
+        (1572864, "1.5G"),
+        (1024**3, "1T"),
+        (MAX_KIB, "16777216T"),
+    ],
 )
 def test_human_size_is_the_largest_exact_unit(kib, shown):
     assert human_size(kib) == shown
 
 
-@given(st.one_of(
-    st.integers(0, MAX_KIB),
-    st.builds(lambda n, unit: min(n * unit, MAX_KIB), st.integers(0, 10**6), st.sampled_from([102, 1024, 104857, KIB**2])),
-))
+@given(
+    st.one_of(
+        st.integers(0, MAX_KIB),
+        st.builds(
+            lambda n, unit: min(n * unit, MAX_KIB), st.integers(0, 10**6), st.sampled_from([102, 1024, 104857, KIB**2])
+        ),
+    )
+)
 def test_human_size_reads_back_as_the_same_kib(kib):
     shown = human_size(kib)
     assert parse_size(shown).kib == kib

@@ -95,17 +95,14 @@ _BUILDS: tuple[tuple[str, str | None, str, str | None, tuple[str, ...]], ...] = 
     ("libxengnttab.so.1", "libxengnttab.so.1", "xengnttab_stub.c", "xengnttab.map", ()),
     ("libxenevtchn.so.1", "libxenevtchn.so.1", "xenevtchn_stub.c", "xenevtchn.map", ()),
     # libxenctrl asks the gnttab stub which domains are introduced.
-    ("libxenctrl.so.4.17", "libxenctrl.so.4.17", "xenctrl_stub.c", "xenctrl.map",
-     ("{out}/libxengnttab.so.1",)),
+    ("libxenctrl.so.4.17", "libxenctrl.so.4.17", "xenctrl_stub.c", "xenctrl.map", ("{out}/libxengnttab.so.1",)),
     ("xsd_shim.so", None, "xsd_shim.c", None, ("-ldl",)),
 )
 # The client side of the hypervisor rig, built into clientlib/ against libxen-dev's headers
 # (same Xen version: domctl/sysctl carry an interface version).
 _CLIENT_BUILDS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
-    ("libxencall.so.1", "libxencall.so.1", "xencall_rig.c", "xencall_rig.map",
-     ("-D__XEN_TOOLS__", "-I{include}")),
-    ("libxenforeignmemory.so.1", "libxenforeignmemory.so.1", "xenforeignmemory_rig.c",
-     "xenforeignmemory_rig.map", ()),
+    ("libxencall.so.1", "libxencall.so.1", "xencall_rig.c", "xencall_rig.map", ("-D__XEN_TOOLS__", "-I{include}")),
+    ("libxenforeignmemory.so.1", "libxenforeignmemory.so.1", "xenforeignmemory_rig.c", "xenforeignmemory_rig.map", ()),
 )
 _STAMP_FORMAT = 2
 
@@ -121,11 +118,13 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "xbctl-tests"
 
 
-def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError as exc:
         raise XenHarnessError(f"command not found: {cmd[0]} ({exc})") from exc
     except subprocess.TimeoutExpired as exc:
@@ -136,13 +135,15 @@ def _check(cp: subprocess.CompletedProcess, what: str) -> subprocess.CompletedPr
     if cp.returncode != 0:
         raise XenHarnessError(
             f"{what} failed (exit {cp.returncode}): {' '.join(map(str, cp.args))}\n"
-            f"--- stdout ---\n{cp.stdout}\n--- stderr ---\n{cp.stderr}")
+            f"--- stdout ---\n{cp.stdout}\n--- stderr ---\n{cp.stderr}"
+        )
     return cp
 
 
 # --------------------------------------------------------------------------
 # Tools: fetch, unpack, build
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class XenTools:
@@ -182,8 +183,7 @@ class XenTools:
     def xenstore_list(self) -> Path:
         return self.clients["list"]
 
-    def env(self, socket_path: os.PathLike | str,
-            base: dict[str, str] | None = None) -> dict[str, str]:
+    def env(self, socket_path: os.PathLike | str, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for running the C clients against ``socket_path``."""
         env = dict(os.environ if base is None else base)
         env.pop("LD_PRELOAD", None)
@@ -192,8 +192,7 @@ class XenTools:
         env["XENSTORED_PATH"] = str(socket_path)
         return env
 
-    def daemon_env(self, rundir: os.PathLike | str,
-                   base: dict[str, str] | None = None) -> dict[str, str]:
+    def daemon_env(self, rundir: os.PathLike | str, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for running xenstored with its state in ``rundir``."""
         rundir = Path(rundir)
         env = dict(os.environ if base is None else base)
@@ -207,18 +206,18 @@ class XenTools:
         env.pop("XENSTORED_PATH", None)
         return env
 
-    def run_client(self, name: str, socket_path: os.PathLike | str, *args: str,
-                   timeout: float = 10) -> str:
+    def run_client(self, name: str, socket_path: os.PathLike | str, *args: str, timeout: float = 10) -> str:
         """Run ``xenstore-NAME args`` against the daemon; stdout or raise."""
         try:
             exe = self.clients[name]
         except KeyError:
-            raise XenHarnessError(f"no xenstore client {name!r}; have {sorted(self.clients)}")
+            raise XenHarnessError(f"no xenstore client {name!r}; have {sorted(self.clients)}") from None
         cp = _run([str(exe), *args], env=self.env(socket_path), timeout=timeout)
         if cp.returncode != 0:
             raise XenHarnessError(
                 f"xenstore-{name} {' '.join(args)} failed (exit {cp.returncode}): "
-                f"{cp.stderr.strip() or cp.stdout.strip()}")
+                f"{cp.stderr.strip() or cp.stdout.strip()}"
+            )
         return cp.stdout
 
 
@@ -254,11 +253,17 @@ def _tools_from(base: Path, versions: dict[str, str]) -> XenTools:
 
 
 def _required_files(t: XenTools) -> list[Path]:
-    return [t.xenstored, t.preload, t.lib_dir / "libxenstore.so.4",
-            *(t.stub_dir / out for out, *_ in _BUILDS if out != "xsd_shim.so"),
-            *(t.client_lib_dir / out for out, *_ in _CLIENT_BUILDS),
-            t.xl, t.libxenctrl, t.include_dir / "xen" / "domctl.h",
-            *(t.root / CLIENT_DIR_REL / f"xenstore-{c}" for c in ("read", "write", "ls", "rm"))]
+    return [
+        t.xenstored,
+        t.preload,
+        t.lib_dir / "libxenstore.so.4",
+        *(t.stub_dir / out for out, *_ in _BUILDS if out != "xsd_shim.so"),
+        *(t.client_lib_dir / out for out, *_ in _CLIENT_BUILDS),
+        t.xl,
+        t.libxenctrl,
+        t.include_dir / "xen" / "domctl.h",
+        *(t.root / CLIENT_DIR_REL / f"xenstore-{c}" for c in ("read", "write", "ls", "rm")),
+    ]
 
 
 def _apt_download(debs: Path) -> None:
@@ -275,7 +280,8 @@ def _apt_download(debs: Path) -> None:
         raise XenHarnessError(
             f"apt-get download failed and 'apt-get update' failed too (are you root, is a "
             f"Debian mirror reachable?)\n--- download stderr ---\n{cp.stderr}\n"
-            f"--- update stderr ---\n{upd.stderr}")
+            f"--- update stderr ---\n{upd.stderr}"
+        )
     _check(_run(cmd, cwd=debs), "apt-get download (after apt-get update)")
 
 
@@ -288,13 +294,12 @@ def compiler() -> str:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise XenHarnessError(
-            "gcc not found: the xenstored test harness compiles small stub libraries "
-            "(apt-get install gcc libc6-dev)")
+            "gcc not found: the xenstored test harness compiles small stub libraries (apt-get install gcc libc6-dev)"
+        )
     return gcc
 
 
-def _build_stubs(out_dir: Path, *, builds=_BUILDS, src_dir: Path = _STUB_DIR,
-                 include: Path | None = None) -> None:
+def _build_stubs(out_dir: Path, *, builds=_BUILDS, src_dir: Path = _STUB_DIR, include: Path | None = None) -> None:
     gcc = compiler()
     out_dir.mkdir(parents=True, exist_ok=True)
     for out, soname, src, vscript, extra in builds:
@@ -317,24 +322,22 @@ def _check_linkage(t: XenTools) -> None:
         missing = [ln.strip() for ln in cp.stdout.splitlines() if "not found" in ln]
         if missing:
             raise XenHarnessError(
-                f"{exe} needs libraries that are neither on this machine nor in "
-                f"{DEBIAN_PACKAGES}: {missing}")
+                f"{exe} needs libraries that are neither on this machine nor in {DEBIAN_PACKAGES}: {missing}"
+            )
     # The client side: Debian's xl (and so its real libxenctrl, libxenlight...) must load
     # over the replacement libxencall/libxenforeignmemory (BIND_NOW: every import resolves).
     client_env = dict(os.environ)
     client_env["LD_LIBRARY_PATH"] = f"{t.client_lib_dir}:{t.lib_dir}"
     cp = _check(_run(["ldd", "-r", str(t.xl)], env=client_env), f"ldd -r {t.xl}")
     out = cp.stdout + cp.stderr
-    missing = [ln.strip() for ln in out.splitlines()
-               if "not found" in ln or "undefined symbol" in ln]
+    missing = [ln.strip() for ln in out.splitlines() if "not found" in ln or "undefined symbol" in ln]
     if missing:
         raise XenHarnessError(f"{t.xl} does not link over the rig's libraries: {missing}")
     for lib in ("libxencall.so.1", "libxenforeignmemory.so.1"):
         if f"{t.client_lib_dir / lib} " not in out:
             raise XenHarnessError(f"xl does not load the rig's {lib}:\n{out}")
     # The stubs must provide every versioned symbol xenstored imports.
-    cp = _check(_run([str(t.xenstored), "--help"], env=env),
-                "xenstored --help with the stub libraries")
+    cp = _check(_run([str(t.xenstored), "--help"], env=env), "xenstored --help with the stub libraries")
     if "--no-fork" not in cp.stdout + cp.stderr:
         raise XenHarnessError(f"unexpected xenstored --help output:\n{cp.stdout}{cp.stderr}")
 
@@ -371,11 +374,14 @@ def ensure_tools(cache_dir: Path | None = None) -> XenTools:
                 if len(found) != 1:
                     raise XenHarnessError(f"expected one {pkg} .deb in {debs}, got {found}")
                 versions[pkg] = _deb_field(found[0], "Version")
-                _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]),
-                       f"dpkg -x {found[0].name}")
+                _check(_run(["dpkg", "-x", str(found[0]), str(tmp / "root")]), f"dpkg -x {found[0].name}")
             _build_stubs(tmp / "stubs")
-            _build_stubs(tmp / "clientlib", builds=_CLIENT_BUILDS, src_dir=_CLIENT_STUB_DIR,
-                         include=tmp / "root" / INCLUDE_DIR_REL)
+            _build_stubs(
+                tmp / "clientlib",
+                builds=_CLIENT_BUILDS,
+                src_dir=_CLIENT_STUB_DIR,
+                include=tmp / "root" / INCLUDE_DIR_REL,
+            )
             tmp.rename(base)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -385,8 +391,7 @@ def ensure_tools(cache_dir: Path | None = None) -> XenTools:
         if missing:
             raise XenHarnessError(f"unpacked packages lack expected files: {missing}")
         _check_linkage(tools)
-        stamp.write_text(json.dumps({"key": key, "versions": versions,
-                                     "packages": list(DEBIAN_PACKAGES)}, indent=1))
+        stamp.write_text(json.dumps({"key": key, "versions": versions, "packages": list(DEBIAN_PACKAGES)}, indent=1))
         # Drop builds for other stub sources once nobody has built them for a day (other
         # checkouts of the project may share the cache and be running their tests now).
         for old in top.glob("xen-4.17-*"):
@@ -400,6 +405,7 @@ def ensure_tools(cache_dir: Path | None = None) -> XenTools:
 # The daemon
 # --------------------------------------------------------------------------
 
+
 def _die_with_parent():
     """preexec_fn making the daemon get SIGKILL if the test process dies
     (PR_SET_PDEATHSIG), so a crashed test run leaves no xenstored behind.
@@ -408,6 +414,7 @@ def _die_with_parent():
         return None
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
@@ -422,6 +429,7 @@ def _die_with_parent():
 # The daemon (class)
 # --------------------------------------------------------------------------
 
+
 class Xenstored:
     """One private xenstored process with its socket at ``rundir/socket``.
 
@@ -434,9 +442,17 @@ class Xenstored:
     :meth:`domain_ring`).
     """
 
-    def __init__(self, tools: XenTools, rundir: os.PathLike | str, *,
-                 start_timeout: float = 5.0, trace: bool = True, verbose: bool = False,
-                 extra_args: tuple[str, ...] = (), extra_domains: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        tools: XenTools,
+        rundir: os.PathLike | str,
+        *,
+        start_timeout: float = 5.0,
+        trace: bool = True,
+        verbose: bool = False,
+        extra_args: tuple[str, ...] = (),
+        extra_domains: tuple[int, ...] = (),
+    ):
         self.tools = tools
         self.rundir = Path(rundir).resolve()
         self.socket_path = self.rundir / "socket"
@@ -482,24 +498,30 @@ class Xenstored:
         if self.extra_domains:
             env["XENHARNESS_DOMAINS"] = ",".join(str(d) for d in self.extra_domains)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=env, cwd=self.rundir,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent())
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=self.rundir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
         deadline = time.monotonic() + self.start_timeout
         while True:
             rc = self.proc.poll()
             if rc is not None:
                 self._close_log()
-                raise XenHarnessError(
-                    f"xenstored exited with {rc} during start-up:\n{self.log_tail()}")
+                raise XenHarnessError(f"xenstored exited with {rc} during start-up:\n{self.log_tail()}")
             if self.answers():
                 return self
             if time.monotonic() > deadline:
                 self.kill()
                 raise XenHarnessError(
                     f"xenstored did not accept connections on {self.socket_path} within "
-                    f"{self.start_timeout}s:\n{self.log_tail()}")
+                    f"{self.start_timeout}s:\n{self.log_tail()}"
+                )
             time.sleep(0.01)
 
     def answers(self, timeout: float = 1.0) -> bool:
@@ -510,9 +532,13 @@ class Xenstored:
                 s.connect(str(self.socket_path))
                 # XS_DIRECTORY (1) of "/": header op, req_id, tx_id, len
                 payload = b"/\x00"
-                s.sendall((1).to_bytes(4, "little") + (7).to_bytes(4, "little")
-                          + (0).to_bytes(4, "little") + len(payload).to_bytes(4, "little")
-                          + payload)
+                s.sendall(
+                    (1).to_bytes(4, "little")
+                    + (7).to_bytes(4, "little")
+                    + (0).to_bytes(4, "little")
+                    + len(payload).to_bytes(4, "little")
+                    + payload
+                )
                 hdr = s.recv(16)
                 return len(hdr) == 16
         except OSError:
@@ -621,10 +647,23 @@ class Xenstored:
 # --------------------------------------------------------------------------
 
 XS_OPS = {
-    "DEBUG": 0, "DIRECTORY": 1, "READ": 2, "GET_PERMS": 3, "WATCH": 4, "UNWATCH": 5,
-    "TRANSACTION_START": 6, "TRANSACTION_END": 7, "INTRODUCE": 8, "RELEASE": 9,
-    "GET_DOMAIN_PATH": 10, "WRITE": 11, "MKDIR": 12, "RM": 13, "SET_PERMS": 14,
-    "WATCH_EVENT": 15, "ERROR": 16,
+    "DEBUG": 0,
+    "DIRECTORY": 1,
+    "READ": 2,
+    "GET_PERMS": 3,
+    "WATCH": 4,
+    "UNWATCH": 5,
+    "TRANSACTION_START": 6,
+    "TRANSACTION_END": 7,
+    "INTRODUCE": 8,
+    "RELEASE": 9,
+    "GET_DOMAIN_PATH": 10,
+    "WRITE": 11,
+    "MKDIR": 12,
+    "RM": 13,
+    "SET_PERMS": 14,
+    "WATCH_EVENT": 15,
+    "ERROR": 16,
 }
 _RING_SIZE = 1024
 _REQ, _RSP = 0, 1024
@@ -637,6 +676,7 @@ class XenstoreError(OSError):
 
     def __init__(self, name: str):
         import errno as _errno
+
         code = getattr(_errno, name, 0)
         super().__init__(code, f"{name} ({os.strerror(code) if code else 'xenstore error'})")
         self.name = name
@@ -651,13 +691,13 @@ class DomainRing:
 
     def __init__(self, daemon: Xenstored, domid: int, timeout: float = 5.0):
         import mmap
+
         self.daemon = daemon
         self.domid = domid
         self.timeout = timeout
         self.path = daemon.rundir / f"ring-{domid}"
         if not self.path.exists():
-            raise XenHarnessError(f"no ring for domain {domid} at {self.path}: "
-                                  "introduce the domain first")
+            raise XenHarnessError(f"no ring for domain {domid} at {self.path}: introduce the domain first")
         with open(self.path, "r+b") as f:
             self._mm = mmap.mmap(f.fileno(), 4096)
         self.events: list[tuple[str, str]] = []
@@ -673,10 +713,10 @@ class DomainRing:
         self.close()
 
     def _u32(self, off: int) -> int:
-        return int.from_bytes(self._mm[off:off + 4], "little")
+        return int.from_bytes(self._mm[off : off + 4], "little")
 
     def _set_u32(self, off: int, value: int) -> None:
-        self._mm[off:off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "little")
+        self._mm[off : off + 4] = (value & 0xFFFFFFFF).to_bytes(4, "little")
 
     def _send(self, data: bytes, deadline: float) -> None:
         while data:
@@ -687,7 +727,7 @@ class DomainRing:
                 continue
             start = prod % _RING_SIZE
             n = min(space, len(data), _RING_SIZE - start)
-            self._mm[_REQ + start:_REQ + start + n] = data[:n]
+            self._mm[_REQ + start : _REQ + start + n] = data[:n]
             self._set_u32(_REQ_PROD, prod + n)
             data = data[n:]
             self.daemon.kick()
@@ -701,14 +741,13 @@ class DomainRing:
         while len(out) < n:
             start = (cons + len(out)) % _RING_SIZE
             k = min(n - len(out), _RING_SIZE - start)
-            out += self._mm[_RSP + start:_RSP + start + k]
+            out += self._mm[_RSP + start : _RSP + start + k]
         self._set_u32(_RSP_CONS, cons + n)
         return out
 
     def _wait(self, deadline: float, what: str) -> None:
         if time.monotonic() > deadline:
-            raise XenHarnessError(f"domain {self.domid} ring: timed out waiting for {what}"
-                                  f"\n{self.daemon.log_tail()}")
+            raise XenHarnessError(f"domain {self.domid} ring: timed out waiting for {what}\n{self.daemon.log_tail()}")
         if not self.daemon.running():
             raise XenHarnessError(f"xenstored is not running\n{self.daemon.log_tail()}")
         time.sleep(0.001)
@@ -722,15 +761,13 @@ class DomainRing:
         while self._available() < 16:
             self._wait(deadline, "a reply")
         raw = self._peek(16)
-        op, req_id, tx_id, length = (int.from_bytes(raw[i:i + 4], "little")
-                                     for i in range(0, 16, 4))
+        op, req_id, tx_id, length = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
         while self._available() < 16 + length:
             self._wait(deadline, "a reply body")
         msg = self._take(16 + length)
         return op, req_id, tx_id, msg[16:]
 
-    def request(self, op: str | int, *args: str | bytes, tx_id: int = 0,
-                terminate_last: bool = True) -> bytes:
+    def request(self, op: str | int, *args: str | bytes, tx_id: int = 0, terminate_last: bool = True) -> bytes:
         """Send one request; return the reply payload or raise XenstoreError.
         Each argument is NUL-terminated (the last one only if terminate_last,
         as WRITE's value is not)."""
@@ -740,8 +777,7 @@ class DomainRing:
         if parts:
             payload += parts[-1] + (b"\0" if terminate_last else b"")
         self._req_id += 1
-        header = b"".join(v.to_bytes(4, "little")
-                          for v in (code, self._req_id, tx_id, len(payload)))
+        header = b"".join(v.to_bytes(4, "little") for v in (code, self._req_id, tx_id, len(payload)))
         deadline = time.monotonic() + self.timeout
         self._send(header + payload, deadline)
         while True:

@@ -78,10 +78,12 @@ class Domain:
         return self.max_pages * PAGE_KIB
 
     def line(self) -> str:
-        return (f"domain domid={self.domid} flags={self.flags} tot_pages={self.tot_pages} "
-                f"max_pages={self.max_pages} outstanding_pages={self.outstanding_pages} "
-                f"pod_target={self.pod_target} vcpus={self.vcpus} cpu_time={self.cpu_time} "
-                f"handle={self.handle}")
+        return (
+            f"domain domid={self.domid} flags={self.flags} tot_pages={self.tot_pages} "
+            f"max_pages={self.max_pages} outstanding_pages={self.outstanding_pages} "
+            f"pod_target={self.pod_target} vcpus={self.vcpus} cpu_time={self.cpu_time} "
+            f"handle={self.handle}"
+        )
 
 
 @dataclass
@@ -95,9 +97,11 @@ class Host:
     cpu_khz: int = 2_000_000
 
     def line(self) -> str:
-        return (f"host total_pages={self.total_pages} free_pages={self.free_pages} "
-                f"outstanding_pages={self.outstanding_pages} nr_cpus={self.nr_cpus} "
-                f"cpu_khz={self.cpu_khz}")
+        return (
+            f"host total_pages={self.total_pages} free_pages={self.free_pages} "
+            f"outstanding_pages={self.outstanding_pages} nr_cpus={self.nr_cpus} "
+            f"cpu_khz={self.cpu_khz}"
+        )
 
 
 @dataclass
@@ -122,8 +126,11 @@ class Table:
     generation: int = 0
 
     def text(self) -> str:
-        lines = ["# xbctl test hypervisor (tests/xenharness/hypervisor.py)",
-                 f"generation={self.generation}", self.host.line()]
+        lines = [
+            "# xbctl test hypervisor (tests/xenharness/hypervisor.py)",
+            f"generation={self.generation}",
+            self.host.line(),
+        ]
         lines += [d.line() for _, d in sorted(self.domains.items())]
         lines += [f.line() for f in self.failures if f.times != 0]
         return "\n".join(lines) + "\n"
@@ -171,8 +178,9 @@ class FakeHypervisor:
         """LD_LIBRARY_PATH for the client side: the rig's libraries before Debian's."""
         return f"{self.tools.client_lib_dir}:{self.tools.lib_dir}"
 
-    def env(self, base: dict[str, str] | None = None,
-            xenstored_socket: os.PathLike | str | None = None) -> dict[str, str]:
+    def env(
+        self, base: dict[str, str] | None = None, xenstored_socket: os.PathLike | str | None = None
+    ) -> dict[str, str]:
         """Variables a subprocess (xbctl, xl) needs to run over this hypervisor (and, given
         its socket, a xenstored): BASE (default: none) plus LD_LIBRARY_PATH,
         XBCTL_LIBXENCTRL, XBCTL_TEST_HYPERVISOR, XBCTL_TEST_HYPERCALL_LOG [, XENSTORED_PATH]."""
@@ -246,16 +254,14 @@ class FakeHypervisor:
             table.host = replace(table.host, **fields)
         return table.host
 
-    def fail(self, op: str, err: int | str = "ENOMEM", domid: int | None = None,
-             times: int = 1) -> None:
+    def fail(self, op: str, err: int | str = "ENOMEM", domid: int | None = None, times: int = 1) -> None:
         """Make the next ``times`` calls of ``op`` (for ``domid``, or any) fail with ``err``.
 
         ``op`` is a log name: max_mem, set_pod_target, getdomaininfo, getdomaininfolist,
         physinfo.  ``times=-1`` fails every call."""
         code = getattr(errno_module, err) if isinstance(err, str) else int(err)
         with self._locked(write=True) as table:
-            table.failures.append(Failure(op=op, err=code,
-                                          domid=-1 if domid is None else domid, times=times))
+            table.failures.append(Failure(op=op, err=code, domid=-1 if domid is None else domid, times=times))
 
     # the log -----------------------------------------------------------------
     def log(self) -> list[str]:
@@ -273,22 +279,21 @@ class FakeHypervisor:
         self.log_path.write_text("")
 
     # what libxl keeps on disk --------------------------------------------------
-    def write_userdata(self, domid: int, name: str, *, hvm: bool, uuid: str,
-                       max_memkb: int, target_memkb: int, video_memkb: int = 0) -> Path:
+    def write_userdata(
+        self, domid: int, name: str, *, hvm: bool, uuid: str, max_memkb: int, target_memkb: int, video_memkb: int = 0
+    ) -> Path:
         """The ``/var/lib/xen/userdata-d.<domid>.<uuid>.libxl-json`` libxl writes when it
         builds a domain (for Domain-0: xen-init-dom0); xl mem-set/mem-max read the domain
         type from it and refuse to run without it."""
         xen = self.var_lib / "xen"
         xen.mkdir(parents=True, exist_ok=True)
         kind = "hvm" if hvm else "pv"
-        b_info = (f'"max_memkb": {max_memkb}, "target_memkb": {target_memkb}, '
-                  f'"video_memkb": {video_memkb}')
+        b_info = f'"max_memkb": {max_memkb}, "target_memkb": {target_memkb}, "video_memkb": {video_memkb}'
         if hvm:
             b_info += ', "type.hvm": {}'
         else:
             b_info += ', "type.pv": {}'
-        text = (f'{{"c_info": {{"type": "{kind}", "name": "{name}", "uuid": "{uuid}"}}, '
-                f'"b_info": {{{b_info}}}}}\n')
+        text = f'{{"c_info": {{"type": "{kind}", "name": "{name}", "uuid": "{uuid}"}}, "b_info": {{{b_info}}}}}\n'
         path = xen / f"userdata-d.{domid}.{uuid}.libxl-json"
         path.write_text(text)
         return path
@@ -317,26 +322,33 @@ def _private_mount_argv() -> list[str]:
     return ["unshare", "--map-root-user", "--mount", "--propagation", "private"]
 
 
-def run_xl(hv: FakeHypervisor, xenstored_socket: os.PathLike | str, *args: str,
-           timeout: float = 30, env: dict[str, str] | None = None) -> XlResult:
+def run_xl(
+    hv: FakeHypervisor,
+    xenstored_socket: os.PathLike | str,
+    *args: str,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+) -> XlResult:
     """Debian's real ``xl ARGS`` over ``hv`` and the xenstored at ``xenstored_socket``,
     with ``hv.var_lib`` mounted on /var/lib in a private mount namespace."""
     hv.var_lib.joinpath("xen").mkdir(parents=True, exist_ok=True)
-    full_env = hv.env({k: v for k, v in os.environ.items()
-                       if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")}, xenstored_socket)
+    full_env = hv.env(
+        {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")}, xenstored_socket
+    )
     full_env.update(env or {})
     script = 'var_lib=$1; shift; mount --bind "$var_lib" /var/lib && exec "$@"'
-    argv = [*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib),
-            str(hv.tools.xl), *args]
+    argv = [*_private_mount_argv(), "sh", "-c", script, "sh", str(hv.var_lib), str(hv.tools.xl), *args]
     try:
-        done = subprocess.run(argv, env=full_env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError as exc:
         raise XenHarnessError(f"cannot run xl: {exc}") from exc
     if "mount:" in done.stderr or "unshare:" in done.stderr:
         raise XenHarnessError(
             "xl needs a private /var/lib (unshare -m and a bind mount: run the tests as root, "
-            f"or where user namespaces are allowed):\n{done.stderr}")
+            f"or where user namespaces are allowed):\n{done.stderr}"
+        )
     return XlResult(done.returncode, done.stdout, done.stderr)
 
 
@@ -353,12 +365,14 @@ def preload_client_libs(tools: XenTools) -> None:
     (libxentoollog, libxendevicemodel, ...) are loaded from ``lib_dir`` the same way."""
     if _preloaded:
         return
-    order = [tools.client_lib_dir / "libxencall.so.1",
-             tools.client_lib_dir / "libxenforeignmemory.so.1",
-             tools.lib_dir / "libxentoolcore.so.1",
-             tools.lib_dir / "libxentoollog.so.1",
-             tools.lib_dir / "libxenevtchn.so.1",
-             tools.lib_dir / "libxengnttab.so.1",
-             tools.lib_dir / "libxendevicemodel.so.1"]
+    order = [
+        tools.client_lib_dir / "libxencall.so.1",
+        tools.client_lib_dir / "libxenforeignmemory.so.1",
+        tools.lib_dir / "libxentoolcore.so.1",
+        tools.lib_dir / "libxentoollog.so.1",
+        tools.lib_dir / "libxenevtchn.so.1",
+        tools.lib_dir / "libxengnttab.so.1",
+        tools.lib_dir / "libxendevicemodel.so.1",
+    ]
     for path in order:
         _preloaded.append(ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL))

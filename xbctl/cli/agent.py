@@ -27,7 +27,9 @@ def run_agent_command(invocation, options, output) -> None:
     run_agent(
         options.transport(),
         options.domain,
-        steps_per_second=parse_number(local.get("--rate", "50"), what="--rate", maximum=MAX_STEPS_PER_SECOND, positive=True),
+        steps_per_second=parse_number(
+            local.get("--rate", "50"), what="--rate", maximum=MAX_STEPS_PER_SECOND, positive=True
+        ),
         say=say,
         boot_kib=sizes["boot-size"],
         used_kib=sizes["used"],

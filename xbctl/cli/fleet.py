@@ -19,7 +19,9 @@ def run_exporter(invocation, options, output) -> None:
         output.say(f"serving metrics at http://{host}:{port}/metrics")
 
     try:
-        serve(listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]), limits=limits)
+        serve(
+            listen, options.transport_name, options.sim_state, ready, log=lambda m: output.warnings([m]), limits=limits
+        )
     except KeyboardInterrupt:
         return  # Ctrl-C or SIGINT is how an exporter stops: not an error
 
@@ -47,9 +49,9 @@ def exporter_limits(local: dict):
     return Limits(
         max_requests=count("--max-requests", DEFAULT_MAX_REQUESTS, MAX_REQUESTS),
         max_connections=count("--max-connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS),
-        client_timeout_s=DEFAULT_CLIENT_TIMEOUT_S if timeout_text is None else parse_number(
-            timeout_text, what="--client-timeout", maximum=MAX_CLIENT_TIMEOUT_S, positive=True
-        ),
+        client_timeout_s=DEFAULT_CLIENT_TIMEOUT_S
+        if timeout_text is None
+        else parse_number(timeout_text, what="--client-timeout", maximum=MAX_CLIENT_TIMEOUT_S, positive=True),
     )
 
 
@@ -59,7 +61,8 @@ MAX_DELAY_S = 86400.0  # a day between frames: anything longer is a typo
 
 def run_top(invocation, options, output) -> None:
     """Show the domain table, redrawn as balloons move (q or Ctrl-C quits); -b: frames for scripts."""
-    from ..top import DEFAULT_DELAY_S, View, run_top as follow
+    from ..top import DEFAULT_DELAY_S, View
+    from ..top import run_top as follow
 
     local = invocation.local
     batch = bool(local.get("--batch"))

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
+from ..errors import ExitStatus, XbctlError, usage_error
+from .table import GLOBALS, SECONDS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal  # typeshed has no stubs for _signal, whose functions these are
@@ -16,9 +19,6 @@ if TYPE_CHECKING:
     from ..api import Xbctl
 else:
     import _signal as signal  # the signal module's own import (an IntEnum of every signal) costs start-up time
-
-from ..errors import ExitStatus, XbctlError, usage_error
-from .table import GLOBALS, SECONDS
 
 SPEC_OPTIONS = tuple(option for option in GLOBALS if not option.typer_only)
 
@@ -245,7 +245,9 @@ def asks_help(invocation) -> bool:
     from .table import SYSCTL
 
     return (
-        invocation.command is SYSCTL and not invocation.args and "-h" in invocation.given
+        invocation.command is SYSCTL
+        and not invocation.args
+        and "-h" in invocation.given
         and not {"-a", "-A", "-f", "--system"} & set(invocation.given)
     )
 

@@ -21,8 +21,13 @@ def run_sysctl(invocation, options, output) -> None:
         conflicting = [
             option
             for option, given in (
-                ("names or assignments", bool(args)), ("-f", bool(options.settings_files)), ("-d", options.domain),
-                ("-a", options.show_all), ("-A", options.all_domains), ("-w", options.write), ("--wait", options.wait),
+                ("names or assignments", bool(args)),
+                ("-f", bool(options.settings_files)),
+                ("-d", options.domain),
+                ("-a", options.show_all),
+                ("-A", options.all_domains),
+                ("-w", options.write),
+                ("--wait", options.wait),
             )
             if given
         ]
@@ -132,7 +137,9 @@ def apply_system(options, output) -> None:
             say(failed_file_message(path, error))
     changed = [xb.changed_only(result) for result in settled]
     if not files and not unsafe and not failed:
-        output.note(f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)")
+        output.note(
+            f"no configuration files under {configuration_root()} (etc/xbctl.conf, etc/xbctl.d, usr/lib/xbctl.d)"
+        )
     for note in notes:
         output.note(note)
     if not options.dry_run and any(r.changes for r in changed):
@@ -223,7 +230,9 @@ def show_write(options, output, transport, result, name_domains: bool, settings:
 
     if not options.dry_run and result.changes:
         note_written()
-    output.changes([result], name_domains=name_domains, settings=settings)  # the write has happened: say so before any wait
+    output.changes(
+        [result], name_domains=name_domains, settings=settings
+    )  # the write has happened: say so before any wait
     target_change = next((c for c in result.changes if c.node == "target"), None)
     if options.wait and target_change is None:
         output.note("--wait waits after a target change; nothing to wait for")

@@ -11,7 +11,16 @@ from __future__ import annotations
 import os
 
 from .table import (
-    COMMANDS, FLAG, GLOBAL_OPTIONS, GLOBALS, LOCAL_FLAGS, SIM_COMMANDS, SYSCTL, TYPER_ONLY, command_of, own_spellings,
+    COMMANDS,
+    FLAG,
+    GLOBAL_OPTIONS,
+    GLOBALS,
+    LOCAL_FLAGS,
+    SIM_COMMANDS,
+    SYSCTL,
+    TYPER_ONLY,
+    command_of,
+    own_spellings,
 )
 
 # Global options with choices (--transport): a value not among them (given, or from the environment)
@@ -223,8 +232,11 @@ def hoist(args: list[str], arity: dict[str, bool]) -> list[str]:
                 front.append(args[index])
                 index += 1
             continue
-        if token.startswith("-") and not token.startswith("--") and len(token) > 2 and all(
-            f"-{flag}" in arity and not arity[f"-{flag}"] for flag in token[1:]
+        if (
+            token.startswith("-")
+            and not token.startswith("--")
+            and len(token) > 2
+            and all(f"-{flag}" in arity and not arity[f"-{flag}"] for flag in token[1:])
         ):
             front.append(token)  # a cluster of flags such as -ne
             continue

@@ -39,13 +39,36 @@ class Option:
     """One option: its spellings (the first names it), its value (kind None: a flag) and its help."""
 
     __slots__ = (
-        "spellings", "name", "help", "kind", "metavar", "attribute", "choices", "envvar", "repeat", "required",
-        "requires", "unknown", "typer_only",
+        "spellings",
+        "name",
+        "help",
+        "kind",
+        "metavar",
+        "attribute",
+        "choices",
+        "envvar",
+        "repeat",
+        "required",
+        "requires",
+        "unknown",
+        "typer_only",
     )
 
     def __init__(
-        self, spellings, help, kind=None, metavar=None, *, attribute=None, choices=None, envvar=None,
-        repeat=False, required=False, requires=None, unknown=None, typer_only=False,
+        self,
+        spellings,
+        help,
+        kind=None,
+        metavar=None,
+        *,
+        attribute=None,
+        choices=None,
+        envvar=None,
+        repeat=False,
+        required=False,
+        requires=None,
+        unknown=None,
+        typer_only=False,
     ):
         self.spellings = tuple(spellings)
         self.name = self.spellings[0]  # canonical: how the parser, the table and messages name it
@@ -116,7 +139,10 @@ GLOBALS = (
     Option(
         ("-f", "--file"),
         "Apply a file of name=value lines (name?=value: optional); several apply in order, as one change.",
-        FILE, "FILE", attribute="settings_files", repeat=True,
+        FILE,
+        "FILE",
+        attribute="settings_files",
+        repeat=True,
     ),
     Option(("-d", "--domain"), "Act on this domain (default: our own).", DOMAIN, "NAME|ID"),
     Option(("--json",), "Machine-readable JSON output.", attribute="as_json"),
@@ -129,9 +155,13 @@ GLOBALS = (
         ("--timeout",), "Give up --wait after SECONDS.", SECONDS, "SECONDS", attribute="timeout_s", requires="--wait"
     ),
     Option(
-        ("--transport",), "sim or xenstore (default: xenstore when reachable, else sim).", CHOICE,
+        ("--transport",),
+        "sim or xenstore (default: xenstore when reachable, else sim).",
+        CHOICE,
         # click 8.1 would say [sim|xenstore], as if the value were optional
-        f"<{'|'.join(TRANSPORT_NAMES)}>", attribute="transport_name", choices=TRANSPORT_NAMES,
+        f"<{'|'.join(TRANSPORT_NAMES)}>",
+        attribute="transport_name",
+        choices=TRANSPORT_NAMES,
         envvar="XBCTL_TRANSPORT",
     ),
     Option(("--sim-state",), "Simulator state file.", FILE, "PATH", envvar="XBCTL_SIM_STATE"),
@@ -141,18 +171,24 @@ GLOBALS = (
     ),
     Option(("--version",), "Show the version.", typer_only=True),
     Option(
-        ("--install-completion",), "Install tab completion for the current shell (bash, zsh or fish).",
+        ("--install-completion",),
+        "Install tab completion for the current shell (bash, zsh or fish).",
         typer_only=True,
     ),
     Option(
-        ("--show-completion",), "Print the completion script for SHELL (bash, zsh or fish).", SHELL, "SHELL",
+        ("--show-completion",),
+        "Print the completion script for SHELL (bash, zsh or fish).",
+        SHELL,
+        "SHELL",
         typer_only=True,
     ),
 )
 OPTION_BY_NAME = {option.name: option for option in GLOBALS}
 # Every spelling of a global option the lean parser handles -> (canonical name, takes a value).
 GLOBAL_OPTIONS = {
-    spelling: (option.name, option.takes_value) for option in GLOBALS if not option.typer_only
+    spelling: (option.name, option.takes_value)
+    for option in GLOBALS
+    if not option.typer_only
     for spelling in option.spellings
 }
 # Options every command takes: where the balloon is (not what to do with it).
@@ -172,13 +208,34 @@ class Command:
     the global options it takes, and what it may modify."""
 
     __slots__ = (
-        "name", "module", "function", "_help", "_summary", "arguments", "options", "accepts", "modifies", "node",
-        "min_args", "max_args", "local_options",
+        "name",
+        "module",
+        "function",
+        "_help",
+        "_summary",
+        "arguments",
+        "options",
+        "accepts",
+        "modifies",
+        "node",
+        "min_args",
+        "max_args",
+        "local_options",
     )
 
     def __init__(
-        self, name, module, function, help=None, *, summary=None, arguments=(), options=(), accepts=(),
-        modifies=(), node=None,
+        self,
+        name,
+        module,
+        function,
+        help=None,
+        *,
+        summary=None,
+        arguments=(),
+        options=(),
+        accepts=(),
+        modifies=(),
+        node=None,
     ):
         self.name = name  # as typed: "target", "sim reset"
         self.module = module  # xbctl.cli.<module>
@@ -243,7 +300,10 @@ _STEPS = "Balloon steps (512 pages each) per"
 
 # -v lists the settings -f and --system leave as they were: the sysctl form alone has them.
 SYSCTL = Command(
-    "sysctl form", "node_commands", "run_sysctl", "The sysctl form: NAME reads, NAME=VALUE writes.",
+    "sysctl form",
+    "node_commands",
+    "run_sysctl",
+    "The sysctl form: NAME reads, NAME=VALUE writes.",
     arguments=[Argument("names", None, NAME, required=False, many=True)],
     accepts=_READ | _WRITE | _WAIT | {"-a", "-A", "-w", "-f", "--system", "-v"},
     modifies=("target", "min", "xen-max"),
@@ -254,74 +314,132 @@ COMMANDS = {
     # --wait after a change that is not a target change says there is nothing to wait for.
     **{
         key: Command(
-            key, "node_commands", "run_node", node=key,
-            arguments=[Argument(
-                "value", "VALUE", SIZE, "New value in KiB unless a unit is given.", required=False,
-                signed=key == "target",
-            )],
-            accepts=_READ | _WRITE | _WAIT | {"-w"}, modifies=() if key in _READ_ONLY else (key,),
+            key,
+            "node_commands",
+            "run_node",
+            node=key,
+            arguments=[
+                Argument(
+                    "value",
+                    "VALUE",
+                    SIZE,
+                    "New value in KiB unless a unit is given.",
+                    required=False,
+                    signed=key == "target",
+                )
+            ],
+            accepts=_READ | _WRITE | _WAIT | {"-w"},
+            modifies=() if key in _READ_ONLY else (key,),
         )
         for key in NODE_KEYS
     },
     "mem-set": Command(
-        "mem-set", "host", "mem_set", "Set DOMAIN's target, as xl mem-set (MiB without a unit).",
+        "mem-set",
+        "host",
+        "mem_set",
+        "Set DOMAIN's target, as xl mem-set (MiB without a unit).",
         arguments=[_DOMAIN, Argument("size", "SIZE", SIZE_MIB, "MiB unless a unit is given (as xl).", signed=True)],
-        accepts=_WRITE | _WAIT, modifies=("target",),
+        accepts=_WRITE | _WAIT,
+        modifies=("target",),
     ),
     "mem-max": Command(
-        "mem-max", "host", "mem_max", "Set DOMAIN's xen-max, as xl mem-max (MiB without a unit).",
+        "mem-max",
+        "host",
+        "mem_max",
+        "Set DOMAIN's xen-max, as xl mem-max (MiB without a unit).",
         arguments=[_DOMAIN, Argument("size", "SIZE", SIZE_MIB, "MiB unless a unit is given (as xl).")],
-        accepts=_WRITE | _WAIT, modifies=("xen-max",),
+        accepts=_WRITE | _WAIT,
+        modifies=("xen-max",),
     ),
     "list": Command(
-        "list", "listing", "list_domains",
+        "list",
+        "listing",
+        "list_domains",
         "Show every domain's current, target, min, max and xen-max: a table on a terminal,\n"
         "fixed columns for scripts (xl list's layout; -n drops the header line).",
-        arguments=[Argument(
-            "domains", "DOMAIN", DOMAIN, "Only these domains (names or ids), in this order.", required=False,
-            many=True,
-        )],
+        arguments=[
+            Argument(
+                "domains",
+                "DOMAIN",
+                DOMAIN,
+                "Only these domains (names or ids), in this order.",
+                required=False,
+                many=True,
+            )
+        ],
         options=[
             Option(("--long", "-l"), "Every node in KiB and the driver, in fixed columns (also on a terminal)."),
             Option(
-                ("--format",), "prometheus: the exporter's metrics, for node_exporter's textfile collector.",
-                CHOICE, "FORMAT", attribute="output_format", choices=("prometheus",), unknown="format",
+                ("--format",),
+                "prometheus: the exporter's metrics, for node_exporter's textfile collector.",
+                CHOICE,
+                "FORMAT",
+                attribute="output_format",
+                choices=("prometheus",),
+                unknown="format",
             ),
             Option(
-                ("--output",), "With --format prometheus: write FILE whole (a temporary file, renamed).",
-                FILE, "FILE", attribute="output_file",
+                ("--output",),
+                "With --format prometheus: write FILE whole (a temporary file, renamed).",
+                FILE,
+                "FILE",
+                attribute="output_file",
             ),
         ],
         accepts={"--json", "-n", "-h"},
     ),
     "exporter": Command(
-        "exporter", "fleet", "run_exporter", "Serve every domain's balloon as Prometheus metrics until interrupted.",
+        "exporter",
+        "fleet",
+        "run_exporter",
+        "Serve every domain's balloon as Prometheus metrics until interrupted.",
         options=[
-            Option(("--listen",), "Serve Prometheus metrics at http://HOST:PORT/metrics.", ADDRESS, "HOST:PORT",
-                   required=True),
+            Option(
+                ("--listen",),
+                "Serve Prometheus metrics at http://HOST:PORT/metrics.",
+                ADDRESS,
+                "HOST:PORT",
+                required=True,
+            ),
             Option(("--max-requests",), "Requests answered at once (default 40); more wait their turn.", NUMBER, "N"),
-            Option(("--max-connections",),
-                   "Connections held open at once (default 256); more wait in the listen queue.", NUMBER, "N"),
-            Option(("--client-timeout",),
-                   "Time a client has to send its request, and again to take the answer (default 10).",
-                   SECONDS, "SECONDS"),
+            Option(
+                ("--max-connections",),
+                "Connections held open at once (default 256); more wait in the listen queue.",
+                NUMBER,
+                "N",
+            ),
+            Option(
+                ("--client-timeout",),
+                "Time a client has to send its request, and again to take the answer (default 10).",
+                SECONDS,
+                "SECONDS",
+            ),
         ],
         accepts={"-q"},
     ),
     "top": Command(
-        "top", "fleet", "run_top",
+        "top",
+        "fleet",
+        "run_top",
         "Show the domain table, redrawn as balloons move (q or Ctrl-C quits; s changes the sort column,\n"
         "r reverses it). With -b, print the list's plain lines every SECONDS for scripts, each frame\n"
         "after a line `# TIME` (UTC, ISO 8601), as xentop -b does.",
         options=[
             Option(("--batch", "-b"), "Batch mode: plain frames every --delay seconds, no keys read (as xentop -b)."),
             Option(
-                ("--iterations", "-n", "-i"), "Stop after COUNT frames (default: until interrupted).", NUMBER, "COUNT",
+                ("--iterations", "-n", "-i"),
+                "Stop after COUNT frames (default: until interrupted).",
+                NUMBER,
+                "COUNT",
             ),
             Option(("--delay", "-d"), "Seconds between batch frames (default 3, as xentop).", SECONDS, "SECONDS"),
             Option(
-                ("--sort",), "Sort by COLUMN (default id; sizes largest first).", CHOICE, "COLUMN",
-                choices=TOP_COLUMNS, unknown="column",
+                ("--sort",),
+                "Sort by COLUMN (default id; sizes largest first).",
+                CHOICE,
+                "COLUMN",
+                choices=TOP_COLUMNS,
+                unknown="column",
             ),
             Option(("--reverse", "-r"), "Reverse the sort order."),
             Option(("--filter",), "Only domains whose name matches GLOB (shell-style: web*, db?).", DOMAIN, "GLOB"),
@@ -329,7 +447,9 @@ COMMANDS = {
         accepts={"-h"},
     ),
     "agent": Command(
-        "agent", "agent", "run_agent_command",
+        "agent",
+        "agent",
+        "run_agent_command",
         "Play the guest side of -d DOMAIN over Xenstore: a simulated balloon driver behind memory/target.",
         options=[
             Option(("--rate",), f"{_STEPS} second (default 50).", NUMBER, "STEPS"),
@@ -337,19 +457,28 @@ COMMANDS = {
             Option(("--used",), "Memory the guest holds and never gives back (default: a quarter).", SIZE, "SIZE"),
             Option(("--host-free",), "Free memory the hypervisor can hand out (default: plenty).", SIZE, "SIZE"),
         ],
-        accepts={"-d", "-q"}, modifies=("the guest's balloon driver nodes (memory/, data/balloon/)",),
+        accepts={"-d", "-q"},
+        modifies=("the guest's balloon driver nodes (memory/, data/balloon/)",),
     ),
     "policy": Command(
-        "policy", "policy", "run_policy",
+        "policy",
+        "policy",
+        "run_policy",
         "Apply the configuration files (/etc/xbctl.conf, /etc/xbctl.d/*.conf) to each domain once:\n"
         "those not configured since they were created, each on its own (xbctl-policy.service).\n"
         "A domain configured earlier is left alone, whatever was changed on it since.\n"
         "With --dry-run (a global option): show what would change (domain, node, old -> new,\n"
         "FILE:LINE) and change nothing.",
-        arguments=[Argument(
-            "domains", "DOMAIN", DOMAIN, "With --reapply: only these domains (names or ids).", required=False,
-            many=True,
-        )],
+        arguments=[
+            Argument(
+                "domains",
+                "DOMAIN",
+                DOMAIN,
+                "With --reapply: only these domains (names or ids).",
+                required=False,
+                many=True,
+            )
+        ],
         options=[
             Option(
                 ("--follow",),
@@ -361,25 +490,37 @@ COMMANDS = {
                 "Apply the settings again to every domain (or to the DOMAINs given), configured earlier or not.",
             ),
         ],
-        accepts={"-q", "--dry-run"}, modifies=("target", "min", "xen-max", "the record of configured domains"),
+        accepts={"-q", "--dry-run"},
+        modifies=("target", "min", "xen-max", "the record of configured domains"),
     ),
 }
 SIM_COMMANDS = {
     "advance": Command(
-        "sim advance", "sim", "advance", "Let SECONDS of simulated time pass (the balloon threads move meanwhile).",
+        "sim advance",
+        "sim",
+        "advance",
+        "Let SECONDS of simulated time pass (the balloon threads move meanwhile).",
         arguments=[Argument("seconds", "SECONDS", SECONDS, "Simulated seconds to let pass.")],
-        accepts={"-q"}, modifies=("the simulated clock",),
+        accepts={"-q"},
+        modifies=("the simulated clock",),
     ),
     "reset": Command(
-        "sim reset", "sim", "reset",
+        "sim reset",
+        "sim",
+        "reset",
         "Boot a fresh simulated host: Domain-0, web, db (a driver that publishes nothing), mail (no driver).",
         options=[
             Option(
-                ("--clock",), "wall (default): time passes by itself; manual: only `sim advance`.", CHOICE,
-                "<wall|manual>", choices=("wall", "manual"),
+                ("--clock",),
+                "wall (default): time passes by itself; manual: only `sim advance`.",
+                CHOICE,
+                "<wall|manual>",
+                choices=("wall", "manual"),
             ),
             Option(
-                ("--rate",), f"{_STEPS} simulated second (default 50); 0: the same as --clock manual.", NUMBER,
+                ("--rate",),
+                f"{_STEPS} simulated second (default 50); 0: the same as --clock manual.",
+                NUMBER,
                 "STEPS",
             ),
             Option(("--host-free",), "Host free memory (KiB unless a unit; default 2G).", SIZE, "SIZE"),
@@ -387,13 +528,18 @@ SIM_COMMANDS = {
             Option(
                 ("--guests",),
                 "Boot N guests (0 to 2000; default 3): web, db, mail, then guest4... of varied sizes and drivers.",
-                NUMBER, "N",
+                NUMBER,
+                "N",
             ),
         ],
-        accepts={"-q"}, modifies=("the simulated host",),
+        accepts={"-q"},
+        modifies=("the simulated host",),
     ),
     "log": Command(
-        "sim log", "sim", "show_log", "Show the balloon drivers' diagnostics (like dmesg in each guest).",
+        "sim log",
+        "sim",
+        "show_log",
+        "Show the balloon drivers' diagnostics (like dmesg in each guest).",
         accepts={"-d", "--json"},
     ),
 }
@@ -404,7 +550,9 @@ ALL_COMMANDS = (SYSCTL, *COMMANDS.values(), *SIM_COMMANDS.values())
 # the word after one as its value (or `policy --follow -q` would read -q as --follow's value).
 LOCAL_FLAGS = {
     spelling: option.name
-    for command in ALL_COMMANDS for option in command.options if not option.takes_value
+    for command in ALL_COMMANDS
+    for option in command.options
+    if not option.takes_value
     for spelling in option.spellings
 }
 

@@ -254,7 +254,9 @@ def _option_parameter(option) -> inspect.Parameter:
     else:
         annotation, default = Optional[str], None
     return inspect.Parameter(
-        option.attribute, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+        option.attribute,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=annotation,
         default=typer.Option(default, *option.spellings, **settings),
     )
 
@@ -271,7 +273,9 @@ def _argument_parameter(argument) -> inspect.Parameter:
     else:
         annotation, default = Optional[str], None
     return inspect.Parameter(
-        argument.attribute, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+        argument.attribute,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=annotation,
         default=typer.Argument(default, **settings),
     )
 

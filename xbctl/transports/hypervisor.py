@@ -231,9 +231,7 @@ def load_library() -> tuple[ctypes.CDLL, str, str]:
         return library, release, name
     if explicit is not None:
         raise Unavailable(f"cannot load {LIBRARY_ENV}={explicit}: {failures[0]}")
-    raise Unavailable(
-        "libxenctrl not found (libxenctrl.so.4.17 to 4.20; Debian package libxenmisc4.17)"
-    )
+    raise Unavailable("libxenctrl not found (libxenctrl.so.4.17 to 4.20; Debian package libxenmisc4.17)")
 
 
 class Hypervisor:
@@ -259,7 +257,12 @@ class Hypervisor:
         lib.xc_domain_setmaxmem.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64]
         lib.xc_domain_set_pod_target.restype = ctypes.c_int
         lib.xc_domain_set_pod_target.argtypes = [
-            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_uint64,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.xc_physinfo.restype = ctypes.c_int
         lib.xc_physinfo.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

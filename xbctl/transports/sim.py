@@ -135,7 +135,9 @@ class SimTransport(Transport):
         host = self.load()
         by_id = {sim_domain.id: sim_domain for sim_domain in host.domains}
         return [
-            by_id[domain.id].balloon() if domain.id in by_id else unknown(f"domain {domain.id}: no such domain (it is gone)")
+            by_id[domain.id].balloon()
+            if domain.id in by_id
+            else unknown(f"domain {domain.id}: no such domain (it is gone)")
             for domain in domains
         ]
 
@@ -240,7 +242,7 @@ class SimTransport(Transport):
                 except CorruptState:
                     self.kept_aside = self.store.keep_aside(raw)
                     if self.kept_aside is None:
-                        raise unavailable(f"simulator state {self.store.path} changed meanwhile; try again")
+                        raise unavailable(f"simulator state {self.store.path} changed meanwhile; try again") from None
             self.save(host)
             self._layout = None
             return host

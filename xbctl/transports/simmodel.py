@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 
+from ..nodes import BALLAST_PAGES, Balloon
+from ..units import MAX_KIB, PAGE_KIB
+
 TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Any
-
-from ..nodes import BALLAST_PAGES, Balloon
-from ..units import MAX_KIB, PAGE_KIB
 
 BALLOON_DELTA_PAGES = 512  # PAGE_SIZE / sizeof(xen_pfn_t)
 STEP_KIB = BALLOON_DELTA_PAGES * PAGE_KIB
@@ -188,8 +188,16 @@ def _extra_guest(domid: int) -> SimDomain:
     target_kib = boot_kib * 3 // 4 if domid % 2 else boot_kib
     xen_max_kib = boot_kib * 2 if driver == "linux" else boot_kib
     return SimDomain(
-        domid, f"guest{domid}", driver, boot_kib, xen_max_kib, target_kib, target_kib,
-        boot_kib // 8, boot_kib // 4, boot_kib // 1024,
+        domid,
+        f"guest{domid}",
+        driver,
+        boot_kib,
+        xen_max_kib,
+        target_kib,
+        target_kib,
+        boot_kib // 8,
+        boot_kib // 4,
+        boot_kib // 1024,
     )
 
 
@@ -332,8 +340,7 @@ class SimHost(_Record):
             self._report(
                 domain,
                 at,
-                f"WARNING: balloon could not reach target {domain.target_kib} "
-                f"(current {domain.current_kib})",
+                f"WARNING: balloon could not reach target {domain.target_kib} (current {domain.current_kib})",
             )
             domain.target_kib = domain.current_kib  # the driver feeds current back into target
             return False
@@ -358,8 +365,7 @@ class SimHost(_Record):
             self._report(
                 domain,
                 at,
-                f"increase reservation incomplete: was {want_kib // PAGE_KIB}, "
-                f"returned {got_kib // PAGE_KIB}",
+                f"increase reservation incomplete: was {want_kib // PAGE_KIB}, returned {got_kib // PAGE_KIB}",
             )
         domain.current_kib += got_kib
         self.host_free_kib -= got_kib

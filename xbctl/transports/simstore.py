@@ -31,8 +31,18 @@ FORMAT = "xbctl-sim-state"
 _HEADER = b'{\n "%s": "%s",' % (FORMAT_KEY.encode(), FORMAT.encode())
 # The state of xbctl 0.1.0 before the marker: recognised by its exact set of keys only.
 _LEGACY_KEYS = frozenset(
-    {"schema", "clock", "steps_per_second", "offset_s", "boot_s", "last_tick_s", "position",
-     "host_free_kib", "domains", "log"}
+    {
+        "schema",
+        "clock",
+        "steps_per_second",
+        "offset_s",
+        "boot_s",
+        "last_tick_s",
+        "position",
+        "host_free_kib",
+        "domains",
+        "log",
+    }
 )
 # Our state is a few tens of KiB (the log keeps 500 lines); a larger file is not one we wrote.
 MAX_STATE_BYTES = 1024 * 1024
@@ -41,9 +51,7 @@ CORRUPT = "EBADMSG"  # errno name of the error that reports a corrupt state file
 
 def default_state_path() -> str:
     """Where the simulator keeps its state: $XDG_STATE_HOME/xbctl/sim.json."""
-    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state_home, "xbctl", "sim.json")
 
 
@@ -185,8 +193,7 @@ class StateStore:
         """Refuse to replace a state file its owner made read-only."""
         if status is not None and not status.st_mode & stat.S_IWUSR:
             raise unavailable(
-                f"simulator state {self.path} is read-only (mode {stat.S_IMODE(status.st_mode):04o}); "
-                "not replacing it",
+                f"simulator state {self.path} is read-only (mode {stat.S_IMODE(status.st_mode):04o}); not replacing it",
                 hint=f"chmod u+w {self.path} to let xbctl change it",
                 errno_name="EACCES",
             )

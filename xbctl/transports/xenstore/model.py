@@ -46,7 +46,15 @@ VIDEORAM = "memory/videoram"
 NODE_PATHS = {"target": TARGET, "xen-max": STATIC_MAX, "min": DYNAMIC_MIN}
 # Every node balloon_from reads (Txn.prefetch_balloons asks for them all in one batch).
 BALLOON_READS = (
-    TARGET, STATIC_MAX, DYNAMIC_MIN, VIDEORAM, GUEST_CURRENT, GUEST_MAX, GUEST_MIN, FEATURE_BALLOON, DIAGNOSTIC,
+    TARGET,
+    STATIC_MAX,
+    DYNAMIC_MIN,
+    VIDEORAM,
+    GUEST_CURRENT,
+    GUEST_MAX,
+    GUEST_MIN,
+    FEATURE_BALLOON,
+    DIAGNOSTIC,
 )
 # The guest's own nodes, all under GUEST_DIR: usually none exist, so one XS_DIRECTORY of
 # GUEST_DIR answers for the four (prefetch_balloons then reads only those that exist).
@@ -113,9 +121,7 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
     feature = txn.read(FEATURE_BALLOON)
     has_driver: bool | None = {"1": True, "0": False, None: None}.get(feature, None)
     if feature not in ("1", "0", None):
-        warnings.append(
-            f"domain {domain.name}: ignoring {txn.path(FEATURE_BALLOON)} = {feature[:40]!r} (not 0 or 1)"
-        )
+        warnings.append(f"domain {domain.name}: ignoring {txn.path(FEATURE_BALLOON)} = {feature[:40]!r} (not 0 or 1)")
     if has_driver is None and (guest_current_kib, guest_max_kib, guest_min_kib) != (None, None, None):
         has_driver = True  # it publishes its balloon: something in it runs one
 
@@ -161,6 +167,7 @@ def balloon_from(txn: "Txn", domain: "Domain", info=None, *, tolerate_malformed:
         warnings=tuple(warnings),
         target_malformed=target_malformed,
     )
+
 
 def _guest_kib(txn: "Txn", rel: str, warnings: list[str]) -> int | None:
     """A guest-published KiB value; garbage reads as unknown, with a warning."""

@@ -15,13 +15,11 @@ import errno
 import os
 import socket
 import time
-TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 
 from ...errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
 from ...units import parse_number
 from .. import DOMID_FIRST_RESERVED, Domain, Transport, is_transport_failure, match_domain, parse_domain_id
-from .endpoint import no_daemon_error, find_endpoint
-from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
+from .endpoint import find_endpoint, no_daemon_error
 from .model import (  # noqa: F401  (the node paths, for the agent and tests)
     BALLOON_READS,
     DIAGNOSTIC,
@@ -42,8 +40,10 @@ from .model import (  # noqa: F401  (the node paths, for the agent and tests)
     unnamed,
 )
 from .txn import FIRST_BACKOFF_S, MAX_ATTEMPTS, Txn, _flush, domain_views  # noqa: F401
+from .wire import NUL, Op, WireClient, XenstoreLost, XenstoreReplyError
 from .xl import HYPERVISOR_POLL_S, XlWrites  # noqa: F401
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable, TypeVar
 
@@ -76,7 +76,6 @@ def request_timeout_s() -> float:
     return parse_number(text, what="XBCTL_XENSTORE_TIMEOUT", maximum=3600, positive=True)
 
 
-
 # ---------------------------------------------------------------- the transport
 
 
@@ -106,7 +105,6 @@ class XenstoreTransport(XlWrites, Transport):
         self._known_infos = None  # the hypervisor's domains, read in bulk for a many-domain write
         self._driver: LinuxBalloon | None = None  # inside a Linux guest: its own balloon driver (sysfs)
         self._driver_tried = False
-
 
     # ------------------------------------------------------------ requests
 
@@ -179,7 +177,7 @@ class XenstoreTransport(XlWrites, Transport):
             else:
                 values.append(decode_value(answer.rstrip(NUL)))
         children: list[list[str] | None | XbctlError] = []
-        for path, answer in zip(listed, answers[len(read):]):
+        for path, answer in zip(listed, answers[len(read) :]):
             if isinstance(answer, XenstoreReplyError):
                 children.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
             else:
@@ -249,7 +247,7 @@ class XenstoreTransport(XlWrites, Transport):
         self, attempt_body: Callable[[], T], *, what: str, path: str, before_commit: Callable[[], None] | None = None
     ) -> T:
         backoff_s = FIRST_BACKOFF_S
-        for attempt in range(MAX_ATTEMPTS):
+        for _attempt in range(MAX_ATTEMPTS):
             self.call(path, lambda c: c.transaction())
             try:
                 result = attempt_body()
@@ -288,9 +286,7 @@ class XenstoreTransport(XlWrites, Transport):
                 # A guest's relative paths resolve under its own /local/domain/N.
                 text = self.read_path("domid")
                 if text is None or not (text.isascii() and text.isdigit()):
-                    raise unavailable(
-                        f"{self.where()}: cannot tell which domain this is (no 'domid' node)"
-                    )
+                    raise unavailable(f"{self.where()}: cannot tell which domain this is (no 'domid' node)")
                 domid = int(text)
             name = self.read_path(f"/local/domain/{domid}/name")
             self._own = Domain(domid, name if name is not None else unnamed(domid))
@@ -473,8 +469,6 @@ class XenstoreTransport(XlWrites, Transport):
             return driver.path(TARGET_KB)
         rel = GUEST_MIN if key == "min" and not self.endpoint.is_socket else NODE_PATHS.get(key)
         return None if rel is None else f"/local/domain/{domain.id}/{rel}"
-
-
 
     def watch(self, path: str) -> None:
         """Deliver changes at or below PATH to wait_for_change (once per path)."""

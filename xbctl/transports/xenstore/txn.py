@@ -73,7 +73,7 @@ class Txn:
         values, children = self.store.read_and_list(reads, [directory for directory, _paths in listed])
         cache.update(zip(reads, values))
         again: list[str] = []
-        for (directory, paths), names in zip(listed, children):
+        for (_directory, paths), names in zip(listed, children):
             if names is None:  # no data/balloon: none of its nodes exists
                 cache.update(dict.fromkeys(paths))
                 continue

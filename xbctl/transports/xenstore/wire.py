@@ -57,7 +57,6 @@ _OK = (b"OK\x00", b"OK")
 _ERROR_TEXTS: dict[str, tuple[int, str]] = {}  # error name -> (errno, text): a list meets thousands of ENOENT
 
 
-
 def _is_error_name(name: bytes) -> bool:
     """NAME is E followed by 1 to 15 capitals or digits, as xsd_errors[] names are."""
     # translate() deletes the allowed bytes in C: nothing left means nothing else was there.
@@ -107,7 +106,10 @@ class XenstoreReplyError(Exception):
         known = _ERROR_TEXTS.get(name)
         if known is None:
             code = getattr(errno, name, 0)
-            known = _ERROR_TEXTS[name] = (code, os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error"))
+            known = _ERROR_TEXTS[name] = (
+                code,
+                os.strerror(code) if code else XENSTORE_ERROR_TEXT.get(name, "Xenstore error"),
+            )
         code, text = known
         super().__init__(code, text)
         self.name = name
@@ -134,7 +136,8 @@ class SocketStream:
             # wait by the request deadline: Linux then answers EAGAIN.
             whole_s = int(timeout_s)
             self.sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                socket.SOL_SOCKET,
+                socket.SO_SNDTIMEO,
                 struct.pack("@ll", whole_s, int((timeout_s - whole_s) * 1_000_000)),
             )
             self.sock.connect(str(path))
@@ -362,7 +365,9 @@ class WireClient:
             raise
         return answers
 
-    def _answer(self, packet: tuple[int, int, int, bytes], op: Op, rq_id: int, tx_id: int) -> bytes | XenstoreReplyError:
+    def _answer(
+        self, packet: tuple[int, int, int, bytes], op: Op, rq_id: int, tx_id: int
+    ) -> bytes | XenstoreReplyError:
         """PACKET checked as the answer to request RQ_ID of type OP in transaction TX_ID."""
         reply_op, reply_id, reply_tx, body = packet
         if reply_id != rq_id:

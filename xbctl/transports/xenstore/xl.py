@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import os
 import time
-TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 
 from ...errors import ExitStatus, XbctlError, permission_denied, unavailable, unknown
 from .model import (
-    DIAGNOSTIC, GUEST_MIN, MAXMEM_SLACK_KIB, NODE_PATHS, STATIC_MAX, TARGET, balloon_from, stored_kib,
+    DIAGNOSTIC,
+    GUEST_MIN,
+    MAXMEM_SLACK_KIB,
+    NODE_PATHS,
+    STATIC_MAX,
+    TARGET,
+    balloon_from,
+    stored_kib,
 )
 
+TYPE_CHECKING = False  # importing typing costs every start-up a few ms
 if TYPE_CHECKING:
     from typing import Callable, TypeVar
 
@@ -54,9 +61,7 @@ class XlWrites:
         def transact(self, domid: int, body: Callable[[Txn], T], *, what: str) -> T: ...
         def transact_domains(self, domids: list[int], body: Callable[[list[Txn]], T], *, what: str) -> T: ...
         def guest_driver(self, domain: Domain) -> LinuxBalloon | None: ...
-        def with_driver(
-            self, balloon: Balloon, domain: Domain, figures: tuple[int, int] | None = None
-        ) -> Balloon: ...
+        def with_driver(self, balloon: Balloon, domain: Domain, figures: tuple[int, int] | None = None) -> Balloon: ...
 
     # ------------------------------------------------------------ the hypervisor
 
@@ -144,7 +149,6 @@ class XlWrites:
 
     def hypervisor_poll_s(self) -> float | None:
         return HYPERVISOR_POLL_S if self._hypervisor is not None else None
-
 
     def update_balloon(self, domain: Domain, plan: Plan) -> tuple[Balloon, Balloon]:
         self.hypervisor()  # opening it is no hypercall; a note says at once if it is not used
@@ -251,8 +255,11 @@ class XlWrites:
                     self._fill_domain0(fill.info)  # committed on its own first, as libxl does
                     staged = self._plan_domains(plans)
                 try:
+                    # Run now, inside transact_domains: this attempt's STAGED, never a later one's.
                     return self.transact_domains(
-                        domids, lambda txns: self._write_domains(staged, txns, originals, pod_set), what=what
+                        domids,
+                        lambda txns: self._write_domains(staged, txns, originals, pod_set),  # noqa: B023
+                        what=what,
                     )
                 except _Stale:
                     time.sleep(backoff_s * (0.5 + os.urandom(1)[0] / 256))
@@ -264,14 +271,18 @@ class XlWrites:
             )
         except BaseException as exc:
             changed = [(domain, kept["max_kib"]) for domain, kept in originals.items() if "max_kib" in kept]
-            undone = [(domain, *self._put_back_max(domain, max_kib, exc, named=True, tell=False))
-                      for domain, max_kib in reversed(changed)]
+            undone = [
+                (domain, *self._put_back_max(domain, max_kib, exc, named=True, tell=False))
+                for domain, max_kib in reversed(changed)
+            ]
             put_back = [(domain, said) for domain, said, ok in undone if ok]
             # Each domain by name when a few; in one sentence when many (a whole host's -f).
             if len(put_back) > MAX_NAMED_PUT_BACKS:
                 names = ", ".join(domain.name for domain, _said in put_back[:MAX_NAMED_PUT_BACKS])
-                sentences = [f"the hypervisor's maximum of all {len(put_back)} domains changed ({names}, ...) "
-                             "was put back to what it was"]
+                sentences = [
+                    f"the hypervisor's maximum of all {len(put_back)} domains changed ({names}, ...) "
+                    "was put back to what it was"
+                ]
             else:
                 sentences = [said for _domain, said in put_back]
             for sentence in sentences + [said for _domain, said, ok in undone if not ok]:
@@ -412,7 +423,12 @@ class XlWrites:
         self._hypervisor_domain(domain, values)
 
     def _apply_to_hypervisor(
-        self, domain: Domain, info, values: dict[str, int], before: Balloon, original: dict[str, int],
+        self,
+        domain: Domain,
+        info,
+        values: dict[str, int],
+        before: Balloon,
+        original: dict[str, int],
         txn: "Txn | None" = None,
     ):
         """What xl mem-max / mem-set do to the hypervisor, in the order VALUES were asked for.
@@ -475,7 +491,10 @@ class XlWrites:
         whose = f"the hypervisor's maximum for {domain.name}" if named else "the hypervisor's maximum"
         try:
             if self._hypervisor is None:  # dropped since it was changed (a later read failed): closed
-                said, done = f"putting {whose} back to {max_kib} KiB failed too: the hypervisor is no longer used", False
+                said, done = (
+                    f"putting {whose} back to {max_kib} KiB failed too: the hypervisor is no longer used",
+                    False,
+                )
             else:
                 self._hypervisor.set_max_kib(domain.id, max_kib)
                 said, done = f"{whose} was put back to {max_kib} KiB", True
@@ -533,4 +552,3 @@ class _FillDomain0(Exception):
     def __init__(self, info) -> None:
         super().__init__("Domain-0 fill-in")
         self.info = info
-
