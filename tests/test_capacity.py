@@ -64,6 +64,16 @@ def test_the_table_on_a_terminal_ends_with_the_hosts_capacity(xbctl):
     ), stdout
 
 
+def test_the_capacity_under_h_is_in_human_sizes_as_the_table(xbctl):
+    status, stdout, stderr = on_a_terminal(sim_env(xbctl), "-h", "list")
+    assert (status, stderr) == (0, ""), stdout
+    assert stdout.endswith(
+        "host memory 8960M, 2G free\n"
+        "sum of targets 6912M: 77.1% of the host, 2G to spare\n"
+        "sum of maxima (xen-max) 9.5G: 108.6% of the host, overcommitted by 768M\n"
+    ), stdout
+
+
 def test_json_has_the_capacity_and_a_pipe_keeps_its_columns(xbctl):
     document = xbctl("--json", "list").json()
     assert document["capacity"] == {

@@ -245,7 +245,7 @@ class Output:
         if capacity is not None:
             from .output_rich import print_capacity
 
-            print_capacity(capacity)
+            print_capacity(capacity, human=self.human)
 
     def metrics(self, exposition: str) -> None:
         """Prometheus metrics in the text exposition format (for node_exporter's textfile collector)."""

@@ -138,28 +138,35 @@ def domain_table(
     return text
 
 
-def print_capacity(capacity) -> None:
-    """The host's capacity (xbctl.capacity.HostCapacity) under the domain table, in MiB."""
+def print_capacity(capacity, human: bool = False) -> None:
+    """The host's capacity (xbctl.capacity.HostCapacity) under the domain table, in MiB (HUMAN: as -h)."""
     _console().print(
-        Text("".join(line + "\n" for line in capacity_lines(capacity)).rstrip("\n")), overflow="ignore", crop=False
+        Text("".join(line + "\n" for line in capacity_lines(capacity, human)).rstrip("\n")),
+        overflow="ignore",
+        crop=False,
     )
 
 
-def capacity_lines(capacity) -> list[str]:
-    """CAPACITY for people: the host's memory, then each sum and how far it overcommits the host."""
+def capacity_lines(capacity, human: bool = False) -> list[str]:
+    """CAPACITY for people: the host's memory, then each sum and how far it overcommits the host;
+    sizes in MiB, or as -h prints them when HUMAN."""
+
+    def size(kib: int) -> str:
+        return human_size(kib) if human else f"{format_mib(kib)} MiB"
+
     if capacity.total_kib is None:
         lines = ["host memory unknown: only the hypervisor reports it (Domain-0 with libxenctrl)"]
     else:
-        lines = [f"host memory {format_mib(capacity.total_kib)} MiB, {format_mib(capacity.free_kib)} MiB free"]
+        lines = [f"host memory {size(capacity.total_kib)}, {size(capacity.free_kib)} free"]
     for what, sum_kib in (("targets", capacity.targets_kib), ("maxima (xen-max)", capacity.maxima_kib)):
-        line = f"sum of {what} {format_mib(sum_kib)} MiB"
+        line = f"sum of {what} {size(sum_kib)}"
         over_kib = capacity.overcommit_kib(sum_kib)
         if over_kib is not None:
             share = f"{capacity.percent_of_total(sum_kib):g}% of the host"
             if over_kib > 0:
-                line += f": {share}, overcommitted by {format_mib(over_kib)} MiB"
+                line += f": {share}, overcommitted by {size(over_kib)}"
             else:
-                line += f": {share}, {format_mib(-over_kib)} MiB to spare"
+                line += f": {share}, {size(-over_kib)} to spare"
         lines.append(line)
     if capacity.left_out:
         lines.append(f"{capacity.left_out} unreadable domain{'s' if capacity.left_out > 1 else ''} not counted")
