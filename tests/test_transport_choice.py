@@ -177,6 +177,14 @@ def test_a_and_list_on_the_unnamed_simulator_say_so_and_print_the_same(xbctl, of
     assert unnamed.stderr == NOTE
 
 
+def test_top_on_the_unnamed_simulator_says_so_and_frames_the_same(xbctl, off_xen):
+    unnamed = xbctl("top", "-b", "-n", "1", env=UNNAMED)
+    named = xbctl("top", "-b", "-n", "1")
+    assert (unnamed.status, named.status, named.stderr) == (0, 0, "")
+    assert unnamed.stdout.splitlines()[1:] == named.stdout.splitlines()[1:]  # the frames (but their times)
+    assert unnamed.stderr == NOTE
+
+
 def test_policy_on_the_unnamed_simulator_says_so(xbctl, off_xen, conf_root):
     outcome = xbctl("policy", env={**UNNAMED, **conf_root})
     assert outcome.status == 0 and outcome.stderr.startswith("xbctl policy: note: simulated host (no Xen here)\n")

@@ -81,7 +81,9 @@ def run_top(invocation, options, output) -> None:
     if name_glob == "":
         raise usage_error("--filter: empty pattern", hint="a shell pattern for domain names, e.g. 'web*'")
     view = View(local.get("--sort", "id"), bool(local.get("--reverse")), name_glob, human=output.human)
-    follow(options.api(), view, batch=batch, frames=frames, delay_s=delay_s)
+    api = options.api()
+    output.simulated_note()  # said before the first frame, as list says it (stdout stays the frames)
+    follow(api, view, batch=batch, frames=frames, delay_s=delay_s)
 
 
 def top_frames(text: str | None) -> int | None:
