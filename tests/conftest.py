@@ -127,12 +127,15 @@ class Xbctl:
         result = runner.invoke(app, list(args), env={**self.env, **(env or {})}, catch_exceptions=False)
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
+    def process_env(self, env: dict | None = None) -> dict:
+        """The environment a separate xbctl process runs with: this host's, plus ENV (None unsets)."""
+        return {k: v for k, v in {**os.environ, **self.env, **(env or {})}.items() if v is not None}
+
     def process(self, *args: str, env: dict | None = None, timeout: float = 60) -> Outcome:
         """Run the installed xbctl command ARGS as a separate process."""
-        full_env = {k: v for k, v in {**os.environ, **self.env, **(env or {})}.items() if v is not None}
         done = subprocess.run(
             [shutil.which("xbctl") or "xbctl", *args],
-            env=full_env,
+            env=self.process_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -49,12 +49,8 @@ def on_a_terminal(env: dict, *args: str) -> tuple[int, str, str]:
     return process.returncode, b"".join(chunks).decode().replace("\r\n", "\n"), stderr
 
 
-def sim_env(xbctl) -> dict:
-    return {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
-
-
 def test_the_table_on_a_terminal_ends_with_the_hosts_capacity(xbctl):
-    status, stdout, stderr = on_a_terminal(sim_env(xbctl), "list")
+    status, stdout, stderr = on_a_terminal(xbctl.process_env(), "list")
     assert (status, stderr) == (0, ""), stdout
     assert "│  3 │ mail " in stdout  # the table itself
     assert stdout.endswith(
@@ -65,7 +61,7 @@ def test_the_table_on_a_terminal_ends_with_the_hosts_capacity(xbctl):
 
 
 def test_the_capacity_under_h_is_in_human_sizes_as_the_table(xbctl):
-    status, stdout, stderr = on_a_terminal(sim_env(xbctl), "-h", "list")
+    status, stdout, stderr = on_a_terminal(xbctl.process_env(), "-h", "list")
     assert (status, stderr) == (0, ""), stdout
     assert stdout.endswith(
         "host memory 8960M, 2G free\n"

@@ -68,16 +68,22 @@ def ensure_get_pip_stand_in() -> None:
         cache.write_text(GET_PIP_STAND_IN)
 
 
-def ansible_test(*args: str) -> subprocess.CompletedProcess:
+def run_ansible(tool: str, *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None):
+    """Ansible's TOOL (this venv's) with ARGS, its output captured; stdin closed."""
     return subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-test"), *args, "--python", f"{sys.version_info.major}.{sys.version_info.minor}"],
-        cwd=COLLECTION,
-        env=ansible_env(),
+        [str(ANSIBLE_BIN / tool), *args],
+        cwd=cwd,
+        env=env if env is not None else ansible_env(),
         capture_output=True,
         text=True,
-        timeout=540,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def ansible_test(*args: str) -> subprocess.CompletedProcess:
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return run_ansible("ansible-test", *args, "--python", python, cwd=COLLECTION, timeout=540)
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +106,8 @@ def test_units():
 
 
 def test_galaxy_builds_an_installable_collection(tmp_path):
-    env = ansible_env()
-    built = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-galaxy"), "collection", "build", str(COLLECTION), "--output-path", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    built = run_ansible(
+        "ansible-galaxy", "collection", "build", str(COLLECTION), "--output-path", str(tmp_path), timeout=120
     )
     assert built.returncode == 0, built
     assert "WARNING" not in built.stdout + built.stderr, built
@@ -116,20 +117,8 @@ def test_galaxy_builds_an_installable_collection(tmp_path):
         assert tar.extractfile("LICENSE").read() == (ROOT / "LICENSE").read_bytes()
         assert json.load(tar.extractfile("MANIFEST.json"))["collection_info"]["license"] == ["BSD-2-Clause"]
     assert "CHANGELOG.rst" in names and "tests/output" not in " ".join(names), names
-    installed = subprocess.run(
-        [
-            str(ANSIBLE_BIN / "ansible-galaxy"),
-            "collection",
-            "install",
-            "--force",
-            str(tarball),
-            "-p",
-            str(tmp_path / "c"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    installed = run_ansible(
+        "ansible-galaxy", "collection", "install", "--force", str(tarball), "-p", str(tmp_path / "c"), timeout=120
     )
     assert installed.returncode == 0, installed
     assert (tmp_path / "c" / "ansible_collections" / "xbctl" / "xen" / "plugins" / "modules" / "balloon.py").exists()
@@ -170,14 +159,8 @@ RECAP = re.compile(r"^(\w+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+f
 
 
 def run_playbook(inventory: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    done = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK), *args],
-        env=ansible_env(ANSIBLE_LOCAL_TEMP=str(inventory.parent / "tmp")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    env = ansible_env(ANSIBLE_LOCAL_TEMP=str(inventory.parent / "tmp"))
+    done = run_ansible("ansible-playbook", "-i", str(inventory), str(PLAYBOOK), *args, env=env)
     recap = {
         host: dict(ok=int(ok), changed=int(ch), failed=int(fa)) for host, ok, ch, _u, fa in RECAP.findall(done.stdout)
     }
@@ -309,15 +292,7 @@ def test_the_documented_fleet_playbook_is_the_example_and_lints_in_the_productio
     assert shown, "docs/fleets.md shows no fleet playbook"
     assert shown.group(1) == PLAYBOOK.read_text()
     assert "[examples/fleet.yml](examples/fleet.yml)" in (ROOT / "README.md").read_text()
-    done = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor", "--profile", "production", str(PLAYBOOK)],
-        cwd=ROOT,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_ansible("ansible-lint", "--offline", "--nocolor", "--profile", "production", str(PLAYBOOK), cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Profile 'production' was required, and it passed." in done.stdout + done.stderr
 
@@ -326,14 +301,7 @@ def test_fleets_doc_names_every_option_of_the_modules():
     """docs/fleets.md and the modules' DOCUMENTATION in step: every option documented is named there."""
     fleets = (ROOT / "docs" / "fleets.md").read_text()
     for module in ("xbctl.xen.balloon", "xbctl.xen.balloon_info"):
-        done = subprocess.run(
-            [str(ANSIBLE_BIN / "ansible-doc"), "--json", module],
-            env=ansible_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_ansible("ansible-doc", "--json", module, timeout=120)
         assert done.returncode == 0, done.stderr
         options = json.loads(done.stdout)[module]["doc"]["options"]
         missing = [name for name in options if f"`{name}`" not in fleets]
@@ -341,14 +309,6 @@ def test_fleets_doc_names_every_option_of_the_modules():
 
 
 def test_the_collection_lints():
-    done = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-lint"), "--offline", "--nocolor"],
-        cwd=COLLECTION,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_ansible("ansible-lint", "--offline", "--nocolor", cwd=COLLECTION)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"Passed: 0 failure\(s\), 0 warning\(s\)", done.stdout + done.stderr), done.stdout + done.stderr

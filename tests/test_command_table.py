@@ -89,7 +89,7 @@ def run_until_interrupted(xbctl, argv: list[str]) -> int:
     """
     port = free_port()
     argv = [f"127.0.0.1:{port}" if arg == "LISTEN" else arg for arg in argv]
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    env = xbctl.process_env()
     command = os.path.join(os.path.dirname(sys.executable), "xbctl")
     with subprocess.Popen(
         [command, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

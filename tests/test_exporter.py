@@ -208,10 +208,9 @@ def exporter_on():
 
 
 def sim_popen(xbctl):
-    import os
     import shutil
 
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    env = xbctl.process_env()
     return lambda *args: subprocess.Popen(
         [shutil.which("xbctl"), *args],
         env=env,

@@ -159,20 +159,22 @@ def exporters():
 def big_sim(xbctl):
     """A simulated host of 2,000 guests: its page is about 1.8 MB, long enough to hang up in."""
     assert xbctl("sim", "reset", "--guests", "2000").status == 0
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    env = xbctl.process_env()
 
-    def popen(*args: str, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["xbctl", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            **kwargs,
-        )
+    return lambda *args, **kwargs: spawn_xbctl(env, *args, **kwargs)
 
-    return popen
+
+def spawn_xbctl(env: dict, *args: str, **kwargs) -> subprocess.Popen:
+    """The installed xbctl with ARGS in ENV, its output piped as text."""
+    return subprocess.Popen(
+        ["xbctl", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def reset_after(client: socket.socket) -> None:
@@ -445,7 +447,7 @@ def test_bad_limits_fail_clearly(xbctl, args, message):
 
 def test_more_connections_than_descriptors_fail_clearly(xbctl):
     # Under a hard limit of 1024 descriptors, 1000 connections leave no room for the exporter's own.
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    env = xbctl.process_env()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
@@ -468,22 +470,14 @@ def test_more_connections_than_descriptors_fail_clearly(xbctl):
 
 def test_a_low_soft_limit_is_raised_for_the_connections(xbctl, exporters):
     # ulimit -n 100 (soft), the hard limit higher: the exporter raises its own soft limit.
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
+    env = xbctl.process_env()
 
     def popen(*args: str, preexec_fn=None) -> subprocess.Popen:
         def low() -> None:
             preexec_fn()
             resource.setrlimit(resource.RLIMIT_NOFILE, (100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-        return subprocess.Popen(
-            ["xbctl", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=low,
-        )
+        return spawn_xbctl(env, *args, preexec_fn=low)
 
     exporter = exporters(popen)
     limits = open(f"/proc/{exporter.pid}/limits").read()
@@ -493,18 +487,8 @@ def test_a_low_soft_limit_is_raised_for_the_connections(xbctl, exporters):
 
 
 def test_paths_other_than_metrics(xbctl, exporters):
-    env = {k: v for k, v in {**os.environ, **xbctl.env}.items() if v is not None}
-    exporter = exporters(
-        lambda *args, **kw: subprocess.Popen(
-            ["xbctl", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            **kw,
-        )
-    )
+    env = xbctl.process_env()
+    exporter = exporters(lambda *args, **kw: spawn_xbctl(env, *args, **kw))
     status, page = http_get(exporter.port, "/metrics?name[]=xen_balloon_target_bytes")
     assert status == 200
     has_data(page)

@@ -74,6 +74,17 @@ def stop(process: subprocess.Popen) -> None:
     process.communicate(timeout=30)
 
 
+def scrape_once(argv: list[str], port: int, env: dict | None = None) -> str:
+    """Start the server ARGV (listening on PORT), scrape its /metrics once, stop it."""
+    process = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        return get(f"http://127.0.0.1:{port}/metrics", process)
+    finally:
+        stop(process)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> dict[str, set[str]]:
     """{metric: its label names} of a real scrape of `xbctl exporter` (on the simulated host)."""
@@ -83,18 +94,7 @@ def served(tmp_path_factory) -> dict[str, set[str]]:
         "XBCTL_SIM_STATE": str(tmp_path_factory.mktemp("sim") / "state.json"),
     }
     port = free_port()
-    process = subprocess.Popen(
-        [shutil.which("xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        page = get(f"http://127.0.0.1:{port}/metrics", process)
-    finally:
-        stop(process)
+    page = scrape_once([shutil.which("xbctl"), "exporter", "--listen", f"127.0.0.1:{port}"], port, env)
     metrics: dict[str, set[str]] = {}
     for line in page.splitlines():
         if line and not line.startswith("#"):
@@ -293,23 +293,14 @@ def test_node_exporter_reads_the_textfile(xbctl, tmp_path):
     outcome = xbctl("list", "--format", "prometheus", "--output", str(directory / "xbctl.prom"))
     assert outcome.status == 0, outcome
     port = free_port()
-    node_exporter = subprocess.Popen(
-        [
-            str(ensure_node_exporter()),
-            "--collector.disable-defaults",
-            "--collector.textfile",
-            f"--collector.textfile.directory={directory}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        page = get(f"http://127.0.0.1:{port}/metrics", node_exporter)
-    finally:
-        stop(node_exporter)
+    node_exporter = [
+        str(ensure_node_exporter()),
+        "--collector.disable-defaults",
+        "--collector.textfile",
+        f"--collector.textfile.directory={directory}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    page = scrape_once(node_exporter, port)
     assert "\nnode_textfile_scrape_error 0\n" in page, page
     assert "\nxen_balloon_up 1\n" in page and 'xen_balloon_target_bytes{domain="web"} 8.05306368e+08' in page, page
     # The stale-textfile alert's selector matches the series node_exporter reports for the file.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
 
 import pytest
 from conftest import Xbctl
@@ -55,7 +57,10 @@ def read_until(fd: int, pattern: re.Pattern, seen: list[str], timeout_s: float =
             seen.append(chunk.decode("utf-8", "replace"))
 
 
-def start_on_pty(tool: Xbctl, *args: str) -> tuple[subprocess.Popen, int, int]:
+@contextlib.contextmanager
+def on_a_pty(tool: Xbctl, *args: str) -> Iterator[tuple[subprocess.Popen, int, int]]:
+    """`xbctl top ARGS` on a terminal of its own: (the process, the pty's master and slave);
+    afterwards the process is gone (killed if it is still running) and the pty closed."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     process = subprocess.Popen(
@@ -67,13 +72,19 @@ def start_on_pty(tool: Xbctl, *args: str) -> tuple[subprocess.Popen, int, int]:
         start_new_session=True,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
-    return process, master, slave
+    try:
+        yield process, master, slave
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+        os.close(slave)
 
 
 @pytest.mark.parametrize("quit_with", [b"q", b"\x03"], ids=["q", "ctrl-c"])
 def test_top_on_a_terminal_follows_a_target_change_to_the_end(wall_host, quit_with):
-    process, master, slave = start_on_pty(wall_host)
-    try:
+    with on_a_pty(wall_host) as (process, master, slave):
         seen: list[str] = []
         read_until(master, re.compile(r"1 │ web\s+│\s+768 │\s+768 │.*steady"), seen)
         terminal_while_running = termios.tcgetattr(slave)
@@ -88,12 +99,6 @@ def test_top_on_a_terminal_follows_a_target_change_to_the_end(wall_host, quit_wi
         assert attributes[3] & termios.ICANON and attributes[3] & termios.ECHO  # the terminal is restored
         tail = "".join(seen)
         assert "Traceback" not in tail
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
-        os.close(slave)
 
 
 def test_top_in_a_pipe_prints_one_table_per_change(wall_host):
@@ -239,8 +244,7 @@ def test_batch_over_xenstore_samples_each_delay(xs):
 
 
 def test_keys_change_the_sort_and_count_ends_top(wall_host):
-    process, master, slave = start_on_pty(wall_host)
-    try:
+    with on_a_pty(wall_host) as (process, master, slave):
         seen: list[str] = []
         read_until(master, re.compile(r"sorted by id, ascending; s: sort column, r: reverse, q: quit"), seen)
         os.write(master, b"s")
@@ -251,24 +255,11 @@ def test_keys_change_the_sort_and_count_ends_top(wall_host):
         read_until(master, re.compile(r"sorted by target, smallest first"), seen)
         os.write(master, b"q")
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
-        os.close(slave)
     # -n 1 on a terminal: one table, then top ends by itself.
-    process, master, slave = start_on_pty(wall_host, "-n", "1", "-h")
-    try:
+    with on_a_pty(wall_host, "-n", "1", "-h") as (process, master, slave):
         seen = []
         read_until(master, re.compile(r"1 │ web\s+│\s+768M │\s+768M │"), seen)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
-        os.close(slave)
 
 
 def test_batch_needs_neither_typer_nor_rich(tmp_path):

@@ -3,6 +3,10 @@ state, the same words in the table for people (output_rich) and the lines for sc
 
 from __future__ import annotations
 
+# The domain list's columns, in order: top sorts by any of them (`s` cycles through them in
+# this order, `--sort` takes their names).
+LIST_COLUMNS = ("id", "name", "current", "target", "min", "max", "xen-max", "hv-max", "balloon")
+
 UNLIMITED = "unlimited"  # the hypervisor sets no maximum (max_pages 2^32-1)
 
 

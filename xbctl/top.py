@@ -15,6 +15,8 @@ import select
 import sys
 from typing import TYPE_CHECKING, Iterator
 
+from .cells import LIST_COLUMNS, balloon_state
+
 if TYPE_CHECKING:
     from .api import Xbctl
     from .operations import DomainRow
@@ -24,8 +26,7 @@ QUIT_KEYS = (b"q", b"Q")
 SORT_KEYS = (b"s", b"S")  # the next sort column, as xentop's S
 REVERSE_KEYS = (b"r", b"R")
 DEFAULT_DELAY_S = 3.0  # between batch frames, as xentop's default
-# The columns, in the order s cycles through them (as xbctl.cli.table.TOP_COLUMNS names them).
-COLUMNS = ("id", "name", "current", "target", "min", "max", "xen-max", "hv-max", "balloon")
+COLUMNS = LIST_COLUMNS  # in the order s cycles through them
 SIZE_COLUMNS = frozenset({"current", "target", "min", "max", "xen-max", "hv-max"})
 
 
@@ -57,8 +58,6 @@ class View:
         if balloon is None:
             return (1, 0)  # unreadable: last
         if self.column == "balloon":
-            from .cells import balloon_state
-
             return (0, balloon_state(balloon))
         kib = size_of(balloon, self.column)
         return (1, 0) if kib is None else (0, -kib)  # largest first

@@ -14,6 +14,7 @@ Plain data, no Typer or click: the lean path imports this on every run.
 
 from __future__ import annotations
 
+from ..cells import LIST_COLUMNS
 from ..transports import TRANSPORT_NAMES
 
 # What a value is: what completion offers for it, and how the Options object reads it.
@@ -294,7 +295,7 @@ PROGRAM_EPILOG = (
 )
 
 # The columns top sorts by, in the order its s key cycles through them.
-TOP_COLUMNS = ("id", "name", "current", "target", "min", "max", "xen-max", "hv-max", "balloon")
+TOP_COLUMNS = LIST_COLUMNS  # top --sort
 _DOMAIN = Argument("domain", "DOMAIN", DOMAIN, "Domain name or id.")
 _STEPS = "Balloon steps (512 pages each) per"
 
