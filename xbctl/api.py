@@ -263,7 +263,7 @@ class Xbctl:
                 break
             except XbctlError as exc:
                 # Nothing was written: without the file of the line refused, the others are tried again.
-                culprit = None if exc.status == ExitStatus.UNAVAILABLE else cited_file(exc.message, applied)
+                culprit = None if exc.status == ExitStatus.UNAVAILABLE else cited_file(exc, applied)
                 if culprit is None:
                     raise
                 failed.append((culprit, exc))

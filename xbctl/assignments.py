@@ -122,7 +122,7 @@ def read_settings_file(path: str) -> list[Assignment]:
         try:
             assignment = parse_assignment(content, origin)
         except XbctlError as exc:
-            raise exc.with_prefix(origin) from None
+            raise exc.at(origin) from None
         assignment.domain, assignment.section_origin = domain, section_origin
         assignments.append(assignment)
     return assignments
@@ -165,13 +165,10 @@ def origin_file(origin: str | None) -> str:
     return (origin or "").rpartition(":")[0]
 
 
-def cited_file(message: str, files: list[str]) -> str | None:
-    """The file among FILES whose FILE:LINE starts MESSAGE (the line an error is about), or None."""
-    for path in sorted(files, key=len, reverse=True):  # /etc/a.conf.x before /etc/a.conf
-        line, colon, _rest = message.removeprefix(f"{path}:").partition(":")
-        if message.startswith(f"{path}:") and colon and line.isdigit():
-            return path
-    return None
+def cited_file(error: "XbctlError", files: list[str]) -> str | None:
+    """The file among FILES of the settings line ERROR is about, or None."""
+    path = origin_file(error.origin)
+    return path if path in files else None
 
 
 def _section_domain(content: str, origin: str) -> str:

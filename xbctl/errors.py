@@ -38,6 +38,9 @@ class XbctlError(Exception):
 
     # Set only by a command whose JSON document already reported it (cli.main reads it with getattr).
     document_shown: bool
+    # The settings line (FILE:LINE) the error is about, when one is: --system and the policy
+    # service leave that line's file out and apply the others.
+    origin: str | None = None
 
     def __init__(
         self,
@@ -54,8 +57,18 @@ class XbctlError(Exception):
         self.errno_name = errno_name
 
     def with_prefix(self, prefix: str) -> "XbctlError":
-        """The same error, its message prefixed (for example with FILE:LINE)."""
-        return XbctlError(f"{prefix}: {self.message}", status=self.status, hint=self.hint, errno_name=self.errno_name)
+        """The same error, its message prefixed (for example with a node's name)."""
+        error = XbctlError(f"{prefix}: {self.message}", status=self.status, hint=self.hint, errno_name=self.errno_name)
+        error.origin = self.origin
+        return error
+
+    def at(self, origin: str | None) -> "XbctlError":
+        """The same error, about the settings line ORIGIN (FILE:LINE; None: no line)."""
+        if origin is None:
+            return self
+        error = self.with_prefix(origin)
+        error.origin = origin
+        return error
 
 
 # What went wrong, as a word from a fixed set: monitoring labels and scripts match on these,

@@ -201,7 +201,7 @@ def requests_from_assignments(
         try:
             node = find_node(assignment.name)
         except XbctlError as exc:
-            located = exc.with_prefix(assignment.origin) if assignment.origin else exc
+            located = exc.at(assignment.origin)
             if not assignment.optional:
                 raise located from None
             ignored.append((assignment.name, located))
@@ -247,7 +247,7 @@ def request_for(
         size = parse_size(text, default_unit=default_unit, allow_relative=node.key == "target")
     except XbctlError as exc:
         prefixed = exc.with_prefix(node.sysctl_name)
-        raise (prefixed.with_prefix(origin) if origin else prefixed) from None
+        raise prefixed.at(origin) from None
     return WriteRequest(node, size, optional, origin)
 
 
@@ -436,14 +436,14 @@ def resolve_groups(
                 if skip_unknown and exc.status == ExitStatus.UNKNOWN:
                     notes.append(f"{group.origin}: {exc.message}; its lines are skipped")
                     continue
-                raise exc.with_prefix(group.origin) if group.origin else exc from None
+                raise exc.at(group.origin) from None
             if pinned and domain != default:
                 assert default is not None  # PINNED: resolved above
                 raise usage_error(
-                    f"{group.origin}: section [{group.spec}] names domain {domain.name} (id {domain.id}), "
+                    f"section [{group.spec}] names domain {domain.name} (id {domain.id}), "
                     f"but -d names {default.name} (id {default.id})",
                     hint="a file with sections for other domains applies without -d",
-                )
+                ).at(group.origin)
         _merge(merged, group, domain)
     return list(merged.values()), notes
 

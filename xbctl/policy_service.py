@@ -295,7 +295,7 @@ class Applier:
                     raise
                 if exc.status == ExitStatus.UNKNOWN:
                     return int(exc.status)
-                culprit = cited_file(exc.message, list(dict.fromkeys(origin_file(a.origin) for a in settings)))
+                culprit = cited_file(exc, [origin_file(a.origin) for a in settings])
                 left_out = f"; {culprit} left out for this domain" if culprit else ""
                 self.log(
                     ERR, f"{label}: {'would be refused' if self.dry_run else 'not applied'}: {exc.message}{left_out}"

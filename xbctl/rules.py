@@ -219,7 +219,7 @@ def plan_writes(
             unit = request.size.unit
             request.node.check_write(new_kib, balloon, writer_is_host, lambda kib, unit=unit: size_in_unit(kib, unit))
         except XbctlError as exc:
-            located = exc.with_prefix(request.origin) if request.origin else exc
+            located = exc.at(request.origin)
             if request.optional:
                 plan.skipped.append((request.node.sysctl_name, located))
                 continue
