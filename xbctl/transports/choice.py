@@ -13,7 +13,6 @@ import os
 
 from ..errors import ExitStatus, XbctlError
 from . import TRANSPORT_NAMES, Transport
-from .xenstore.endpoint import XENBUS_DEVICES, is_there, xenstore_socket_path
 
 # What says "this machine runs on Xen" (host or guest): the kernel's sysfs, or xenfs.
 HYPERVISOR_TYPE = "/sys/hypervisor/type"
@@ -27,6 +26,9 @@ ON_XEN_HINT = (
 
 def xenstore_reachable() -> bool:
     """True when a Xenstore socket or xenbus device is there to talk to."""
+    # Loaded here, not at start-up: a named transport never asks where Xenstore is.
+    from .xenstore.endpoint import XENBUS_DEVICES, is_there, xenstore_socket_path
+
     return is_there(xenstore_socket_path()) or any(is_there(dev) for dev in XENBUS_DEVICES)
 
 
