@@ -520,7 +520,7 @@ def write_domains(
         domain = group.domain
 
         def plan(balloon: "Balloon") -> dict[str, int]:
-            # Every rule lives in policy: a dry run and a write (on either transport) run this same plan.
+            # Every rule lives in rules.py: a dry run and a write (on either transport) run this same plan.
             write_plan = plan_writes(
                 balloon,
                 group.requests,

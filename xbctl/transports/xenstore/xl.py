@@ -3,7 +3,7 @@
 xl mem-max: the hypervisor's maximum (with libxl's 1024 KiB slack), then memory/static-max.
 xl mem-set (enforce): the maximum follows target + videoram + 1024, PoD target for HVM/PVH,
 memory/target and /vm/<uuid>/memory, in one transaction retried on EAGAIN. The rules that
-refuse a write are policy's (xbctl/rules.py), checked before any hypercall: a refused write
+refuse a write are xbctl/rules.py's, checked before any hypercall: a refused write
 makes none at all (tests/test_xl_parity.py compares the hypercall logs with Debian's xl).
 """
 
