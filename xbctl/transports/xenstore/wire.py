@@ -1,7 +1,8 @@
 """Xenstore's wire protocol (xs_wire.h), spoken with bounds: part of the Xenstore transport.
 
 xenstore/transport.py is this module's only user. xbctl imports no pyxs: this module speaks
-the protocol pyxs speaks, with the bounds a command-line tool needs (docs/xenstore.md, "The wire"). It owns what a CLI needs of the protocol:
+the protocol pyxs speaks, with the bounds a command-line tool needs (docs/xenstore.md, "The
+wire"). It owns what a CLI needs of the protocol:
 the 16-byte header, payloads of at most XENSTORE_PAYLOAD_MAX bytes, request ids, one
 deadline for each whole request however the bytes arrive, and watch events. There is no
 reader thread: one request is outstanding at a time, and the reply is read with poll()
