@@ -214,8 +214,14 @@ def test_a_source_tree_reads_and_writes_without_any_dependency(xbctl, tmp_path):
 
 
 # What a read needs no part of: Typer and rich (help, the terminal's table), and the standard
-# library's slow imports (typing, pathlib, signal's enum...). Not timed: tests/benchmark.py times it.
+# library's slow imports (typing, pathlib, enum and what it imports, re, json...). Not timed:
+# tests/benchmark.py times it.
 NOT_FOR_A_READ = {
+    "enum",
+    "functools",
+    "collections",
+    "re",
+    "json",
     "typer",
     "click",
     "rich",
@@ -270,5 +276,35 @@ def test_a_read_on_the_simulator_imports_only_what_it_needs(tmp_path):
     start = "from xbctl.__main__ import main; main()"
     assert subprocess.run([sys.executable, "-S", "-c", start, "sim", "reset"], cwd=tree, env=env).returncode == 0
     read = imported("-c", start, "-n", "target") - imported("-c", "pass")
-    assert "xbctl.transports.sim" in read and "json" in read  # what it reads, and with what
+    assert "xbctl.transports.sim" in read and "_json" in read  # what it reads, and with what
     assert not read & NOT_FOR_A_READ, sorted(read & NOT_FOR_A_READ)
+
+
+def test_the_installed_command_starts_xbctl_with_nothing_before_it(tmp_path):
+    """The installed `xbctl` (bin/xbctl, not a generated console-script wrapper, which imports re
+    before xbctl runs) loads nothing a read does not need, beyond what `python -m xbctl` loads."""
+    from pathlib import Path
+
+    command = shutil.which("xbctl")
+    assert command is not None
+    with open(command, encoding="utf-8") as script:
+        assert script.readline() == f"#!{sys.executable}\n"  # the installer pointed it at this Python
+    # Run with python -S and the tree on PYTHONPATH: the editable install's import hook (site's
+    # work) imports re itself, which would hide the script's.
+    tree = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XBCTL_")}
+    env.update({"XBCTL_TRANSPORT": "sim", "XBCTL_SIM_STATE": str(tmp_path / "sim.json"), "PYTHONPATH": str(tree)})
+    assert subprocess.run([command, "sim", "reset"], env=env).returncode == 0
+
+    def imported(*args: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-S", "-X", "importtime", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done
+        return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+    by_the_command = imported(command, "-n", "target")
+    assert "xbctl.transports.sim" in by_the_command
+    # -m runs xbctl/__main__.py as the module __main__, which the command imports by its name.
+    assert by_the_command - imported("-m", "xbctl", "-n", "target") == {"xbctl.__main__"}
+    assert not (by_the_command - imported("-c", "pass")) & NOT_FOR_A_READ

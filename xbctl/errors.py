@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
-import enum
 import os
 
 
-class ExitStatus(enum.IntEnum):
-    """Process exit statuses, as documented in the README and the man page."""
+class _ExitStatusType(type):
+    """Iteration over ExitStatus and lookup by value, as an IntEnum's."""
 
-    OK = 0
-    REFUSED = 1  # a driver rule (EPERM), Xenstore saying no (EACCES, ENOSPC...), unwritable output
-    USAGE = 2  # bad usage or a malformed value
-    UNAVAILABLE = 3  # transport unavailable: no daemon, lost connection, timeout
-    UNKNOWN = 4  # unknown domain or node
-    NOT_REACHED = 5  # --wait ended without reaching the target
-    WRITTEN_OUTPUT_FAILED = 6  # the write happened, but its output could not be written
+    _members: dict[int, ExitStatus]
+
+    def __iter__(cls):
+        return iter(cls._members.values())
+
+    def __len__(cls) -> int:
+        return len(cls._members)
+
+    def __call__(cls, value: int) -> ExitStatus:
+        try:
+            return cls._members[value]
+        except KeyError:
+            raise ValueError(f"{value!r} is not a valid ExitStatus") from None
+
+
+class ExitStatus(int, metaclass=_ExitStatusType):
+    """Process exit statuses, as documented in xbctl(8): ints with a name, like an IntEnum's members.
+
+    Not an enum.IntEnum: the enum module (and the functools and collections it imports) is
+    about a third of the time xbctl adds to Python's own start-up, and every command loads this.
+    """
+
+    name: str
+    OK: ExitStatus  # 0
+    REFUSED: ExitStatus  # 1: a driver rule (EPERM), Xenstore saying no (EACCES, ENOSPC...), unwritable output
+    USAGE: ExitStatus  # 2: bad usage or a malformed value
+    UNAVAILABLE: ExitStatus  # 3: transport unavailable: no daemon, lost connection, timeout
+    UNKNOWN: ExitStatus  # 4: unknown domain or node
+    NOT_REACHED: ExitStatus  # 5: --wait ended without reaching the target
+    WRITTEN_OUTPUT_FAILED: ExitStatus  # 6: the write happened, but its output could not be written
+
+    @property
+    def value(self) -> int:
+        """The status as a plain int."""
+        return int(self)
+
+    def __repr__(self) -> str:
+        return f"<ExitStatus.{self.name}: {int(self)}>"
+
+    __str__ = int.__repr__  # as IntEnum's: str(ExitStatus.USAGE) == "2"
+
+    def __reduce__(self):
+        return ExitStatus, (int(self),)  # unpickled as the member itself
+
+
+ExitStatus._members = {}
+for _value, _name in enumerate(
+    ("OK", "REFUSED", "USAGE", "UNAVAILABLE", "UNKNOWN", "NOT_REACHED", "WRITTEN_OUTPUT_FAILED")
+):
+    _member = int.__new__(ExitStatus, _value)
+    _member.name = _name
+    setattr(ExitStatus, _name, _member)
+    ExitStatus._members[_value] = _member
+del _value, _name, _member
 
 
 def printable(text: str, *, keep_layout: bool = False) -> str:

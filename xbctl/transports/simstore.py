@@ -11,9 +11,7 @@ by a writer: a read never moves, replaces or re-permissions anything.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import stat
 import time
 
@@ -47,6 +45,49 @@ _LEGACY_KEYS = frozenset(
 # Our state is a few tens of KiB (the log keeps 500 lines); a larger file is not one we wrote.
 MAX_STATE_BYTES = 1024 * 1024
 CORRUPT = "EBADMSG"  # errno name of the error that reports a corrupt state file
+
+
+def _scanner():
+    """CPython's C JSON scanner, set up as json.loads sets up its own; None where there is none."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        return None
+    constants = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+    class Context:  # the settings the C scanner reads, which json.JSONDecoder() holds
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = constants.__getitem__
+
+    return make_scanner(Context())  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; any such object does
+
+
+def loads_json(raw: bytes):
+    """RAW's JSON, exactly as json.loads(RAW) reads it, without importing json for a file we wrote.
+
+    The json package imports re, and with it enum, functools and collections: on a simulator
+    read that is as long as all of xbctl's own modules. A file xbctl wrote (ASCII, our header,
+    whole) is read by the C scanner json.loads itself runs; anything else (another encoding,
+    a torn file, trailing data, no C scanner) goes to json.loads, for its very result or error.
+    """
+    if raw.startswith(_HEADER) and raw.isascii():
+        scan = _scanner()
+        if scan is not None:
+            text = raw.decode("ascii")
+            try:
+                data, end = scan(text, 0)
+            except (StopIteration, ValueError):
+                pass  # json.loads says what is wrong, below
+            else:
+                if not text[end:].strip(" \t\n\r"):  # json's whitespace, and nothing else after the value
+                    return data
+    import json
+
+    return json.loads(raw)
 
 
 def default_state_path() -> str:
@@ -111,7 +152,7 @@ class StateStore:
                 raise CorruptState(f"larger than {MAX_STATE_BYTES} bytes")
             raise self.foreign()
         try:
-            data = json.loads(raw)
+            data = loads_json(raw)
         except (ValueError, RecursionError) as exc:
             if ours:
                 raise CorruptState(f"not JSON: {exc}") from None
@@ -201,6 +242,7 @@ class StateStore:
     def remove_stale_temporaries(self) -> None:
         """Remove temporaries a killed writer left (lock held: no live writer has one)."""
         import contextlib
+        import re
 
         # The temporaries save() creates: only these are ever cleaned up.
         temporary = re.compile(r"\.%s\.[0-9]+\.[0-9]+\.tmp" % re.escape(self.name))
@@ -219,6 +261,8 @@ class StateStore:
         self.check_replaceable(status)
         self.remove_stale_temporaries()
         document = {FORMAT_KEY: FORMAT, "schema": SCHEMA_VERSION, **data}
+        import json
+
         payload = json.dumps(document, indent=1).encode() + b"\n"
         directory = self.directory
         # A unique name, created exclusively and private (tempfile would cost start-up time).
