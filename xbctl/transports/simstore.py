@@ -260,9 +260,9 @@ class StateStore:
         status = self.status()  # never rename over a device, directory or fifo
         self.check_replaceable(status)
         self.remove_stale_temporaries()
-        document = {FORMAT_KEY: FORMAT, "schema": SCHEMA_VERSION, **data}
-        import json
+        import json  # here, not at the top: a read goes without it (loads_json)
 
+        document = {FORMAT_KEY: FORMAT, "schema": SCHEMA_VERSION, **data}
         payload = json.dumps(document, indent=1).encode() + b"\n"
         directory = self.directory
         # A unique name, created exclusively and private (tempfile would cost start-up time).

@@ -146,17 +146,7 @@ class XenstoreTransport(XlWrites, Transport):
     def read_paths(self, paths: list[str]) -> list[str | None | XbctlError]:
         """The values at PATHS, read in one pipelined batch: each a value, None when it does
         not exist, or the XbctlError Xenstore answered for it; a lost connection is raised."""
-        try:
-            answers = self.client.pipeline([(Op.READ, path.encode() + NUL) for path in paths])
-        except XenstoreLost as exc:
-            raise unavailable(f"{self.where()}: {exc}", hint="is xenstored still running?") from None
-        values: list[str | None | XbctlError] = []
-        for path, answer in zip(paths, answers):
-            if isinstance(answer, XenstoreReplyError):
-                values.append(None if answer.name == "ENOENT" else self.error_for(answer, path))
-            else:
-                values.append(decode_value(answer.rstrip(NUL)))
-        return values
+        return self.read_and_list(paths, [])[0]
 
     def read_and_list(
         self, read: list[str], listed: list[str]
